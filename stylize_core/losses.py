@@ -1,0 +1,44 @@
+"""Loss terms of Ruder et al. 2016 (content, Gram-matrix style, TV, temporal), in Caffe units.
+
+See ``settings`` for the normalisation: images in [0, 1] are compared in 0..255
+units and features are multiplied by ``FEATURE_SCALE``.
+"""
+import torch
+
+from .vgg import IMAGENET_STD
+
+CONTENT_LAYER = "relu4_2"
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+FEATURE_SCALE = 255.0 * sum(IMAGENET_STD) / 3
+
+
+def gram(features):
+    """Gram matrix of ``(1, C, H, W)`` features, divided by C*H*W."""
+    _, c, h, w = features.shape
+    f = features.reshape(c, h * w)
+    return f @ f.t() / (c * h * w)
+
+
+def content_loss(features, target):
+    return torch.mean((features - target) ** 2)
+
+
+def style_loss(grams, targets):
+    """Sum over layers of the mean squared Gram difference."""
+    return sum(torch.mean((g - t) ** 2) for g, t in zip(grams, targets))
+
+
+def tv_loss(image):
+    """Half the summed squared differences of neighbouring pixels (0..255 units)."""
+    x = image * 255.0
+    return 0.5 * (torch.sum((x[..., 1:, :] - x[..., :-1, :]) ** 2)
+                  + torch.sum((x[..., :, 1:] - x[..., :, :-1]) ** 2))
+
+
+def temporal_loss(image, warped, weights):
+    """Mean over all W*H*C values of ``weights * (image - warped)^2`` (0..255 units).
+
+    ``warped`` is an earlier stylised frame warped into this frame, ``weights`` its
+    per-pixel reliability ``(1, 1, H, W)``.
+    """
+    return torch.mean(weights * ((image - warped) * 255.0) ** 2)

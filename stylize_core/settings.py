@@ -1,0 +1,85 @@
+"""Job settings, their defaults and the three presets.
+
+Loss normalisation. Every loss is expressed in the units of the Caffe VGG-19 the
+paper used: pixels in 0..255 and features multiplied by ``FEATURE_SCALE`` = 255 x the
+mean ImageNet std (~57.6), which undoes the input normalisation torchvision's
+weights were trained with. Content and style losses are means of squared
+differences (Gram matrices divided by C*H*W), the temporal loss is the per-pixel
+weighted mean of squared differences over all D = W*H*C values, summed over the
+earlier frames. With these units the paper's ratios apply as they are:
+content : style : temporal = 1 : 20 : 200 (alpha, beta, gamma). The original Lua
+defaults (content 5, style 100, temporal 1000, tv 1e-3) are the same ratios
+multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
+"""
+from dataclasses import asdict, dataclass, field, fields, replace
+
+PRESETS = {
+    # Fast look at a clip: half resolution, few iterations, fastest flow.
+    "draft": dict(scale=0.5, iterations=100, iterations_later=50, flow_preset="ultrafast",
+                  long_term=(1,), tolerance=1e-3),
+    # Default: full resolution, long-term consistency, early stopping.
+    "standard": dict(),
+    # The paper's settings: 2000/1000 L-BFGS iterations, random init of the first frame,
+    # DeepFlow, no early stop.
+    "paper": dict(iterations=2000, iterations_later=1000, init="random", flow="deepflow",
+                  tolerance=0.0),
+}
+
+
+@dataclass
+class Settings:
+    """Everything that determines a job's output (recorded in its manifest)."""
+    content_weight: float = 1.0
+    style_weight: float = 20.0
+    strength: float = 1.0             # multiplies style_weight
+    temporal_weight: float = 200.0
+    tv_weight: float = 2e-4
+    preserve_colors: bool = False
+    scale: float = 1.0                # processing size relative to the input
+    style_scale: float = 1.0          # style image longer side relative to the frame's
+    pooling: str = "max"
+    init: str = "content"             # first frame: content | random
+    optimizer: str = "lbfgs"          # lbfgs | adam
+    adam_lr: float = 10.0             # Adam step size in 0..255 pixel units
+    iterations: int = 400             # first frame (and every frame without temporal loss)
+    iterations_later: int = 200       # frames initialised from the warped previous result
+    tolerance: float = 1e-4           # early stop: relative loss change over 10 iterations
+    coarse_to_fine: int = 1           # pyramid levels (1 = single scale)
+    temporal: str = "long"            # none | short | long
+    long_term: tuple = (1, 10, 20, 40)
+    passes: int = 1                   # > 1: multi-pass, alternating direction
+    pass_iterations: int = 100
+    temporal_from_pass: int = 2       # multi-pass: temporal loss from this pass on
+    blend: float = 0.5                # multi-pass: weight of the warped neighbour in the init
+    flow: str = "dis"                 # dis | deepflow | raft | flo | vector
+    flow_preset: str = "medium"
+    flow_scale: float = 1.0
+    seed: int = 0
+    preset: str = "standard"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_preset(cls, name="standard", **overrides):
+        """Settings of a preset with ``overrides`` (None values are ignored)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(preset=name, **values)
+
+    @property
+    def offsets(self):
+        """Earlier frames tied to the current one by the temporal loss, closest first."""
+        if self.temporal == "none":
+            return ()
+        return (1,) if self.temporal == "short" else tuple(sorted(self.long_term))
+
+    def to_dict(self):
+        d = asdict(self)
+        d["long_term"] = list(self.long_term)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        s = cls(**{k: v for k, v in d.items() if k in known})
+        return replace(s, long_term=tuple(s.long_term))
