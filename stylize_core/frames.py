@@ -277,13 +277,15 @@ def load_style(path, max_side=None):
 
 
 def resize(img, size):
-    """Resize to ``size`` = (W, H): area averaging when shrinking, bicubic when enlarging."""
+    """Resize an array to ``size`` = (W, H): area averaging to shrink, bicubic to enlarge.
+
+    Values are not clipped (bicubic may overshoot [0, 1] slightly), so it also suits flows.
+    """
     size = tuple(int(v) for v in size)
     if (img.shape[1], img.shape[0]) == size:
         return img
-    if size[0] * size[1] < img.shape[0] * img.shape[1]:
-        return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
-    return np.clip(cv2.resize(img, size, interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    shrink = size[0] * size[1] < img.shape[0] * img.shape[1]
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
 
 
 def to_uint8_bgr(img):

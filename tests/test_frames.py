@@ -7,8 +7,7 @@ import pytest
 from stylize_core import frames
 from stylize_core.errors import StylizeError
 
-TREE = "/work/shared/data/video/tree.avi"
-needs_tree = pytest.mark.skipif(not os.path.exists(TREE), reason="shared video data missing")
+from conftest import shared_data
 
 
 def rgb_u8(h, w, value):
@@ -93,12 +92,11 @@ def test_exr_folder_is_srgb_encoded_and_clipped(tmp_path):
     assert img[0, 0] == pytest.approx([1.0] * 3, abs=1e-6) and img.max() <= 1.0
 
 
-@needs_tree
 def test_movie_is_extracted_once_under_work_dir(tmp_path, monkeypatch):
     movie_dir = tmp_path / "in"
     movie_dir.mkdir()
     movie = movie_dir / "cut.avi"
-    cap = cv2.VideoCapture(TREE)
+    cap = cv2.VideoCapture(str(shared_data("video", "tree.avi")))
     originals = [cap.read()[1] for _ in range(5)]
     writer = cv2.VideoWriter(str(movie), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, (320, 240))
     for f in originals:
@@ -125,15 +123,15 @@ def test_movie_is_extracted_once_under_work_dir(tmp_path, monkeypatch):
     assert not (tmp_path / "work" / "input" / "frame_00004.png").exists()
 
 
-@needs_tree
 def test_tree_avi_repeats_empty_packets_at_constant_rate(tmp_path):
-    clip = frames.open_input(TREE, tmp_path / "work", max_frames=12)
+    tree = str(shared_data("video", "tree.avi"))
+    clip = frames.open_input(tree, tmp_path / "work", max_frames=12)
     assert (len(clip), clip.size, round(clip.fps)) == (12, (320, 240), 15)
     first = clip.read(0)
     assert all(np.array_equal(clip.read(i), first) for i in range(1, 11))  # AVI null frames
     assert np.abs(clip.read(11) - first).mean() > 0.01
-    full = frames.open_input(TREE, tmp_path / "work")             # limit was hit: decode all
-    assert len(full) == int(cv2.VideoCapture(TREE).get(cv2.CAP_PROP_FRAME_COUNT)) == 444
+    full = frames.open_input(tree, tmp_path / "work")             # limit was hit: decode all
+    assert len(full) == int(cv2.VideoCapture(tree).get(cv2.CAP_PROP_FRAME_COUNT)) == 444
 
 
 def test_write_png_is_atomic(tmp_path, monkeypatch):
@@ -179,7 +177,9 @@ def test_style_loading_and_resize(tmp_path):
     assert style.shape == (100, 150, 3) and style[50, 75].tolist() == [1, 0, 0]
     assert frames.load_style(str(tmp_path / "style.png"), max_side=1000).shape == (200, 300, 3)
     up = frames.resize(style, (300, 200))
-    assert up.shape == (200, 300, 3) and 0 <= up.min() and up.max() <= 1
+    assert up.shape == (200, 300, 3) and np.allclose(up, [1, 0, 0], atol=1e-5)
+    flow = np.full((4, 6, 2), -3.5, np.float32)
+    assert np.allclose(frames.resize(flow, (12, 8)), -3.5) and frames.resize(flow, (3, 2)).shape == (2, 3, 2)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     for path, msg in ((tmp_path / "nope.png", "style image not found"),
                       (tmp_path / "bad.jpg", "cannot decode style image bad.jpg"),
