@@ -11,7 +11,9 @@ content : style : temporal = 1 : 20 : 200 (alpha, beta, gamma). The original Lua
 defaults (content 5, style 100, temporal 1000, tv 1e-3) are the same ratios
 multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
 """
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
+
+from .errors import StylizeError
 
 PRESETS = {
     # Fast look at a clip: half resolution, few iterations, fastest flow.
@@ -24,6 +26,10 @@ PRESETS = {
     "paper": dict(iterations=2000, iterations_later=1000, init="random", flow="deepflow",
                   tolerance=0.0),
 }
+
+CHOICES = {"pooling": ("max", "avg"), "init": ("content", "random"), "optimizer": ("lbfgs", "adam"),
+           "temporal": ("none", "short", "long"), "flow": ("dis", "deepflow", "raft", "flo", "vector"),
+           "flow_preset": ("ultrafast", "fast", "medium")}
 
 
 @dataclass
@@ -56,13 +62,27 @@ class Settings:
     flow_scale: float = 1.0
     seed: int = 0
     preset: str = "standard"
-    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise StylizeError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        for name in ("scale", "style_scale", "flow_scale"):
+            if not 0 < getattr(self, name) <= 4:
+                raise StylizeError(f"{name} must be in (0, 4], got {getattr(self, name)}")
+        for name in ("iterations", "iterations_later", "coarse_to_fine", "passes", "pass_iterations"):
+            if getattr(self, name) < 1:
+                raise StylizeError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if any(j < 1 for j in self.long_term) or not self.long_term:
+            raise StylizeError(f"long_term offsets must be positive, got {self.long_term}")
+        if not 0 <= self.blend <= 1:
+            raise StylizeError(f"blend must be in [0, 1], got {self.blend}")
 
     @classmethod
     def from_preset(cls, name="standard", **overrides):
         """Settings of a preset with ``overrides`` (None values are ignored)."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+            raise StylizeError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
         values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
         return cls(preset=name, **values)
 

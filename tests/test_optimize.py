@@ -1,0 +1,90 @@
+"""Losses and single-frame optimisation with a random VGG-19 on tiny images."""
+import numpy as np
+import pytest
+import torch
+
+from stylize_core.losses import gram, temporal_loss
+from stylize_core.optimize import Stylizer, luminance
+from stylize_core.settings import Settings
+from stylize_core.warp import warp_numpy
+from stylize_core.weights import load_vgg
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    return load_vgg("random:2")
+
+
+def texture(h, w, seed):
+    rng = np.random.default_rng(seed)
+    small = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
+    big = np.kron(small, np.ones((4, 4, 1), np.float32))
+    return big[:h, :w]
+
+
+def test_gram_and_temporal_loss_values():
+    f = torch.ones(1, 2, 3, 4)
+    assert torch.allclose(gram(f), torch.full((2, 2), 12 / 24))
+    x, w = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, 3, 2, 2)
+    c = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    # one reliable pixel of four, difference 0.5 -> 127.5^2 in 0..255 units, mean over 12 values
+    assert float(temporal_loss(x, w, c)) == pytest.approx(3 * 127.5 ** 2 / 12)
+
+
+def test_optimisation_lowers_the_loss(vgg):
+    content, style = texture(48, 64, 1), texture(64, 64, 2)
+    for optimizer in ("lbfgs", "adam"):
+        s = Settings(optimizer=optimizer, tolerance=0.0)
+        st = Stylizer(vgg, style, s)
+        losses = []
+        out = st.stylize(content, iterations=25, on_step=lambda i, n, loss: losses.append(loss))
+        assert len(losses) == 25 and out.shape == content.shape
+        assert losses[-1] < 0.5 * losses[0], optimizer
+        assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_early_stop_on_relative_change(vgg):
+    content = texture(32, 32, 3)
+    s = Settings(tolerance=0.5)  # any change below 50 % over 10 iterations stops
+    losses = []
+    Stylizer(vgg, content, s).stylize(content, iterations=200, on_step=lambda i, n, l: losses.append(l))
+    assert 11 <= len(losses) < 200
+
+
+def test_temporal_loss_lowers_warping_error(vgg):
+    """Frame t+1 = frame t shifted by (3, 2) px: the temporal loss keeps S_t+1 consistent with S_t."""
+    frame_t = texture(48, 64, 4)
+    flow = np.zeros((48, 64, 2), np.float32)
+    flow[..., 0], flow[..., 1] = -3, -2            # flow t+1 -> t
+    frame_t1, _ = warp_numpy(frame_t, flow)
+    s = Settings(init="random", tolerance=0.0)
+    st = Stylizer(vgg, texture(64, 64, 5), s)
+    s_t = st.stylize(frame_t, iterations=40, seed=1)
+    warped, valid = warp_numpy(s_t, flow)
+
+    def error(s_t1):
+        return float((valid[..., None] * (s_t1 - warped) ** 2).sum() / (3 * valid.sum()))
+
+    per_frame = st.stylize(frame_t1, iterations=40, seed=2)
+    temporal = st.stylize(frame_t1, init=warped, temporal=[(warped, valid)], iterations=40)
+    assert error(temporal) < 0.2 * error(per_frame)
+    # consistency is not bought by giving up the style
+    assert st.losses(temporal, frame_t1)["style"] < 2 * st.losses(per_frame, frame_t1)["style"]
+    print("warping error per-frame", error(per_frame), "temporal", error(temporal))
+
+
+def test_preserve_colors_keeps_chrominance(vgg):
+    content = texture(32, 48, 6)
+    out = Stylizer(vgg, texture(32, 32, 7), Settings(preserve_colors=True)).stylize(content, iterations=5)
+    yiq = np.array([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+    inside = (out > 0.02).all(-1) & (out < 0.98).all(-1)  # unclipped pixels
+    assert np.abs((out @ yiq.T) - (content @ yiq.T))[inside].max() < 1e-4
+    assert np.allclose(luminance(content)[..., 0], luminance(content)[..., 2])
+
+
+def test_coarse_to_fine_runs_every_level(vgg):
+    content = texture(64, 64, 8)
+    steps = []
+    Stylizer(vgg, content, Settings(coarse_to_fine=2, tolerance=0.0)).stylize(
+        content, iterations=3, on_step=lambda i, n, l: steps.append((i, n)))
+    assert steps == [(i, 6) for i in range(1, 7)]
