@@ -1,0 +1,143 @@
+"""Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR`` and ``demo``."""
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .errors import StylizeError
+from .progress import make_progress
+from .settings import PRESETS, Settings
+
+# option -> (Settings field, type, help); their defaults come from the chosen preset.
+TUNABLES = [
+    ("--strength", "strength", float, "style strength, multiplies the style weight"),
+    ("--style-weight", "style_weight", float, "style loss weight (beta)"),
+    ("--content-weight", "content_weight", float, "content loss weight (alpha)"),
+    ("--temporal-weight", "temporal_weight", float, "temporal loss weight (gamma)"),
+    ("--tv-weight", "tv_weight", float, "total-variation weight"),
+    ("--scale", "scale", float, "processing size relative to the input; output keeps the input size"),
+    ("--style-scale", "style_scale", float, "style image size relative to the frame"),
+    ("--iterations", "iterations", int, "iterations for the first frame"),
+    ("--iterations-later", "iterations_later", int, "iterations for later frames (prevWarped init)"),
+    ("--tolerance", "tolerance", float, "early stop when the loss changes less than this (relative) over 10 iterations; 0 = never"),
+    ("--coarse-to-fine", "coarse_to_fine", int, "pyramid levels, each half the size of the next (1 = off)"),
+    ("--optimizer", "optimizer", str, "lbfgs or adam"),
+    ("--adam-lr", "adam_lr", float, "Adam step in 0..255 pixel units"),
+    ("--init", "init", str, "first frame initialisation: content or random"),
+    ("--temporal", "temporal", str, "temporal loss: none, short (previous frame) or long (--long-term offsets)"),
+    ("--long-term", "long_term", lambda v: tuple(int(x) for x in v.split(",")), "earlier frames for the long-term loss, comma-separated"),
+    ("--passes", "passes", int, "number of passes; > 1 runs the multi-pass algorithm"),
+    ("--pass-iterations", "pass_iterations", int, "multi-pass: iterations per frame and pass"),
+    ("--temporal-from-pass", "temporal_from_pass", int, "multi-pass: first pass with the temporal loss"),
+    ("--blend", "blend", float, "multi-pass: weight of the warped neighbour in the initialisation"),
+    ("--flow", "flow", str, "flow source: dis, deepflow, raft, flo (--flow-dir) or vector (Blender EXR Vector pass)"),
+    ("--flow-preset", "flow_preset", str, "DIS preset: ultrafast, fast or medium"),
+    ("--flow-scale", "flow_scale", float, "compute flow at this fraction of the processing size"),
+    ("--pooling", "pooling", str, "VGG pooling: max or avg"),
+    ("--seed", "seed", int, "random seed"),
+]
+
+
+def _preset_table(field):
+    default = getattr(Settings(), field)
+    values = [f"{name}: {PRESETS[name].get(field, default)}" for name in PRESETS]
+    return "; ".join(values)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m stylize_core",
+                                description="Artistic style transfer for videos (Ruder et al. 2016).")
+    sub = p.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("stylize", help="stylise a clip",
+                        description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ...")
+    st.add_argument("input", help="movie file (mp4/avi/mov/mkv/webm) or folder of frames (png/jpg/exr)")
+    st.add_argument("--style", required=True, help="style image (required)")
+    st.add_argument("--out", required=True, help="output folder (also holds the manifest and flow cache; required)")
+    _common(st)
+    st.add_argument("--flow-dir", help="folder of precomputed flow_AAAAA_BBBBB.flo files (--flow flo) "
+                                       "or of Blender multilayer EXRs (--flow vector; default: INPUT). Default: none")
+    st.add_argument("--preserve-colors", action="store_true", default=None,
+                    help="luminance-only transfer: keep the colours of the input (default: off)")
+    for flag, field, typ, text in TUNABLES:
+        st.add_argument(flag, dest=field, type=typ, default=None,
+                        help=f"{text} (default: {_preset_table(field)})")
+    dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
+                        description="Generate a short clip and a style image into OUTDIR and stylise it.")
+    dm.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    dm.add_argument("--frames", type=int, default=24, help="clip length (default: 24)")
+    _common(dm, preset="draft")
+    return p
+
+
+def _common(p, preset="standard"):
+    p.add_argument("--preset", choices=list(PRESETS), default=preset,
+                   help=f"draft (fast look), standard or paper (the paper's settings) (default: {preset})")
+    p.add_argument("--vgg", help="VGG-19 weights file (vgg19-dcbb9e9d.pth); 'random[:N]' = random "
+                                 "network for tests (default: $STYLIZE_VGG19, the torch hub cache, then download)")
+    p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto",
+                   help="torch device; auto = cuda, then mps, then cpu (default: auto)")
+    p.add_argument("--video", help="also encode the result as a movie (.mp4/.mov/.avi) (default: none)")
+    p.add_argument("--max-frames", type=int, help="only the first N frames (default: all)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard finished frames of an earlier job in OUTDIR (default: resume)")
+    p.add_argument("--progress", choices=["bar", "json", "none"],
+                   help="progress output: bar (terminal), json (one object per line) or none "
+                        "(default: bar on a terminal, else none)")
+
+
+def _settings(args):
+    overrides = {f: getattr(args, f, None) for _, f, _, _ in TUNABLES}
+    overrides["preserve_colors"] = getattr(args, "preserve_colors", None)
+    return Settings.from_preset(args.preset, **overrides)
+
+
+def _on_sigterm(*_):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    kind = args.progress or ("bar" if sys.stderr.isatty() else "none")
+    progress = make_progress(kind)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    from .schedule import run  # imports torch: after argument parsing so --help stays fast
+    try:
+        settings = _settings(args)
+        if args.command == "demo":
+            return _demo(args, settings, progress)
+        run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
+            device=args.device, progress=progress, max_frames=args.max_frames,
+            flow_dir=args.flow_dir, restart=args.restart)
+        print(f"done: {args.out}", file=sys.stderr)
+        return 0
+    except StylizeError as e:
+        progress.error(str(e))
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        progress.error("interrupted")
+        print(f"interrupted: finished frames in {args.out} are kept; run the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _demo(args, settings, progress):
+    from . import demo, weights
+    from .schedule import run
+    out = Path(args.out)
+    clip, style = out / "input", out / "style.png"
+    demo.make_clip(clip, frames=args.frames)
+    demo.make_style(style)
+    vgg = args.vgg
+    if vgg is None:
+        try:
+            weights.load_vgg(None)
+        except StylizeError as e:
+            print(f"warning: {e}\nwarning: the demo goes on with a randomly initialised VGG-19: "
+                  "it exercises the whole pipeline, but the pictures are not real style transfer",
+                  file=sys.stderr)
+            vgg = "random"
+    run(clip, style, out / "stylized", settings, video=args.video or out / "stylized.mp4", vgg=vgg,
+        device=args.device, progress=progress, max_frames=args.max_frames, restart=args.restart)
+    print(f"done: frames in {out / 'stylized'}, movie {args.video or out / 'stylized.mp4'}", file=sys.stderr)
+    return 0
