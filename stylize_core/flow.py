@@ -1,0 +1,201 @@
+"""Optical flow: estimation (DIS, DeepFlow, RAFT) and flow sources for the scheduler.
+
+Every flow follows ``warp.py``: the flow a->b maps pixel ``p`` of a to
+``p + flow(p)`` in b; OpenCV and torchvision return flows in that convention.
+A flow source answers ``.flow(a, b)`` for 0-based frame indices, consecutive or
+not (long-term consistency asks for offsets like 10, 20, 40).
+"""
+import functools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import flowio, vector_pass
+from .errors import StylizeError
+from .warp import compose
+
+DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+_MISSING = {"deepflow": "DeepFlow needs opencv-contrib-python(-headless): cv2.optflow is missing",
+            "raft": "RAFT flow needs torchvision, which is not installed (pip install torchvision)"}
+
+
+def _gray(img):
+    return cv2.cvtColor(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def _dis(a, b, preset):
+    if preset not in DIS_PRESETS:
+        raise StylizeError(f"unknown DIS preset {preset!r} (choose from {', '.join(DIS_PRESETS)})")
+    return cv2.DISOpticalFlow_create(DIS_PRESETS[preset]).calc(_gray(a), _gray(b), None)
+
+
+def _deepflow(a, b, preset):
+    return cv2.optflow.createOptFlow_DeepFlow().calc(_gray(a), _gray(b), None)
+
+
+@functools.lru_cache(maxsize=2)
+def _raft_model(small):
+    from torchvision.models import optical_flow as of
+    if small:
+        return of.raft_small(weights=of.Raft_Small_Weights.DEFAULT).eval()
+    return of.raft_large(weights=of.Raft_Large_Weights.DEFAULT).eval()
+
+
+def _raft(a, b, preset):
+    """RAFT-small for the "ultrafast"/"fast" presets, RAFT-large otherwise."""
+    h, w = a.shape[:2]
+
+    def prep(img):  # [-1, 1] as the torchvision weights expect; pad to a multiple of 8
+        t = torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None] * 2 - 1
+        return F.pad(t, (0, -w % 8, 0, -h % 8), mode="replicate")
+
+    with torch.no_grad():
+        flow = _raft_model(preset in ("ultrafast", "fast"))(prep(a), prep(b))[-1]
+    return flow[0, :, :h, :w].permute(1, 2, 0).numpy()
+
+
+METHODS = {"dis": _dis, "deepflow": _deepflow, "raft": _raft}
+
+
+@functools.lru_cache(maxsize=1)
+def _available():
+    methods = ["dis"] + (["deepflow"] if hasattr(cv2, "optflow") else [])
+    try:
+        import torchvision.models.optical_flow  # noqa: F401
+        methods.append("raft")
+    except Exception:  # absent or broken install
+        pass
+    return tuple(methods)
+
+
+def available_methods():
+    """Estimation methods that work in this environment."""
+    return list(_available())
+
+
+def _check_method(method):
+    if method not in METHODS:
+        raise StylizeError(f"unknown flow method {method!r} (choose from {', '.join(METHODS)}, flo, vector)")
+    if method not in _available():
+        raise StylizeError(_MISSING[method])
+
+
+def resize_flow(flow, size):
+    """Resize a flow field to ``size = (W, H)``, scaling the vectors with it."""
+    h, w = flow.shape[:2]
+    if (w, h) == tuple(size):
+        return flow
+    out = cv2.resize(flow, tuple(size), interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= size[0] / w
+    out[..., 1] *= size[1] / h
+    return out
+
+
+def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0):
+    """Flow a->b ``(H, W, 2)`` float32 from two ``(H, W, 3)`` float32 RGB images in [0, 1].
+
+    ``scale < 1`` estimates on images resized by ``scale`` and returns the flow at full size.
+    """
+    _check_method(method)
+    if not 0 < scale <= 1:
+        raise StylizeError(f"flow scale must be in (0, 1], got {scale}")
+    h, w = img_a.shape[:2]
+    if scale != 1:
+        small = (max(8, round(w * scale)), max(8, round(h * scale)))
+        img_a, img_b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in (img_a, img_b))
+    flow = np.asarray(METHODS[method](img_a, img_b, preset), np.float32)
+    return resize_flow(flow, (w, h))
+
+
+def flow_filename(a, b):
+    """File name of the flow from 0-based frame a to frame b (1-based on disk)."""
+    return f"flow_{a + 1:05d}_{b + 1:05d}.flo"
+
+
+def cache_key(method, preset, scale):
+    """Cache folder name: changing any setting that alters the flow changes the key."""
+    return f"{method}-{float(scale)}" if method == "deepflow" else f"{method}-{preset}-{float(scale)}"
+
+
+class EstimatedFlows:
+    """Flows estimated from ``get_frame(i)``, cached as ``.flo`` in ``cache_dir/<cache_key>/``."""
+
+    def __init__(self, get_frame, method="dis", preset="medium", scale=1.0, cache_dir=None, size=None):
+        _check_method(method)
+        self.get_frame, self.method, self.preset, self.scale, self.size = get_frame, method, preset, scale, size
+        self.folder = Path(cache_dir) / cache_key(method, preset, scale) if cache_dir else None
+
+    def flow(self, a, b):
+        path = self.folder / flow_filename(a, b) if self.folder else None
+        if path is not None and path.exists():
+            try:
+                return flowio.read_flo(path, self.size)
+            except StylizeError:  # stale (other frame size) or damaged entry: recompute
+                pass
+        flow = estimate(self.get_frame(a), self.get_frame(b), self.method, self.preset, self.scale)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flowio.write_flo(path, flow)
+        return flow
+
+
+class FloFolder:
+    """Precomputed ``flow_AAAAA_BBBBB.flo`` files (1-based frame numbers)."""
+
+    def __init__(self, folder, size=None):
+        self.folder, self.size = Path(folder), size
+        if not self.folder.is_dir():
+            raise StylizeError(f"flow folder not found: {self.folder}")
+
+    def flow(self, a, b):
+        path = self.folder / flow_filename(a, b)
+        if not path.is_file():
+            raise StylizeError(f"missing flow file {path} (flow from frame {a + 1} to frame {b + 1})")
+        return flowio.read_flo(path, self.size)
+
+
+class VectorPassFlows:
+    """Flows from Blender Vector passes, one multilayer EXR per frame.
+
+    Consecutive flows come straight from the passes (resized to ``size`` if
+    given); longer ones compose consecutive flows along the way.
+    """
+
+    def __init__(self, exr_paths, size=None):
+        self.paths, self.size = list(exr_paths), size
+        self._flows = functools.lru_cache(maxsize=8)(self._read)
+
+    def _read(self, i):
+        flows = vector_pass.read_flows(self.paths[i])
+        for f in flows:
+            flowio.check_flow(f, self.paths[i])
+        return tuple(resize_flow(f, self.size) for f in flows) if self.size else flows
+
+    def flow(self, a, b):
+        if a == b:
+            raise ValueError("flow from a frame to itself")
+        step = 1 if b > a else -1
+        pick = lambda i: self._flows(i)[1 if step > 0 else 0]  # noqa: E731
+        flow = pick(a).copy()  # callers may modify it; the cache must not change
+        for i in range(a + step, b, step):
+            flow = compose(flow, pick(i))
+        return flow
+
+
+def make_flow_source(method, get_frame, size, cache_dir=None, preset="medium", scale=1.0,
+                     flow_dir=None, exr_paths=None):
+    """A flow source for ``method`` in {"dis", "deepflow", "raft", "flo", "vector"}; ``size = (W, H)``."""
+    if method == "flo":
+        if flow_dir is None:
+            raise StylizeError("flow method 'flo' needs a folder of .flo files (--flow-dir)")
+        return FloFolder(flow_dir, size)
+    if method == "vector":
+        if not exr_paths:
+            raise StylizeError("flow method 'vector' needs multilayer EXR frames with a Vector pass")
+        return VectorPassFlows(exr_paths, size)
+    return EstimatedFlows(get_frame, method, preset, scale, cache_dir, size)
