@@ -142,28 +142,30 @@ def sintel_pairs(data, count=None):
 
 
 def load_pair(folder, scale):
-    """A Sintel pair at ``scale``: frames t, t+1, GT flow t->t+1 and the evaluation mask.
+    """A Sintel pair at ``scale``: frames t, t+1, GT flow t->t+1 and two masks.
 
-    The mask M is 1 where the pixel is neither occluded nor invalid. When shrinking,
-    the flow is area-averaged and scaled; a small pixel keeps M = 1 only if all the
-    full-size pixels it covers have M = 1 and their flows agree (std < 0.5 px), so
-    motion boundaries, where an averaged flow is wrong, are left out.
+    ``valid`` is 1 where the GT flow is valid, ``mask`` (the evaluation mask M) where the
+    pixel is moreover not occluded. When shrinking, the flow is area-averaged and scaled;
+    a small pixel keeps a mask value of 1 only if all the full-size pixels it covers have
+    it and their flows agree (std < 0.5 px), so motion boundaries, where an averaged flow
+    is wrong, are left out.
     """
     folder = Path(folder)
     flow = read_flo(folder / "flow_forward.flo")
     full_h, full_w = flow.shape[:2]
     size = scaled_size(full_w, full_h, scale)
-    bad = [cv2.imread(str(folder / n), cv2.IMREAD_GRAYSCALE) > 127 for n in ("occlusion.png", "invalid.png")]
-    mask = (~(bad[0] | bad[1])).astype(np.float32)
+    occluded, invalid = (cv2.imread(str(folder / n), cv2.IMREAD_GRAYSCALE) > 127
+                         for n in ("occlusion.png", "invalid.png"))
+    valid, mask = (~invalid).astype(np.float32), (~(occluded | invalid)).astype(np.float32)
     sx, sy = size[0] / full_w, size[1] / full_h
     if size != (full_w, full_h):
         flow_sq = resize(flow * flow, size)
-        flow, mask = resize(flow, size), resize(mask, size)
-        std = np.sqrt(np.maximum(flow_sq - flow * flow, 0)).max(axis=2) * max(sx, sy)
-        mask = ((mask > 0.999) & (std < 0.5)).astype(np.float32)
+        flow = resize(flow, size)
+        coherent = np.sqrt(np.maximum(flow_sq - flow * flow, 0)).max(axis=2) * max(sx, sy) < 0.5
+        valid, mask = (((resize(m, size) > 0.999) & coherent).astype(np.float32) for m in (valid, mask))
     flow = (flow * np.array([sx, sy], np.float32)).astype(np.float32)
     return dict(name=folder.name, t=read_image(folder / "frame_t.png", size),
-                t1=read_image(folder / "frame_t1.png", size), flow=flow, mask=mask)
+                t1=read_image(folder / "frame_t1.png", size), flow=flow, valid=valid, mask=mask)
 
 
 def warping_error(s_t, s_t1, flow_fwd, mask):
@@ -181,6 +183,40 @@ def flicker_map(s_t, s_t1, flow_fwd, mask):
     """Per-pixel |S_t - warp(S_t1, flow t->t+1)| (mean over RGB), 0 outside the mask."""
     warped, valid = warp_numpy(s_t1, flow_fwd)
     return np.abs(s_t - warped).mean(axis=2) * mask * valid
+
+
+def flow_to_color(flow, max_norm=None):
+    """Colour-coded flow (hue = direction, saturation = length / ``max_norm``) as RGB in [0, 1]."""
+    u, v = flow[..., 0], flow[..., 1]
+    norm = np.hypot(u, v)
+    max_norm = max_norm or max(float(norm.max()), 1e-6)
+    hsv = np.stack([(np.degrees(np.arctan2(-v, -u)) + 180) / 2,
+                    np.clip(norm / max_norm, 0, 1) * 255, np.full_like(u, 255)], axis=-1)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32) / 255
+
+
+def heat_map(values, vmax):
+    """Scalar map -> RGB in [0, 1] (colour map 'inferno', 0..vmax)."""
+    grey = (np.clip(values / max(vmax, 1e-12), 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+
+
+def labelled(img, text):
+    """A copy of ``img`` with ``text`` written in its top-left corner."""
+    out = np.ascontiguousarray(img.copy())
+    scale = max(out.shape[1] / 600, 0.3)
+    for colour, thick in (((0, 0, 0), 3), ((1, 1, 1), 1)):
+        cv2.putText(out, text, (4, int(16 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
+                    colour, thick, cv2.LINE_AA)
+    return out
+
+
+def grid(rows):
+    """Tile a list of rows (lists of same-sized RGB images) into one image."""
+    width = max(len(r) for r in rows)
+    blank = np.ones_like(rows[0][0])
+    return np.concatenate([np.concatenate(list(r) + [blank] * (width - len(r)), axis=1)
+                           for r in rows], axis=0)
 
 
 def style_image(args, size=256):

@@ -1,0 +1,148 @@
+"""Temporal consistency on the Sintel pairs (the evaluation of Ruder et al. 2016, Sec. 5.1).
+
+For each pair: stylise frame t (S_t), then frame t+1 (S_t+1) in several ways:
+- ``per-frame``: no temporal loss, initialised like a first frame;
+- ``DIS`` / ``DeepFlow``: the engine's temporal loss with estimated flows: S_t warped into
+  t+1 with the flow t+1->t, reliability weights from the flows t+1->t and t->t+1, and the
+  warped S_t as initialisation where reliable (content elsewhere), as the single-pass
+  schedule does;
+- ``GT``: the same with the ground-truth flow. Sintel only gives the flow t->t+1, so the
+  flow t+1->t is built from it by forward splatting: each pixel p of t that is neither
+  occluded nor invalid lands at q = p + f(p) in t+1 and gives q the flow -f(p), bilinearly
+  weighted. A pixel of t+1 gets weight 1 only if it is well covered (splat weight >= 0.5)
+  and the flows landing there agree (std < 0.5 px); disoccluded pixels get no splat and
+  weight 0. No estimated flow enters this row.
+Reported per S_t+1: the warping error E = sum M |S_t - warp(S_t+1, GT t->t+1)|^2 / sum M
+(M: neither occluded nor invalid, images in [0, 1], squared error averaged over RGB), and
+the unweighted style and content losses, so that consistency bought by washing out the
+style shows. The ``input`` row is E of the unstylised frames: the floor set by lighting
+changes and resampling.
+"""
+import time
+
+import numpy as np
+
+from stylize_core.consistency import reliability
+from stylize_core.flow import available_methods, estimate
+from stylize_core.optimize import Stylizer
+from stylize_core.settings import Settings
+from stylize_core.warp import warp_numpy
+
+from .common import (Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
+                     print_header, sintel_pairs, style_image, warping_error, write_image)
+
+ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
+
+
+def add_arguments(parser):
+    parser.add_argument("--scale", type=float, help="frame scale (default 0.25, quick 1/16)")
+    parser.add_argument("--pairs", type=int, help="first N pairs (default all 17, quick 2)")
+    parser.add_argument("--preset", default="standard", help="engine settings preset (default standard)")
+    parser.add_argument("--iterations", type=int, help="first-frame iterations (default: the preset's)")
+    parser.add_argument("--iterations-later", type=int, help="iterations with temporal loss (default: the preset's)")
+
+
+def settings_for(args):
+    return Settings.from_preset(args.preset, iterations=args.iterations or (4 if args.quick else None),
+                                iterations_later=args.iterations_later or (3 if args.quick else None))
+
+
+def gt_backward(flow_fwd, mask):
+    """Flow t+1->t and its weights from the GT flow t->t+1 by forward splatting (see module doc)."""
+    h, w = mask.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    tx, ty = xs + flow_fwd[..., 0], ys + flow_fwd[..., 1]
+    x0, y0 = np.floor(tx).astype(int), np.floor(ty).astype(int)
+    fx, fy = tx - x0, ty - y0
+    sums = np.zeros((5, h * w))  # weight, weighted u, v, u^2, v^2
+    for dx in (0, 1):
+        for dy in (0, 1):
+            wt = (fx if dx else 1 - fx) * (fy if dy else 1 - fy) * mask
+            x, y = x0 + dx, y0 + dy
+            ok = (x >= 0) & (x < w) & (y >= 0) & (y < h) & (wt > 0)
+            idx = (y * w + x)[ok]
+            u, v = -flow_fwd[..., 0][ok], -flow_fwd[..., 1][ok]
+            for k, val in enumerate((1, u, v, u * u, v * v)):
+                sums[k] += np.bincount(idx, wt[ok] * val, h * w)
+    weight = sums[0]
+    mean = sums[1:3] / np.maximum(weight, 1e-9)
+    spread = np.sqrt(np.maximum(sums[3:5] / np.maximum(weight, 1e-9) - mean ** 2, 0)).max(axis=0)
+    reliable = (weight >= 0.5) & (spread < 0.5)
+    flow = np.where(reliable, mean, 0).T.reshape(h, w, 2)
+    return flow.astype(np.float32), reliable.reshape(h, w).astype(np.float32)
+
+
+def methods_here():
+    have = available_methods()
+    return ["per-frame"] + [name for name, m in ESTIMATED.items() if m in have] + ["GT"]
+
+
+def backward_flow(method, pair):
+    """Flow t+1->t and reliability weights for frame t+1 with ``method``."""
+    if method == "GT":
+        return gt_backward(pair["flow"], pair["mask"])
+    m = ESTIMATED[method]
+    bwd, fwd = estimate(pair["t1"], pair["t"], m), estimate(pair["t"], pair["t1"], m)
+    return bwd, reliability(bwd, fwd)
+
+
+def stylize_pair(stylizer, pair, methods):
+    """S_t and, per method, (S_t+1, seconds including flow estimation)."""
+    s = stylizer.settings
+    s_t = stylizer.stylize(pair["t"], iterations=s.iterations)
+    results = {}
+    for method in methods:
+        start = time.perf_counter()
+        if method == "per-frame":
+            img = stylizer.stylize(pair["t1"], iterations=s.iterations, seed=s.seed + 1)
+        else:
+            flow, weights = backward_flow(method, pair)
+            warped, _ = warp_numpy(s_t, flow)
+            init = np.where(weights[..., None] > 0, warped, pair["t1"])
+            img = stylizer.stylize(pair["t1"], init=init, temporal=((warped, weights),),
+                                   iterations=s.iterations_later)
+        results[method] = img, time.perf_counter() - start
+    return s_t, results
+
+
+def figure(path, pair, s_t, results):
+    """S_t+1 of each method over its flicker map |S_t - warp(S_t+1)| (0..0.25)."""
+    top = [labelled(img, name) for name, (img, _) in results.items()]
+    bottom = [labelled(heat_map(flicker_map(s_t, img, pair["flow"], pair["mask"]), 0.25), "flicker")
+              for img, _ in results.values()]
+    write_image(path, grid([[labelled(pair["t1"], "content t+1")] + top,
+                            [labelled(s_t, "S_t")] + bottom]))
+
+
+def run(args):
+    scale = args.scale or (1 / 16 if args.quick else 0.25)
+    vgg, weights_line, _ = load_vgg(args)
+    settings = settings_for(args)
+    print_header("Temporal consistency on Sintel pairs", args, weights_line)
+    print(f"- settings: preset {settings.preset}, {settings.iterations} iterations for S_t and "
+          f"per-frame, {settings.iterations_later} with the temporal loss, scale {scale:g}\n")
+    stylizer = Stylizer(vgg, style_image(args), settings)
+    methods = methods_here()
+    per_pair = Table("pair", "method", "E", "style loss", "content loss", "seconds",
+                     title="Per pair (E: warping error with GT flow; losses of S_t+1)")
+    by_method = {m: [] for m in ["input"] + methods}
+    for k, folder in enumerate(sintel_pairs(args.data, args.pairs or (2 if args.quick else None))):
+        pair = load_pair(folder, scale)
+        s_t, results = stylize_pair(stylizer, pair, methods)
+        for method, (img, seconds) in [("input", (pair["t1"], 0.0)), *results.items()]:
+            s_prev = pair["t"] if method == "input" else s_t
+            losses = stylizer.losses(img, pair["t1"])
+            row = (warping_error(s_prev, img, pair["flow"], pair["mask"]), losses["style"],
+                   losses["content"], seconds)
+            by_method[method].append(row)
+            per_pair.add(pair["name"], method, *row)
+        if k == 0:
+            figure(args.out / "consistency_first_pair.png", pair, s_t, results)
+    per_pair.print()
+    summary = Table("method", "E", "style loss", "content loss", "seconds",
+                    title=f"Mean over {len(by_method['input'])} pairs")
+    for method, rows in by_method.items():
+        summary.add(method, *np.mean(rows, axis=0).tolist())
+    summary.notes.append("input: the unstylised frames (their style loss is the starting point).")
+    summary.print()
+    print(f"Figure: {args.out / 'consistency_first_pair.png'}\n")
