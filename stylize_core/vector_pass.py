@@ -10,6 +10,7 @@ t (measured with Cycles in Blender 5.0 by ``tests/test_vector_pass.py``):
 - ``Z, W`` = position in frame t minus position in frame t+1 (points *from the
   next frame to this one*), so ``flow t -> t+1 = (-Z, W)``.
 
+Render with motion blur *off*: with it on, Cycles 5.0 writes an all-zero pass.
 Known limitation: Cycles 5.0 writes wrong vectors for a *moving orthographic*
 camera (a spurious zoom field that depends on the camera's distance); perspective
 cameras and moving objects seen by a static orthographic camera are correct.
