@@ -1,0 +1,103 @@
+"""Schedules: prevWarped initialisation, long-term weights, multi-pass blending, flat memory."""
+import os
+
+import numpy as np
+import pytest
+
+from conftest import shared_data
+from stylize_core import demo, frames, schedule
+from stylize_core.optimize import Stylizer
+from stylize_core.settings import Settings
+
+
+def static_clip(folder, n=3, size=(40, 32)):
+    """``n`` identical frames (a static scene: zero flow, every pixel reliable)."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    img = np.kron(rng.random((size[1] // 4, size[0] // 4, 3)), np.ones((4, 4, 1))).astype(np.float32)
+    for i in range(n):
+        frames.write_png(folder / f"f{i + 1}.png", img)
+    return folder
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Record every call to Stylizer.stylize (init and temporal terms) and run it."""
+    calls = []
+    real = Stylizer.stylize
+
+    def record(self, content, init=None, temporal=(), **kw):
+        out = real(self, content, init=init, temporal=temporal, **kw)
+        calls.append({"init": None if init is None else init.copy(), "temporal": temporal, "out": out})
+        return out
+    monkeypatch.setattr(Stylizer, "stylize", record)
+    return calls
+
+
+def job(tmp_path, clip, **settings):
+    demo.make_style(tmp_path / "style.png", size=(32, 32))
+    s = Settings(iterations=4, iterations_later=3, pass_iterations=2, **settings)
+    return schedule.Job(clip, tmp_path / "style.png", tmp_path / "out", s, vgg="random:8")
+
+
+def test_prev_warped_init_of_a_static_scene_starts_at_the_previous_result(tmp_path, recorded):
+    j = job(tmp_path, static_clip(tmp_path / "in"), temporal="short")
+    j.run()
+    first = frames.read_image(schedule.frame_path(j.out, 0))
+    second = recorded[1]
+    assert np.abs(second["init"] - first).max() <= 0.5 / 255 + 1e-6  # the saved 8-bit result
+    (warped, weights), = second["temporal"]
+    assert weights.min() == 1.0 and np.abs(warped - first).max() <= 0.5 / 255 + 1e-6
+
+
+def test_long_term_terms_use_available_offsets_and_weights_stay_below_one(tmp_path, recorded):
+    clip = tmp_path / "in"
+    demo.make_clip(clip, frames=5, size=(48, 32))
+    job(tmp_path, clip, temporal="long", long_term=(1, 2, 4)).run()
+    assert [len(c["temporal"]) for c in recorded] == [0, 1, 2, 2, 3]
+    for call in recorded[1:]:
+        total = sum(c for _, c in call["temporal"])
+        assert total.max() <= 1.0 and total.min() >= 0.0
+
+
+def test_multi_pass_blends_with_the_warped_neighbour(tmp_path, recorded):
+    j = job(tmp_path, static_clip(tmp_path / "in"), passes=3, temporal_from_pass=3, blend=0.5)
+    j.run()
+    assert len(recorded) == 9
+    pass1, pass2, pass3 = recorded[:3], recorded[3:6], recorded[6:]
+    assert all(not c["temporal"] for c in pass1 + pass2) and len(pass3[1]["temporal"]) == 1
+    # pass 2 runs backwards (frames 3, 2, 1): frame 2 blends its pass-1 result with frame 3's
+    # pass-2 result (zero flow, all reliable): init = 0.5 * neighbour + 0.5 * own previous
+    expected = 0.5 * pass2[0]["out"] + 0.5 * pass1[1]["out"]
+    assert np.abs(pass2[1]["init"] - expected).max() < 2e-3  # float16 pass storage
+    assert np.abs(pass2[0]["init"] - pass1[2]["out"]).max() < 2e-3  # no neighbour: own result
+    assert len(list((j.out / "passes").rglob("*.npy"))) == 9  # every pass is kept for resume
+    assert len(list(j.out.glob("frame_*.png"))) == 3
+
+
+def test_memory_holds_only_what_the_temporal_loss_needs(tmp_path):
+    clip = tmp_path / "in"
+    demo.make_clip(clip, frames=9, size=(32, 32))
+    j = job(tmp_path, clip, temporal="long", long_term=(1, 3))
+    sizes = []
+    real = j._keep
+    j._keep = lambda *a: (real(*a), sizes.append(len(j._results)))
+    j.run()
+    assert max(sizes) <= 4 and len(sizes) == 9
+
+
+def test_real_weights_stylise_a_sintel_pair(tmp_path):
+    """With real VGG-19 weights (../shared/weights or STYLIZE_VGG19) the temporal loss must
+    make frame t+1 consistent with frame t without losing the style."""
+    path = os.environ.get("STYLIZE_VGG19") or shared_data("..", "weights", "vgg19-dcbb9e9d.pth")
+    pair = shared_data("sintel_pairs", "alley_1_clean_0002")
+    for i, name in enumerate(("frame_t.png", "frame_t1.png")):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        img = frames.resize(frames.read_image(pair / name), (256, 109))
+        frames.write_png(tmp_path / "in" / f"f{i}.png", img)
+    demo.make_style(tmp_path / "style.png")
+    s = Settings(iterations=60, iterations_later=40)
+    j = schedule.Job(tmp_path / "in", tmp_path / "style.png", tmp_path / "out", s, vgg=path)
+    out = [frames.read_image(p) for p in j.run()]
+    content = frames.read_image(tmp_path / "in" / "f1.png")
+    assert j.stylizer.losses(out[1], content)["style"] < 0.5 * j.stylizer.losses(content, content)["style"]
