@@ -1,0 +1,133 @@
+"""``sequencer.stylize_strip`` (modal with a timer in the UI, synchronous in background mode)
+and ``sequencer.stylize_cancel``."""
+import atexit
+import time
+
+import bpy
+from bpy.app.handlers import persistent
+from bpy.props import StringProperty
+
+from . import job as jobs
+
+
+def show(context, job):
+    """Copy the job's progress into the window manager's state and redraw the sequencer."""
+    state = context.window_manager.video_stylize_job
+    state.running = job.running
+    state.stage, state.progress, state.detail = job.stage, job.fraction, job.detail
+    state.error, state.log_path = job.error, str(job.log_path)
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "SEQUENCE_EDITOR":
+                area.tag_redraw()
+
+
+class SEQUENCER_OT_stylize_strip(bpy.types.Operator):
+    """Stylise the active strip with the style image into a new image strip above it"""
+    bl_idname = "sequencer.stylize_strip"
+    bl_label = "Stylize Strip"
+    bl_options = {"REGISTER", "UNDO"}
+
+    strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
+                          description="Name of the strip to stylise (default: the active strip)")
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene holding the strip (default: the sequencer's scene)")
+
+    def start(self, context):
+        try:
+            job = jobs.prepare(context, self.scene, self.strip)
+        except jobs.JobError as e:
+            context.window_manager.video_stylize_job.error = str(e)
+            self.report({"ERROR"}, str(e))
+            return None
+        show(context, job)
+        return job
+
+    def finish(self, context, job):
+        show(context, job)
+        if job.state == "done":
+            times = ", ".join(f"{k} {v:.1f}s" for k, v in job.timings.items())
+            self.report({"INFO"}, f"Added '{job.result_name}' ({job.count} frames; {times})")
+            return {"FINISHED"}
+        if job.state == "cancelled":
+            self.report({"WARNING"}, f"Stylize cancelled: finished frames stay in {job.folder} for a resume")
+        else:
+            self.report({"ERROR"}, job.error)
+        return {"CANCELLED"}
+
+    def execute(self, context):
+        job = self.start(context)
+        if job is None:
+            return {"CANCELLED"}
+        last = ""
+        try:
+            while job.step():
+                if job.detail != last:
+                    print(f"Stylize: {job.stage}: {job.detail}", flush=True)
+                    last = job.detail
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            job.cancel()
+        return self.finish(context, job)
+
+    def invoke(self, context, event):
+        if bpy.app.background:  # timers never fire here: run synchronously
+            return self.execute(context)
+        self.job = self.start(context)
+        if self.job is None:
+            return {"CANCELLED"}
+        self.timer = context.window_manager.event_timer_add(0.2, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS":
+            self.job.cancel()
+        elif event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        running = self.job.step(budget=0.1)
+        show(context, self.job)
+        if running:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self.timer)
+        # With the UNDO option Blender pushes the undo step when modal() returns FINISHED.
+        return self.finish(context, self.job)
+
+
+class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
+    """Stop the running stylize job; finished frames are kept so the next run resumes"""
+    bl_idname = "sequencer.stylize_cancel"
+    bl_label = "Cancel Stylize"
+
+    @classmethod
+    def poll(cls, context):
+        return jobs.current is not None and jobs.current.running
+
+    def execute(self, context):
+        jobs.current.cancel()
+        return {"FINISHED"}
+
+
+@persistent
+def cancel_running(*_args):
+    """Stop a running job's worker (file load, add-on disabled, Blender quitting)."""
+    if jobs.current is not None:
+        jobs.current.cancel()
+
+
+classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_cancel)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    bpy.app.handlers.load_pre.append(cancel_running)
+    atexit.register(cancel_running)
+
+
+def unregister():
+    cancel_running()
+    atexit.unregister(cancel_running)
+    bpy.app.handlers.load_pre.remove(cancel_running)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,186 @@
+"""Child processes: the engine worker, the environment probe and pip. No bpy in here.
+
+The engine runs as ``python -m stylize_core stylize ... --progress json``; a reader
+thread puts its stdout lines into a queue that the add-on drains on a timer, so
+Blender never blocks on the pipe.
+"""
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ENGINE = "stylize_core"
+_NO_WINDOW = getattr(subprocess, "CREATE_NO_WINDOW", 0)  # no console window pops up on Windows
+
+
+def engine_root():
+    """Folder holding the ``stylize_core`` package: vendored in the extension, else the repo root."""
+    here = Path(__file__).resolve().parent
+    for root in (here / "vendor", here.parent):
+        if (root / ENGINE / "__init__.py").is_file():
+            return root
+    raise FileNotFoundError(f"the {ENGINE} engine is missing next to {here}: reinstall the add-on")
+
+
+def environment(paths):
+    """``os.environ`` with the engine root and ``paths`` in front of PYTHONPATH, unbuffered output."""
+    env = dict(os.environ)
+    entries = [str(engine_root()), *map(str, paths)]
+    if env.get("PYTHONPATH"):
+        entries.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(entries)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def engine_command(python, frames, style, out, options):
+    """The engine command line; ``options`` maps long option names to values (True = flag, None = omit)."""
+    cmd = [python, "-m", ENGINE, "stylize", str(frames), "--style", str(style), "--out", str(out)]
+    for name, value in options.items():
+        if value is True:
+            cmd.append(f"--{name}")
+        elif value not in (None, False, ""):
+            cmd += [f"--{name}", str(value)]
+    return cmd + ["--progress", "json"]
+
+
+def parse_event(line):
+    """A JSON progress event (a dict with ``"event"``), or None for any other line."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+class Process:
+    """A child process whose stdout lines a daemon thread queues; stderr goes to a log file."""
+
+    def __init__(self, cmd, env=None, cwd=None, log_path=None):
+        self.cmd = [str(c) for c in cmd]
+        self.log = open(log_path, "a", encoding="utf-8") if log_path else None
+        if self.log:
+            self.log.write("$ " + subprocess.list2cmdline(self.cmd) + "\n")
+            self.log.flush()
+        self.proc = subprocess.Popen(
+            self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=self.log or subprocess.STDOUT, env=env, cwd=cwd, text=True,
+            encoding="utf-8", errors="replace", creationflags=_NO_WINDOW)
+        self.lines = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\r\n"))
+        self.proc.stdout.close()
+
+    def drain(self):
+        """Lines read since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self.lines.get_nowait())
+            except queue.Empty:
+                return out
+
+    @property
+    def returncode(self):
+        """Exit code once the process ended and all its output was read, else None."""
+        if self.proc.poll() is None or self.reader.is_alive():
+            return None
+        self._close_log()
+        return self.proc.returncode
+
+    def stop(self, timeout=5.0):
+        """Terminate (the engine then keeps its finished frames), wait, kill if it hangs."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout)
+        self._close_log()
+
+    def _close_log(self):
+        if self.log and not self.log.closed:
+            self.log.close()
+
+
+# Runs inside the worker's interpreter with the worker's environment: prints one JSON line.
+PROBE_SCRIPT = r"""
+import json, sys
+r = {"python": sys.version.split()[0], "executable": sys.executable}
+try:
+    import torch
+    r["torch"] = torch.__version__
+    r["cuda"] = bool(torch.cuda.is_available())
+    r["mps"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    from stylize_core import flow, weights
+    r["flows"] = flow.available_methods()
+    r["weights"] = str(weights.find_weights() or "")
+except Exception as e:
+    r["error"] = f"{type(e).__name__}: {e}"
+print(json.dumps(r))
+"""
+
+_probes = {}
+_probes_lock = threading.Lock()
+
+
+def probe(python, env, timeout=300):
+    """What the worker interpreter offers: torch version, devices, flow methods, weights (a dict).
+
+    ``{"error": ...}`` when the interpreter cannot start or lacks torch or the engine's needs.
+    """
+    try:
+        done = subprocess.run([python, "-c", PROBE_SCRIPT], env=env, capture_output=True, text=True,
+                              timeout=timeout, creationflags=_NO_WINDOW)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return {"error": f"cannot run {python}: {e}"}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    return {"error": f"{python} failed: {tail}"}
+
+
+def cached_probe(python, env, wait=True):
+    """``probe`` once per interpreter; with ``wait=False`` start it in a thread and return None until done."""
+    key = (python, env.get("PYTHONPATH", ""))
+    with _probes_lock:
+        if _probes.get(key) is not None:
+            return _probes[key]
+        if not wait:
+            if key not in _probes:  # not already running
+                _probes[key] = None
+                threading.Thread(target=_probe_into_cache, args=(key, python, env), daemon=True).start()
+            return None
+    return _probe_into_cache(key, python, env)
+
+
+def _probe_into_cache(key, python, env):
+    result = probe(python, env)
+    with _probes_lock:
+        _probes[key] = result
+    return result
+
+
+def forget_probes():
+    """Drop cached probe results (after installing packages or changing the interpreter)."""
+    with _probes_lock:
+        _probes.clear()
+
+
+def is_own_python(python):
+    """True if ``python`` is the interpreter running this code (Blender's own)."""
+    try:
+        return os.path.samefile(python, sys.executable)
+    except OSError:
+        return False
