@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from stylize_core import frames
 from stylize_core.demo import make_style
 from stylize_core.errors import StylizeError
 from stylize_core.flowio import read_flo
@@ -29,28 +30,34 @@ def add_common_arguments(parser):
 
 
 def load_vgg(args):
-    """The VGG to use, a line saying which, and whether quality numbers mean anything.
+    """``(vgg, line saying which weights, weights path or None when random)``.
 
     Order: ``--vgg``, then the engine's resolution (``$STYLIZE_VGG19``, the torch hub
-    cache; never a download), then ``shared/weights/``; if none holds weights a
-    randomly initialised VGG is used (thinner in quick mode) and the line says so.
+    cache; never a download), then ``shared/weights/``. If none holds weights a randomly
+    initialised VGG is used (thinner in quick mode), and the line says that quality
+    numbers (losses, warping errors) are then not meaningful.
     """
     shared = args.data.parent / "weights" / FILENAME
     path = args.vgg or find_weights() or (shared if shared.is_file() else None)
     if path:
-        return engine_load_vgg(path, allow_download=False), f"VGG-19 weights: {path}", True
-    spec = "random:4" if args.quick else "random"
-    return (engine_load_vgg(spec),
+        return engine_load_vgg(path, allow_download=False), f"VGG-19 weights: {path}", str(path)
+    return (engine_load_vgg(random_spec(args)),
             f"VGG-19 weights: NONE found (--vgg, ${ENV}, torch hub cache, {shared.parent}) -> "
-            f"randomly initialised VGG ({spec}): speed numbers are meaningful, "
-            "quality numbers (losses, warping errors) are NOT", False)
+            f"randomly initialised VGG ({random_spec(args)}): speed numbers are meaningful, "
+            "quality numbers (losses, warping errors) are NOT", None)
+
+
+def random_spec(args):
+    """The engine's spec of the random VGG used without weights."""
+    return "random:4" if args.quick else "random"
 
 
 def print_header(title, args, weights_line=None):
     """Markdown header: benchmark, mode, machine and, when relevant, which weights are used."""
     print(f"## {title}{' (quick)' if args.quick else ''}\n")
     print(f"- machine: {os.cpu_count()} CPU cores, torch {torch.__version__} "
-          f"with {torch.get_num_threads()} threads")
+          f"with {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start "
+          "(other processes share the cores: times vary)")
     if weights_line:
         print(f"- {weights_line}")
     print()
@@ -103,29 +110,15 @@ def timer(times, key):
 
 
 def read_image(path, size=None):
-    """PNG -> float32 RGB (H, W, 3) in [0, 1], optionally resized to ``size`` = (W, H)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise StylizeError(f"cannot read image {path}")
-    img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-    return resize(img, size) if size else img
-
-
-def resize(img, size):
-    """Resize an image to ``size`` = (W, H) (area filter when shrinking)."""
-    if (img.shape[1], img.shape[0]) == tuple(size):
-        return img
-    shrink = size[0] < img.shape[1]
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    """An image as float32 RGB (H, W, 3) in [0, 1] (engine IO), optionally resized to ``size`` = (W, H)."""
+    img = frames.read_image(path)
+    return frames.resize(img, size) if size else img
 
 
 def write_image(path, img):
-    """float RGB in [0, 1] (or uint8) -> PNG, creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if img.dtype != np.uint8:
-        img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
-    cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    """Write float RGB in [0, 1] as PNG (engine IO), creating the folder."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frames.write_png(path, img)
     return path
 
 
@@ -159,10 +152,10 @@ def load_pair(folder, scale):
     valid, mask = (~invalid).astype(np.float32), (~(occluded | invalid)).astype(np.float32)
     sx, sy = size[0] / full_w, size[1] / full_h
     if size != (full_w, full_h):
-        flow_sq = resize(flow * flow, size)
-        flow = resize(flow, size)
+        flow_sq = frames.resize(flow * flow, size)
+        flow = frames.resize(flow, size)
         coherent = np.sqrt(np.maximum(flow_sq - flow * flow, 0)).max(axis=2) * max(sx, sy) < 0.5
-        valid, mask = (((resize(m, size) > 0.999) & coherent).astype(np.float32) for m in (valid, mask))
+        valid, mask = (((frames.resize(m, size) > 0.999) & coherent).astype(np.float32) for m in (valid, mask))
     flow = (flow * np.array([sx, sy], np.float32)).astype(np.float32)
     return dict(name=folder.name, t=read_image(folder / "frame_t.png", size),
                 t1=read_image(folder / "frame_t1.png", size), flow=flow, valid=valid, mask=mask)
@@ -219,8 +212,31 @@ def grid(rows):
                            for r in rows], axis=0)
 
 
-def style_image(args, size=256):
-    """The style image: ``--style`` or the engine's generated brush-stroke painting."""
+def bar_chart(path, title, labels, values, unit=""):
+    """A horizontal bar chart PNG of ``values`` (one bar per label)."""
+    row, left, width = 26, 12 + 8 * max(len(str(x)) for x in labels), 360
+    img = np.ones((40 + row * len(labels), left + width + 110, 3), np.float32)
+    cv2.putText(img, title, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    top = max(max(values), 1e-12)
+    for k, (label, value) in enumerate(zip(labels, values)):
+        y = 36 + k * row
+        cv2.putText(img, str(label), (8, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (left, y + 3), (left + int(width * value / top), y + row - 5), (0.2, 0.4, 0.8), -1)
+        cv2.putText(img, f"{fmt(float(value))}{unit}", (left + int(width * value / top) + 6, y + 15),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+    return write_image(path, img)
+
+
+def style_path(args, size=256):
+    """The style image file: ``--style`` or the engine's generated brush-stroke painting."""
     if args.style:
-        return read_image(args.style)
-    return read_image(make_style(str(args.out / "style.png"), (size, size)))
+        return Path(args.style)
+    path = args.out / "style.png"
+    if not path.is_file():
+        args.out.mkdir(parents=True, exist_ok=True)
+        make_style(str(path), (size, size))
+    return path
+
+
+def style_image(args):
+    return read_image(style_path(args))

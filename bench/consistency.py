@@ -43,8 +43,10 @@ def add_arguments(parser):
 
 
 def settings_for(args):
-    return Settings.from_preset(args.preset, iterations=args.iterations or (4 if args.quick else None),
-                                iterations_later=args.iterations_later or (3 if args.quick else None))
+    """The preset's settings, with iteration overrides (small ones in quick mode)."""
+    quick = (4, 3) if args.quick else (None, None)
+    return Settings.from_preset(args.preset, iterations=getattr(args, "iterations", None) or quick[0],
+                                iterations_later=getattr(args, "iterations_later", None) or quick[1])
 
 
 def gt_backward(flow_fwd, mask):

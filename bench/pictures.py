@@ -1,0 +1,78 @@
+"""Pictures: contact sheets (content, style, per-frame, ours) and flicker heat maps.
+
+For one Sintel pair, "ours" is the temporal loss with DIS flow (``bench.consistency``);
+for the rendered clip (``bench.scenes``), the single-pass long-term schedule with the
+Vector-pass flow, shown for its middle pair. Heat maps: |S_t - warp(S_t+1, exact flow)|
+per pixel, mean over RGB, 0 (black) to 0.25, left out (black) where the exact flow is
+unknown or unreliable; per-frame on the left, ours on the right.
+"""
+from stylize_core.consistency import reliability
+from stylize_core.frames import resize
+from stylize_core.optimize import Stylizer
+
+from . import scenes
+from .common import (Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg, print_header,
+                     random_spec, sintel_pairs, style_image, write_image)
+from .consistency import settings_for, stylize_pair
+from .scene_consistency import render_clip, stylize_clip, variants
+
+VMAX = 0.25
+
+
+def add_arguments(parser):
+    parser.add_argument("--pair", help="Sintel pair name (default: the first)")
+    parser.add_argument("--scale", type=float, help="Sintel frame scale (default 0.25, quick 1/16)")
+    parser.add_argument("--preset", default="standard", help="engine settings preset (default standard)")
+
+
+def fit(img, size):
+    """Centre-crop ``img`` to the aspect ratio of ``size`` = (W, H), then resize to it."""
+    h, w = img.shape[:2]
+    cw, ch = min(w, round(h * size[0] / size[1])), min(h, round(w * size[1] / size[0]))
+    x, y = (w - cw) // 2, (h - ch) // 2
+    return resize(img[y:y + ch, x:x + cw], size)
+
+
+def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label):
+    """Contact sheet over heat maps; returns the mean flicker of (per-frame, ours)."""
+    h, w = content.shape[:2]
+    style = fit(style, (w, h))
+    maps = [flicker_map(s_t[k], img, flow, mask) for k, img in enumerate((per_frame, ours))]
+    write_image(path, grid([[labelled(content, "content"), labelled(style, "style"),
+                             labelled(per_frame, "per-frame"), labelled(ours, ours_label)],
+                            [labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
+                             labelled(heat_map(maps[1], VMAX), f"flicker {ours_label}")]]))
+    return [float(m.sum() / max(mask.sum(), 1)) for m in maps]
+
+
+def run(args):
+    vgg, weights_line, weights = load_vgg(args)
+    print_header("Pictures", args, weights_line)
+    style = style_image(args)
+    table = Table("picture", "mean flicker per-frame", "mean flicker ours", "file")
+
+    folders = sintel_pairs(args.data)
+    folder = next((f for f in folders if f.name == args.pair), folders[0])
+    pair = load_pair(folder, args.scale or (1 / 16 if args.quick else 0.25))
+    stylizer = Stylizer(vgg, style, settings_for(args))
+    s_t, results = stylize_pair(stylizer, pair, ["per-frame", "DIS"])
+    path = args.out / f"pictures_sintel_{pair['name']}.png"
+    flicker = sheet(path, pair["t1"], style, (s_t, s_t), results["per-frame"][0], results["DIS"][0],
+                    pair["flow"], pair["mask"], "ours (DIS)")
+    table.add(f"Sintel {pair['name']}", *flicker, path.name)
+
+    folder = render_clip(args)
+    frames, forward, backward = scenes.load_clip(folder)
+    runs = dict(variants(args))
+    spec = weights or random_spec(args)
+    per_frame, _ = stylize_clip(args, folder, "per-frame", runs["per-frame"], spec, restart=False)
+    label = "Vector pass, single-pass long-term"
+    ours, _ = stylize_clip(args, folder, label, runs[label], spec, restart=False)
+    t = len(frames) // 2 - 1
+    path = args.out / "pictures_rendered_clip.png"
+    flicker = sheet(path, frames[t + 1], style, (per_frame[t], ours[t]), per_frame[t + 1], ours[t + 1],
+                    forward[t], reliability(forward[t], backward[t]), "ours (Vector)")
+    table.add(f"rendered clip, frames {t + 1}-{t + 2}", *flicker, path.name)
+    table.notes.append(f"Flicker: mean |S_t - warp(S_t+1)| over the evaluated pixels; heat maps 0..{VMAX}. "
+                       f"Files in {args.out}.")
+    table.print()

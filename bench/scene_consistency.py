@@ -1,0 +1,121 @@
+"""Temporal consistency on a Blender-rendered clip, whose exact flow is known (Vector pass).
+
+The clip (``bench.scenes``) is stylised by the engine's clip schedule
+(``stylize_core.schedule.run`` on the folder of EXR frames) in five ways: per-frame (no
+temporal loss); single-pass with the long-term loss and multi-pass, each with DIS flow
+and with the Vector-pass flow. Reported, averaged over the clip: the warping error
+E = sum M |S_t - warp(S_t+1, exact flow t->t+1)|^2 / sum M, the same for frames four
+apart (flows composed along the clip), where M is the engine's reliability mask of the
+exact flows (occlusions, motion boundaries, out of frame), and the unweighted style and
+content losses of the results.
+"""
+import time
+
+import numpy as np
+
+from stylize_core.consistency import reliability
+from stylize_core.errors import StylizeError
+from stylize_core.optimize import Stylizer
+from stylize_core.schedule import run as run_clip
+from stylize_core.settings import Settings
+from stylize_core.warp import compose
+
+from . import scenes
+from .common import (Table, bar_chart, load_vgg, print_header, random_spec, read_image,
+                     style_image, style_path, warping_error)
+
+GAP = 4
+
+
+def add_arguments(parser):
+    parser.add_argument("--frames", type=int, help="clip length (default 10, quick 8)")
+    parser.add_argument("--width", type=int, help="frame width (default 160, quick 64)")
+    parser.add_argument("--iterations", type=int, help="first frame / per-frame iterations (default 100)")
+    parser.add_argument("--iterations-later", type=int, help="later frames, single pass (default 50)")
+    parser.add_argument("--passes", type=int, help="multi-pass: passes (default 4, quick 2)")
+    parser.add_argument("--pass-iterations", type=int, help="multi-pass: iterations per pass (default 25)")
+
+
+def option(args, name, quick, default):
+    """An option of this benchmark; its default when absent (other benchmarks' arguments)."""
+    return getattr(args, name, None) or (quick if args.quick else default)
+
+
+def variants(args):
+    """(label, Settings) of each run."""
+    base = dict(iterations=option(args, "iterations", 2, 100),
+                iterations_later=option(args, "iterations_later", 1, 50), tolerance=0.0)
+    single = dict(temporal="long", long_term=(1, 2, GAP))
+    multi = dict(passes=option(args, "passes", 2, 4), pass_iterations=option(args, "pass_iterations", 1, 25))
+    rows = [("per-frame", dict(temporal="none"))]
+    for flow, name in (("dis", "DIS"), ("vector", "Vector pass")):
+        rows += [(f"{name}, single-pass long-term", dict(flow=flow, **single)),
+                 (f"{name}, multi-pass x{multi['passes']}", dict(flow=flow, **multi))]
+    return [(label, Settings.from_preset("standard", **base, **extra)) for label, extra in rows]
+
+
+def clip_errors(frames, forward, backward, gap):
+    """Mean warping error between frames ``gap`` apart, with exact (composed) flows."""
+    errors = []
+    for t in range(len(frames) - gap):
+        fwd, bwd = forward[t], backward[t + gap - 1]
+        for k in range(1, gap):
+            fwd, bwd = compose(fwd, forward[t + k]), compose(bwd, backward[t + gap - 1 - k])
+        errors.append(warping_error(frames[t], frames[t + gap], fwd, reliability(fwd, bwd)))
+    return float(np.mean(errors))
+
+
+def render_clip(args):
+    frames, width = option(args, "frames", 8, 10), option(args, "width", 64, 160)
+    height = round(width * 436 / 1024)
+    return scenes.render(args.out / f"scene_{width}x{height}_{frames}", frames, width, height,
+                         samples=8 if args.quick else 32, seed=1)
+
+
+def stylize_clip(args, folder, label, settings, vgg_spec, restart=True):
+    """Run the engine's schedule on the rendered clip; returns (results, seconds).
+
+    With ``restart=False`` the frames of an identical earlier job are reused.
+    """
+    out = args.out / "scenes" / label.replace(", ", "_").replace(" ", "-")
+    start = time.perf_counter()
+    job = (str(folder), str(style_path(args)), str(out), settings)
+    try:
+        paths = run_clip(*job, vgg=vgg_spec, device="cpu", restart=restart)
+    except StylizeError:  # the folder holds another job's results
+        if restart:
+            raise
+        paths = run_clip(*job, vgg=vgg_spec, device="cpu", restart=True)
+    return [read_image(p) for p in paths], time.perf_counter() - start
+
+
+def run(args):
+    vgg, weights_line, weights = load_vgg(args)
+    print_header("Temporal consistency on a rendered clip (exact flow)", args, weights_line)
+    folder = render_clip(args)
+    frames, forward, backward = scenes.load_clip(folder)
+    runs = variants(args)
+    s = runs[0][1]
+    h, w = frames[0].shape[:2]
+    print(f"- clip: {len(frames)} frames at {w}x{h} ({folder}); {s.iterations} iterations per "
+          f"first/per-frame frame, {s.iterations_later} later, multi-pass {runs[2][1].passes} x "
+          f"{runs[2][1].pass_iterations}; long-term offsets {runs[1][1].long_term}\n")
+    stylizer = Stylizer(vgg, style_image(args), s)
+    table = Table("run", "E t,t+1", f"E t,t+{GAP}", "style loss", "content loss", "seconds")
+    inputs = (clip_errors(frames, forward, backward, 1), clip_errors(frames, forward, backward, GAP))
+    table.add("input", *inputs, *mean_losses(stylizer, frames, frames), 0.0)
+    for label, settings in runs:
+        results, seconds = stylize_clip(args, folder, label, settings, weights or random_spec(args))
+        table.add(label, clip_errors(results, forward, backward, 1),
+                  clip_errors(results, forward, backward, GAP), *mean_losses(stylizer, results, frames), seconds)
+    table.notes.append("input: the rendered frames themselves.")
+    table.print()
+    path = bar_chart(args.out / "scenes_consistency.png", "warping error E (t, t+1), rendered clip",
+                     [r[0] for r in table.rows], [r[1] for r in table.rows])
+    print(f"Figure: {path}\n")
+
+
+def mean_losses(stylizer, results, frames):
+    """Mean unweighted (style, content) losses of the results over the clip."""
+    losses = [stylizer.losses(r, f) for r, f in zip(results, frames)]
+    return float(np.mean([x["style"] for x in losses])), float(np.mean([x["content"] for x in losses]))

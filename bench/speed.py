@@ -1,0 +1,227 @@
+"""Speed: per iteration and per frame against resolution, stage times, achieved GFLOP/s, memory.
+
+- Iterations: seconds per L-BFGS iteration of the engine's Stylizer (median step time after
+  two warm-up steps), and a bare VGG forward+backward (best of 3) whose conv FLOPs are counted from the layer shapes
+  (2*Cin*Cout*k*k*H*W per conv forward; backward computes input gradients only, since the
+  weights are frozen, which costs the same again), against fp32 matmul GFLOP/s measured
+  in the same run (best of several).
+- Stages per frame: IO (read a frame, write a PNG), flow (DIS, both directions, once per
+  temporal offset of the preset), consistency check, optimisation (setup + iterations).
+- Memory: the engine CLI on a generated clip at tiny size, 1 iteration per frame, in a
+  child process; peak RSS from wait4(). It must not grow with the clip length.
+- prevWarped: frame 2 initialised from the content vs from the warped frame 1, both with
+  the temporal loss; coarse-to-fine (3 levels) vs single scale: time until the loss at
+  full size reaches the single-scale run's final loss.
+"""
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from stylize_core.consistency import reliability
+from stylize_core.demo import make_clip, make_style
+from stylize_core.flow import estimate
+from stylize_core.optimize import LAYERS, Stylizer
+from stylize_core.settings import Settings
+from stylize_core.warp import warp_numpy
+
+from .common import (ROOT, Table, bar_chart, load_vgg, print_header, random_spec, read_image,
+                     style_image, write_image)
+
+CLIP = ("frame_0016.png", "frame_0017.png")
+
+
+def add_arguments(parser):
+    parser.add_argument("--widths", help="comma-separated frame widths (default 256,512,768,1024)")
+    parser.add_argument("--steps", type=int, help="iterations timed per width (default 8, the first 2 as warm-up)")
+    parser.add_argument("--memory-frames", help="clip lengths for the memory run (default 10,100)")
+    parser.add_argument("--convergence-width", type=int,
+                        help="width of the prevWarped and coarse-to-fine runs (default 256)")
+    parser.add_argument("--convergence-iterations", type=int,
+                        help="iterations of those runs (default: the standard preset's later-frame count)")
+
+
+def matmul_gflops(n, repeats):
+    """Best fp32 ``n x n`` matmul rate in GFLOP/s."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _seconds(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def conv_flops(vgg, height, width):
+    """Forward FLOPs of the convolutions that produce ``LAYERS`` for one image (from layer shapes)."""
+    last = max(vgg.index[name] for name in LAYERS)
+    flops, h, w = 0, height, width
+    for module in list(vgg.features)[:last + 1]:
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            flops += 2 * module.in_channels * module.out_channels * k * h * w // module.groups
+        elif isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            h, w = h // 2, w // 2
+    return flops
+
+
+def vgg_seconds(vgg, height, width, repeats):
+    """Best time of a VGG forward+backward (gradient w.r.t. the image) at height x width."""
+    x = torch.rand(1, 3, height, width, requires_grad=True)
+
+    def step():
+        loss = sum(f.square().mean() for f in vgg(x, LAYERS).values())
+        loss.backward()
+    step()
+    return min(_seconds(step) for _ in range(repeats))
+
+
+def timed_stylize(stylizer, content, iterations, **kwargs):
+    """Run the Stylizer; returns (image, [(seconds since start, step, loss)] per iteration)."""
+    log, start = [], time.perf_counter()
+    img = stylizer.stylize(content, iterations=iterations,
+                           on_step=lambda i, n, loss: log.append((time.perf_counter() - start, i, loss)),
+                           **kwargs)
+    return img, log
+
+
+def iteration_seconds(log, warmup=2):
+    """(median seconds per iteration after ``warmup`` steps, setup seconds before the first)."""
+    steps = np.diff([0.0] + [t for t, _, _ in log])
+    per_iter = float(np.median(steps[min(warmup, len(steps) - 1):]))
+    return per_iter, max(float(steps[0]) - per_iter, 0.0)
+
+
+def first_reaching(log, target, after=0):
+    """(seconds, iterations) of the first step past ``after`` whose loss <= target, else the last."""
+    for t, i, loss in log:
+        if i > after and loss <= target * (1 + 1e-9):
+            return t, i - after
+    return log[-1][0], log[-1][1] - after
+
+
+def per_resolution(args, vgg, style, settings, widths, steps, peak):
+    speed = Table("size", "s/iter", "VGG fwd+bwd s", "conv GFLOP fwd+bwd", "GFLOP/s", "% of matmul",
+                  title="Per iteration")
+    stages = Table("size", "IO s", f"flow s (x{len(settings.offsets)})", f"check s (x{len(settings.offsets)})",
+                   f"optimise s first ({settings.iterations} it)",
+                   f"optimise s later ({settings.iterations_later} it)", "s/frame first", "s/frame later",
+                   title="Per frame, by stage (flow and check once per temporal offset of the preset)")
+    stylizer = Stylizer(vgg, style, settings)
+    folder = args.data / "sintel_clip"
+    for width in widths:
+        height = round(width * 436 / 1024)
+        size = (width, height)
+        io_start = time.perf_counter()
+        a = read_image(folder / CLIP[0], size)
+        write_image(args.out / "speed_io.png", a)
+        io = time.perf_counter() - io_start
+        b = read_image(folder / CLIP[1], size)
+        flow_start = time.perf_counter()
+        bwd, fwd = estimate(b, a, settings.flow, settings.flow_preset), estimate(a, b, settings.flow, settings.flow_preset)
+        flow = time.perf_counter() - flow_start
+        check = _seconds(lambda: reliability(bwd, fwd))
+        _, log = timed_stylize(stylizer, a, steps)
+        per_iter, setup = iteration_seconds(log)
+        vgg_s = vgg_seconds(vgg, height, width, 3)
+        flops = 2 * conv_flops(vgg, height, width)
+        speed.add(f"{width}x{height}", per_iter, vgg_s, flops / 1e9, flops / vgg_s / 1e9,
+                  100 * flops / vgg_s / 1e9 / peak)
+        opt_first = setup + settings.iterations * per_iter
+        opt_later = setup + settings.iterations_later * per_iter
+        n = len(settings.offsets)
+        stages.add(f"{width}x{height}", io, flow * n, check * n, opt_first, opt_later, io + opt_first,
+                   io + n * (flow + check) + opt_later)
+    speed.notes.append(f"fp32 matmul on this machine, same run: {peak:.1f} GFLOP/s.")
+    speed.print()
+    stages.print()
+    bar_chart(args.out / "speed_per_frame.png", "seconds per later frame",
+              [row[0] for row in stages.rows], [row[-1] for row in stages.rows], " s")
+
+
+def peak_memory(args, frames, vgg_spec):
+    """Peak RSS (MB) and seconds of the engine CLI on a generated ``frames``-frame clip."""
+    work = args.out / "speed_memory"
+    clip, out = work / f"clip_{frames}", work / f"out_{frames}"
+    make_clip(clip, frames=frames, size=(64, 36))
+    style = make_style(str(work / "style.png"), (64, 64))
+    cmd = [sys.executable, "-m", "stylize_core", "stylize", str(clip), "--style", style, "--out", str(out),
+           "--vgg", vgg_spec, "--iterations", "1", "--iterations-later", "1", "--progress", "none",
+           "--restart", "--device", "cpu"]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"engine failed on the memory run: {proc.stderr.read().decode()[-2000:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - start
+
+
+def memory(args, vgg_spec, lengths):
+    table = Table("frames", "peak RSS MB", "seconds", title="Peak memory of a whole clip (engine CLI, 64x36)")
+    for frames in lengths:
+        table.add(frames, *peak_memory(args, frames, vgg_spec))
+    table.notes.append("Flat memory: the peak must not grow with the number of frames.")
+    table.print()
+
+
+def convergence(args, vgg, style, width, iterations):
+    """prevWarped init vs content init for frame 2, and coarse-to-fine vs single scale."""
+    settings = Settings.from_preset("standard", tolerance=0.0)
+    size = (width, round(width * 436 / 1024))
+    a, b = (read_image(args.data / "sintel_clip" / name, size) for name in CLIP)
+    stylizer = Stylizer(vgg, style, settings)
+    s1, log1 = timed_stylize(stylizer, a, iterations)
+    bwd, fwd = estimate(b, a, settings.flow, settings.flow_preset), estimate(a, b, settings.flow, settings.flow_preset)
+    weights = reliability(bwd, fwd)
+    warped, _ = warp_numpy(s1, bwd)
+    temporal = ((warped, weights),)
+    _, log_content = timed_stylize(stylizer, b, iterations, temporal=temporal)
+    prev_init = np.where(weights[..., None] > 0, warped, b)
+    _, log_prev = timed_stylize(stylizer, b, iterations, init=prev_init, temporal=temporal)
+    target = log_content[-1][2]
+    table = Table("run", "iterations", "seconds", "final loss", "iterations to target", "seconds to target",
+                  title=f"prevWarped initialisation ({size[0]}x{size[1]}; target: final loss of "
+                        "frame 2 with content init)")
+    for label, log in (("frame 1, content init", log1), ("frame 2, content init + temporal", log_content),
+                       ("frame 2, prevWarped init + temporal", log_prev)):
+        t, i = first_reaching(log, target) if label.startswith("frame 2") else (log[-1][0], log[-1][1])
+        table.add(label, log[-1][1], log[-1][0], log[-1][2], i, t)
+    table.notes.append("Frame 1 has no temporal term, so its loss is not comparable; its 'to target' "
+                       "columns are its whole run.")
+    table.print()
+
+    levels = 3
+    c2f = Stylizer(vgg, style, Settings.from_preset("standard", tolerance=0.0, coarse_to_fine=levels))
+    _, log_c2f = timed_stylize(c2f, a, iterations)
+    after = (levels - 1) * iterations
+    table = Table("run", "iterations", "seconds", "final loss", "seconds to target",
+                  title=f"Coarse-to-fine ({levels} levels, {iterations} iterations each) vs single scale "
+                        f"({size[0]}x{size[1]}; target: final loss of the single-scale run)")
+    t, _ = first_reaching(log_c2f, log1[-1][2], after)
+    table.add("single scale", log1[-1][1], log1[-1][0], log1[-1][2], log1[-1][0])
+    table.add(f"coarse-to-fine x{levels}", log_c2f[-1][1], log_c2f[-1][0], log_c2f[-1][2], t)
+    table.notes.append("If coarse-to-fine never reaches the target, 'seconds to target' is its whole run.")
+    table.print()
+
+
+def run(args):
+    vgg, weights_line, weights = load_vgg(args)
+    print_header("Speed and memory", args, weights_line)
+    settings = Settings.from_preset("standard", tolerance=0.0)
+    widths = [int(w) for w in (args.widths or ("64,96" if args.quick else "256,512,768,1024")).split(",")]
+    steps = args.steps or (3 if args.quick else 8)
+    peak = matmul_gflops(512 if args.quick else 2048, 3 if args.quick else 5)
+    style = style_image(args)
+    per_resolution(args, vgg, style, settings, widths, steps, peak)
+    memory(args, weights or random_spec(args),
+           [int(n) for n in (args.memory_frames or ("4,12" if args.quick else "10,100")).split(",")])
+    convergence(args, vgg, style, args.convergence_width or (64 if args.quick else 256),
+                args.convergence_iterations or (4 if args.quick else settings.iterations_later))
