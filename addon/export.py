@@ -29,13 +29,13 @@ DONE_MARKER = ".complete"
 def overridden(settings):
     """Apply ``(object, attribute, value)`` settings for the block; restore them in the same order.
 
-    Restoring in the same order matters for image settings: the file format comes
-    back before the colour depth that only that format allows.
+    All values are read before any is changed, and restoring goes in the same order:
+    for image settings the media type comes back before the file format, and the
+    format before the colour depth that only that format allows.
     """
-    saved = []
+    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _value in settings]
     try:
         for obj, attr, value in settings:
-            saved.append((obj, attr, getattr(obj, attr)))
             setattr(obj, attr, value)
         yield
     finally:
@@ -150,7 +150,7 @@ class SceneExport(Export):
         if strip.scene_camera:
             settings.append((inner, "camera", strip.scene_camera))
         # The scene's frame shown at the strip's first visible frame.
-        first = inner.frame_start + strip.frame_final_start - strip.frame_start
+        first = inner.frame_start + strip.frame_final_start - round(strip.frame_start)
         with overridden(settings + compat.multilayer_exr(render.image_settings)):
             def render_frame(index, path):
                 inner.frame_current = first + index
