@@ -1,7 +1,7 @@
 """API differences between Blender 4.2 LTS, 4.5 LTS and 5.0, in one place.
 
-- 5.0 renamed ``Sequence`` to ``Strip`` and ``sequences[_all]`` to ``strips[_all]``
-  (on the sequence editor and on meta strips).
+- 5.0 renamed ``sequences[_all]`` to ``strips[_all]`` (on the sequence editor and on
+  meta strips; the types ``Sequence*`` became ``*Strip``, which this add-on never names).
 - 5.0 moved "multilayer OpenEXR" from ``file_format`` to ``media_type = 'MULTI_LAYER_IMAGE'``.
 - EEVEE's engine id is ``BLENDER_EEVEE_NEXT`` in 4.2-4.5 and ``BLENDER_EEVEE`` again in 5.0.
 - 5.0 lets a workspace edit another scene's sequencer (``context.sequencer_scene``).
@@ -10,7 +10,6 @@ import bpy
 
 IS_5 = bpy.app.version >= (5, 0, 0)
 
-STRIP_TYPE = bpy.types.Strip if IS_5 else bpy.types.Sequence
 EEVEE = "BLENDER_EEVEE" if IS_5 else "BLENDER_EEVEE_NEXT"
 VECTOR_PASS_ENGINES = {"CYCLES", EEVEE}
 _STRIPS, _STRIPS_ALL = ("strips", "strips_all") if IS_5 else ("sequences", "sequences_all")

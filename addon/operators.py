@@ -15,7 +15,7 @@ def show(context, job):
     state = context.window_manager.video_stylize_job
     state.running = job.running
     state.stage, state.progress, state.detail = job.stage, job.fraction, job.detail
-    state.error, state.log_path = job.error, str(job.log_path)
+    state.error = job.error
     for window in context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == "SEQUENCE_EDITOR":

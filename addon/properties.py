@@ -44,7 +44,6 @@ class StylizeJobState(bpy.types.PropertyGroup):
     progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
     detail: StringProperty()
     error: StringProperty()
-    log_path: StringProperty(subtype="FILE_PATH")
 
 
 classes = (StylizeSettings, StylizeJobState)

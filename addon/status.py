@@ -71,7 +71,10 @@ def draw_worker(layout, width=48):
         layout.label(text="Checking the worker's Python…", icon="TIME")
         _redraw_when_probed()
     elif problem := torch_problem(result):
-        draw_wrapped(layout.box(), problem, icon="ERROR", width=width)
+        box = layout.box()
+        draw_wrapped(box, problem, icon="ERROR", width=width)
+        if "torch" not in result:
+            box.operator("stylize.install_torch", icon="IMPORT")
     else:
         devices = ", ".join(["CPU"] + ["CUDA"] * result["cuda"] + ["Metal"] * result["mps"])
         layout.label(text=f"PyTorch {result['torch']} ({devices})", icon="CHECKMARK")

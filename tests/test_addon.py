@@ -407,6 +407,24 @@ def test_missing_torch_says_how_to_fix(addon, tmp_path):
     assert strip_names(sed) == ["pics"]
 
 
+def test_install_torch_runs_pip_for_the_worker_python(addon, tmp_path):
+    from addon import preferences, status
+    fake = fake_python(tmp_path / "python-with-fake-pip", (
+        "import sys\n"
+        "print('args:', ' '.join(sys.argv[1:]))\n"
+        "print('Successfully installed torch')\n"))
+    bpy.context.preferences.addons["addon"].preferences.python = fake
+    bpy.context.preferences.system.use_online_access = False
+    with pytest.raises(RuntimeError, match="Allow Online Access"):
+        bpy.ops.stylize.install_torch()
+    bpy.context.preferences.system.use_online_access = True
+    assert bpy.ops.stylize.install_torch() == {"FINISHED"}
+    assert list(preferences.INSTALL.lines) == [
+        f"args: -m pip install --upgrade --target {status.site_packages()} "
+        "--index-url https://download.pytorch.org/whl/cpu torch", "Successfully installed torch"]
+    assert "Successfully installed torch" in Path(preferences.INSTALL.log_path).read_text()
+
+
 def test_engine_error_is_reported(addon, tmp_path):
     (tmp_path / "not-an-image.png").write_text("hello")
     bpy.context.scene.video_stylize.style_image = str(tmp_path / "not-an-image.png")
