@@ -1,7 +1,5 @@
-"""Shared pieces of the benchmarks: options, header, markdown tables, timers, data loading."""
+"""Shared pieces of the benchmarks: options, weights, header, markdown tables, data, figures."""
 import os
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -91,22 +89,6 @@ def fmt(x):
     if isinstance(x, (float, np.floating)):
         return f"{x:.4g}"
     return str(x)
-
-
-def mean_rows(table, label_columns):
-    """Append a 'mean' row: the mean of each numeric column over the rows so far."""
-    cols = list(zip(*table.rows))
-    cells = ["mean"] + [""] * (label_columns - 1)
-    cells += [float(np.mean(c)) for c in cols[label_columns:]]
-    table.add(*cells)
-
-
-@contextmanager
-def timer(times, key):
-    """Add the wall time of the block to ``times[key]``."""
-    start = time.perf_counter()
-    yield
-    times[key] = times.get(key, 0.0) + time.perf_counter() - start
 
 
 def read_image(path, size=None):

@@ -28,7 +28,7 @@ from stylize_core.optimize import Stylizer
 from stylize_core.settings import Settings
 from stylize_core.warp import warp_numpy
 
-from .common import (Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
+from .common import (Table, bar_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
                      print_header, sintel_pairs, style_image, warping_error, write_image)
 
 ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
@@ -147,4 +147,6 @@ def run(args):
         summary.add(method, *np.mean(rows, axis=0).tolist())
     summary.notes.append("input: the unstylised frames (their style loss is the starting point).")
     summary.print()
-    print(f"Figure: {args.out / 'consistency_first_pair.png'}\n")
+    chart = bar_chart(args.out / "consistency_mean_error.png", "mean warping error E (Sintel, GT flow)",
+                      [r[0] for r in summary.rows], [r[1] for r in summary.rows])
+    print(f"Figures: {args.out / 'consistency_first_pair.png'}, {chart}\n")

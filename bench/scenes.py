@@ -1,6 +1,6 @@
 """Sintel-like test clips rendered with Blender: frames plus exact flows from the Vector pass.
 
-A random (seeded) scene: a textured ground, procedurally textured objects, some of them
+A random (seeded) scene: a textured sky dome and ground, procedurally textured objects, some of them
 moving, and a camera travelling sideways while it looks at a moving target, so that
 objects occlude each other and the background. Cycles renders it at a small size with
 few samples, motion blur off and the Vector pass on, into one multilayer EXR per frame
@@ -53,21 +53,33 @@ def load_clip(folder):
     return ([read_rgb(p) for p in paths], [f[1] for f in flows[:-1]], [f[0] for f in flows[1:]])
 
 
-def _material(bpy, rng, name, scale=1.0):
-    """A procedural material: one of noise / voronoi / checker / wave / brick, random colours."""
+TEXTURES = ["ShaderNodeTexNoise", "ShaderNodeTexVoronoi", "ShaderNodeTexChecker",
+            "ShaderNodeTexWave", "ShaderNodeTexBrick"]
+
+
+def _material(bpy, rng, name, scale=1.0, kind=None, emission=False):
+    """A procedural material: a texture (random kind unless given) through a random colour ramp.
+
+    ``emission``: the texture is emitted light (the sky dome) instead of a diffuse colour.
+    """
     mat = bpy.data.materials.new(name)
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     bsdf = nodes.get("Principled BSDF")
-    kind = rng.choice(["ShaderNodeTexNoise", "ShaderNodeTexVoronoi", "ShaderNodeTexChecker",
-                       "ShaderNodeTexWave", "ShaderNodeTexBrick"])
+    kind = kind or rng.choice(TEXTURES)
     tex = nodes.new(kind)
     tex.inputs["Scale"].default_value = scale * rng.uniform(3.0, 8.0)
     ramp = nodes.new("ShaderNodeValToRGB")
-    for element in ramp.color_ramp.elements:
-        element.color = (rng.random(), rng.random(), rng.random(), 1.0)
+    dark, light = ramp.color_ramp.elements  # a contrasted ramp: a dark and a light colour
+    dark.color = tuple(0.35 * rng.random() for _ in range(3)) + (1.0,)
+    light.color = tuple(0.5 + 0.5 * rng.random() for _ in range(3)) + (1.0,)
     links.new(tex.outputs[1 if kind == "ShaderNodeTexChecker" else 0], ramp.inputs["Fac"])
-    links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
-    bsdf.inputs["Roughness"].default_value = rng.uniform(0.4, 0.9)
+    if emission:
+        shader = nodes.new("ShaderNodeEmission")
+        links.new(ramp.outputs["Color"], shader.inputs["Color"])
+        links.new(shader.outputs["Emission"], nodes.get("Material Output").inputs["Surface"])
+    else:
+        links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+        bsdf.inputs["Roughness"].default_value = rng.uniform(0.4, 0.9)
     return mat
 
 
@@ -84,16 +96,18 @@ def build_scene(frames, width, height, samples, seed):
     import bpy
     rng = random.Random(seed)
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.context.preferences.edit.keyframe_new_interpolation_type = "LINEAR"
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 1, frames
 
-    world = bpy.data.worlds.new("sky")
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.45, 0.55, 0.8, 1.0)
-    scene.world = world
-
+    # A textured, self-lit sky dome, so that every pixel sees geometry and has an exact flow.
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=50, segments=64, ring_count=32)
+    dome = bpy.context.object
+    dome.data.materials.append(_material(bpy, rng, "sky", scale=2.0, kind="ShaderNodeTexNoise",
+                                         emission=True))
+    dome.visible_shadow = False
     bpy.ops.mesh.primitive_plane_add(size=60)
-    bpy.context.object.data.materials.append(_material(bpy, rng, "ground", scale=3.0))
+    bpy.context.object.data.materials.append(_material(bpy, rng, "ground", scale=8.0,
+                                                       kind="ShaderNodeTexVoronoi"))
     bpy.ops.object.light_add(type="SUN", rotation=(0.6, 0.2, 0.8))
     bpy.context.object.data.energy = 3.0
 

@@ -7,7 +7,7 @@ import sys
 from conftest import ROOT, shared_data
 
 FIGURES = ["flow_sintel.png", "flow_scene.png", "consistency_first_pair.png", "scenes_consistency.png",
-           "speed_per_frame.png", "pictures_rendered_clip.png"]
+           "speed_per_frame.png", "pictures_rendered_clip.png", "consistency_mean_error.png"]
 TITLES = ["Optical flow", "Temporal consistency on Sintel", "rendered clip", "Speed and memory", "Pictures"]
 
 
