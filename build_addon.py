@@ -95,7 +95,7 @@ def extension_tool():
     """Command prefix running Blender's extension tool, and a --valid-tags argument list."""
     blender = shutil.which("blender")
     if blender:
-        return [blender, "--factory-startup", "--command", "extension"], []
+        return [blender, "--command", "extension"], []
     spec = importlib.util.find_spec("bpy")
     if spec is None:
         sys.exit("error: neither a `blender` binary on PATH nor the `bpy` module is available "

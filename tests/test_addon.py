@@ -487,6 +487,59 @@ def test_cancel_and_second_run_refused(addon, tmp_path):
     assert strip_names(sed) == ["pics"]
 
 
+def test_modal_path_steps_on_timer_events_and_esc_cancels(addon, tmp_path):
+    """modal() as Blender calls it in the UI (headless Blender delivers no timer events)."""
+    from addon import job, operators
+    op_type = operators.SEQUENCER_OT_stylize_strip
+    sed = bpy.context.scene.sequence_editor_create()
+    src = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
+    sed.active_strip = src
+    before = snapshot(src)
+    reports = []
+    wm = SimpleNamespace(video_stylize_job=bpy.context.window_manager.video_stylize_job, windows=[],
+                         event_timer_remove=lambda timer: reports.append(("timer removed", timer)))
+    context = SimpleNamespace(window_manager=wm)
+    op = SimpleNamespace(timer="T", report=lambda kind, text: reports.append((kind, text)))
+    op.finish = lambda ctx, j: op_type.finish(op, ctx, j)
+    timer, esc = SimpleNamespace(type="TIMER", value="NOTHING"), SimpleNamespace(type="ESC", value="PRESS")
+
+    op.job = job.prepare(bpy.context)
+    assert op_type.modal(op, context, SimpleNamespace(type="MOUSEMOVE", value="NOTHING")) == {"PASS_THROUGH"}
+    stages = set()
+    while (result := op_type.modal(op, context, timer)) == {"PASS_THROUGH"}:
+        stages.add(wm.video_stylize_job.stage)
+        time.sleep(0.05)
+    assert result == {"FINISHED"} and not wm.video_stylize_job.running
+    assert "Stylizing" in stages and wm.video_stylize_job.progress == 1
+    assert reports[0] == ("timer removed", "T") and reports[1][0] == {"INFO"}
+    check_result(sed, src, before, channel=2)
+
+    sed.active_strip = src
+    op.job = job.prepare(bpy.context)
+    while op.job.process is None:
+        assert op_type.modal(op, context, timer) == {"PASS_THROUGH"}
+    assert op_type.modal(op, context, esc) == {"CANCELLED"}
+    assert op.job.process.returncode is not None and reports[-1][0] == {"WARNING"}
+    assert strip_names(sed) == ["pics", "pics (stylized)"]
+
+
+def test_progress_events_drive_the_bar(addon, tmp_path):
+    from addon import job
+    sed = bpy.context.scene.sequence_editor_create()
+    sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
+    j = job.prepare(bpy.context)
+    j._on_event({"event": "start", "frames": 4, "passes": 2, "width": W, "height": H, "skipped": 0})
+    assert j.stage == "Stylizing"
+    j._on_event({"event": "progress", "frame": 3, "frames": 4, "pass": 2, "passes": 2,
+                 "iteration": 5, "iterations": 10, "loss": 1.0, "seconds": 1.0, "eta": 75.0})
+    assert j.fraction == pytest.approx((4 + 2 + 0.5) / 8)
+    assert j.detail == "Frame 3/4, pass 2/2, 1m 15s left"
+    j._on_event({"event": "error", "message": "out of memory"})
+    assert j.engine_error == "out of memory"
+    assert job.format_seconds(3725) == "1h 02m" and job.format_seconds(9) == "9s"
+    j.cancel()
+
+
 # -- the bpy-free worker module ---------------------------------------------------------------
 
 def test_worker_process_and_events(tmp_path):
