@@ -75,9 +75,6 @@ class Export:
     def path(self, index):
         return self.folder / f"frame_{index + 1:05d}{self.suffix}"
 
-    def frame_paths(self):
-        return [self.path(i) for i in range(self.count)]
-
     def step(self, budget=float("inf")):
         """Render frames until ``budget`` seconds have passed (at least one); True when finished."""
         if self.done == 0:
@@ -109,13 +106,14 @@ class SequencerExport(Export):
                         (copy.view_settings, "view_transform", "Standard"), (copy.view_settings, "look", "None"),
                         (copy.view_settings, "exposure", 0.0), (copy.view_settings, "gamma", 1.0),
                         (copy.view_settings, "use_curve_mapping", False)]
-            with overridden(settings + compat.png_rgb8(copy.render.image_settings)):
-                start = strip.frame_final_start
+            for obj, attr, value in settings + compat.png_rgb8(copy.render.image_settings):
+                setattr(obj, attr, value)  # on the copy: nothing to restore
+            start = strip.frame_final_start
 
-                def render_frame(index, path):
-                    copy.frame_current = start + index
-                    render_still(copy, path)
-                yield render_frame
+            def render_frame(index, path):
+                copy.frame_current = start + index
+                render_still(copy, path)
+            yield render_frame
         finally:
             bpy.data.scenes.remove(copy)
 
@@ -144,9 +142,11 @@ class SceneExport(Export):
         inner = strip.scene
         layer = inner.view_layers[0]
         render = inner.render
-        settings = [(inner, "frame_current", inner.frame_current), (render, "use_motion_blur", False),
+        settings = [(render, "use_motion_blur", False),  # else the Vector pass is empty
                     (render, "use_sequencer", False), (render, "resolution_percentage", 100),
-                    (layer, "use_pass_vector", True), (render, "filepath", render.filepath)]
+                    (layer, "use_pass_vector", True),
+                    # set for each frame, restored afterwards:
+                    (inner, "frame_current", inner.frame_current), (render, "filepath", render.filepath)]
         if strip.scene_camera:
             settings.append((inner, "camera", strip.scene_camera))
         # The scene's frame shown at the strip's first visible frame.
