@@ -291,6 +291,28 @@ def test_movie_strip(addon, tmp_path):
     assert len(bpy.data.scenes) == 1  # the export's temporary scene is gone
 
 
+def test_export_isolates_a_strip_inside_a_meta(addon, tmp_path):
+    """Covering strips are muted, the muted channel of the meta is unmuted, only in a temporary copy."""
+    from addon import export, importer
+    scene = bpy.context.scene
+    sed = scene.sequence_editor_create()
+    movie = sed.strips.new_movie("clip", str(make_movie(tmp_path / "clip.mp4")), 1, 1)
+    sed.strips.new_effect("cover", "COLOR", 3, 1, length=10)
+    meta = sed.strips.new_meta("meta", 2, 1)
+    movie.move_to_meta(meta)
+    meta.frame_final_end = 7
+    sed.channels[2].mute = True
+    before = {s.name: snapshot(s) for s in sed.strips_all}
+    assert export.SequencerExport(scene.name, "clip", tmp_path / "frames", 6).step()
+    for i in range(6):
+        exported = cv2.imread(str(tmp_path / "frames" / f"frame_{i + 1:05d}.png")).astype(int)
+        assert np.abs(exported - clip_frame(i)).mean() < 4
+    assert {s.name: snapshot(s) for s in sed.strips_all} == before and sed.channels[2].mute
+    assert len(bpy.data.scenes) == 1
+    assert importer.container(sed, movie) == meta.strips
+    assert importer.free_channel(meta.strips, movie.channel, 1, 7) == 2
+
+
 def test_image_sequence_by_name_in_saved_file(addon, tmp_path):
     """The headless path: a saved .blend, the strip named, job folder beside the file."""
     scene = bpy.context.scene
