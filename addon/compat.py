@@ -12,7 +12,8 @@ IS_5 = bpy.app.version >= (5, 0, 0)
 
 EEVEE = "BLENDER_EEVEE" if IS_5 else "BLENDER_EEVEE_NEXT"
 VECTOR_PASS_ENGINES = {"CYCLES", EEVEE}
-_STRIPS, _STRIPS_ALL = ("strips", "strips_all") if IS_5 else ("sequences", "sequences_all")
+_STRIPS, _STRIPS_ALL = (("strips", "strips_all") if "strips" in bpy.types.SequenceEditor.bl_rna.properties
+                        else ("sequences", "sequences_all"))  # strips: 4.4+, sequences: until 4.5
 
 
 def strips(owner):

@@ -23,6 +23,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from addon import compat  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 W, H = 64, 48
 
@@ -92,10 +94,17 @@ def make_frames(folder, frames):
 
 
 def image_strip(sed, name, files, channel, start):
-    strip = sed.strips.new_image(name, str(files[0]), channel, start)
+    strip = compat.strips(sed).new_image(name, str(files[0]), channel, start)
     for f in files[1:]:
         strip.elements.append(f.name)
     return strip
+
+
+def effect_strip(sed, name, kind, channel, start, length):
+    strips = compat.strips(sed)
+    params = strips.bl_rna.functions["new_effect"].parameters
+    span = {"length": length} if "length" in params else {"frame_end": start + length}  # 5.0 / 4.x
+    return strips.new_effect(name, kind, channel, start, **span)
 
 
 def snapshot(rna):
@@ -134,7 +143,7 @@ def check_result(sed, source, before, channel):
 
 
 def strip_names(sed):
-    return sorted(s.name for s in sed.strips_all)
+    return sorted(s.name for s in compat.strips_all(sed))
 
 
 def fake_python(path, body):
@@ -272,7 +281,7 @@ def test_build_validate_install_and_run(blender, tmp_path, monkeypatch):
 def test_movie_strip(addon, tmp_path):
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
-    movie = sed.strips.new_movie("clip", str(make_movie(tmp_path / "clip.mp4")), 2, 5)
+    movie = compat.strips(sed).new_movie("clip", str(make_movie(tmp_path / "clip.mp4")), 2, 5)
     movie.frame_offset_start, movie.frame_offset_end = 1, 1  # visible: movie frames 1..4 at 6..9
     pics = make_frames(tmp_path / "pics", 2)
     image_strip(sed, "busy", pics, 3, 8)    # overlaps the range on channel 3
@@ -291,26 +300,28 @@ def test_movie_strip(addon, tmp_path):
     assert len(bpy.data.scenes) == 1  # the export's temporary scene is gone
 
 
+@pytest.mark.skipif(bpy.app.version < (5, 0, 0), reason="bpy 4.x cannot size a meta strip from Python: "
+                    "move_to_meta() keeps the meta's one-frame content range")
 def test_export_isolates_a_strip_inside_a_meta(addon, tmp_path):
     """Covering strips are muted, the muted channel of the meta is unmuted, only in a temporary copy."""
     from addon import export, importer
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
-    movie = sed.strips.new_movie("clip", str(make_movie(tmp_path / "clip.mp4")), 1, 1)
-    sed.strips.new_effect("cover", "COLOR", 3, 1, length=10)
-    meta = sed.strips.new_meta("meta", 2, 1)
+    movie = compat.strips(sed).new_movie("clip", str(make_movie(tmp_path / "clip.mp4")), 1, 1)
+    effect_strip(sed, "cover", "COLOR", 3, 1, 10)
+    meta = compat.strips(sed).new_meta("meta", 2, 1)
     movie.move_to_meta(meta)
     meta.frame_final_end = 7
     sed.channels[2].mute = True
-    before = {s.name: snapshot(s) for s in sed.strips_all}
+    before = {s.name: snapshot(s) for s in compat.strips_all(sed)}
     assert export.SequencerExport(scene.name, "clip", tmp_path / "frames", 6).step()
     for i in range(6):
         exported = cv2.imread(str(tmp_path / "frames" / f"frame_{i + 1:05d}.png")).astype(int)
         assert np.abs(exported - clip_frame(i)).mean() < 4
-    assert {s.name: snapshot(s) for s in sed.strips_all} == before and sed.channels[2].mute
+    assert {s.name: snapshot(s) for s in compat.strips_all(sed)} == before and sed.channels[2].mute
     assert len(bpy.data.scenes) == 1
-    assert importer.container(sed, movie) == meta.strips
-    assert importer.free_channel(meta.strips, movie.channel, 1, 7) == 2
+    assert importer.container(sed, movie) == compat.strips(meta)
+    assert importer.free_channel(compat.strips(meta), movie.channel, 1, 7) == 2
 
 
 def test_image_sequence_by_name_in_saved_file(addon, tmp_path):
@@ -323,7 +334,7 @@ def test_image_sequence_by_name_in_saved_file(addon, tmp_path):
     sed.active_strip = other
     bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "edit.blend"))
     sed = bpy.context.scene.sequence_editor
-    src = sed.strips_all["pics"]
+    src = compat.strips_all(sed)["pics"]
     before = snapshot(src)
 
     assert stylize(strip="pics") == {"FINISHED"}
@@ -364,7 +375,7 @@ def test_scene_strip_uses_vector_pass(addon):
     render_before = (snapshot(shot.render), snapshot(shot.render.image_settings),
                      snapshot(shot.view_layers[0]), shot.frame_current, shot.camera)
     sed = bpy.context.scene.sequence_editor_create()
-    strip = sed.strips.new_scene("shot", shot, 1, 3)
+    strip = compat.strips(sed).new_scene("shot", shot, 1, 3)
     strip.frame_offset_start, strip.frame_final_duration = 2, 4  # shot frames 3..6 at 5..8
     sed.active_strip = strip
     before = snapshot(strip)
@@ -396,10 +407,14 @@ def test_bad_requests_are_refused(addon, tmp_path):
         stylize()
     with pytest.raises(RuntimeError, match="No strip named 'nope'"):
         stylize(strip="nope")
-    sound = sed.strips.new_sound("beep", str(make_wav(tmp_path / "beep.wav")), 1, 1)
-    color = sed.strips.new_effect("flat", "COLOR", 2, 1, length=10)
-    text = sed.strips.new_effect("title", "TEXT", 3, 1, length=10)
-    for strip, kind in ((sound, "sound"), (color, "color"), (text, "text")):
+    unsupported = [(effect_strip(sed, "flat", "COLOR", 2, 1, 10), "color"),
+                   (effect_strip(sed, "title", "TEXT", 3, 1, 10), "text")]
+    try:
+        unsupported.append((compat.strips(sed).new_sound("beep", str(make_wav(tmp_path / "beep.wav")), 1, 1),
+                            "sound"))
+    except RuntimeError:  # the bpy 4.2 module is built without audio
+        assert bpy.app.version < (5, 0, 0)
+    for strip, kind in unsupported:
         sed.active_strip = strip
         with pytest.raises(RuntimeError, match=f"'{strip.name}' is a {kind} strip: only movie, image and scene"):
             stylize()
@@ -411,7 +426,7 @@ def test_bad_requests_are_refused(addon, tmp_path):
     settings.style_image = str(tmp_path / "missing.jpg")
     with pytest.raises(RuntimeError, match="Style image not found"):
         stylize()
-    assert strip_names(sed) == ["beep", "flat", "pics", "title"]
+    assert strip_names(sed) == sorted(["flat", "pics", "title"] + ["beep"] * (len(unsupported) == 3))
     assert "Style image not found" in bpy.context.window_manager.video_stylize_job.error
 
 
