@@ -35,7 +35,7 @@ ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
 
 
 def add_arguments(parser):
-    parser.add_argument("--scale", type=float, help="frame scale (default 0.25, quick 1/16)")
+    parser.add_argument("--scale", type=float, help="frame scale (default 0.125, quick 1/16)")
     parser.add_argument("--pairs", type=int, help="first N pairs (default all 17, quick 2)")
     parser.add_argument("--preset", default="standard", help="engine settings preset (default standard)")
     parser.add_argument("--iterations", type=int, help="first-frame iterations (default: the preset's)")
@@ -117,7 +117,7 @@ def figure(path, pair, s_t, results):
 
 
 def run(args):
-    scale = args.scale or (1 / 16 if args.quick else 0.25)
+    scale = args.scale or (1 / 16 if args.quick else 0.125)
     vgg, weights_line, _ = load_vgg(args)
     settings = settings_for(args)
     print_header("Temporal consistency on Sintel pairs", args, weights_line)

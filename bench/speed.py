@@ -1,19 +1,18 @@
 """Speed: per iteration and per frame against resolution, stage times, achieved GFLOP/s, memory.
 
 - Iterations: seconds per L-BFGS iteration of the engine's Stylizer (median step time after
-  two warm-up steps), and a bare VGG forward+backward (best of 3) whose conv FLOPs are counted from the layer shapes
-  (2*Cin*Cout*k*k*H*W per conv forward; backward computes input gradients only, since the
-  weights are frozen, which costs the same again), against fp32 matmul GFLOP/s measured
-  in the same run (best of several).
+  two warm-up steps), and a bare VGG forward+backward (best of 3) whose conv FLOPs are
+  counted from the layer shapes (2*Cin*Cout*k*k*H*W per conv forward; the backward pass
+  computes input gradients only, since the weights are frozen, which costs the same
+  again), against the fp32 matmul GFLOP/s measured just before it.
 - Stages per frame: IO (read a frame, write a PNG), flow (DIS, both directions, once per
   temporal offset of the preset), consistency check, optimisation (setup + iterations).
 - Memory: the engine CLI on a generated clip at tiny size, 1 iteration per frame, in a
-  child process; peak RSS from wait4(). It must not grow with the clip length.
+  child process; its peak RSS (ru_maxrss). It must not grow with the clip length.
 - prevWarped: frame 2 initialised from the content vs from the warped frame 1, both with
   the temporal loss; coarse-to-fine (3 levels) vs single scale: time until the loss at
   full size reaches the single-scale run's final loss.
 """
-import os
 import subprocess
 import sys
 import time
@@ -107,9 +106,9 @@ def first_reaching(log, target, after=0):
     return log[-1][0], log[-1][1] - after
 
 
-def per_resolution(args, vgg, style, settings, widths, steps, peak):
-    speed = Table("size", "s/iter", "VGG fwd+bwd s", "conv GFLOP fwd+bwd", "GFLOP/s", "% of matmul",
-                  title="Per iteration")
+def per_resolution(args, vgg, style, settings, widths, steps):
+    speed = Table("size", "s/iter", "VGG fwd+bwd s", "conv GFLOP fwd+bwd", "GFLOP/s", "matmul GFLOP/s",
+                  "% of matmul", title="Per iteration")
     stages = Table("size", "IO s", f"flow s (x{len(settings.offsets)})", f"check s (x{len(settings.offsets)})",
                    f"optimise s first ({settings.iterations} it)",
                    f"optimise s later ({settings.iterations_later} it)", "s/frame first", "s/frame later",
@@ -125,25 +124,32 @@ def per_resolution(args, vgg, style, settings, widths, steps, peak):
         io = time.perf_counter() - io_start
         b = read_image(folder / CLIP[1], size)
         flow_start = time.perf_counter()
-        bwd, fwd = estimate(b, a, settings.flow, settings.flow_preset), estimate(a, b, settings.flow, settings.flow_preset)
+        bwd, fwd = (estimate(x, y, settings.flow, settings.flow_preset) for x, y in ((b, a), (a, b)))
         flow = time.perf_counter() - flow_start
         check = _seconds(lambda: reliability(bwd, fwd))
         _, log = timed_stylize(stylizer, a, steps)
         per_iter, setup = iteration_seconds(log)
+        peak = matmul_gflops(512 if args.quick else 2048, 3)
         vgg_s = vgg_seconds(vgg, height, width, 3)
-        flops = 2 * conv_flops(vgg, height, width)
-        speed.add(f"{width}x{height}", per_iter, vgg_s, flops / 1e9, flops / vgg_s / 1e9,
-                  100 * flops / vgg_s / 1e9 / peak)
+        gflop = 2 * conv_flops(vgg, height, width) / 1e9
+        speed.add(f"{width}x{height}", per_iter, vgg_s, gflop, gflop / vgg_s, peak, 100 * gflop / vgg_s / peak)
         opt_first = setup + settings.iterations * per_iter
         opt_later = setup + settings.iterations_later * per_iter
         n = len(settings.offsets)
         stages.add(f"{width}x{height}", io, flow * n, check * n, opt_first, opt_later, io + opt_first,
                    io + n * (flow + check) + opt_later)
-    speed.notes.append(f"fp32 matmul on this machine, same run: {peak:.1f} GFLOP/s.")
+    speed.notes.append("matmul: best fp32 square matmul rate, measured just before the VGG row "
+                       "(the cores are shared, so both vary together).")
     speed.print()
     stages.print()
     bar_chart(args.out / "speed_per_frame.png", "seconds per later frame",
               [row[0] for row in stages.rows], [row[-1] for row in stages.rows], " s")
+
+
+# Measures its child's peak RSS from a small process: a child forked from the (large)
+# benchmark process would report the benchmark's own pages in ru_maxrss.
+RSS_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
 
 
 def peak_memory(args, frames, vgg_spec):
@@ -152,16 +158,14 @@ def peak_memory(args, frames, vgg_spec):
     clip, out = work / f"clip_{frames}", work / f"out_{frames}"
     make_clip(clip, frames=frames, size=(64, 36))
     style = make_style(str(work / "style.png"), (64, 64))
-    cmd = [sys.executable, "-m", "stylize_core", "stylize", str(clip), "--style", style, "--out", str(out),
-           "--vgg", vgg_spec, "--iterations", "1", "--iterations-later", "1", "--progress", "none",
-           "--restart", "--device", "cpu"]
+    cmd = [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "stylize_core", "stylize", str(clip),
+           "--style", style, "--out", str(out), "--vgg", vgg_spec, "--iterations", "1",
+           "--iterations-later", "1", "--progress", "none", "--restart", "--device", "cpu"]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"engine failed on the memory run: {proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024, time.perf_counter() - start
+        raise RuntimeError(f"engine failed on the memory run: {proc.stderr[-2000:]}")
+    return int(proc.stdout.split()[-1]) / 1024, time.perf_counter() - start
 
 
 def memory(args, vgg_spec, lengths):
@@ -179,7 +183,7 @@ def convergence(args, vgg, style, width, iterations):
     a, b = (read_image(args.data / "sintel_clip" / name, size) for name in CLIP)
     stylizer = Stylizer(vgg, style, settings)
     s1, log1 = timed_stylize(stylizer, a, iterations)
-    bwd, fwd = estimate(b, a, settings.flow, settings.flow_preset), estimate(a, b, settings.flow, settings.flow_preset)
+    bwd, fwd = (estimate(x, y, settings.flow, settings.flow_preset) for x, y in ((b, a), (a, b)))
     weights = reliability(bwd, fwd)
     warped, _ = warp_numpy(s1, bwd)
     temporal = ((warped, weights),)
@@ -218,9 +222,8 @@ def run(args):
     settings = Settings.from_preset("standard", tolerance=0.0)
     widths = [int(w) for w in (args.widths or ("64,96" if args.quick else "256,512,768,1024")).split(",")]
     steps = args.steps or (3 if args.quick else 8)
-    peak = matmul_gflops(512 if args.quick else 2048, 3 if args.quick else 5)
     style = style_image(args)
-    per_resolution(args, vgg, style, settings, widths, steps, peak)
+    per_resolution(args, vgg, style, settings, widths, steps)
     memory(args, weights or random_spec(args),
            [int(n) for n in (args.memory_frames or ("4,12" if args.quick else "10,100")).split(",")])
     convergence(args, vgg, style, args.convergence_width or (64 if args.quick else 256),
