@@ -92,5 +92,6 @@ def register():
 
 
 def unregister():
+    status.stop_redraw_timer()
     bpy.utils.unregister_class(SEQUENCER_PT_stylize)
     bpy.utils.previews.remove(_previews)

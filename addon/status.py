@@ -86,6 +86,12 @@ def _redraw_when_probed():
         bpy.app.timers.register(_redraw_probed, first_interval=0.5)
 
 
+def stop_redraw_timer():
+    """Unregister the redraw timer (the add-on is being disabled)."""
+    if bpy.app.timers.is_registered(_redraw_probed):
+        bpy.app.timers.unregister(_redraw_probed)
+
+
 def _redraw_probed():
     """Timer: once the background probe is done, redraw the panels that show it."""
     if probe(wait=False) is None:
