@@ -83,7 +83,8 @@ def prepare(context, scene_name="", strip_name=""):
                "preserve-colors": settings.preserve_colors, "flow": flow,
                "scale": round(settings.scale, 4) or None, "iterations": settings.iterations or None,
                "iterations-later": settings.iterations or None,
-               "device": p.device if p else "auto", "vgg": vgg}
+               "device": p.device if p else "auto", "vgg": vgg,
+               "no-download": not bpy.app.online_access}
     current = Job(scene, strip, style, options, vector)
     return current
 

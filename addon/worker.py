@@ -114,21 +114,6 @@ class Process:
 
 
 # Runs inside the worker's interpreter with the worker's environment: prints one JSON line.
-PROBE_SCRIPT = r"""
-import json, sys
-r = {"python": sys.version.split()[0], "executable": sys.executable}
-try:
-    import torch
-    r["torch"] = torch.__version__
-    r["cuda"] = bool(torch.cuda.is_available())
-    r["mps"] = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    from stylize_core import flow, weights
-    r["flows"] = flow.available_methods()
-    r["weights"] = str(weights.find_weights() or "")
-except Exception as e:
-    r["error"] = f"{type(e).__name__}: {e}"
-print(json.dumps(r))
-"""
 
 _probes = {}
 _probes_lock = threading.Lock()
@@ -140,7 +125,7 @@ def probe(python, env, timeout=300):
     ``{"error": ...}`` when the interpreter cannot start or lacks torch or the engine's needs.
     """
     try:
-        done = subprocess.run([python, "-c", PROBE_SCRIPT], env=env, capture_output=True, text=True,
+        done = subprocess.run([python, "-m", ENGINE, "info", "--json"], env=env, capture_output=True, text=True,
                               timeout=timeout, creationflags=_NO_WINDOW)
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"error": f"cannot run {python}: {e}"}

@@ -1,9 +1,11 @@
 """Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR`` and ``demo``."""
 import argparse
+import json
 import signal
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import StylizeError
 from .progress import make_progress
 from .settings import PRESETS, Settings
@@ -61,10 +63,12 @@ def build_parser():
     for flag, field, typ, text in TUNABLES:
         st.add_argument(flag, dest=field, type=typ, default=None,
                         help=f"{text} (default: {_preset_table(field)})")
+    info = sub.add_parser("info", help="what this installation offers (torch, devices, flows, weights)")
+    info.add_argument("--json", action="store_true", help="one JSON object (default: text)")
     dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
                         description="Generate a short clip and a style image into OUTDIR and stylise it.")
     dm.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    dm.add_argument("--frames", type=int, default=24, help="clip length (default: 24)")
+    dm.add_argument("--frames", type=int, default=12, help="clip length (default: 12)")
     _common(dm, preset="draft")
     return p
 
@@ -78,6 +82,8 @@ def _common(p, preset="standard"):
                    help="torch device; auto = cuda, then mps, then cpu (default: auto)")
     p.add_argument("--video", help="also encode the result as a movie (.mp4/.mov/.avi) (default: none)")
     p.add_argument("--max-frames", type=int, help="only the first N frames (default: all)")
+    p.add_argument("--no-download", action="store_true",
+                   help="never download the VGG-19 weights; fail if no local file is found (default: download)")
     p.add_argument("--restart", action="store_true",
                    help="discard finished frames of an earlier job in OUTDIR (default: resume)")
     p.add_argument("--progress", choices=["bar", "json", "none"],
@@ -97,6 +103,8 @@ def _on_sigterm(*_):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if args.command == "info":
+        return _info(args.json)
     kind = args.progress or ("bar" if sys.stderr.isatty() else "none")
     progress = make_progress(kind)
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -107,7 +115,7 @@ def main(argv=None):
             return _demo(args, settings, progress)
         run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
             device=args.device, progress=progress, max_frames=args.max_frames,
-            flow_dir=args.flow_dir, restart=args.restart)
+            flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download)
         print(f"done: {args.out}", file=sys.stderr)
         return 0
     except StylizeError as e:
@@ -121,6 +129,27 @@ def main(argv=None):
         return 130
 
 
+def _info(as_json):
+    """Engine version, torch and its devices, available flow methods, the weights file found."""
+    r = {"engine": __version__, "python": sys.version.split()[0], "executable": sys.executable}
+    try:
+        import torch
+        r.update(torch=torch.__version__, cuda=torch.cuda.is_available(),
+                 mps=torch.backends.mps.is_available())
+        from . import flow, weights
+        r["flows"] = flow.available_methods()
+    except Exception as e:  # a broken torch/OpenCV install is what this command reports
+        r["error"] = f"{type(e).__name__}: {e}"
+        weights = None
+    if weights is not None:
+        try:
+            r["weights"] = str(weights.find_weights() or "")
+        except StylizeError as e:
+            r["weights"], r["weights_error"] = "", str(e)
+    print(json.dumps(r) if as_json else "\n".join(f"{k}: {v}" for k, v in r.items()))
+    return 1 if "error" in r else 0
+
+
 def _demo(args, settings, progress):
     from . import demo, weights
     from .schedule import run
@@ -129,15 +158,18 @@ def _demo(args, settings, progress):
     demo.make_clip(clip, frames=args.frames)
     demo.make_style(style)
     vgg = args.vgg
-    if vgg is None:
+    if vgg is None and weights.find_weights() is None:
         try:
-            weights.load_vgg(None)
+            if args.no_download:
+                raise StylizeError("VGG-19 weights not found and --no-download was given")
+            weights.download()
         except StylizeError as e:
             print(f"warning: {e}\nwarning: the demo goes on with a randomly initialised VGG-19: "
                   "it exercises the whole pipeline, but the pictures are not real style transfer",
                   file=sys.stderr)
             vgg = "random"
     run(clip, style, out / "stylized", settings, video=args.video or out / "stylized.mp4", vgg=vgg,
-        device=args.device, progress=progress, max_frames=args.max_frames, restart=args.restart)
+        device=args.device, progress=progress, max_frames=args.max_frames, restart=args.restart,
+        allow_download=not args.no_download)
     print(f"done: frames in {out / 'stylized'}, movie {args.video or out / 'stylized.mp4'}", file=sys.stderr)
     return 0

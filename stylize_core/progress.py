@@ -38,8 +38,10 @@ class Progress:
         self.unit_t0 = time.monotonic()
         self.emit("frame", frame=frame + 1, frames=self.frames, path=str(path))
 
-    def done(self, out):
-        self.emit("done", frames=self.frames, out=str(out), seconds=round(time.monotonic() - self.t0, 2))
+    def done(self, out, timings=None):
+        """``timings``: seconds spent per stage (flow, consistency, optimise, io)."""
+        self.emit("done", frames=self.frames, out=str(out), seconds=round(time.monotonic() - self.t0, 2),
+                  timings=timings or {})
 
     def error(self, message):
         self.emit("error", message=message)

@@ -10,9 +10,11 @@ switched on from ``temporal_from_pass``.
 Memory stays flat: frames are read from disk on demand, and only the earlier
 results the temporal loss needs are kept (the rest are read back from OUTDIR).
 """
+import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,15 @@ def frame_path(out, i):
     return Path(out) / f"frame_{i + 1:05d}.png"
 
 
+def fingerprint(paths):
+    """Identity of the input files (names, sizes, modification times): an edited input is another job."""
+    h = hashlib.sha1()
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{os.path.basename(p)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()
+
+
 def vector_exrs(src, flow_dir):
     """The multilayer EXRs holding the Vector pass: ``flow_dir``'s, else the input frames."""
     if flow_dir:
@@ -65,7 +76,7 @@ class Job:
     """One clip, one style, one output folder."""
 
     def __init__(self, input_path, style_path, out, settings, vgg=None, device="auto",
-                 progress=None, max_frames=None, flow_dir=None, restart=False):
+                 progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True):
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.settings, self.progress = settings, progress
@@ -76,17 +87,28 @@ class Job:
         self.proc = (max(round(self.size[0] * s.scale), 16), max(round(self.size[1] * s.scale), 16))
         self._manifest(input_path, style_path, restart)
         self.device = pick_device(device)
-        self.stylizer = Stylizer(load_vgg(vgg, self.device, s.pooling), self.style, s, self.device)
+        net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
+        self.stylizer = Stylizer(net, self.style, s, self.device)
         needs_flow = s.passes > 1 or s.offsets
         self.flows = make_flow_source(
             s.flow, self.src.read, self.size, cache_dir=self.out / "flow", preset=s.flow_preset,
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
             exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None) if needs_flow else None
         self._results = {}
+        self.timings = dict.fromkeys(("flow", "consistency", "optimise", "io"), 0.0)
+
+    @contextmanager
+    def timed(self, stage):
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            self.timings[stage] += time.monotonic() - t0
 
     # -- manifest and resume ------------------------------------------------------------
     def _manifest(self, input_path, style_path, restart):
         record = {"input": str(Path(input_path).resolve()), "style": str(Path(style_path).resolve()),
+                  "fingerprint": fingerprint(self.src.paths + [style_path]),
                   "frames": len(self.src), "size": list(self.size),
                   "settings": self.settings.to_dict()}
         path = self.out / MANIFEST
@@ -114,24 +136,28 @@ class Job:
 
     # -- frames, flows, results -------------------------------------------------------
     def content(self, i):
-        return resize(self.src.read(i), self.proc)
+        with self.timed("io"):
+            return resize(self.src.read(i), self.proc)
 
     def flow(self, a, b):
-        return resize_flow(self.flows.flow(a, b), self.proc)
+        with self.timed("flow"):
+            return resize_flow(self.flows.flow(a, b), self.proc)
 
     def reliable_warp(self, image, a, b):
         """``image`` (a result for frame b) warped into frame a, and the reliability weights."""
-        fab = self.flow(a, b)
-        warped, _ = warp_numpy(image, fab)
-        return warped, reliability(fab, self.flow(b, a))
+        fab, fba = self.flow(a, b), self.flow(b, a)
+        with self.timed("consistency"):
+            warped, _ = warp_numpy(image, fab)
+            return warped, reliability(fab, fba)
 
     def result(self, i, pass_dir=None):
         """Earlier result of frame ``i`` at processing size (memory, else from disk)."""
         key = (pass_dir, i)
         if key not in self._results:
             path = (pass_dir / f"frame_{i + 1:05d}.npy") if pass_dir else frame_path(self.out, i)
-            img = np.load(path).astype(np.float32) if pass_dir else read_image(path)
-            self._results[key] = resize(img, self.proc)
+            with self.timed("io"):
+                img = np.load(path).astype(np.float32) if pass_dir else read_image(path)
+                self._results[key] = resize(img, self.proc)
         return self._results[key]
 
     def _keep(self, i, pass_dir, img, keep):
@@ -142,8 +168,9 @@ class Job:
     def _stylize(self, i, pass_, content, init, temporal, iterations):
         step = (lambda it, n, loss: self.progress.step(i, pass_, it, n, loss)) if self.progress else None
         try:
-            return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
-                                         on_step=step, seed=self.settings.seed + i)
+            with self.timed("optimise"):
+                return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
+                                             on_step=step, seed=self.settings.seed + i)
         except torch.OutOfMemoryError:
             raise StylizeError(f"out of {self.device} memory at {self.proc[0]}x{self.proc[1]}; "
                                "try a lower --scale (e.g. 0.5) or --device cpu") from None
@@ -158,10 +185,11 @@ class Job:
         paths = [frame_path(self.out, i) for i in range(len(self.src))]
         if video:
             write_video([str(p) for p in paths], str(video), self.src.fps)
+        timings = {k: round(v, 3) for k, v in self.timings.items()}
         self._write_manifest({**self.record, "status": "done",
-                              "seconds": round(time.monotonic() - t0, 2)})
+                              "seconds": round(time.monotonic() - t0, 2), "timings": timings})
         if self.progress:
-            self.progress.done(self.out)
+            self.progress.done(self.out, timings)
         return paths
 
     def _single_pass(self):
@@ -185,7 +213,8 @@ class Job:
                 temporal = [(w, c) for (w, _), c in zip(pairs, weights)]
                 img = self._stylize(i, 1, content, init, temporal, s.iterations_later)
             path = frame_path(self.out, i)
-            write_png(path, resize(img, self.size))
+            with self.timed("io"):
+                write_png(path, resize(img, self.size))
             self._keep(i, None, img, keep)
             if self.progress:
                 self.progress.frame(i, path)
@@ -219,12 +248,12 @@ class Job:
                     if p >= s.temporal_from_pass:
                         temporal = [(warped, c)]
                 img = self._stylize(i, p, content, init, temporal, s.pass_iterations)
-                self._save_pass(dirs[p - 1], i, img)
-                if p == s.passes:
-                    path = frame_path(self.out, i)
-                    write_png(path, resize(img, self.size))
-                else:
+                with self.timed("io"):
+                    self._save_pass(dirs[p - 1], i, img)
                     path = dirs[p - 1] / f"frame_{i + 1:05d}.npy"
+                    if p == s.passes:
+                        path = frame_path(self.out, i)
+                        write_png(path, resize(img, self.size))
                 self._keep(i, dirs[p - 1], img, 1)
                 if self.progress:
                     self.progress.frame(i, path)

@@ -183,3 +183,39 @@ def test_help_documents_every_option_with_its_default(capsys):
     for action in options:
         assert action.option_strings[-1] in text
         assert "default" in (action.help or "") or action.required, action.dest
+
+
+def test_done_event_reports_stage_timings(clip, capsys):
+    code, events, _ = run_cli(["stylize", clip / "in", "--style", clip / "style.png",
+                               "--out", clip / "out", *FAST], capsys)
+    timings = events[-1]["timings"]
+    assert code == 0 and set(timings) == {"flow", "consistency", "optimise", "io"}
+    assert timings["optimise"] > 0 and timings["flow"] > 0 and timings["io"] > 0
+    assert sum(timings.values()) <= events[-1]["seconds"] + 0.05
+
+
+def test_edited_input_is_another_job(clip, capsys):
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST]
+    assert run_cli(args, capsys)[0] == 0
+    frame = sorted((clip / "in").iterdir())[2]
+    frame.write_bytes(frame.read_bytes())  # same pixels, new modification time: re-exported
+    os.utime(frame, ns=(1, 1))
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "fingerprint" in err
+
+
+def test_no_download_never_downloads(clip, capsys, monkeypatch, tmp_path):
+    from stylize_core import weights
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.delenv(weights.ENV, raising=False)
+    monkeypatch.setattr(weights, "download", lambda: pytest.fail("tried to download"))
+    code, _, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out",
+                            clip / "out", "--no-download", "--progress", "none"], capsys)
+    assert code == 1 and "weights not found" in err and str(weights.hub_path()) in err
+
+
+def test_info_json(capsys):
+    assert cli.main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["torch"].startswith("2.") and "dis" in info["flows"] and info["cuda"] is False
+    assert "weights" in info
