@@ -13,6 +13,7 @@ results the temporal loss needs are kept (the rest are read back from OUTDIR).
 import hashlib
 import json
 import os
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,25 +108,29 @@ class Job:
 
     # -- manifest and resume ------------------------------------------------------------
     def _manifest(self, input_path, style_path, restart):
+        """Refuse a folder holding another job (unless ``restart``); record this one."""
         record = {"input": str(Path(input_path).resolve()), "style": str(Path(style_path).resolve()),
-                  "fingerprint": fingerprint(self.src.paths + [style_path]),
+                  "fingerprint": {"input": fingerprint(self.src.paths), "style": fingerprint([style_path])},
                   "frames": len(self.src), "size": list(self.size),
                   "settings": self.settings.to_dict()}
         path = self.out / MANIFEST
-        if path.exists() and not restart:
-            try:
-                old = json.loads(path.read_text())
-            except ValueError:
-                old = {}
-            diff = [k for k in record if old.get(k) != record[k]]
+        try:
+            old = json.loads(path.read_text()) if path.exists() else None
+        except ValueError:
+            old = {}
+        if old is None and any(self.out.glob("frame_*.png")):
+            old = {}  # frames without a manifest: not ours to resume
+        if old is not None and not restart:
+            diff = [k for k in record if k != "settings" and old.get(k) != record[k]]
             diff += [k for k in record["settings"] if old.get("settings", {}).get(k) != record["settings"][k]]
             if diff:
-                raise StylizeError(f"{self.out} holds another job (differs in: "
-                                   f"{', '.join(d for d in diff if d != 'settings')}); "
+                raise StylizeError(f"{self.out} holds another job (differs in: {', '.join(diff)}); "
                                    "use --restart to discard it, or choose another --out")
-        elif restart:
+        if restart:
             for p in list(self.out.glob("frame_*.png")) + list(self.out.glob("passes/*/*.npy")):
                 p.unlink()
+        if (old or {}).get("fingerprint", {}).get("input") != record["fingerprint"]["input"]:
+            shutil.rmtree(self.out / "flow", ignore_errors=True)  # flows of other frames
         self._write_manifest({**record, "engine": __version__, "status": "running"})
 
     def _write_manifest(self, record):

@@ -219,3 +219,26 @@ def test_info_json(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["torch"].startswith("2.") and "dis" in info["flows"] and info["cuda"] is False
     assert "weights" in info
+
+
+def test_frames_without_a_manifest_are_not_resumed(clip, capsys):
+    out = clip / "out"
+    out.mkdir()
+    (out / "frame_00001.png").write_bytes((clip / "style.png").read_bytes())
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", out, *FAST]
+    code, _, err = run_cli(args, capsys)
+    assert code == 1 and "another job" in err
+    code, events, _ = run_cli([*args, "--restart"], capsys)
+    assert code == 0 and events[0]["skipped"] == 0
+
+
+def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST]
+    assert run_cli(args, capsys)[0] == 0
+    cached = next((clip / "out" / "flow").rglob("*.flo"))
+    marker = cached.stat().st_mtime_ns
+    assert run_cli([*args, "--restart"], capsys)[0] == 0
+    assert cached.stat().st_mtime_ns == marker  # same input: flows reused
+    os.utime(sorted((clip / "in").iterdir())[0], ns=(1, 1))
+    assert run_cli([*args, "--restart"], capsys)[0] == 0
+    assert cached.stat().st_mtime_ns != marker  # edited input: recomputed
