@@ -187,11 +187,8 @@ def labelled(img, text):
 
 
 def grid(rows):
-    """Tile a list of rows (lists of same-sized RGB images) into one image."""
-    width = max(len(r) for r in rows)
-    blank = np.ones_like(rows[0][0])
-    return np.concatenate([np.concatenate(list(r) + [blank] * (width - len(r)), axis=1)
-                           for r in rows], axis=0)
+    """Tile rows (lists of the same length) of same-sized RGB images into one image."""
+    return np.concatenate([np.concatenate(list(r), axis=1) for r in rows], axis=0)
 
 
 def bar_chart(path, title, labels, values, unit=""):

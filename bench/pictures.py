@@ -6,6 +6,8 @@ Vector-pass flow, shown for its middle pair. Heat maps: |S_t - warp(S_t+1, exact
 per pixel, mean over RGB, 0 (black) to 0.25, left out (black) where the exact flow is
 unknown or unreliable; per-frame on the left, ours on the right.
 """
+import numpy as np
+
 from stylize_core.consistency import reliability
 from stylize_core.frames import resize
 from stylize_core.optimize import Stylizer
@@ -38,9 +40,10 @@ def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label):
     h, w = content.shape[:2]
     style = fit(style, (w, h))
     maps = [flicker_map(s_t[k], img, flow, mask) for k, img in enumerate((per_frame, ours))]
+    blank = np.ones_like(content)  # heat maps sit under the results they belong to
     write_image(path, grid([[labelled(content, "content"), labelled(style, "style"),
                              labelled(per_frame, "per-frame"), labelled(ours, ours_label)],
-                            [labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
+                            [blank, blank, labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
                              labelled(heat_map(maps[1], VMAX), f"flicker {ours_label}")]]))
     return [float(m.sum() / max(mask.sum(), 1)) for m in maps]
 
