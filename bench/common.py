@@ -108,12 +108,16 @@ def scaled_size(width, height, scale):
     return max(16, round(width * scale)), max(16, round(height * scale))
 
 
-def sintel_pairs(data, count=None):
-    """Folders of the Sintel pairs, sorted; the first ``count`` if given."""
+def sintel_pairs(data, select=None):
+    """Folders of the Sintel pairs, sorted by name; ``select`` "N" keeps the first N,
+    "A:B" the A-th to B-th (a Python slice, e.g. "6:" for all but the first six)."""
     pairs = sorted(p for p in (Path(data) / "sintel_pairs").iterdir() if p.is_dir())
     if not pairs:
         raise StylizeError(f"no Sintel pairs under {data}/sintel_pairs")
-    return pairs[:count] if count else pairs
+    if select is None:
+        return pairs
+    start, _, end = str(select).rpartition(":")
+    return pairs[int(start or 0):int(end) if end else None] if ":" in str(select) else pairs[:int(select)]
 
 
 def load_pair(folder, scale):

@@ -19,7 +19,7 @@ style shows. The ``input`` row is E of the unstylised frames: the floor set by l
 changes and resampling.
 
 Cost: with the standard preset, 400 + 400 + 3 x 200 iterations per pair; at the default
-scale 0.125 (128x54) that is about 5 minutes per pair on 2 CPU cores (``--pairs N``).
+scale 0.125 (128x54) that is about 5 minutes per pair on 2 CPU cores (``--pairs N`` or ``A:B``).
 """
 import sys
 import time
@@ -40,7 +40,8 @@ ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
 
 def add_arguments(parser):
     parser.add_argument("--scale", type=float, help="frame scale (default 0.125, quick 1/16)")
-    parser.add_argument("--pairs", type=int, help="first N pairs (default all 17, quick 2)")
+    parser.add_argument("--pairs", help="N: the first N pairs; A:B: a slice of the sorted pairs "
+                                        "(default all 17, quick 2)")
     parser.add_argument("--preset", default="standard", help="engine settings preset (default standard)")
     parser.add_argument("--iterations", type=int, help="first-frame iterations (default: the preset's)")
     parser.add_argument("--iterations-later", type=int, help="iterations with temporal loss (default: the preset's)")

@@ -24,7 +24,7 @@ METHODS = [("DIS ultrafast", "dis", "ultrafast"), ("DIS fast", "dis", "fast"),
 
 def add_arguments(parser):
     parser.add_argument("--scale", type=float, help="Sintel frames scale (default 1, quick 0.25)")
-    parser.add_argument("--pairs", type=int, help="first N Sintel pairs (default all, quick 2)")
+    parser.add_argument("--pairs", help="N: the first N Sintel pairs; A:B: a slice of them (default all, quick 2)")
 
 
 def methods():
@@ -73,12 +73,12 @@ def figure(path, case, flows):
 
 def run(args):
     scale = args.scale or (0.25 if args.quick else 1.0)
-    count = args.pairs or (2 if args.quick else None)
+    select = args.pairs or (2 if args.quick else None)
     print_header("Optical flow against ground truth", args)
     rows, note = methods()
 
     cases = []
-    for folder in sintel_pairs(args.data, count):
+    for folder in sintel_pairs(args.data, select):
         p = load_pair(folder, scale)
         cases.append((p["t"], p["t1"], p["flow"], (p["valid"], p["mask"])))
     h, w = cases[0][0].shape[:2]
