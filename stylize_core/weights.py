@@ -68,10 +68,3 @@ def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
         raise StylizeError(f"{path} does not hold a state dict")
     return from_state_dict(state, pooling).to(device)
 
-
-def describe(spec):
-    """A short human description of which network ``spec`` resolves to, without loading it."""
-    if spec is not None and str(spec).startswith("random"):
-        return f"randomly initialised VGG-19 ({spec}): results are not artistically meaningful"
-    path = find_weights(spec)
-    return f"VGG-19 weights {path}" if path else f"VGG-19 weights to download from {URL}"
