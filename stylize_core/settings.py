@@ -11,7 +11,7 @@ content : style : temporal = 1 : 20 : 200 (alpha, beta, gamma). The original Lua
 defaults (content 5, style 100, temporal 1000, tv 1e-3) are the same ratios
 multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
 """
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 
 from .errors import StylizeError
 
@@ -98,8 +98,3 @@ class Settings:
         d["long_term"] = list(self.long_term)
         return d
 
-    @classmethod
-    def from_dict(cls, d):
-        known = {f.name for f in fields(cls)}
-        s = cls(**{k: v for k, v in d.items() if k in known})
-        return replace(s, long_term=tuple(s.long_term))
