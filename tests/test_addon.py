@@ -432,14 +432,14 @@ def test_bad_requests_are_refused(addon, tmp_path):
 
 def test_missing_torch_says_how_to_fix(addon, tmp_path):
     no_torch = fake_python(tmp_path / "python-without-torch", (
-        "import sys\n"
+        "import runpy, sys\n"
         "sys.modules['torch'] = None  # 'import torch' fails as if it were not installed\n"
-        "code, sys.argv = sys.argv[2], ['-c'] + sys.argv[3:]\n"
-        "exec(compile(code, '<string>', 'exec'), {'__name__': '__main__'})\n"))
+        "module, sys.argv = sys.argv[2], sys.argv[2:]  # called as: python -m MODULE ARGS\n"
+        "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"))
     bpy.context.preferences.addons["addon"].preferences.python = no_torch
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
-    with pytest.raises(RuntimeError, match=r"PyTorch is missing for the worker Python .*Install PyTorch"):
+    with pytest.raises(RuntimeError, match=r"PyTorch is missing for the worker Python .*Install PyTorch.*torch"):
         stylize()
     assert strip_names(sed) == ["pics"]
 
