@@ -8,8 +8,10 @@
 The package root is ``addon/`` plus ``blender_manifest.toml``, with the engine
 vendored as ``vendor/stylize_core`` (the worker puts ``vendor/`` on its PYTHONPATH).
 Unless ``--no-wheels``, the OpenEXR and opencv-contrib-python-headless wheels
-(versions from requirements.txt) are fetched with ``pip download`` for Python 3.11
-into ``build/wheels/<platform>/`` (kept as a cache) and listed in the manifest;
+(versions from requirements.txt) are fetched with ``pip download`` for every Python
+that a supported Blender runs (``BLENDER_PYTHONS``: a zip with only the 3.11 wheels is
+refused whole by Blender 5.1+) into ``build/wheels/<platform>/`` (kept as a cache) and
+listed in the manifest, from which Blender installs the ones matching its Python;
 without them the worker needs those packages in its own Python. PyTorch is not
 bundled (too large): users install it from the add-on's preferences.
 
@@ -30,7 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 WHEEL_PACKAGES = ("OpenEXR", "opencv-contrib-python-headless")
-PYTHON_VERSION = "3.11"  # Blender 4.2-5.0
+# The Python of each supported Blender series: (first Blender version, Python), oldest first.
+# The manifest's blender_version_min is the first row's version. ./dev asks this table too.
+BLENDER_PYTHONS = (((4, 2), "3.11"), ((5, 1), "3.13"))
 # Blender platform -> pip platform tags (pip also accepts older compatible tags of each).
 PIP_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux2014_x86_64"],
@@ -39,6 +43,16 @@ PIP_PLATFORMS = {
     "macos-x64": ["macosx_14_0_x86_64"],
 }
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
+
+
+def python_of_blender(version):
+    """The Python version that Blender ``version`` ("5.2.3" or a tuple) runs."""
+    if isinstance(version, str):
+        version = tuple(int(v) for v in version.split(".")[:2])
+    found = [py for first, py in BLENDER_PYTHONS if tuple(version[:2]) >= first]
+    if not found:
+        sys.exit(f"error: Blender {version} is older than the oldest supported ({BLENDER_PYTHONS[0][0]})")
+    return found[-1]
 
 
 def host_platform():
@@ -57,19 +71,23 @@ def pinned(name):
 
 
 def download_wheels(platforms, cache):
-    """Fetch the bundled wheels for each platform; their paths, per platform."""
+    """Fetch the bundled wheels for each platform and supported Python; their paths, per platform."""
     found = {}
     for plat in platforms:
-        folder = cache / plat
-        folder.mkdir(parents=True, exist_ok=True)
         tags = [arg for tag in PIP_PLATFORMS[plat] for arg in ("--platform", tag)]
-        try:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps",
-                            "--python-version", PYTHON_VERSION, "--implementation", "cp", *tags,
-                            "-d", str(folder), *map(pinned, WHEEL_PACKAGES)], check=True)
-        except subprocess.CalledProcessError:
-            sys.exit(f"error: pip could not download the {plat} wheels; use --no-wheels to build without them")
-        found[plat] = sorted(folder.glob("*.whl"))
+        found[plat] = set()
+        for python in sorted({py for _, py in BLENDER_PYTHONS}):
+            folder = cache / plat / f"py{python}"
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+                                "--no-deps", "--python-version", python, "--implementation", "cp", *tags,
+                                "-d", str(folder), *map(pinned, WHEEL_PACKAGES)], check=True)
+            except subprocess.CalledProcessError:
+                sys.exit(f"error: pip could not download the {plat} wheels for Python {python}; "
+                         "use --no-wheels to build without them")
+            found[plat] |= set(folder.glob("*.whl"))
+        found[plat] = sorted(found[plat], key=lambda p: p.name)
     return found
 
 
@@ -81,7 +99,7 @@ def stage(manifest_text, wheels, out):
     if wheels:
         (out / "wheels").mkdir()
         names = []
-        for path in sorted({w for ws in wheels.values() for w in ws}):
+        for path in sorted({w.name: w for ws in wheels.values() for w in ws}.values(), key=lambda p: p.name):
             shutil.copy2(path, out / "wheels" / path.name)
             names.append(f"./wheels/{path.name}")
         extra = (f"platforms = {sorted(wheels)!r}\nwheels = [\n"
@@ -133,7 +151,12 @@ def main(argv=None):
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder (default: dist)")
     parser.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels",
                         help="downloaded wheels (default: build/wheels)")
+    parser.add_argument("--python-of-blender", metavar="VERSION",
+                        help="print the Python version that Blender VERSION runs, and exit")
     args = parser.parse_args(argv)
+    if args.python_of_blender:
+        print(python_of_blender(args.python_of_blender))
+        return
     manifest_text = (ROOT / "blender_manifest.toml").read_text()
     manifest = tomllib.loads(manifest_text)
     platforms = args.platform or [host_platform()]
