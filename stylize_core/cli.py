@@ -8,7 +8,7 @@ from pathlib import Path
 from . import __version__
 from .errors import StylizeError
 from .progress import make_progress
-from .settings import PRESETS, Settings
+from .settings import PRESET_DESCRIPTIONS, PRESETS, Settings
 
 # option -> (Settings field, type, help); their defaults come from the chosen preset.
 TUNABLES = [
@@ -65,7 +65,7 @@ def build_parser():
     _common(st)
     st.add_argument("--flow-dir", help="folder of precomputed flow_AAAAA_BBBBB.flo files (--flow flo) "
                                        "or of Blender multilayer EXRs (--flow vector; default: INPUT). Default: none")
-    st.add_argument("--preserve-colors", action="store_true", default=None,
+    st.add_argument("--preserve-colors", action=argparse.BooleanOptionalAction, default=None,
                     help="luminance-only transfer: keep the colours of the input (default: off)")
     for flag, field, typ, text in TUNABLES:
         st.add_argument(flag, dest=field, type=typ, default=None,
@@ -139,7 +139,9 @@ def main(argv=None):
 
 def _info(as_json):
     """Engine version, torch and its devices, available flow methods, the weights file found."""
-    r = {"engine": __version__, "python": sys.version.split()[0], "executable": sys.executable}
+    r = {"engine": __version__, "python": sys.version.split()[0], "executable": sys.executable,
+         "presets": {name: Settings.from_preset(name).to_dict() for name in PRESETS},
+         "preset_descriptions": PRESET_DESCRIPTIONS}
     try:
         import torch
         r.update(torch=torch.__version__, cuda=torch.cuda.is_available(),

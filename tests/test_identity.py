@@ -12,7 +12,7 @@ import pytest
 
 from conftest import shared_data
 from stylize_core import cli, demo, exr, flowio, identity, schedule, weights
-from stylize_core.settings import Settings
+from stylize_core.settings import PRESET_DESCRIPTIONS, PRESETS, Settings
 
 FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--progress", "json"]
 
@@ -207,6 +207,24 @@ def test_movie_under_jobs_is_identified_by_its_bytes(tmp_path, capsys):
     assert code == 0 and again[0]["job"] == first[0]["job"] and again[0]["skipped"] == 3
     code, cut, _ = run_cli([*args, "--max-frames", "2"], capsys)
     assert code == 0 and cut[0]["job"] != first[0]["job"]
+
+
+def test_info_lists_resolved_presets_and_their_descriptions(capsys):
+    assert cli.main(["info", "--json"]) in (0, 1)
+    info = json.loads(capsys.readouterr().out)
+    fields = set(Settings().to_dict())
+    assert set(info["presets"]) == set(PRESETS) == set(info["preset_descriptions"])
+    for name, values in info["presets"].items():
+        assert set(values) == fields and values == Settings.from_preset(name).to_dict()
+        assert values["preset"] == name and info["preset_descriptions"][name] == PRESET_DESCRIPTIONS[name]
+    assert info["presets"]["draft"]["scale"] == 0.5 and info["presets"]["paper"]["flow"] == "deepflow"
+    assert info["presets"]["standard"]["long_term"] == [1, 10, 20, 40]
+
+
+def test_preserve_colors_can_be_sent_either_way():
+    parse = lambda *a: cli._settings(cli.build_parser().parse_args(  # noqa: E731
+        ["stylize", "in", "--style", "s", "--out", "o", *a])).preserve_colors
+    assert (parse(), parse("--preserve-colors"), parse("--no-preserve-colors")) == (False, True, False)
 
 
 def test_warning_is_an_event_in_json_and_a_line_on_stderr(capsys):
