@@ -8,7 +8,7 @@ from pathlib import Path
 from . import __version__
 from .errors import StylizeError
 from .progress import make_progress
-from .settings import PRESETS, Settings
+from .settings import PRESET_DESCRIPTIONS, PRESETS, Settings
 
 # option -> (Settings field, type, help); their defaults come from the chosen preset.
 TUNABLES = [
@@ -54,11 +54,18 @@ def build_parser():
                         description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ...")
     st.add_argument("input", help="movie file (mp4/avi/mov/mkv/webm) or folder of frames (png/jpg/exr)")
     st.add_argument("--style", required=True, help="style image (required)")
-    st.add_argument("--out", required=True, help="output folder (also holds the manifest and flow cache; required)")
+    where = st.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="output folder (also holds the manifest and flow cache); "
+                                     "another job there is refused unless --restart "
+                                     "(default: none; exactly one of --out and --jobs is required)")
+    where.add_argument("--jobs", metavar="ROOT",
+                       help="output folder ROOT/<job id>, the id a 12-hex hash of the input and style content, "
+                            "settings and weights: the same job resumes, another gets its own folder "
+                            "(default: none; exactly one of --out and --jobs is required)")
     _common(st)
     st.add_argument("--flow-dir", help="folder of precomputed flow_AAAAA_BBBBB.flo files (--flow flo) "
                                        "or of Blender multilayer EXRs (--flow vector; default: INPUT). Default: none")
-    st.add_argument("--preserve-colors", action="store_true", default=None,
+    st.add_argument("--preserve-colors", action=argparse.BooleanOptionalAction, default=None,
                     help="luminance-only transfer: keep the colours of the input (default: off)")
     for flag, field, typ, text in TUNABLES:
         st.add_argument(flag, dest=field, type=typ, default=None,
@@ -113,10 +120,11 @@ def main(argv=None):
         settings = _settings(args)
         if args.command == "demo":
             return _demo(args, settings, progress)
-        run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
-            device=args.device, progress=progress, max_frames=args.max_frames,
-            flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download)
-        print(f"done: {args.out}", file=sys.stderr)
+        paths = run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
+                    device=args.device, progress=progress, max_frames=args.max_frames,
+                    flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download,
+                    jobs=args.jobs)
+        print(f"done: {paths[0].parent if paths else args.out}", file=sys.stderr)
         return 0
     except StylizeError as e:
         progress.error(str(e))
@@ -124,14 +132,16 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         progress.error("interrupted")
-        print(f"interrupted: finished frames in {args.out} are kept; run the same command to resume",
+        print(f"interrupted: finished frames in {args.out or args.jobs} are kept; run the same command to resume",
               file=sys.stderr)
         return 130
 
 
 def _info(as_json):
     """Engine version, torch and its devices, available flow methods, the weights file found."""
-    r = {"engine": __version__, "python": sys.version.split()[0], "executable": sys.executable}
+    r = {"engine": __version__, "python": sys.version.split()[0], "executable": sys.executable,
+         "presets": {name: Settings.from_preset(name).to_dict() for name in PRESETS},
+         "preset_descriptions": PRESET_DESCRIPTIONS}
     try:
         import torch
         r.update(torch=torch.__version__, cuda=torch.cuda.is_available(),

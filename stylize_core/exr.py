@@ -40,16 +40,22 @@ def find_pass(names, pass_name, components):
     return None
 
 
-def read_channels(path, names):
-    """Read the named channels as a list of ``(H, W)`` float32 arrays, in order."""
+def all_channels(path):
+    """Every channel of every part: ``{name: (H, W) array}`` in the file's pixel type."""
     found = {}
     for part in _open(path).parts:
-        found.update(part.channels)
+        found.update((name, c.pixels) for name, c in part.channels.items())
+    return found
+
+
+def read_channels(path, names):
+    """Read the named channels as a list of ``(H, W)`` float32 arrays, in order."""
+    found = all_channels(path)
     missing = [n for n in names if n not in found]
     if missing:
         raise StylizeError(f"{path}: missing EXR channel(s) {', '.join(missing)} "
                            f"(file has: {', '.join(sorted(found)) or 'none'})")
-    return [np.asarray(found[n].pixels, np.float32) for n in names]
+    return [np.asarray(found[n], np.float32) for n in names]
 
 
 def linear_to_srgb(x):

@@ -48,16 +48,22 @@ class FrameSource:
         return img
 
 
-def open_input(path, work_dir, max_frames=None):
+def is_movie(path):
+    """True for an existing file with a movie extension (``MOVIE_EXTS``)."""
+    return os.path.isfile(path) and os.fspath(path).lower().endswith(MOVIE_EXTS)
+
+
+def open_input(path, work_dir, max_frames=None, digest=None):
     """Open a movie file or a folder of frames as a :class:`FrameSource`.
 
     Folders: ``.png/.jpg/.jpeg/.exr`` files in natural name order (``frame2`` before
     ``frame10``); other and hidden files are ignored; all sizes are checked up front.
     Movies are decoded once into ``work_dir/input/frame_00001.png``... and reused while
-    the source is unchanged. ``max_frames`` keeps only the first N frames (and stops
+    the movie's content is unchanged (``digest``: its ``identity.file_digest``, computed
+    here if not given). ``max_frames`` keeps only the first N frames (and stops
     decoding a movie there).
     """
-    path, work_dir = os.fspath(path), os.fspath(work_dir)
+    path = os.fspath(path)
     if max_frames is not None and max_frames < 1:
         raise StylizeError(f"max_frames must be at least 1, got {max_frames}")
     if not os.path.exists(path):
@@ -65,7 +71,7 @@ def open_input(path, work_dir, max_frames=None):
     if os.path.isdir(path):
         return _open_folder(path, max_frames)
     if path.lower().endswith(MOVIE_EXTS):
-        return _open_movie(path, work_dir, max_frames)
+        return _open_movie(path, os.fspath(work_dir), max_frames, digest)
     raise StylizeError(f"{path}: not a supported input; expected a movie "
                        f"({'/'.join(MOVIE_EXTS)}) or a folder of frames ({'/'.join(FRAME_EXTS)})")
 
@@ -159,12 +165,14 @@ def _cstr(f, limit=256):
     return bytes(out)
 
 
-def _open_movie(path, work_dir, max_frames):
-    st = os.stat(path)
-    if st.st_size == 0:
+def _open_movie(path, work_dir, max_frames, digest=None):
+    if os.path.getsize(path) == 0:
         raise StylizeError(f"{path}: movie file is empty (0 bytes)")
     out_dir = os.path.join(work_dir, "input")
-    ident = {"source": os.path.abspath(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if digest is None:
+        from .identity import file_digest
+        digest = file_digest(path)
+    ident = {"sha1": digest}
     info = _read_marker(out_dir)
     if not (info and {k: info.get(k) for k in ident} == ident
             and (info["complete"] or (max_frames and info["frames"] >= max_frames))

@@ -12,12 +12,13 @@ class Progress:
         self.t0 = self.unit_t0 = time.monotonic()
         self.frames = self.passes = 0
 
-    def start(self, frames, passes, size, skipped=0):
+    def start(self, frames, passes, size, skipped=0, out=None, job=None):
+        """``out``: the output folder (absolute); ``job``: the job id (``identity.job_id``)."""
         self.frames, self.passes = frames, passes
         self.units, self.done_units = frames * passes - skipped, 0
         self.t0 = self.unit_t0 = time.monotonic()
         self.emit("start", frames=frames, passes=passes, width=size[0], height=size[1],
-                  skipped=skipped)
+                  skipped=skipped, out=None if out is None else str(out), job=job)
 
     def eta(self, fraction=0.0):
         """Seconds left, from the mean time of finished units (and the current one's progress)."""
@@ -38,13 +39,20 @@ class Progress:
         self.unit_t0 = time.monotonic()
         self.emit("frame", frame=frame + 1, frames=self.frames, path=str(path))
 
-    def done(self, out, timings=None):
-        """``timings``: seconds spent per stage (flow, consistency, optimise, io)."""
+    def done(self, out, timings=None, paths=()):
+        """``timings``: seconds spent per stage (flow, consistency, optimise, io);
+        ``paths``: the output frame files in frame order."""
         self.emit("done", frames=self.frames, out=str(out), seconds=round(time.monotonic() - self.t0, 2),
-                  timings=timings or {})
+                  timings=timings or {}, paths=[str(p) for p in paths])
 
     def error(self, message):
         self.emit("error", message=message)
+
+    def warning(self, message):
+        """Something the user should know that does not stop the job: ``warning: ...`` on stderr
+        (a ``warning`` event in JSON mode)."""
+        self.emit("warning", message=message)
+        print(f"warning: {message}", file=sys.stderr)
 
     def emit(self, event, **fields):
         pass
@@ -58,6 +66,9 @@ class JsonProgress(Progress):
             fields["pass"] = fields.pop("pass_")
         sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
         sys.stdout.flush()
+
+    def warning(self, message):
+        self.emit("warning", message=message)
 
 
 class BarProgress(Progress):
@@ -82,6 +93,10 @@ class BarProgress(Progress):
         elif event in ("done", "error") and self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def warning(self, message):
+        from tqdm import tqdm
+        tqdm.write(f"warning: {message}", file=sys.stderr)  # above the bar, not through it
 
 
 def make_progress(kind):

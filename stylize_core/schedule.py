@@ -10,7 +10,6 @@ switched on from ``temporal_from_pass``.
 Memory stays flat: frames are read from disk on demand, and only the earlier
 results the temporal loss needs are kept (the rest are read back from OUTDIR).
 """
-import hashlib
 import json
 import os
 import shutil
@@ -21,14 +20,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, identity
 from .consistency import long_term_weights, reliability
 from .errors import StylizeError
 from .flow import make_flow_source, resize_flow
-from .frames import load_style, open_input, read_image, resize, write_png, write_video
+from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from .warp import warp_numpy
-from .weights import load_vgg
+from .weights import identity as weights_identity, load_vgg, resolve as resolve_weights
 
 MANIFEST = "job.json"
 
@@ -50,15 +49,6 @@ def frame_path(out, i):
     return Path(out) / f"frame_{i + 1:05d}.png"
 
 
-def fingerprint(paths):
-    """Identity of the input files (names, sizes, modification times): an edited input is another job."""
-    h = hashlib.sha1()
-    for p in paths:
-        st = os.stat(p)
-        h.update(f"{os.path.basename(p)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()
-
-
 def vector_exrs(src, flow_dir):
     """The multilayer EXRs holding the Vector pass: ``flow_dir``'s, else the input frames."""
     if flow_dir:
@@ -74,15 +64,30 @@ def vector_exrs(src, flow_dir):
 
 
 class Job:
-    """One clip, one style, one output folder."""
+    """One clip, one style, one output folder: ``out``, or ``jobs/<job id>`` (exactly one of them).
+
+    The job's identity (``identity.py``: input and style content, flows, settings, weights)
+    is computed first; under ``jobs`` it names the folder, so another job never shares it.
+    """
 
     def __init__(self, input_path, style_path, out, settings, vgg=None, device="auto",
-                 progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True):
-        self.out = Path(out)
-        self.out.mkdir(parents=True, exist_ok=True)
+                 progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True,
+                 jobs=None):
+        if (out is None) == (jobs is None):
+            raise ValueError("give exactly one of out and jobs")
         self.settings, self.progress = settings, progress
-        self.src = open_input(input_path, self.out, max_frames)
+        movie = is_movie(input_path)
+        self.src = None if movie else open_input(input_path, None, max_frames)
+        source = identity.input_identity(input_path, None if movie else self.src.paths, max_frames)
         self.style = load_style(style_path)
+        vgg = resolve_weights(vgg, allow_download)  # a download happens here, once, before the id
+        self.identity = identity.job_identity(source, style_path, settings, weights_identity(vgg),
+                                              self._flow_files_digest(flow_dir, max_frames))
+        self.job_id = identity.job_id(self.identity)
+        self.out = Path(os.path.abspath(out if out is not None else Path(jobs) / self.job_id))
+        if movie:
+            self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
+        self.out.mkdir(parents=True, exist_ok=True)
         self.size = self.src.size
         s = settings
         self.proc = (max(round(self.size[0] * s.scale), 16), max(round(self.size[1] * s.scale), 16))
@@ -106,11 +111,23 @@ class Job:
         finally:
             self.timings[stage] += time.monotonic() - t0
 
-    # -- manifest and resume ------------------------------------------------------------
+    # -- identity, manifest and resume ---------------------------------------------------
+    def _flow_files_digest(self, flow_dir, max_frames):
+        """Digest of the precomputed flows the job reads (``--flow flo``/``vector`` with
+        ``--flow-dir``), None if it reads none (vector passes in the input are in its digest)."""
+        s = self.settings
+        if not flow_dir or not (s.passes > 1 or s.offsets):
+            return None
+        if s.flow == "flo" and os.path.isdir(flow_dir):
+            return identity.flo_digest(flow_dir)
+        if s.flow == "vector":
+            return identity.frames_digest(open_input(flow_dir, None, max_frames).paths)
+        return None
+
     def _manifest(self, input_path, style_path, restart):
         """Refuse a folder holding another job (unless ``restart``); record this one."""
-        record = {"input": str(Path(input_path).resolve()), "style": str(Path(style_path).resolve()),
-                  "fingerprint": {"input": fingerprint(self.src.paths), "style": fingerprint([style_path])},
+        record = {"job": self.job_id, "identity": self.identity,
+                  "input": str(Path(input_path).resolve()), "style": str(Path(style_path).resolve()),
                   "frames": len(self.src), "size": list(self.size),
                   "settings": self.settings.to_dict()}
         path = self.out / MANIFEST
@@ -121,15 +138,14 @@ class Job:
         if old is None and any(self.out.glob("frame_*.png")):
             old = {}  # frames without a manifest: not ours to resume
         if old is not None and not restart:
-            diff = [k for k in record if k != "settings" and old.get(k) != record[k]]
-            diff += [k for k in record["settings"] if old.get("settings", {}).get(k) != record["settings"][k]]
+            diff = identity.differences(old.get("identity"), self.identity)
             if diff:
                 raise StylizeError(f"{self.out} holds another job (differs in: {', '.join(diff)}); "
                                    "use --restart to discard it, or choose another --out")
         if restart:
             for p in list(self.out.glob("frame_*.png")) + list(self.out.glob("passes/*/*.npy")):
                 p.unlink()
-        if (old or {}).get("fingerprint", {}).get("input") != record["fingerprint"]["input"]:
+        if (old or {}).get("identity", {}).get("input") != self.identity["input"]:
             shutil.rmtree(self.out / "flow", ignore_errors=True)  # flows of other frames
         self._write_manifest({**record, "engine": __version__, "status": "running"})
 
@@ -181,6 +197,11 @@ class Job:
                                "try a lower --scale (e.g. 0.5) or --device cpu") from None
 
     # -- schedules --------------------------------------------------------------------
+    def _start(self, frames, passes, skipped):
+        """The ``start`` event, then (if work is left) the check of the flows."""
+        if self.progress:
+            self.progress.start(frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id)
+
     def run(self, video=None):
         t0 = time.monotonic()
         if self.settings.passes > 1:
@@ -194,15 +215,14 @@ class Job:
         self._write_manifest({**self.record, "status": "done",
                               "seconds": round(time.monotonic() - t0, 2), "timings": timings})
         if self.progress:
-            self.progress.done(self.out, timings)
+            self.progress.done(self.out, timings, paths)
         return paths
 
     def _single_pass(self):
         s, n = self.settings, len(self.src)
         done = [frame_path(self.out, i).exists() for i in range(n)]
         skipped = done.index(False) if False in done else n
-        if self.progress:
-            self.progress.start(n, 1, self.size, skipped=skipped)
+        self._start(n, 1, skipped)
         keep = max(s.offsets, default=1)
         for i in range(skipped, n):
             content = self.content(i)
@@ -233,8 +253,7 @@ class Job:
             return (frame_path(self.out, i) if p == s.passes else
                     dirs[p - 1] / f"frame_{i + 1:05d}.npy").exists()
         skipped = sum(finished(p, i) for p in range(1, s.passes + 1) for i in range(n))
-        if self.progress:
-            self.progress.start(n, s.passes, self.size, skipped=skipped)
+        self._start(n, s.passes, skipped)
         for p in range(1, s.passes + 1):
             order = range(n) if p % 2 else range(n - 1, -1, -1)
             step = 1 if p % 2 else -1

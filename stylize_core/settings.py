@@ -15,16 +15,18 @@ from dataclasses import asdict, dataclass
 
 from .errors import StylizeError
 
-PRESETS = {
-    # Fast look at a clip: half resolution, few iterations, fastest flow.
+PRESETS = {  # what each preset changes from the Settings defaults (described below)
     "draft": dict(scale=0.5, iterations=100, iterations_later=50, flow_preset="ultrafast",
                   long_term=(1,), tolerance=1e-3),
-    # Default: full resolution, long-term consistency, early stopping.
     "standard": dict(),
-    # The paper's settings: 2000/1000 L-BFGS iterations, random init of the first frame,
-    # DeepFlow, no early stop.
     "paper": dict(iterations=2000, iterations_later=1000, init="random", flow="deepflow",
                   tolerance=0.0),
+}
+
+PRESET_DESCRIPTIONS = {
+    "draft": "Fast look at a clip: half resolution, few iterations, the fastest optical flow.",
+    "standard": "Full resolution with long-term consistency and early stopping.",
+    "paper": "The paper's settings: 2000/1000 L-BFGS iterations, random first frame, DeepFlow, no early stop.",
 }
 
 CHOICES = {"pooling": ("max", "avg"), "init": ("content", "random"), "optimizer": ("lbfgs", "adam"),

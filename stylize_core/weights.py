@@ -45,21 +45,39 @@ def download(progress=True):
     return dst
 
 
-def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
-    """The VGG-19 feature network for ``spec``: a weights path, None (resolve), or ``random[:N]``.
-
-    ``random:N`` is a randomly initialised network with channels divided by N (tests only).
-    """
+def resolve(spec=None, allow_download=True):
+    """``spec`` made definite: ``random[:N]`` -> ``"random:N"``; a path or None -> the weights
+    file's Path (``find_weights`` order, downloaded if absent and ``allow_download``)."""
     spec = None if spec is None else str(spec)
     if spec is not None and spec.startswith("random"):
-        divisor = int(spec.split(":", 1)[1]) if ":" in spec else 1
-        return random_vgg(divisor, pooling=pooling).to(device)
+        divisor = spec.split(":", 1)[1] if ":" in spec else "1"
+        if not divisor.isdigit() or int(divisor) < 1:
+            raise StylizeError(f"--vgg {spec}: expected random or random:N with N a positive integer")
+        return f"random:{int(divisor)}"
     path = find_weights(spec)
     if path is None:
         if not allow_download:
             raise StylizeError(f"VGG-19 weights not found: put {FILENAME} at {hub_path()}, "
                                f"pass --vgg PATH, or set {ENV}=PATH")
         path = download()
+    return path
+
+
+def identity(resolved):
+    """Part of the job identity: ``random:N``, or the weights file's ``<name>:<size in bytes>``."""
+    if isinstance(resolved, str) and resolved.startswith("random:"):
+        return resolved
+    return f"{Path(resolved).name}:{Path(resolved).stat().st_size}"
+
+
+def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
+    """The VGG-19 feature network for ``spec``: a weights path, None (resolve), or ``random[:N]``.
+
+    ``random:N`` is a randomly initialised network with channels divided by N (tests only).
+    """
+    path = resolve(spec, allow_download)
+    if isinstance(path, str):
+        return random_vgg(int(path.split(":")[1]), pooling=pooling).to(device)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
