@@ -1,121 +1,56 @@
-"""Export a strip's visible frames as the engine's input, a few frames per ``step()``.
+"""Export a strip's visible frames as the engine's input, in a child Blender process.
 
-Two ways:
+The add-on saves a copy of the .blend file and runs ``main()`` in ``blender -b`` (or,
+with bpy as a Python module, in a child Python), as render farms do: the user's
+Blender never blocks on a render, and every setting changed for the export is
+changed in the throw-away copy only. ``main()`` reports on stdout with the engine's
+JSON events (``frame``, ``warning``, ``done``, ``error``; see docs/conventions.md).
 
-- ``SequencerExport``: render the strip through the sequencer of a throw-away copy
-  of its scene in which every other strip is muted, with the Standard view
-  transform, to PNG. Trims, offsets, speed, modifiers and transforms all apply;
-  the user's scene is never touched.
-- ``SceneExport``: for a scene strip, render its scene directly (its own engine)
-  to multilayer EXR with the Vector pass, so the engine gets exact motion
-  (``--flow vector``). The scene's settings are changed for each ``step()`` and
-  restored before it returns.
+Two routes:
 
-Between steps nothing is left modified and no Blender data is held: each step
-looks the scene and strip up again by name (undo may have replaced them).
+- ``sequencer``: the strip rendered through the sequencer with every other strip
+  muted and the Standard view transform, to 8-bit PNG. Trims, offsets, speed,
+  modifiers and transforms all apply.
+- ``scene`` (scene strips): the strip's scene rendered by its own engine, the view
+  layer the strip shows, to multilayer EXR with the Vector pass (motion blur off,
+  which would empty the pass), so the engine gets exact motion (``--flow vector``).
+  A moving orthographic camera makes Cycles write a wrong Vector pass: the ``done``
+  event then says ``"vector": false`` with the reason.
 """
-import time
-from contextlib import contextmanager
+import json
+import sys
 from pathlib import Path
 
 import bpy
 
 from . import compat
 
-DONE_MARKER = ".complete"
+DONE = "export.json"  # written last into the frames folder: {"frames", "vector", "warnings"}
 
 
-@contextmanager
-def overridden(settings):
-    """Apply ``(object, attribute, value)`` settings for the block; restore them in the same order.
-
-    All values are read before any is changed, and restoring goes in the same order:
-    for image settings the media type comes back before the file format, and the
-    format before the colour depth that only that format allows.
-    """
-    saved = [(obj, attr, getattr(obj, attr)) for obj, attr, _value in settings]
-    try:
-        for obj, attr, value in settings:
-            setattr(obj, attr, value)
-        yield
-    finally:
-        for obj, attr, value in saved:
-            setattr(obj, attr, value)
+def emit(event, **fields):
+    """One JSON event line on stdout (Blender's own output is interleaved on the same stream)."""
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
 
 
-def find_strip(scene_name, strip_name):
-    """The scene and the strip, looked up by name (None, None if either is gone)."""
-    scene = bpy.data.scenes.get(scene_name)
-    sed = scene and scene.sequence_editor
-    strip = sed and compat.strips_all(sed).get(strip_name)
-    return (scene, strip) if strip else (None, None)
+def frame_name(index, suffix):
+    """The engine reads a folder of frames in name order; 1-based like its own outputs."""
+    return f"frame_{index + 1:05d}{suffix}"
 
 
-def render_still(scene, filepath, layer=""):
-    """Render the current frame of ``scene`` to ``filepath``."""
+def apply(settings):
+    """Set ``(object, attribute, value)`` settings, in order (on the copy: nothing to restore)."""
+    for obj, attr, value in settings:
+        setattr(obj, attr, value)
+
+
+def render_still(scene, filepath, layer=None):
+    """Render the current frame of ``scene`` to ``filepath`` (only ``layer``, if given)."""
     scene.render.filepath = str(filepath)
-    with bpy.context.temp_override(scene=scene, view_layer=scene.view_layers[0]):
-        bpy.ops.render.render(write_still=True, layer=layer)
-
-
-class Export:
-    """Renders frames ``1..count`` into ``folder``; ``step()`` returns True when all are written."""
-
-    suffix = ".png"
-
-    def __init__(self, scene_name, strip_name, folder, count):
-        self.scene_name, self.strip_name = scene_name, strip_name
-        self.folder, self.count = Path(folder), count
-        self.done = 0
-
-    @property
-    def fraction(self):
-        return self.done / self.count
-
-    def path(self, index):
-        return self.folder / f"frame_{index + 1:05d}{self.suffix}"
-
-    def step(self, budget=float("inf")):
-        """Render frames until ``budget`` seconds have passed (at least one); True when finished."""
-        if self.done == 0:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            (self.folder / DONE_MARKER).unlink(missing_ok=True)
-        scene, strip = find_strip(self.scene_name, self.strip_name)
-        if strip is None:
-            raise RuntimeError(f"strip '{self.strip_name}' was removed or renamed during the export")
-        t0 = time.monotonic()
-        with self.prepared(scene, strip) as render_frame:
-            while self.done < self.count and (self.done == 0 or time.monotonic() - t0 < budget):
-                render_frame(self.done, self.path(self.done))
-                self.done += 1
-        if self.done == self.count:
-            (self.folder / DONE_MARKER).touch()
-            return True
-        return False
-
-
-class SequencerExport(Export):
-    """The strip as the sequencer shows it, alone, from a temporary copy of its scene."""
-
-    @contextmanager
-    def prepared(self, scene, strip):
-        copy = scene.copy()
-        try:
-            isolate(copy.sequence_editor, strip.name)
-            settings = [(copy.render, "resolution_percentage", 100), (copy.render, "use_sequencer", True),
-                        (copy.view_settings, "view_transform", "Standard"), (copy.view_settings, "look", "None"),
-                        (copy.view_settings, "exposure", 0.0), (copy.view_settings, "gamma", 1.0),
-                        (copy.view_settings, "use_curve_mapping", False)]
-            for obj, attr, value in settings + compat.png_rgb8(copy.render.image_settings):
-                setattr(obj, attr, value)  # on the copy: nothing to restore
-            start = strip.frame_final_start
-
-            def render_frame(index, path):
-                copy.frame_current = start + index
-                render_still(copy, path)
-            yield render_frame
-        finally:
-            bpy.data.scenes.remove(copy)
+    layer = layer or scene.view_layers[0]
+    with bpy.context.temp_override(scene=scene, view_layer=layer):
+        bpy.ops.render.render(write_still=True, layer=layer.name)
 
 
 def isolate(sequence_editor, name):
@@ -132,27 +67,103 @@ def isolate(sequence_editor, name):
         owner = s
 
 
-class SceneExport(Export):
-    """A scene strip's scene rendered by its own engine, with the Vector pass, to multilayer EXR."""
+def sequencer_frames(scene, strip):
+    """Route ``sequencer``: (suffix, render(index, path)) for the strip as the sequencer shows it."""
+    isolate(scene.sequence_editor, strip.name)
+    apply([(scene.render, "resolution_percentage", 100), (scene.render, "use_sequencer", True),
+           (scene.view_settings, "view_transform", "Standard"), (scene.view_settings, "look", "None"),
+           (scene.view_settings, "exposure", 0.0), (scene.view_settings, "gamma", 1.0),
+           (scene.view_settings, "use_curve_mapping", False)] + compat.png_rgb8(scene.render.image_settings))
+    start = compat.get(strip, "frame_final_start")
 
-    suffix = ".exr"
+    def render(index, path):
+        scene.frame_current = start + index
+        render_still(scene, path)
+    return ".png", render
 
-    @contextmanager
-    def prepared(self, scene, strip):
-        inner = strip.scene
-        layer = inner.view_layers[0]
-        render = inner.render
-        settings = [(render, "use_motion_blur", False),  # else the Vector pass is empty
-                    (render, "use_sequencer", False), (render, "resolution_percentage", 100),
-                    (layer, "use_pass_vector", True),
-                    # set for each frame, restored afterwards:
-                    (inner, "frame_current", inner.frame_current), (render, "filepath", render.filepath)]
-        if strip.scene_camera:
-            settings.append((inner, "camera", strip.scene_camera))
-        # The scene's frame shown at the strip's first visible frame.
-        first = inner.frame_start + strip.frame_final_start - round(strip.frame_start)
-        with overridden(settings + compat.multilayer_exr(render.image_settings)):
-            def render_frame(index, path):
-                inner.frame_current = first + index
-                render_still(inner, path, layer=layer.name)
-            yield render_frame
+
+def scene_frames(strip):
+    """Route ``scene``: (suffix, render(index, path), warnings, vector_problem) for a scene strip."""
+    inner, layer = strip.scene, compat.view_layer(strip)
+    render = inner.render
+    warnings = []
+    if render.use_motion_blur:
+        warnings.append(f"motion blur of scene '{inner.name}' is off in the export "
+                        "(the Vector pass is empty with it on)")
+    apply([(render, "use_motion_blur", False), (render, "use_sequencer", False),
+           (render, "resolution_percentage", 100), (layer, "use_pass_vector", True)]
+          + compat.multilayer_exr(render.image_settings))
+    if strip.scene_camera:
+        inner.camera = strip.scene_camera
+    # The scene frame shown at the strip's first visible frame.
+    first = (inner.frame_start + compat.get(strip, "animation_offset_start")
+             + compat.get(strip, "frame_final_start") - round(compat.get(strip, "frame_start")))
+    count = compat.get(strip, "frame_final_duration")
+    problem = moving_ortho_camera(inner, layer, range(first, first + count))
+
+    def render_frame(index, path):
+        inner.frame_set(first + index)
+        render_still(inner, path, layer)
+    return ".exr", render_frame, warnings, problem
+
+
+def moving_ortho_camera(scene, layer, frames):
+    """Why the Vector pass cannot be trusted (a moving orthographic camera), or None.
+
+    The camera is read from ``layer``'s evaluated depsgraph: the original object's
+    matrix is not updated by ``frame_set`` on a scene other than the window's."""
+    cam = scene.camera
+    if cam is None or cam.data.type != "ORTHO":
+        return None
+
+    def pose(frame):
+        scene.frame_set(frame)
+        evaluated = cam.evaluated_get(layer.depsgraph)
+        return evaluated.matrix_world.copy(), evaluated.data.ortho_scale
+    first = pose(frames[0])
+    for f in frames[1:]:
+        m, scale = pose(f)
+        if max(abs(a - b) for ra, rb in zip(m, first[0]) for a, b in zip(ra, rb)) > 1e-6 or scale != first[1]:
+            return (f"the orthographic camera '{cam.name}' moves, for which Cycles writes a wrong "
+                    "Vector pass")
+    return None
+
+
+def export(request):
+    """Render the frames of ``request`` (see ``main``); the ``done`` event's fields."""
+    bpy.ops.wm.open_mainfile(filepath=request["blend"], load_ui=False)
+    scene = bpy.data.scenes.get(request["scene"])
+    sed = scene and scene.sequence_editor
+    strip = sed and compat.strips_all(sed).get(request["strip"])
+    if strip is None:
+        raise RuntimeError(f"strip '{request['strip']}' not found in scene '{request['scene']}' of the saved copy")
+    folder = Path(request["folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():  # an earlier export: frames of another length, another route
+        old.unlink()
+    warnings, problem = [], None
+    if request["route"] == "scene":
+        suffix, render, warnings, problem = scene_frames(strip)
+    else:
+        suffix, render = sequencer_frames(scene, strip)
+    count = compat.get(strip, "frame_final_duration")
+    for w in warnings + ([f"{problem}: using estimated optical flow"] if problem else []):
+        emit("warning", message=w)
+    for i in range(count):
+        path = folder / frame_name(i, suffix)
+        render(i, path)
+        emit("frame", frame=i + 1, frames=count, path=str(path))
+    done = {"frames": count, "vector": request["route"] == "scene" and problem is None,
+            "warnings": warnings + ([problem] if problem else [])}
+    (folder / DONE).write_text(json.dumps(done))
+    return done
+
+
+def main(request_json):
+    """Child entry point: ``request_json`` holds blend (the saved copy), scene, strip, folder
+    and route (``sequencer`` | ``scene``); ``export.json`` is written when all frames are."""
+    try:
+        emit("done", **export(json.loads(request_json)))
+    except Exception as e:
+        emit("error", message=f"{type(e).__name__}: {e}" if not isinstance(e, RuntimeError) else str(e))
+        raise

@@ -14,7 +14,8 @@ def container(sequence_editor, strip):
 
 def free_channel(strips, above, start, end):
     """Lowest channel above ``above`` with no strip overlapping frames ``[start, end)``."""
-    busy = {s.channel for s in strips if s.frame_final_start < end and s.frame_final_end > start}
+    busy = {s.channel for s in strips if compat.get(s, "frame_final_start") < end
+            and compat.get(s, "frame_final_end") > start}
     for channel in range(above + 1, MAX_CHANNEL + 1):
         if channel not in busy:
             return channel
@@ -25,7 +26,7 @@ def add_result_strip(scene, source, frame_paths):
     """New image strip of ``frame_paths`` over the source's range, selected and active."""
     sed = scene.sequence_editor
     strips = container(sed, source)
-    start, end = source.frame_final_start, source.frame_final_end
+    start, end = compat.visible_range(source)
     channel = free_channel(strips, source.channel, start, end)
     first = frame_paths[0]
     path = bpy.path.relpath(str(first)) if bpy.data.filepath else str(first)

@@ -2,34 +2,66 @@
 
 ``Job.step()`` advances the run a little and returns False once it is over; the
 modal operator calls it on a timer, background mode in a loop: one code path.
-A job folder (``//stylize_jobs/<strip>_<hash>/``, or a temporary folder for an
-unsaved file) holds ``frames/`` (the export), ``out/`` (the engine's output) and
-``worker.log`` (its stderr). It is kept after a failure or cancel: the next run
-with the same strip and settings resumes.
+Both the export (``export.main`` in a child Blender) and the engine run in child
+processes, so Blender never blocks for long.
+
+Each strip of each .blend file has a folder, ``//stylize_jobs/<file>/<scene>.<strip>/``
+(a temporary folder for an unsaved file), holding ``frames/`` (the export),
+``stylized/<job id>/`` (the engine's outputs) and the logs. The job's identity is the
+engine's: it names its output folder by the content of the frames, the style and the
+settings (``--jobs``), so a changed scene, file, style or setting is another job in
+another folder, a finished result that a strip shows is never overwritten, and an
+unchanged one resumes from its finished frames. The add-on takes every path from the
+engine's events. The strip is exported again on every run: a saved .blend holds memory
+addresses that change from save to save, so no cheap test tells an unchanged scene from
+a changed one, while the engine's content identity tells unchanged frames at once.
 """
-import hashlib
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import bpy
 
-from . import compat, export, importer, status, worker
+from . import compat, export, importer, properties, status, worker
 
 SUPPORTED = {"MOVIE", "IMAGE", "SCENE"}
 ENGINE_FLOWS = {"DIS": "dis", "DEEPFLOW": "deepflow", "RAFT": "raft"}
 
-current = None  # the running Job, if any
+current = None  # the running (or last) Job: the panel draws its progress
+refused = ""  # why the last request was refused, until the next one starts
 
 
 class JobError(Exception):
     """A request that cannot run, with a message that says why and what to do."""
 
 
+def find_strip(scene_name, strip_name):
+    """The scene and the strip, looked up by name (None, None if either is gone)."""
+    scene = bpy.data.scenes.get(scene_name)
+    sed = scene and scene.sequence_editor
+    strip = sed and compat.strips_all(sed).get(strip_name)
+    return (scene, strip) if strip else (None, None)
+
+
+def missing_media(strip):
+    """Why the strip's source files cannot be read (Blender would show its magenta placeholder), or None."""
+    lib = strip.id_data.library
+    if strip.type == "MOVIE":
+        path = Path(bpy.path.abspath(strip.filepath, library=lib))
+        return None if path.is_file() else f"Movie file of strip '{strip.name}' not found: {path}"
+    if strip.type == "IMAGE":
+        folder = Path(bpy.path.abspath(strip.directory, library=lib))
+        missing = [e.filename for e in strip.elements if not (folder / e.filename).is_file()]
+        if missing:
+            return (f"{len(missing)} image(s) of strip '{strip.name}' not found, e.g. {folder / missing[0]}")
+    return None
+
+
 def prepare(context, scene_name="", strip_name=""):
     """Check everything a run needs and return a new Job (now ``current``), or raise JobError."""
-    global current
+    global current, refused
     if current is not None and current.running:
         raise JobError(f"A stylize job is already running (strip '{current.strip_name}'): "
                        "wait for it or cancel it")
@@ -46,6 +78,8 @@ def prepare(context, scene_name="", strip_name=""):
                        "only movie, image and scene strips can be stylised")
     if strip.type == "SCENE" and strip.scene is None:
         raise JobError(f"Scene strip '{strip.name}' has no scene")
+    if problem := missing_media(strip):
+        raise JobError(problem)
 
     settings = scene.video_stylize
     style = Path(bpy.path.abspath(settings.style_image))
@@ -63,9 +97,9 @@ def prepare(context, scene_name="", strip_name=""):
         raise JobError(problem)
 
     vector = uses_vector_pass(strip, settings.flow)
-    flow = "vector" if vector else ENGINE_FLOWS.get(settings.flow)
-    needed = flow or ("deepflow" if settings.preset == "paper" else "dis")
-    if needed != "vector" and needed not in probe["flows"]:
+    flow = ENGINE_FLOWS.get(settings.flow)
+    needed = flow or probe["presets"][settings.preset]["flow"]
+    if not vector and needed not in probe["flows"]:
         raise JobError(f"{needed} optical flow is not available to the worker "
                        f"(available: {', '.join(probe['flows'])}): choose another in Motion")
 
@@ -73,20 +107,28 @@ def prepare(context, scene_name="", strip_name=""):
     vgg = bpy.path.abspath(p.weights) if p and p.weights else None
     if vgg and not vgg.startswith("random") and not Path(vgg).is_file():
         raise JobError(f"VGG-19 weights not found: {vgg} (Preferences > Add-ons > Video Style Transfer)")
+    if not vgg and probe.get("weights_error"):
+        raise JobError(f"{probe['weights_error']} (or set the weights file in the add-on's preferences)")
     if not vgg and not probe["weights"] and not bpy.app.online_access:
         raise JobError("The VGG-19 weights (548 MB) must be downloaded once, but online access is off: "
                        "enable Preferences > System > Network > Allow Online Access, or set the weights "
                        "file in the add-on's preferences")
 
-    options = {"preset": settings.preset, "strength": round(settings.strength, 4),
-               "temporal-weight": round(settings.temporal_weight, 4),
-               "preserve-colors": settings.preserve_colors, "flow": flow,
-               "scale": round(settings.scale, 4) or None, "iterations": settings.iterations or None,
-               "iterations-later": settings.iterations or None,
-               "device": p.device if p else "auto", "vgg": vgg,
-               "no-download": not bpy.app.online_access}
-    current = Job(scene, strip, style, options, vector)
+    current = Job(scene, strip, style, engine_options(settings, p, vgg, flow), vector)
+    refused = ""
     return current
+
+
+def engine_options(settings, prefs, vgg, flow):
+    """Engine CLI options (name -> value) from the panel: the preset, then every ticked override."""
+    options = {"preset": settings.preset, "flow": flow,
+               ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
+               "device": prefs.device if prefs else "auto", "vgg": vgg,
+               "no-download": not bpy.app.online_access}
+    for field in properties.TUNABLES:
+        if getattr(settings, "use_" + field):
+            options[field.replace("_", "-")] = getattr(settings, field)
+    return options
 
 
 def uses_vector_pass(strip, flow):
@@ -95,123 +137,150 @@ def uses_vector_pass(strip, flow):
             and strip.scene.render.engine in compat.VECTOR_PASS_ENGINES)
 
 
-def source_identity(strip):
-    """What the strip shows, as JSON-able data (for the job folder's name)."""
-    ident = {"type": strip.type, "name": strip.name, "start": strip.frame_start,
-             "range": [strip.frame_final_start, strip.frame_final_end]}
-    if strip.type == "MOVIE":
-        ident["file"] = bpy.path.abspath(strip.filepath)
-    elif strip.type == "IMAGE":
-        ident["files"] = [bpy.path.abspath(strip.directory), [e.filename for e in strip.elements]]
-    else:
-        ident["scene"] = [strip.scene.name, strip.scene_camera.name if strip.scene_camera else ""]
-    return ident
-
-
 def jobs_root():
-    """``//stylize_jobs`` beside a saved .blend, else a folder in the system's temporary folder."""
+    """``//stylize_jobs/<file name>`` beside a saved .blend, else a folder in the system's temporary folder."""
     if bpy.data.filepath:
-        return Path(bpy.path.abspath("//stylize_jobs"))
-    return Path(tempfile.gettempdir()) / "blender_stylize_jobs"
+        return Path(bpy.path.abspath("//stylize_jobs")) / bpy.path.clean_name(Path(bpy.data.filepath).stem)
+    return Path(tempfile.gettempdir()) / "blender_stylize_jobs" / "unsaved"
 
 
 class Job:
-    """Export -> stylise -> import, advanced by ``step()``; holds no Blender data between steps."""
+    """Save a copy -> export (child Blender) -> stylise (engine) -> import, advanced by ``step()``.
+
+    Holds no Blender data between steps: the scene and strip are looked up by name again.
+    """
 
     def __init__(self, scene, strip, style, options, vector):
         self.scene_name, self.strip_name = scene.name, strip.name
-        self.count = strip.frame_final_duration
-        key = json.dumps([source_identity(strip), str(style), options], sort_keys=True)
-        self.folder = jobs_root() / f"{bpy.path.clean_name(strip.name)}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
-        kind = export.SceneExport if vector else export.SequencerExport
-        self.export = kind(scene.name, strip.name, self.folder / "frames", self.count)
-        self.out, self.log_path = self.folder / "out", self.folder / "worker.log"
+        self.count = compat.get(strip, "frame_final_duration")
+        self.folder = jobs_root() / f"{bpy.path.clean_name(scene.name)}.{bpy.path.clean_name(strip.name)}"
+        self.frames, self.results = self.folder / "frames", self.folder / "stylized"
+        self.route = "scene" if vector else "sequencer"
         self.style, self.options = style, options
-        self.resume = (self.export.folder / export.DONE_MARKER).is_file() and not self.finished_frames()
-        if self.resume:
-            self.export.done = self.count
-        self.stage, self.fraction, self.detail, self.error = "Exporting frames", 0.0, "", ""
+        self.stage, self.fraction, self.detail, self.error = "Saving a copy of the file", 0.0, "", ""
+        self.warnings = []
         self.state = "running"  # then "done", "failed" or "cancelled"
-        self.process, self.result_name, self.engine_error = None, "", ""
+        self.process, self.phase = None, "save"  # phase: save, export, stylize
+        self.out, self.paths, self.result_name, self.child_error = None, [], "", ""
         self.timings, self.t0 = {}, time.monotonic()
 
     @property
     def running(self):
         return self.state == "running"
 
-    def output_paths(self):
-        return [self.out / f"frame_{i:05d}.png" for i in range(1, self.count + 1)]
-
-    def finished_frames(self):
-        return all(p.is_file() for p in self.output_paths())
-
     def step(self, budget=float("inf")):
-        """Advance the job; False once it is done, failed or cancelled."""
+        """Advance the job; False once it is done, failed or cancelled. ``budget`` is unused:
+        every phase either returns at once or only reads what a child process wrote."""
         if not self.running:
             return False
         try:
-            if self.process is None:
-                self._export(budget)
-            else:
-                self._stylize()
+            {"save": self._save, "export": self._exporting, "stylize": self._stylizing}[self.phase]()
         except Exception as e:  # any failure ends the job with its message; the folder stays
-            self._stop_worker()
+            self._stop_child()
             self._fail(str(e) if isinstance(e, (RuntimeError, OSError)) else f"{type(e).__name__}: {e}")
         return self.running
 
     def cancel(self):
-        """Stop the worker (finished frames stay for a resume); no strip is added."""
+        """Stop the child process (finished frames stay for a resume); no strip is added."""
         if self.running:
-            self._stop_worker()
+            self._stop_child()
             self.state, self.stage, self.detail = "cancelled", "Cancelled", "Run again to resume"
 
-    def _export(self, budget):
-        finished = self.export.step(budget)
-        self.fraction, self.detail = self.export.fraction, f"Frame {self.export.done}/{self.count}"
-        if finished:
-            self._lap("export")
-            self._start_worker()
+    # -- phases ---------------------------------------------------------------------------
+    def _save(self):
+        """Save a copy of the file (as it is now) and start the export in a child Blender."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        blend = self.folder / "source.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+        request = {"blend": str(blend), "scene": self.scene_name, "strip": self.strip_name,
+                   "folder": str(self.frames), "route": self.route}
+        package = Path(__file__).resolve().parent
+        code = (f"import importlib, sys; sys.path.insert(0, {str(package.parent)!r}); "
+                f"importlib.import_module({package.name + '.export'!r}).main({json.dumps(request)!r})")
+        binary = bpy.app.binary_path or sys.executable
+        cmd = worker.blender_command(binary, code, module=not bpy.app.binary_path)
+        self.process = worker.Process(cmd, cwd=self.folder, log_path=self.folder / "export.log")
+        self.phase, self.stage, self.detail = "export", "Rendering frames", f"0/{self.count}"
+        self._lap("save")
 
-    def _start_worker(self):
+    def _export_record(self):
+        """The export's ``export.json`` if all its frames are there, else {}."""
+        try:
+            record = json.loads((self.frames / export.DONE).read_text())
+        except (OSError, ValueError):
+            return {}
+        frames = [p for p in self.frames.iterdir() if p.name.startswith("frame_")]
+        return record if len(frames) == record.get("frames") == self.count else {}
+
+    def _exporting(self):
+        for event in self._events():
+            if event["event"] == "frame":
+                self.fraction, self.detail = event["frame"] / event["frames"], f"{event['frame']}/{event['frames']}"
+        code = self.process.returncode
+        if code is None:
+            return
+        (self.folder / "source.blend").unlink(missing_ok=True)
+        self._lap("export")
+        done = self._export_record()
+        if code != 0 or not done:
+            reason = self.child_error or f"exit code {code}"
+            self._fail(f"Exporting the strip failed ({reason}). Log: {self.folder / 'export.log'}")
+            return
+        self._export_done(done)
+
+    def _export_done(self, done):
+        """Start the engine on the exported frames (the export's warnings came as events)."""
+        options = dict(self.options)
+        if self.route == "scene" and done["vector"]:
+            options["flow"] = "vector"
         python = status.worker_python()
-        options = {**self.options, "restart": not self.resume}
-        cmd = worker.engine_command(python, self.export.folder, self.style, self.out, options)
-        self.out.mkdir(parents=True, exist_ok=True)
+        cmd = worker.engine_command(python, self.frames, self.style, self.results, options)
+        self.results.mkdir(parents=True, exist_ok=True)
         self.process = worker.Process(cmd, env=status.worker_env(python), cwd=self.folder,
-                                      log_path=self.log_path)
-        self.stage, self.fraction, self.detail = "Starting the engine", 0.0, ""
+                                      log_path=self.folder / "worker.log")
+        self.phase, self.stage, self.fraction, self.detail = "stylize", "Starting the engine", 0.0, ""
 
-    def _stylize(self):
-        for line in self.process.drain():
-            event = worker.parse_event(line)
-            if event:
-                self._on_event(event)
+    def _stylizing(self):
+        for event in self._events():
+            self._on_engine_event(event)
         code = self.process.returncode
         if code is None:
             return
         self._lap("stylize")
         if code != 0:
-            reason = self.engine_error or f"exit code {code}"
-            self._fail(f"Stylization failed ({reason}). Log: {self.log_path}")
+            reason = self.child_error or f"exit code {code}"
+            self._fail(f"Stylization failed ({reason}). Log: {self.folder / 'worker.log'}")
             return
-        paths = self.output_paths()
-        missing = [p.name for p in paths if not p.is_file()]
-        if missing:
-            self._fail(f"The engine finished without {', '.join(missing[:3])}. Log: {self.log_path}")
+        missing = [p for p in self.paths if not Path(p).is_file()]
+        if len(self.paths) != self.count or missing:
+            self._fail(f"The engine finished with {len(self.paths) - len(missing)} of {self.count} frames. "
+                       f"Log: {self.folder / 'worker.log'}")
             return
-        scene, source = export.find_strip(self.scene_name, self.strip_name)
+        scene, source = find_strip(self.scene_name, self.strip_name)
         if source is None:
             self._fail(f"Strip '{self.strip_name}' was removed or renamed while it was being stylised")
             return
-        self.result_name = importer.add_result_strip(scene, source, paths).name
+        self.result_name = importer.add_result_strip(scene, source, [Path(p) for p in self.paths]).name
         self._lap("import")
         self.state, self.stage, self.fraction, self.detail = "done", "Done", 1.0, f"Added '{self.result_name}'"
 
-    def _on_event(self, e):
+    def _events(self):
+        """JSON events of the child process since the last call; warnings and errors are kept."""
+        for line in self.process.drain():
+            event = worker.parse_event(line)
+            if not event:
+                continue
+            if event["event"] == "warning":
+                self.warnings.append(event["message"])
+            elif event["event"] == "error":
+                self.child_error = event["message"]
+            yield event
+
+    def _on_engine_event(self, e):
         kind = e["event"]
         if kind == "start":
             self._lap("engine start")
-            self.stage = "Stylizing"
+            self.stage, self.out = "Stylizing", e["out"]
         elif kind == "progress":
             frames, passes = e["frames"], e["passes"]
             self.fraction = ((e["pass"] - 1) * frames + e["frame"] - 1
@@ -221,15 +290,15 @@ class Job:
                 self.detail += f", pass {e['pass']}/{passes}"
             if e.get("eta") is not None:
                 self.detail += f", {format_seconds(e['eta'])} left"
-        elif kind == "error":
-            self.engine_error = e["message"]
+        elif kind == "done":
+            self.paths = e["paths"]
 
     def _lap(self, name):
         now = time.monotonic()
         self.timings[name] = round(now - self.t0, 2)
         self.t0 = now
 
-    def _stop_worker(self):
+    def _stop_child(self):
         if self.process is not None:
             self.process.stop()
 

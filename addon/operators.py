@@ -7,15 +7,12 @@ import bpy
 from bpy.app.handlers import persistent
 from bpy.props import StringProperty
 
+from . import compat
 from . import job as jobs
 
 
-def show(context, job):
-    """Copy the job's progress into the window manager's state and redraw the sequencer."""
-    state = context.window_manager.video_stylize_job
-    state.running = job.running
-    state.stage, state.progress, state.detail = job.stage, job.fraction, job.detail
-    state.error = job.error
+def redraw(context):
+    """Redraw the sequencer, whose panel shows ``job.current``'s progress."""
     for window in context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == "SEQUENCE_EDITOR":
@@ -26,31 +23,50 @@ class SEQUENCER_OT_stylize_strip(bpy.types.Operator):
     """Stylise the active strip with the style image into a new image strip above it"""
     bl_idname = "sequencer.stylize_strip"
     bl_label = "Stylize Strip"
-    bl_options = {"REGISTER", "UNDO"}
+    # UNDO: the new strip is one undo step. No REGISTER: "Adjust Last Operation" would re-run
+    # the whole job synchronously.
+    bl_options = {"UNDO"}
 
     strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
                           description="Name of the strip to stylise (default: the active strip)")
     scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
                           description="Scene holding the strip (default: the sequencer's scene)")
 
+    @classmethod
+    def poll(cls, context):
+        if jobs.current is not None and jobs.current.running:
+            cls.poll_message_set("A stylize job is running: wait for it or cancel it")
+            return False
+        if not bpy.app.background:  # scripts name the strip; the button stylises the active one
+            scene = compat.sequencer_scene(context)
+            strip = scene and scene.sequence_editor and scene.sequence_editor.active_strip
+            if strip is None or strip.type not in jobs.SUPPORTED:
+                cls.poll_message_set("Select a movie, image or scene strip to stylise")
+                return False
+        return True
+
     def start(self, context):
         try:
             job = jobs.prepare(context, self.scene, self.strip)
+            job.step()  # saves a copy of the file before any change, starts the export
         except jobs.JobError as e:
-            context.window_manager.video_stylize_job.error = str(e)
+            jobs.refused = str(e)
             self.report({"ERROR"}, str(e))
             return None
-        show(context, job)
+        redraw(context)
         return job
 
     def finish(self, context, job):
-        show(context, job)
+        redraw(context)
+        for warning in dict.fromkeys(job.warnings):
+            self.report({"WARNING"}, warning)
         if job.state == "done":
             times = ", ".join(f"{k} {v:.1f}s" for k, v in job.timings.items())
             self.report({"INFO"}, f"Added '{job.result_name}' ({job.count} frames; {times})")
             return {"FINISHED"}
         if job.state == "cancelled":
-            self.report({"WARNING"}, f"Stylize cancelled: finished frames stay in {job.folder} for a resume")
+            self.report({"WARNING"}, f"Stylize cancelled: finished frames stay in {job.out or job.folder} "
+                                     "for a resume")
         else:
             self.report({"ERROR"}, job.error)
         return {"CANCELLED"}
@@ -86,7 +102,7 @@ class SEQUENCER_OT_stylize_strip(bpy.types.Operator):
         elif event.type != "TIMER":
             return {"PASS_THROUGH"}
         running = self.job.step(budget=0.1)
-        show(context, self.job)
+        redraw(context)
         if running:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self.timer)

@@ -5,7 +5,7 @@ import bpy
 import bpy.utils.previews
 
 from . import compat, job, status
-from .properties import FLOWS
+from .properties import FLOWS, TUNABLES, preset_value
 
 _previews = None  # thumbnails of style images, keyed by absolute path and modification time
 
@@ -36,7 +36,7 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         layout.use_property_split = True
         layout.use_property_decorate = False
         scene = compat.sequencer_scene(context)
-        settings, state = scene.video_stylize, context.window_manager.video_stylize_job
+        settings, last = scene.video_stylize, job.current
         probe = status.draw_worker(layout)
 
         col = layout.column()
@@ -44,9 +44,10 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         if icon := style_icon(settings.style_image):
             col.template_icon(icon_value=icon, scale=6.0)
         col.prop(settings, "preset")
-        col.prop(settings, "strength")
-        col.prop(settings, "temporal_weight")
+        if probe and (text := probe.get("preset_descriptions", {}).get(settings.preset)):
+            status.draw_wrapped(col, text, icon="INFO")
         col.prop(settings, "preserve_colors")
+        self.draw_tunables(layout, settings)
 
         split = layout.split(factor=0.4)
         split.alignment = "RIGHT"
@@ -58,19 +59,34 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
             row.enabled = ident == "AUTO" or job.ENGINE_FLOWS[ident] in flows
             row.prop_enum(settings, "flow", ident)
 
-        col = layout.column()
-        col.prop(settings, "scale")
-        col.prop(settings, "iterations")
 
-        if state.running:
-            layout.progress(factor=state.progress, text=f"{state.stage} {state.detail}".strip())
+        if last is not None and last.running:
+            layout.progress(factor=last.fraction, text=f"{last.stage} {last.detail}".strip())
             layout.operator("sequencer.stylize_cancel", icon="CANCEL")
         else:
             self.draw_run(layout, scene)
-            if state.stage and not state.error:
-                layout.label(text=f"{state.stage}: {state.detail}" if state.detail else state.stage)
-        if state.error:
-            status.draw_wrapped(layout.box(), state.error, icon="ERROR")
+            if last is not None and not last.error and not job.refused:
+                layout.label(text=f"{last.stage}: {last.detail}" if last.detail else last.stage)
+        if error := job.refused or (last.error if last else ""):
+            status.draw_wrapped(layout.box(), error, icon="ERROR")
+        if last is not None and last.warnings:
+            box = layout.box()
+            for warning in dict.fromkeys(last.warnings):
+                status.draw_wrapped(box, warning, icon="ERROR")
+
+    @staticmethod
+    def draw_tunables(layout, settings):
+        """Each engine setting: the preset's value, or the user's with the override box ticked."""
+        col = layout.column(heading="Override")
+        for field in TUNABLES:
+            row = col.row(align=True)
+            row.prop(settings, "use_" + field, text="")
+            if getattr(settings, "use_" + field):
+                row.prop(settings, field)
+            else:
+                value = preset_value(settings, field)
+                shown = "…" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+                row.label(text=f"{settings.bl_rna.properties[field].name}: {shown} (preset)")
 
     @staticmethod
     def draw_run(layout, scene):
@@ -78,11 +94,10 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         strip = sed.active_strip if sed else None
         row = layout.row()
         row.scale_y = 1.5
-        if strip is None or strip.type not in job.SUPPORTED:
-            row.enabled = False
-            row.operator("sequencer.stylize_strip", text="Select a movie, image or scene strip", icon="BRUSH_DATA")
-        else:
-            row.operator("sequencer.stylize_strip", text=f"Stylize '{strip.name}'", icon="BRUSH_DATA")
+        # The operator's poll() disables the button and says why in its tooltip.
+        supported = strip is not None and strip.type in job.SUPPORTED
+        row.operator("sequencer.stylize_strip", icon="BRUSH_DATA",
+                     text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip")
 
 
 def register():

@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import status, worker
+from . import compat, status, worker
 
 TORCH_INDEX = {"CPU": "https://download.pytorch.org/whl/cpu",
                "CUDA": "https://download.pytorch.org/whl/cu128"}
@@ -21,12 +21,12 @@ TORCH_INDEX = {"CPU": "https://download.pytorch.org/whl/cpu",
 class StylizePreferences(bpy.types.AddonPreferences):
     bl_idname = status.ADDON
 
-    python: StringProperty(name="Worker Python", subtype="FILE_PATH",
+    python: StringProperty(name="Worker Python", subtype="FILE_PATH", options=compat.PATH,
                            description="Interpreter that runs the engine; empty = Blender's own Python")
     device: EnumProperty(name="Device", default="auto", items=[
         ("auto", "Auto", "CUDA if available, then Metal, then CPU"),
         ("cuda", "CUDA", "NVIDIA GPU"), ("mps", "Metal", "Apple GPU"), ("cpu", "CPU", "Processor only")])
-    weights: StringProperty(name="VGG-19 Weights", subtype="FILE_PATH",
+    weights: StringProperty(name="VGG-19 Weights", subtype="FILE_PATH", options=compat.PATH,
                             description="vgg19-dcbb9e9d.pth; empty = $STYLIZE_VGG19, the torch hub cache, "
                                         "else downloaded once (needs Allow Online Access)")
     torch_variant: EnumProperty(name="Build", default="CPU", items=[

@@ -1,63 +1,86 @@
-"""Settings (saved with the scene) and the running job's state (window manager, not saved)."""
+"""Settings, saved with the scene. (The running job's state lives in ``job.current``, not in
+Blender data: a run changes nothing in the file, so a saved copy identifies the export.)
+
+Numeric settings are the engine's (``stylize_core.settings.Settings`` fields, CLI option
+``--field-name``). Their defaults are the chosen preset's, which the engine reports
+(``info --json``); the add-on stores only the user's overrides: a setting is sent to
+the engine exactly when its "override" box is ticked, whatever its value (0 included).
+"""
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
+from . import compat, status
+
 FLOWS = [
     ("AUTO", "Auto", "The exact Vector pass for scene strips (Cycles/EEVEE, camera input), "
-                     "else the preset's estimator (DIS; DeepFlow for Paper)"),
+                     "else the preset's estimator"),
     ("DIS", "DIS", "OpenCV's fast Dense Inverse Search optical flow"),
     ("DEEPFLOW", "DeepFlow", "DeepFlow (the paper's choice): slower, needs opencv-contrib"),
     ("RAFT", "RAFT", "RAFT neural optical flow: needs torchvision"),
 ]
 
+# Engine settings the panel can override: field -> property (no default: the preset's applies).
+TUNABLES = {
+    "strength": FloatProperty(name="Style Strength", min=0.0, soft_max=5.0,
+                              description="Multiplies the style weight: more style, less content"),
+    "temporal_weight": FloatProperty(name="Temporal Weight", min=0.0, soft_max=2000.0,
+                                     description="How strongly each frame must follow the earlier ones (less flicker)"),
+    "scale": FloatProperty(name="Processing Scale", min=0.01, max=4.0, step=10,
+                           description="Stylise at this fraction of the frame size (the result keeps the frame size)"),
+    "iterations": IntProperty(name="Iterations", min=1, soft_max=2000,
+                              description="Optimisation steps for the first frame"),
+    "iterations_later": IntProperty(name="Later Iterations", min=1, soft_max=2000,
+                                    description="Optimisation steps for each later frame (it starts from the "
+                                                "previous result)"),
+}
+
+
+def preset_value(settings, field):
+    """The engine's value of ``field`` under the chosen preset, or None until the worker is probed."""
+    result = status.probe(wait=False) or {}
+    return result.get("presets", {}).get(settings.preset, {}).get(field)
+
+
+def _take_preset_value(field):
+    """Update callback of an override box: ticking it starts from the preset's value."""
+    def update(self, _context):
+        value = preset_value(self, field)
+        if getattr(self, "use_" + field) and value is not None:
+            setattr(self, field, value)
+    return update
+
 
 class StylizeSettings(bpy.types.PropertyGroup):
     """What the Run button does with the active strip."""
+    __annotations__ = {
+        **TUNABLES,
+        **{"use_" + f: BoolProperty(name="Override", update=_take_preset_value(f),
+                                    description="Use this value instead of the preset's") for f in TUNABLES},
+    }
 
-    style_image: StringProperty(name="Style Image", subtype="FILE_PATH",
+    style_image: StringProperty(name="Style Image", subtype="FILE_PATH", options=compat.PATH,
                                 description="Painting or picture whose style is transferred")
     preset: EnumProperty(name="Preset", default="standard", items=[
-        ("draft", "Draft", "Half resolution, few iterations: a quick look"),
-        ("standard", "Standard", "Full resolution, long-term consistency, early stopping"),
-        ("paper", "Paper", "Ruder et al.'s settings: DeepFlow, 2000/1000 iterations (slow)"),
-    ])
-    strength: FloatProperty(name="Style Strength", default=1.0, min=0.0, soft_max=5.0,
-                            description="Multiplies the style weight: more style, less content")
+        ("draft", "Draft", "A quick look"),
+        ("standard", "Standard", "The default"),
+        ("paper", "Paper", "Ruder et al.'s own settings (slow)"),
+    ], description="The engine's settings preset; each value is shown beside its override box")
     preserve_colors: BoolProperty(name="Preserve Colors",
                                   description="Transfer the style's brightness only and keep the clip's colours")
-    temporal_weight: FloatProperty(name="Temporal Weight", default=200.0, min=0.0, soft_max=2000.0,
-                                   description="How strongly each frame must follow the previous ones (less flicker)")
     flow: EnumProperty(name="Motion", items=FLOWS, default="AUTO",
                        description="Where the motion between frames comes from")
-    scale: FloatProperty(name="Processing Scale", default=0.0, min=0.0, max=4.0, step=10,
-                         description="Stylise at this fraction of the frame size (the result keeps the "
-                                     "frame size); 0 = the preset's (Draft 0.5, else 1)")
-    iterations: IntProperty(name="Iterations", default=0, min=0, soft_max=2000,
-                            description="Optimisation steps per frame; 0 = the preset's")
 
 
-class StylizeJobState(bpy.types.PropertyGroup):
-    """Progress of the running (or last) job, drawn by the panel."""
-
-    running: BoolProperty()
-    stage: StringProperty()
-    progress: FloatProperty(min=0.0, max=1.0, subtype="FACTOR")
-    detail: StringProperty()
-    error: StringProperty()
-
-
-classes = (StylizeSettings, StylizeJobState)
+classes = (StylizeSettings,)
 
 
 def register():
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.types.Scene.video_stylize = PointerProperty(type=StylizeSettings)
-    bpy.types.WindowManager.video_stylize_job = PointerProperty(type=StylizeJobState)
 
 
 def unregister():
-    del bpy.types.WindowManager.video_stylize_job
     del bpy.types.Scene.video_stylize
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

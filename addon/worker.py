@@ -37,15 +37,24 @@ def environment(paths):
     return env
 
 
-def engine_command(python, frames, style, out, options):
-    """The engine command line; ``options`` maps long option names to values (True = flag, None = omit)."""
-    cmd = [python, "-m", ENGINE, "stylize", str(frames), "--style", str(style), "--out", str(out)]
+def engine_command(python, frames, style, jobs, options):
+    """The engine command line, its output in ``jobs/<job id>/``; ``options`` maps long option
+    names to values: True = a flag, None or False = left out, anything else (0 too) = its value."""
+    cmd = [python, "-m", ENGINE, "stylize", str(frames), "--style", str(style), "--jobs", str(jobs)]
     for name, value in options.items():
         if value is True:
             cmd.append(f"--{name}")
-        elif value not in (None, False, ""):
-            cmd += [f"--{name}", str(value)]
+        elif value is not None and value is not False:
+            cmd += [f"--{name}", repr(value) if isinstance(value, float) else str(value)]
     return cmd + ["--progress", "json"]
+
+
+def blender_command(binary, code, module=False):
+    """Run Python ``code`` in a background Blender: ``binary -b ...`` for a Blender executable,
+    or ``binary -c code`` when Blender is the ``bpy`` module of the Python interpreter ``binary``."""
+    if module:
+        return [binary, "-c", f"import bpy\n{code}"]
+    return [binary, "-b", "--python-exit-code", "1", "--python-expr", code]
 
 
 def parse_event(line):
