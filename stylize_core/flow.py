@@ -181,7 +181,7 @@ class VectorPassFlows:
 
     def check(self):
         """Check every consecutive pair against the frames (``vector_check.check_pair``) at the
-        fallback's estimation size; failing pairs use the fallback from now on.
+        fallback's estimation size, at most ``MAX_SIDE`` px; failing pairs use the fallback from now on.
 
         Returns one record per pair: ``frames`` (1-based), ``source`` ("vector" or "dis")
         and the check's scores.
@@ -191,7 +191,8 @@ class VectorPassFlows:
         for i in range(len(self.paths) - 1):
             frame_a, frame_b = frame_b if frame_b is not None else fb.get_frame(i), fb.get_frame(i + 1)
             h, w = frame_a.shape[:2]
-            small = (max(8, round(w * fb.scale)), max(8, round(h * fb.scale)))
+            f = min(fb.scale, vector_check.MAX_SIDE / max(w, h))
+            small = (max(8, round(w * f)), max(8, round(h * f)))
             a, b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) if small != (w, h) else x
                     for x in (frame_a, frame_b))
             vec = (resize_flow(self._flows(i)[1], small), resize_flow(self._flows(i + 1)[0], small))
