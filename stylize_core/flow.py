@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import flowio, vector_pass
+from . import flowio, vector_check, vector_pass
 from .errors import StylizeError
 from .warp import compose
 
@@ -163,11 +163,14 @@ class VectorPassFlows:
     """Flows from Blender Vector passes, one multilayer EXR per frame.
 
     Consecutive flows come straight from the passes (resized to ``size`` if
-    given); longer ones compose consecutive flows along the way.
+    given), except for the pairs that failed :meth:`check`, which take both their
+    flows from ``fallback`` (an :class:`EstimatedFlows`); longer flows compose the
+    consecutive ones along the way, so the fallback applies to them too.
     """
 
-    def __init__(self, exr_paths, size=None):
-        self.paths, self.size = list(exr_paths), size
+    def __init__(self, exr_paths, size=None, fallback=None):
+        self.paths, self.size, self.fallback = list(exr_paths), size, fallback
+        self.rejected = set()  # i: the pair (i, i + 1) uses the fallback
         self._flows = functools.lru_cache(maxsize=8)(self._read)
 
     def _read(self, i):
@@ -176,14 +179,46 @@ class VectorPassFlows:
             flowio.check_flow(f, self.paths[i])
         return tuple(resize_flow(f, self.size) for f in flows) if self.size else flows
 
+    def check(self):
+        """Check every consecutive pair against the frames (``vector_check.check_pair``) at the
+        fallback's estimation size, at most ``MAX_SIDE`` px; failing pairs use the fallback from now on.
+
+        Returns one record per pair: ``frames`` (1-based), ``source`` ("vector" or "dis")
+        and the check's scores.
+        """
+        fb = self.fallback
+        records, frame_b = [], None
+        for i in range(len(self.paths) - 1):
+            frame_a, frame_b = frame_b if frame_b is not None else fb.get_frame(i), fb.get_frame(i + 1)
+            h, w = frame_a.shape[:2]
+            f = min(fb.scale, vector_check.MAX_SIDE / max(w, h))
+            small = (max(8, round(w * f)), max(8, round(h * f)))
+            a, b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) if small != (w, h) else x
+                    for x in (frame_a, frame_b))
+            vec = (resize_flow(self._flows(i)[1], small), resize_flow(self._flows(i + 1)[0], small))
+            dis = (estimate(a, b, "dis", fb.preset), estimate(b, a, "dis", fb.preset))
+            result = vector_check.check_pair(a, b, *vec, *dis)
+            records.append({"frames": [i + 1, i + 2], "source": "vector" if result.pop("ok") else "dis",
+                            **result})
+        self.use(records)
+        return records
+
+    def use(self, records):
+        """Take the flow sources of the pairs from ``check``'s records (a resumed job)."""
+        self.rejected = {r["frames"][0] - 1 for r in records if r["source"] != "vector"}
+
+    def _step(self, i, step):
+        if min(i, i + step) in self.rejected:
+            return self.fallback.flow(i, i + step)
+        return self._flows(i)[1 if step > 0 else 0]
+
     def flow(self, a, b):
         if a == b:
             raise ValueError("flow from a frame to itself")
         step = 1 if b > a else -1
-        pick = lambda i: self._flows(i)[1 if step > 0 else 0]  # noqa: E731
-        flow = pick(a).copy()  # callers may modify it; the cache must not change
+        flow = self._step(a, step).copy()  # callers may modify it; the cache must not change
         for i in range(a + step, b, step):
-            flow = compose(flow, pick(i))
+            flow = compose(flow, self._step(i, step))
         return flow
 
 
@@ -197,5 +232,5 @@ def make_flow_source(method, get_frame, size, cache_dir=None, preset="medium", s
     if method == "vector":
         if not exr_paths:
             raise StylizeError("flow method 'vector' needs multilayer EXR frames with a Vector pass")
-        return VectorPassFlows(exr_paths, size)
+        return VectorPassFlows(exr_paths, size, EstimatedFlows(get_frame, "dis", preset, scale, cache_dir, size))
     return EstimatedFlows(get_frame, method, preset, scale, cache_dir, size)

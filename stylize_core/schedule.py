@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, identity
+from . import __version__, identity, vector_check
 from .consistency import long_term_weights, reliability
 from .errors import StylizeError
-from .flow import make_flow_source, resize_flow
+from .flow import VectorPassFlows, make_flow_source, resize_flow
 from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from .warp import warp_numpy
@@ -142,6 +142,8 @@ class Job:
             if diff:
                 raise StylizeError(f"{self.out} holds another job (differs in: {', '.join(diff)}); "
                                    "use --restart to discard it, or choose another --out")
+        if old and not restart and "flow_sources" in old:  # the same job: its Vector-pass check
+            record["flow_sources"] = old["flow_sources"]
         if restart:
             for p in list(self.out.glob("frame_*.png")) + list(self.out.glob("passes/*/*.npy")):
                 p.unlink()
@@ -201,6 +203,22 @@ class Job:
         """The ``start`` event, then (if work is left) the check of the flows."""
         if self.progress:
             self.progress.start(frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id)
+        if skipped < frames * passes and isinstance(self.flows, VectorPassFlows):
+            self._check_vector_pass()
+
+    def _check_vector_pass(self):
+        """Check the Vector pass per frame pair (``vector_check.py``; once per job, kept in the
+        manifest's ``flow_sources``) and warn once about the pairs that use estimated flow."""
+        records = self.record.get("flow_sources")
+        if records is None:
+            with self.timed("flow"):
+                records = self.flows.check()
+            self._write_manifest({**self.record, "flow_sources": records})
+        else:
+            self.flows.use(records)
+        failed = [r["frames"][0] - 1 for r in records if r["source"] != "vector"]
+        if failed and self.progress:
+            self.progress.warning(vector_check.warning(failed, len(records)))
 
     def run(self, video=None):
         t0 = time.monotonic()

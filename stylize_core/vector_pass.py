@@ -14,6 +14,7 @@ Render with motion blur *off*: with it on, Cycles 5.0 writes an all-zero pass.
 Known limitation: Cycles 5.0 writes wrong vectors for a *moving orthographic*
 camera (a spurious zoom field that depends on the camera's distance); perspective
 cameras and moving objects seen by a static orthographic camera are correct.
+``vector_check.py`` detects such pairs and the engine uses estimated flow there.
 """
 import numpy as np
 

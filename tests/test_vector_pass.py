@@ -121,6 +121,17 @@ def _erode(mask, px):
     return cv2.erode(mask.astype(np.uint8), np.ones((2 * px + 1,) * 2, np.uint8)) > 0
 
 
+def remap(img, flow):
+    """``out(p) = img(p + flow(p))`` (bilinear) with cv2.remap: the convention of
+    ``stylize_core/warp.py`` (test_warp.py), without torch; and the mask of samples inside the frame."""
+    h, w = flow.shape[:2]
+    x = (np.arange(w, dtype=np.float32)[None] + flow[..., 0]).astype(np.float32)
+    y = (np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]).astype(np.float32)
+    out = cv2.remap(np.asarray(img, np.float32), x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    out = out.reshape(img.shape)
+    return out, ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).astype(np.float32)
+
+
 @pytest.mark.parametrize("other", [1, 3], ids=["to_previous", "to_next"])
 def test_vector_pass_matches_analytic_motion(frames, other):
     from stylize_core import vector_pass
@@ -136,19 +147,29 @@ def test_vector_pass_matches_analytic_motion(frames, other):
 @pytest.mark.parametrize("other", [1, 3], ids=["previous", "next"])
 def test_warping_with_vector_flow_aligns_frames(frames, other):
     from stylize_core import vector_pass
-    from stylize_core.warp import warp_numpy
     to_prev, to_next = vector_pass.read_flows(frames[1][0])
     flow = to_prev if other == 1 else to_next
     _, img_t, sq_t = frames[1]
     _, img_s, sq_s = frames[other - 1]
-    warped, valid = warp_numpy(img_s, flow)
-    sq_warped, _ = warp_numpy(sq_s[..., None].astype(np.float32), flow)
+    warped, valid = remap(img_s, flow)
+    sq_warped, _ = remap(sq_s[..., None].astype(np.float32), flow)
     # not disoccluded: the warped square mask agrees with this frame's, away from edges
     ok = _erode((valid > 0) & (np.abs(sq_warped[..., 0] - sq_t) < 1e-3), 2)
     assert ok.mean() > 0.5
     warped_diff = np.abs(warped - img_t)[ok].mean()
     plain_diff = np.abs(img_s - img_t)[ok].mean()
     assert warped_diff < 0.02 and warped_diff < 0.2 * plain_diff, (warped_diff, plain_diff)
+
+
+def test_remap_follows_the_warp_convention():
+    img = np.random.default_rng(0).random((12, 16, 3), dtype=np.float32)
+    flow = np.broadcast_to(np.float32([3, -2]), (12, 16, 2))
+    out, valid = remap(img, flow)
+    np.testing.assert_allclose(out[2:, :-3], img[:-2, 3:], atol=1e-6)   # out(x, y) = img(x+3, y-2)
+    assert valid[2:, :-3].all() and not valid[:2].any() and not valid[:, -3:].any()
+    ramp = np.mgrid[0:12, 0:16][1].astype(np.float32)[..., None]        # x: bilinear is exact
+    half, _ = remap(ramp, np.broadcast_to(np.float32([0.25, 0.5]), (12, 16, 2)))
+    np.testing.assert_allclose(half[:-1, :-1, 0], ramp[:-1, :-1, 0] + 0.25, atol=1e-2)
 
 
 def test_vector_to_flows_signs():
