@@ -39,12 +39,12 @@ def check_out(out):
 def check_video(video, out):
     """StylizeError unless ``video`` has a known extension and its folder (``out`` or an existing one) is writable."""
     video = Path(video)
+    if video.is_dir():
+        raise StylizeError(f"--video {video} is a folder; give a file name such as {video / 'clip.mp4'}")
     ext = video.suffix.lower()
     if ext not in VIDEO_FOURCC:
         raise StylizeError(f"--video {video}: unsupported video format {ext or '(none)'} "
                            f"(use {'/'.join(VIDEO_FOURCC)})")
-    if video.is_dir():
-        raise StylizeError(f"--video {video} is a folder; give a file name such as {video / 'clip.mp4'}")
     folder = Path(os.path.abspath(video.parent))
     if not folder.exists():
         if folder == Path(os.path.abspath(out)):
