@@ -116,8 +116,12 @@ def main(argv=None):
     progress = make_progress(kind)
     signal.signal(signal.SIGTERM, _on_sigterm)
     from .schedule import run  # imports torch: after argument parsing so --help stays fast
+    from . import outputs
     try:
         settings = _settings(args)
+        outputs.check_out(args.out)
+        if args.video:
+            outputs.check_video(args.video, args.out if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
             return _demo(args, settings, progress)
         paths = run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
@@ -127,14 +131,24 @@ def main(argv=None):
         print(f"done: {paths[0].parent if paths else args.out}", file=sys.stderr)
         return 0
     except StylizeError as e:
-        progress.error(str(e))
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _fail(progress, str(e))
+    except OSError as e:  # e.g. a folder made read-only or a disk filled during the run
+        return _fail(progress, outputs.os_error_message(e))
+    except MemoryError:  # outside the optimisation (which reports its own, with the size)
+        return _fail(progress, "out of memory; try a lower --scale")
     except KeyboardInterrupt:
         progress.error("interrupted")
         print(f"interrupted: finished frames in {args.out or args.jobs} are kept; run the same command to resume",
               file=sys.stderr)
         return 130
+
+
+def _fail(progress, message):
+    """A user-facing error: the ``error`` event, one line on stderr, exit code 1."""
+    message = " ".join(str(message).split())
+    progress.error(message)
+    print(f"error: {message}", file=sys.stderr)
+    return 1
 
 
 def _info(as_json):
@@ -153,7 +167,10 @@ def _info(as_json):
         weights = None
     if weights is not None:
         try:
-            r["weights"] = str(weights.find_weights() or "")
+            found = weights.find_weights()
+            if found is not None:
+                weights.check_header(found)
+            r["weights"] = str(found or "")
         except StylizeError as e:
             r["weights"], r["weights_error"] = "", str(e)
     print(json.dumps(r) if as_json else "\n".join(f"{k}: {v}" for k, v in r.items()))

@@ -26,6 +26,7 @@ from .errors import StylizeError
 from .flow import VectorPassFlows, make_flow_source, resize_flow
 from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
 from .optimize import Stylizer
+from . import memory
 from .warp import warp_numpy
 from .weights import identity as weights_identity, load_vgg, resolve as resolve_weights
 
@@ -91,6 +92,7 @@ class Job:
         self.size = self.src.size
         s = settings
         self.proc = (max(round(self.size[0] * s.scale), 16), max(round(self.size[1] * s.scale), 16))
+        memory.check_fits(self.proc, s, pick_device(device), self.size)  # before anything is recorded
         self._manifest(input_path, style_path, restart)
         self.device = pick_device(device)
         net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
@@ -194,9 +196,13 @@ class Job:
             with self.timed("optimise"):
                 return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
                                              on_step=step, seed=self.settings.seed + i)
-        except torch.OutOfMemoryError:
-            raise StylizeError(f"out of {self.device} memory at {self.proc[0]}x{self.proc[1]}; "
-                               "try a lower --scale (e.g. 0.5) or --device cpu") from None
+        except FloatingPointError:
+            raise StylizeError(memory.non_finite_message(i, pass_, self.settings)) from None
+        except Exception as e:  # noqa: BLE001 -- only out-of-memory errors are translated
+            if not memory.is_out_of_memory(e):
+                raise
+            raise StylizeError(memory.out_of_memory_message(self.device, i, self.proc, self.settings,
+                                                            self.size)) from None
 
     # -- schedules --------------------------------------------------------------------
     def _start(self, frames, passes, skipped):

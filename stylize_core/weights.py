@@ -27,7 +27,9 @@ def find_weights(path=None):
     for candidate, origin in ((path, "--vgg"), (os.environ.get(ENV), ENV)):
         if candidate:
             if not Path(candidate).is_file():
-                raise StylizeError(f"VGG-19 weights not found at {candidate} (from {origin})")
+                what = "is a folder, not a file" if Path(candidate).is_dir() else "does not exist"
+                fix = f"fix or unset {ENV}, or pass --vgg PATH" if origin == ENV else "check the --vgg path"
+                raise StylizeError(f"VGG-19 weights not found: {candidate} (from {origin}) {what}; {fix}")
             return Path(candidate)
     return hub_path() if hub_path().is_file() else None
 
@@ -80,9 +82,44 @@ def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
         return random_vgg(int(path.split(":")[1]), pooling=pooling).to(device)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise StylizeError(f"cannot load VGG-19 weights from {path}: {e}") from None
+    except OSError as e:
+        raise StylizeError(f"cannot load VGG-19 weights from {path}: {e.strerror or e}") from None
+    except Exception as e:  # torch raises many types, with multi-line advice
+        raise StylizeError(f"cannot load VGG-19 weights from {path}: not a PyTorch weights file "
+                           f"({_short_reason(path, e)})") from None
     if not isinstance(state, dict):
         raise StylizeError(f"{path} does not hold a state dict")
     return from_state_dict(state, pooling).to(device)
 
+
+
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
+
+
+def _short_reason(path, error):
+    """Why ``torch.load`` failed, in a few words: from the file's first bytes, else the error's first sentence."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = None
+    if head == b"":
+        return "the file is empty"
+    if head is not None and not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        return "neither a zip archive nor a pickle: wrong or damaged file"
+    first = str(error).strip().splitlines()[0].split(". ")[0] if str(error).strip() else ""
+    kind = "zip archive" if head and head.startswith(ZIP_MAGIC) else "pickle"
+    reason = f"truncated or corrupt {kind}" + (f": {first}" if first else f" ({type(error).__name__})")
+    return reason if len(reason) <= 160 else reason[:157] + "..."
+
+
+def check_header(path):
+    """StylizeError unless ``path`` starts like a PyTorch file (zip archive or pickle): a cheap check."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise StylizeError(f"cannot read VGG-19 weights {path}: {e.strerror}") from None
+    if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
+        raise StylizeError(f"cannot load VGG-19 weights from {path}: not a PyTorch weights file "
+                           f"({_short_reason(path, None)})")

@@ -1,4 +1,5 @@
 """Shared test set-up: the repo root on sys.path, and the shared data folder."""
+import os
 import sys
 from pathlib import Path
 
@@ -12,8 +13,11 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 def shared_data(*parts):
-    """Path inside the shared data folder; skips the test if it is absent."""
+    """Path inside the shared data folder. If it is absent the test fails under CI (``$CI`` set:
+    a silently skipped test proves nothing there) and is skipped on a developer's machine."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared data not found: {path} (required when CI is set)", pytrace=False)
         pytest.skip(f"shared data not found: {path}")
     return path

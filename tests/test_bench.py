@@ -1,4 +1,5 @@
-"""All benchmarks in quick mode, in one child process: finite numbers in every table, figures written."""
+"""All benchmarks in quick mode, in one child process: the tables' rows and columns, sane values,
+the temporal loss lowering the warping error, flat memory, and the figures."""
 import math
 import os
 import subprocess
@@ -12,16 +13,25 @@ TITLES = ["Optical flow", "Temporal consistency on Sintel", "rendered clip", "Sp
 
 
 def tables(text):
-    """Markdown tables of ``text`` as lists of rows (header first, separator dropped)."""
-    found, current = [], []
+    """Markdown tables of ``text`` as ``(heading, rows)``: the last ``#`` heading above the
+    table, and its rows as dicts keyed by the header (separator dropped)."""
+    found, current, heading = [], [], ""
     for line in text.splitlines() + [""]:
+        if line.startswith("#"):
+            heading = line.strip("# ")
         if line.startswith("|"):
             if not line.startswith("|---"):
                 current.append([c.strip() for c in line.strip().strip("|").split("|")])
         elif current:
-            found.append(current)
+            found.append((heading, current))
             current = []
     return found
+
+
+def table(found, heading):
+    """Rows (dicts, numbers as floats) of the one table whose heading starts with ``heading``."""
+    [(_, rows)] = [(h, r) for h, r in found if h.startswith(heading)]
+    return [{k: number(v) if number(v) is not None else v for k, v in zip(rows[0], row)} for row in rows[1:]]
 
 
 def number(cell):
@@ -44,14 +54,56 @@ def test_all_benchmarks_quick(tmp_path):
     assert "VGG-19 weights:" in out
     found = tables(out)
     assert len(found) >= 9, out
-    for table in found:
-        header, rows = table[0], table[1:]
-        assert rows, f"empty table {header}"
-        for row in rows:
+    for heading, rows in found:
+        header, body = rows[0], rows[1:]
+        assert body, f"empty table {heading}"
+        for row in body:
             assert len(row) == len(header), (header, row)
             values = [v for v in map(number, row) if v is not None]
-            assert values, (header, row)
-            assert all(math.isfinite(v) for v in values), (header, row)
+            assert values and all(math.isfinite(v) and v >= 0 for v in values), (header, row)
     for name in FIGURES:
         assert (tmp_path / name).stat().st_size > 0, name
     assert list(tmp_path.glob("pictures_sintel_*.png"))
+
+    # flow: sub-pixel on the Sintel pairs; finer DIS presets are not worse; occlusions are the hard part
+    flows = {r["method"]: r for r in table(found, "Sintel: 2 pairs")}
+    assert {"DIS ultrafast", "DIS fast", "DIS medium"} <= flows.keys()
+    for r in flows.values():
+        assert r["EPE all"] < 1.0 and r["EPE non-occluded"] <= r["EPE all"] and r[">3px % all"] <= 100, r
+    assert flows["DIS medium"]["EPE all"] <= flows["DIS ultrafast"]["EPE all"]
+    scene = {r["method"]: r for r in table(found, "Blender scene")}
+    assert scene.keys() == flows.keys()
+    assert scene["DIS medium"]["EPE reliable"] <= scene["DIS medium"]["EPE all"] < 2.0
+
+    # Sintel consistency: 2 pairs x (input + methods); the temporal loss lowers the warping error
+    methods = ["input", "per-frame", "DIS"] + (["DeepFlow"] if "DeepFlow" in flows else []) + ["GT"]
+    assert [r["method"] for r in table(found, "Per pair")] == methods * 2
+    mean = {r["method"]: r for r in table(found, "Mean over 2 pairs")}
+    assert list(mean) == methods and mean["input"]["content loss"] == 0
+    assert mean["input"]["E"] < mean["per-frame"]["E"]          # stylising alone adds flicker
+    assert mean["DIS"]["E"] < mean["per-frame"]["E"] and mean["GT"]["E"] < mean["per-frame"]["E"]
+    assert mean["per-frame"]["style loss"] < mean["input"]["style loss"]
+
+    # rendered clip with exact flow: every temporal run beats per-frame, the Vector pass by far
+    runs = {r["run"]: r for r in table(found, "Temporal consistency on a rendered clip")}
+    assert len(runs) == 6 and "input" in runs
+    for name, r in runs.items():
+        if name not in ("input", "per-frame"):
+            assert r["E t,t+1"] < runs["per-frame"]["E t,t+1"], name
+    for name in ("Vector pass, single-pass long-term", "Vector pass, multi-pass x2"):
+        assert runs[name]["E t,t+1"] < 0.5 * runs["per-frame"]["E t,t+1"], name
+
+    # speed: conv work grows with the pixels; memory is flat with the clip length
+    speed = table(found, "Per iteration")
+    assert [r["size"] for r in speed] == ["64x27", "96x41"]
+    assert 2 < speed[1]["conv GFLOP fwd+bwd"] / speed[0]["conv GFLOP fwd+bwd"] < 3   # 2.28x the pixels
+    peaks = [r["peak RSS MB"] for r in table(found, "Peak memory")]
+    assert len(peaks) == 2 and 50 < peaks[0] and peaks[1] <= 1.1 * peaks[0]
+    warm = {r["run"]: r for r in table(found, "prevWarped")}
+    assert warm["frame 2, prevWarped init + temporal"]["iterations to target"] <= \
+        warm["frame 2, content init + temporal"]["iterations to target"]
+
+    # pictures: less flicker with the temporal loss
+    pictures = table(found, "Pictures")
+    assert len(pictures) == 2
+    assert all(r["mean flicker ours"] < r["mean flicker per-frame"] for r in pictures), pictures

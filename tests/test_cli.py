@@ -167,11 +167,12 @@ def test_out_of_memory_suggests_a_lower_scale(clip, capsys, monkeypatch):
     from stylize_core import optimize
 
     def oom(*a, **k):
-        raise torch.OutOfMemoryError("CUDA out of memory")
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
     monkeypatch.setattr(optimize.Stylizer, "stylize", oom)
     code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png",
                                  "--out", clip / "out", *FAST], capsys)
-    assert code == 1 and "--scale" in err and events[-1]["event"] == "error"
+    assert code == 1 and "--scale" in err and "frame 1 at 48x32" in err and len(err.splitlines()) == 1
+    assert events[-1] == {"event": "error", "message": err.strip()[len("error: "):]}
 
 
 def test_help_documents_every_option_with_its_default(capsys):
@@ -218,7 +219,9 @@ def test_no_download_never_downloads(clip, capsys, monkeypatch, tmp_path):
 def test_info_json(capsys):
     assert cli.main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["torch"].startswith("2.") and "dis" in info["flows"] and info["cuda"] is False
+    import torch
+    assert info["torch"] == torch.__version__ and "dis" in info["flows"]
+    assert info["cuda"] is torch.cuda.is_available() and info["mps"] is torch.backends.mps.is_available()
     assert "weights" in info
 
 

@@ -79,8 +79,8 @@ def test_estimated_source_caches_to_disk(tmp_path, monkeypatch):
     frames = [a, b, a]
     src = flow.make_flow_source("dis", frames.__getitem__, (128, 96), cache_dir=tmp_path)
     first = src.flow(0, 1)
-    cached = tmp_path / "dis-medium-1.0" / "flow_00001_00002.flo"
-    assert cached.is_file()
+    [cached] = tmp_path.rglob("*.flo")               # one sub-folder per flow setting
+    assert cached.name == "flow_00001_00002.flo" and cached.parent.parent == tmp_path
     np.testing.assert_array_equal(read_flo(cached), first)
     assert abs(np.median(src.flow(1, 2)[..., 0]) + SHIFT[0]) < 0.1   # long pairs work too (b -> a)
 
@@ -88,8 +88,14 @@ def test_estimated_source_caches_to_disk(tmp_path, monkeypatch):
         raise AssertionError("recomputed a cached flow")
     monkeypatch.setattr(flow, "estimate", boom)
     np.testing.assert_array_equal(src.flow(0, 1), first)
-    assert flow.cache_key("dis", "fast", 0.5) == "dis-fast-0.5"
-    assert flow.cache_key("deepflow", "fast", 1) == "deepflow-1.0"
+    # another preset or scale is another cache entry; DeepFlow has no presets
+    for preset, scale in (("fast", 1.0), ("medium", 0.5)):
+        other = flow.make_flow_source("dis", frames.__getitem__, (128, 96), cache_dir=tmp_path,
+                                      preset=preset, scale=scale)
+        with pytest.raises(AssertionError, match="recomputed"):
+            other.flow(0, 1)
+    assert flow.cache_key("deepflow", "fast", 1) == flow.cache_key("deepflow", "medium", 1.0)
+    assert len({flow.cache_key("dis", p, s) for p in flow.DIS_PRESETS for s in (0.5, 1)}) == 2 * len(flow.DIS_PRESETS)
 
 
 def test_flo_folder_source(tmp_path):

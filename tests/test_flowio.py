@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stylize_core.errors import StylizeError
-from stylize_core.flowio import MAGIC, check_flow, read_flo, write_flo
+from stylize_core.flowio import check_flow, read_flo, write_flo
 
 
 def sample_flow(h=5, w=7):
@@ -15,6 +15,9 @@ def test_round_trip_is_exact(tmp_path):
     path = tmp_path / "f.flo"
     write_flo(path, flow)
     assert path.stat().st_size == 12 + 5 * 7 * 2 * 4
+    head = path.read_bytes()[:12]   # Middlebury header: "PIEH" (float 202021.25), width, height
+    assert head[:4] == b"PIEH" and np.frombuffer(head[4:], "<i4").tolist() == [7, 5]
+    np.testing.assert_array_equal(np.frombuffer(path.read_bytes()[12:28], "<f4"), flow[0, :2].ravel())
     assert not list(tmp_path.glob("*.tmp*"))
     back = read_flo(path, expect_size=(7, 5))
     assert back.dtype == np.float32 and back.shape == (5, 7, 2)
@@ -55,4 +58,3 @@ def test_wrong_size_and_shape():
         check_flow(sample_flow(), "f.flo", expect_size=(8, 5))
     with pytest.raises(StylizeError, match="2 channels"):
         check_flow(np.zeros((5, 7, 3), np.float32), "f.flo")
-    assert MAGIC == np.float32(202021.25)

@@ -1,0 +1,197 @@
+"""Errors that used to escape as tracebacks: each is one line on stderr, an ``error`` event, exit 1,
+and leaves no half-written file."""
+import errno
+import json
+import os
+import stat
+
+import pytest
+import torch
+
+from stylize_core import cli, demo, frames, memory, optimize, weights
+from stylize_core.errors import StylizeError
+
+FAST = ["--vgg", "random:8", "--iterations", "3", "--iterations-later", "2", "--progress", "json"]
+
+
+@pytest.fixture
+def clip(tmp_path):
+    demo.make_clip(tmp_path / "in", frames=3, size=(48, 32))
+    demo.make_style(tmp_path / "style.png", size=(48, 48))
+    return tmp_path
+
+
+def stylize(clip, capsys, *extra, out=None):
+    """Run the CLI; returns (exit code, the one stderr error line, JSON events)."""
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", out or clip / "out", *FAST, *extra]
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    lines = captured.err.strip().splitlines()
+    return code, lines, events
+
+
+def assert_user_error(code, lines, events, *expected):
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert events and events[-1] == {"event": "error", "message": lines[0][len("error: "):]}
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+
+
+def leftovers(folder):
+    return sorted(str(p) for p in folder.rglob("*") if ".tmp" in p.name)
+
+
+def test_out_under_a_regular_file(clip, capsys):
+    (clip / "afile").write_text("not a folder")
+    for out in (clip / "afile", clip / "afile" / "out"):
+        code, lines, events = stylize(clip, capsys, out=out)
+        assert_user_error(code, lines, events, str(out), "a file, not a folder")
+    assert (clip / "afile").read_text() == "not a folder"
+
+
+@pytest.mark.parametrize("where", ["out", "parent"])
+def test_read_only_output_folder(clip, capsys, monkeypatch, where):
+    parent = clip / "ro"
+    parent.mkdir()
+    out = parent / "out" if where == "parent" else parent
+    parent.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    if os.geteuid() == 0:  # root writes anyway: let os.access answer as it does for other users
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and (
+            not mode & os.W_OK or bool(os.stat(p).st_mode & stat.S_IWUSR)))
+    try:
+        code, lines, events = stylize(clip, capsys, out=out)
+    finally:
+        parent.chmod(0o755)
+    assert_user_error(code, lines, events, str(out), "not writable")
+    assert sorted(os.listdir(parent)) == []
+
+
+def test_video_that_cannot_be_written_is_refused_before_the_run(clip, capsys):
+    for video, text in ((clip / "missing" / "clip.mp4", "does not exist"),
+                        (clip / "out" / "clip.gif", "unsupported video format .gif"),
+                        (clip, "is a folder")):
+        code, lines, events = stylize(clip, capsys, "--video", video)
+        assert_user_error(code, lines, events, str(video), text)
+        assert not list(clip.rglob("frame_*")) or not (clip / "out").exists()
+        assert not any(e["event"] == "frame" for e in events)
+
+
+def test_disk_full_during_the_run_keeps_finished_frames(clip, capsys, monkeypatch):
+    real, calls = os.replace, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if str(dst).endswith("frame_00003.png"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(src))
+        return real(src, dst)
+    monkeypatch.setattr(frames.os, "replace", replace)
+    code, lines, events = stylize(clip, capsys)
+    assert_user_error(code, lines, events, "No space left on device", "frame_00003.png")
+    assert sorted(p.name for p in (clip / "out").glob("frame_*")) == ["frame_00001.png", "frame_00002.png"]
+    assert frames.read_image(clip / "out" / "frame_00002.png").shape == (32, 48, 3)
+    assert leftovers(clip / "out") == []
+
+
+@pytest.mark.parametrize("error", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                 "you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)"),
+    MemoryError(),
+    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+], ids=["cpu-runtimeerror", "memoryerror", "cuda"])
+def test_out_of_memory_in_the_optimisation(clip, capsys, monkeypatch, error):
+    real, calls = optimize.Stylizer.stylize, []
+
+    def stylize_then_fail(self, *a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise error
+        return real(self, *a, **k)
+    monkeypatch.setattr(optimize.Stylizer, "stylize", stylize_then_fail)
+    code, lines, events = stylize(clip, capsys)
+    assert_user_error(code, lines, events, "out of CPU memory on frame 2 at 48x32", "GB",
+                      "lower --scale (e.g. 0.5)")
+    assert [p.name for p in (clip / "out").glob("frame_*")] == ["frame_00001.png"]
+    assert leftovers(clip / "out") == []
+
+
+def test_other_errors_and_ctrl_c_are_not_taken_for_out_of_memory(clip, capsys, monkeypatch):
+    def boom(self, *a, **k):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    monkeypatch.setattr(optimize.Stylizer, "stylize", boom)
+    with pytest.raises(RuntimeError, match="shapes"):
+        stylize(clip, capsys)
+
+    def interrupt(self, *a, **k):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(optimize.Stylizer, "stylize", interrupt)
+    code, lines, events = stylize(clip, capsys, "--restart")
+    assert code == 130 and "resume" in lines[-1] and events[-1]["message"] == "interrupted"
+
+
+def test_non_finite_loss_names_the_frame(clip, capsys):
+    code, lines, events = stylize(clip, capsys, "--style-weight", "inf")
+    assert_user_error(code, lines, events, "NaN or infinite on frame 1", "--style-weight", "--optimizer adam")
+    assert not list((clip / "out").glob("frame_*"))
+
+
+def test_run_too_large_for_memory_is_refused_before_anything_is_recorded(clip, capsys, monkeypatch):
+    settings = ["--scale", "4", "--temporal", "none"]
+    need = memory.estimate((192, 128), cli._settings(cli.build_parser().parse_args(
+        ["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings])), "cpu", (48, 32))["total"]
+    monkeypatch.setattr(memory, "available", lambda device: need * 0.6)
+    code, lines, events = stylize(clip, capsys, *settings)
+    assert_user_error(code, lines, events, "not enough CPU memory", "192x128", f"{need / 2 ** 30:.1f} GB",
+                      "use --scale ")
+    assert not (clip / "out" / "job.json").exists()  # a re-run with the advised scale is not "another job"
+    scale = lines[0].split("use --scale ")[1].split()[0]
+    assert 1 <= float(scale) < 4
+    code, _, events = stylize(clip, capsys, "--scale", scale, "--temporal", "none")
+    assert code == 0 and events[-1]["event"] == "done"
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"hello, I am a text file\n", "neither a zip archive nor a pickle"),
+    (b"", "the file is empty"),
+    ("truncated", "truncated or corrupt zip archive"),
+])
+def test_garbage_weights_file_is_one_line(clip, capsys, content, reason):
+    path = clip / "vgg.pth"
+    if content == "truncated":
+        torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, path)
+        content = path.read_bytes()[:200]
+    path.write_bytes(content)
+    code, lines, events = stylize(clip, capsys, "--vgg", path)
+    assert_user_error(code, lines, events)
+    assert lines[0].startswith(f"error: cannot load VGG-19 weights from {path}: not a PyTorch weights file "
+                               f"({reason}")
+    assert lines[0].endswith(")") and len(lines[0]) < 300
+
+
+def test_missing_stylize_vgg19_file(clip, capsys, monkeypatch):
+    missing = clip / "nowhere" / "vgg19.pth"
+    monkeypatch.setenv(weights.ENV, str(missing))
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", "--progress", "json"]
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    message = captured.err.strip()[len("error: "):]
+    assert code == 1 and json.loads(captured.out.splitlines()[-1]) == {"event": "error", "message": message}
+    assert str(missing) in message and weights.ENV in message and "does not exist" in message
+    assert cli.main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["weights"] == "" and info["weights_error"] == message
+
+
+def test_info_reports_a_garbage_weights_file(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "vgg.pth"
+    path.write_text("<html>404 Not Found</html>")
+    monkeypatch.setenv(weights.ENV, str(path))
+    assert cli.main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["weights"] == ""
+    assert info["weights_error"].startswith(f"cannot load VGG-19 weights from {path}: not a PyTorch weights file")
+    with pytest.raises(StylizeError) as e:
+        weights.load_vgg(path)
+    assert str(e.value) == info["weights_error"]

@@ -1,0 +1,100 @@
+"""The memory estimate against measured peak RSS, the refusal of runs that cannot fit, memory probes."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from stylize_core import memory
+from stylize_core.settings import Settings
+
+# One L-BFGS step of the engine's Stylizer at W x H in a fresh process; prints the growth of
+# the peak RSS (bytes) over a warm-up run at 16x16 (torch's own start-up is not counted).
+CHILD = """
+import json, resource, sys
+import numpy as np, torch
+from stylize_core.optimize import Stylizer
+from stylize_core.settings import Settings
+from stylize_core.weights import load_vgg
+torch.set_num_threads(1)
+w, h = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+settings = Settings(tolerance=0.0, temporal="none", style_scale=0.1)
+st = Stylizer(load_vgg("random"), rng.random((32, 32, 3), dtype=np.float32), settings)
+st.stylize(rng.random((16, 16, 3), dtype=np.float32), iterations=2)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+st.stylize(rng.random((h, w, 3), dtype=np.float32), iterations=1)
+print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss is in kB on Linux only")
+@pytest.mark.parametrize("size", [(192, 144), (320, 240)])
+def test_estimate_matches_the_measured_peak_of_one_step(size):
+    proc = subprocess.run([sys.executable, "-c", CHILD, *map(str, size)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    measured = json.loads(proc.stdout.split()[-1])
+    parts = memory.estimate(size, Settings(temporal="none"), "cpu", iterations=1)
+    predicted = parts["activations"] + parts["optimizer"] + parts["targets"]
+    assert 0.5 * predicted <= measured <= 2 * predicted, (measured / 2 ** 20, predicted / 2 ** 20)
+
+
+def test_estimate_grows_with_the_pixels_and_the_history():
+    s = Settings(temporal="none")
+    small, big = (memory.estimate(sz, s, iterations=1) for sz in ((256, 160), (512, 320)))
+    assert big["activations"] == pytest.approx(4 * small["activations"], rel=0.01)
+    # L-BFGS: 2 vectors of 3 values per pixel and history entry, 100 entries at most
+    one, full, more = (memory.estimate((256, 160), s, "cuda", iterations=n)["optimizer"] for n in (1, 101, 400))
+    assert full - one == 100 * 2 * 3 * 256 * 160 * 4 and more == full
+    adam = memory.estimate((256, 160), Settings(optimizer="adam"), iterations=400)
+    assert adam["optimizer"] < one
+    # long-term temporal terms (offsets 1, 10, 20, 40) cost more than none
+    assert memory.estimate((256, 160), Settings())["temporal"] > 0 == small["temporal"]
+
+
+def test_refusal_names_the_need_and_a_scale_that_fits(monkeypatch):
+    s = Settings(scale=1.0)
+    size = (1920, 1080)
+    need = memory.estimate(size, s, "cpu", size)["total"]
+    free = need // 3
+    monkeypatch.setattr(memory, "available", lambda device: free)
+    with pytest.raises(memory.StylizeError) as e:
+        memory.check_fits(size, s, "cpu", size)
+    text = str(e.value)
+    assert f"{need / 2 ** 30:.1f} GB" in text and f"{free / 2 ** 30:.1f} GB is available" in text
+    scale = float(text.split("--scale ")[2].split()[0])
+    fits = lambda sc: memory.estimate(memory.processing_size(size, sc), s, "cpu", size)["total"] <= free  # noqa: E731
+    assert fits(scale) and not fits(scale + 0.01)
+    assert "\n" not in text and "--optimizer adam" in text
+    monkeypatch.setattr(memory, "available", lambda device: need)
+    memory.check_fits(size, s, "cpu", size)  # exactly enough: accepted
+    monkeypatch.setattr(memory, "available", lambda device: None)
+    memory.check_fits(size, s, "cpu", size)  # unknown: not refused
+
+
+def test_available_memory_sources(tmp_path, monkeypatch):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    8000000 kB\n")
+    assert memory._meminfo_available(meminfo) == 8000000 * 1024
+    assert memory._meminfo_available(tmp_path / "none") is None
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "memory.current").write_text("1000\n")
+    assert memory._cgroup_left(tmp_path) is None
+    (tmp_path / "memory.max").write_text("5000\n")
+    assert memory._cgroup_left(tmp_path) == 4000
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 10 ** 9)
+    monkeypatch.setattr(memory, "_cgroup_left", lambda: 4000)
+    assert memory.available("cpu") == 4000
+
+
+def test_out_of_memory_errors_are_recognised():
+    cpu_old = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)")
+    mps = RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB, other allocations: 1.00 GB)")
+    assert memory.is_out_of_memory(cpu_old) and memory.is_out_of_memory(mps)
+    assert memory.is_out_of_memory(MemoryError()) and memory.is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
+    assert not memory.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not memory.is_out_of_memory(ValueError("out of memory"))
