@@ -3,6 +3,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .lbfgs import LBFGS
 from .losses import (CONTENT_LAYER, FEATURE_SCALE, STYLE_LAYERS, content_loss, gram,
                      style_loss, temporal_loss, tv_loss)
 
@@ -134,12 +135,11 @@ class Stylizer:
         if s.optimizer == "adam":
             opt = torch.optim.Adam([x], lr=s.adam_lr / 255.0)
         else:
-            opt = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=100,
-                                    tolerance_grad=0.0, tolerance_change=0.0)
+            opt = LBFGS(x, history_size=100)
         history = []
 
         def closure():
-            opt.zero_grad()
+            x.grad = None
             total, _ = objective(x)
             total.backward()
             return total.detach()

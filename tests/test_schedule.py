@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import shared_data
+from conftest import SHARED_DATA, shared_data
 from stylize_core import demo, flowio, frames, schedule
 from stylize_core.flow import resize_flow
 from stylize_core.warp import warp_numpy
@@ -91,9 +91,10 @@ def test_memory_holds_only_what_the_temporal_loss_needs(tmp_path):
 def test_real_weights_stylise_a_sintel_pair(tmp_path):
     """With real VGG-19 weights (../shared/weights or STYLIZE_VGG19): on a Sintel pair the
     temporal loss lowers the warping error (ground-truth flow) without losing the style."""
-    path = os.environ.get("STYLIZE_VGG19") or next(iter(sorted(shared_data("..", "weights").glob("*.pth"))), None)
+    weights = SHARED_DATA.parent / "weights"  # not data: no VGG-19 weights exist on the project's machines
+    path = os.environ.get("STYLIZE_VGG19") or next(iter(sorted(weights.glob("*.pth"))), None)
     if path is None:
-        pytest.skip("no VGG-19 weights in ../shared/weights")
+        pytest.skip(f"no VGG-19 weights ($STYLIZE_VGG19, {weights}): they cannot be downloaded here")
     pair = shared_data("sintel_pairs", "alley_1_clean_0002")
     size = (256, 109)
     (tmp_path / "in").mkdir()
