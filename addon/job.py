@@ -195,7 +195,8 @@ class Job:
         request = {"blend": str(blend), "scene": self.scene_name, "strip": self.strip_name,
                    "folder": str(self.frames), "route": self.route}
         package = Path(__file__).resolve().parent
-        code = (f"import importlib, sys; sys.path.insert(0, {str(package.parent)!r}); "
+        code = ("import importlib, sys, warnings; warnings.simplefilter('default', DeprecationWarning); "
+                f"sys.path.insert(0, {str(package.parent)!r}); "
                 f"importlib.import_module({package.name + '.export'!r}).main({json.dumps(request)!r})")
         binary = bpy.app.binary_path or sys.executable
         cmd = worker.blender_command(binary, code, module=not bpy.app.binary_path)
