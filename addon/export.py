@@ -14,8 +14,8 @@ Two routes:
 - ``scene`` (scene strips): the strip's scene rendered by its own engine, the view
   layer the strip shows, to multilayer EXR with the Vector pass (motion blur off,
   which would empty the pass), so the engine gets exact motion (``--flow vector``).
-  A moving orthographic camera makes Cycles write a wrong Vector pass: the ``done``
-  event then says ``"vector": false`` with the reason.
+  A moving orthographic camera makes Cycles before 5.2 write a wrong Vector pass: the
+  ``done`` event then says ``"vector": false`` with the reason.
 """
 import json
 import sys
@@ -92,6 +92,7 @@ def scene_frames(strip):
                         "(the Vector pass is empty with it on)")
     apply([(render, "use_motion_blur", False), (render, "use_sequencer", False),
            (render, "resolution_percentage", 100), (layer, "use_pass_vector", True)]
+          + [(other, "use", other == layer) for other in inner.view_layers]  # 5.2 writes every used layer
           + compat.multilayer_exr(render.image_settings))
     if strip.scene_camera:
         inner.camera = strip.scene_camera
@@ -99,7 +100,7 @@ def scene_frames(strip):
     first = (inner.frame_start + compat.get(strip, "animation_offset_start")
              + compat.get(strip, "frame_final_start") - round(compat.get(strip, "frame_start")))
     count = compat.get(strip, "frame_final_duration")
-    problem = moving_ortho_camera(inner, layer, range(first, first + count))
+    problem = moving_ortho_camera(inner, layer, range(first, first + count)) if compat.ORTHO_VECTOR_BROKEN else None
 
     def render_frame(index, path):
         inner.frame_set(first + index)

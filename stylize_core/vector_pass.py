@@ -12,8 +12,10 @@ t (measured with Cycles in Blender 5.0 by ``tests/test_vector_pass.py``):
 
 Render with motion blur *off*: with it on, Cycles 5.0 writes an all-zero pass.
 Known limitation: Cycles 5.0 writes wrong vectors for a *moving orthographic*
-camera (a spurious zoom field that depends on the camera's distance); perspective
-cameras and moving objects seen by a static orthographic camera are correct.
+camera (a spurious zoom field that depends on the camera's distance); 4.2.0 and
+5.2.3 write them right (``tests/test_vector_check.py``). Perspective cameras and moving objects
+seen by a static orthographic camera are correct. ``vector_check.py`` checks every
+frame pair against the rendered frames, whatever the version.
 ``vector_check.py`` detects such pairs and the engine uses estimated flow there.
 """
 import numpy as np

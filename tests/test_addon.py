@@ -440,7 +440,7 @@ def test_scene_export_renders_in_a_child_process(addon):
         rendered.add(j.detail)
         time.sleep(0.02)
     assert slowest < 0.1, f"a step took {slowest:.3f} s"
-    assert {"1/4", "3/4"} <= rendered  # progress came from the child's events
+    assert rendered - {"", "0/4", "4/4"}  # progress came from the child's events, frame by frame
     assert sorted(p.name for p in (j.folder / "frames").glob("frame_*")) == [f"frame_{i:05d}.exr" for i in (1, 2, 3, 4)]
     assert shot.render.use_motion_blur and not shot.view_layers[0].use_pass_vector  # the copy's, not ours
     assert any("motion blur" in w for w in j.warnings)
@@ -448,19 +448,22 @@ def test_scene_export_renders_in_a_child_process(addon):
 
 
 def test_moving_orthographic_camera_falls_back_to_estimated_flow(addon):
-    """Cycles writes a wrong Vector pass for a moving orthographic camera: it is not used, and the
-    user is told why."""
+    """Cycles 5.0 writes a wrong Vector pass for a moving orthographic camera: it is not used,
+    and the user is told why (4.2 and 5.2 write it right: tests/test_vector_check.py)."""
+    from addon import job
     shot = make_cycles_scene("ortho", frames=3, ortho=True)
     sed = bpy.context.scene.sequence_editor_create()
     strip = compat.strips(sed).new_scene("ortho", shot, 1, 1)
     before = snapshot(strip)
     assert stylize(strip="ortho") == {"FINISHED"}
     check_result(sed, strip, before, channel=2)
-    log = (job_folder() / "worker.log").read_text()
-    assert "--flow vector" not in log and "--flow" not in log.splitlines()[0].split("--jobs")[1]
-    from addon import job
+    command = (job_folder() / "worker.log").read_text().splitlines()[0]
     shown = " ".join(job.current.warnings)
-    assert "orthographic camera 'cam' moves" in shown and "estimated optical flow" in shown
+    if compat.ORTHO_VECTOR_BROKEN:
+        assert "--flow" not in command.split("--jobs")[1]  # the preset's estimator
+        assert "orthographic camera 'cam' moves" in shown and "estimated optical flow" in shown
+    else:
+        assert "--flow vector" in command and "orthographic" not in shown
 
 
 @pytest.mark.skipif("view_layer" not in bpy.types.SceneStrip.bl_rna.properties if hasattr(bpy.types, "SceneStrip")
