@@ -119,9 +119,10 @@ def main(argv=None):
     from . import outputs
     try:
         settings = _settings(args)
-        outputs.check_out(args.out)
+        where = args.out or getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT (OUTDIR inside it)
+        outputs.check_out(where)
         if args.video:
-            outputs.check_video(args.video, args.out if args.command == "stylize" else Path(args.out) / "stylized")
+            outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
             return _demo(args, settings, progress)
         paths = run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
