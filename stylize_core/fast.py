@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from .consistency import reliability
 from .errors import StylizeError
 from .flow import resize_flow
+from .settings import CHOICES
 
 
 @dataclass
@@ -95,7 +96,7 @@ def prepare_keyframe(styled, size, name="keyframe"):
     return np.clip(out, 0, 1).astype(np.float32)
 
 
-BACKENDS = ("auto", "numba", "torch")
+BACKENDS = CHOICES["fast_backend"]  # auto, numba, torch
 
 
 def backend_error():
