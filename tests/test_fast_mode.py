@@ -137,3 +137,76 @@ def test_two_paintings_are_two_jobs_and_the_same_painting_resumes(clip, capsys):
     code, events, _ = stylize(clip, capsys, "--keyframe", f"3={clip / 'a_again.png'}", "--max-frames", "3",
                               where=("--jobs", "jobs"))
     assert code == 0 and events[0]["job"] == ids[0][0] and events[0]["skipped"] == 3
+
+
+def assert_user_error(code, events, err, *expected):
+    lines = err.strip().splitlines()
+    assert code == 1
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert events and events[-1] == {"event": "error", "message": lines[0][len("error: "):]}
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+
+
+def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
+    good = painting(clip / "good.png", ORANGE)
+    narrow = painting(clip / "narrow.png", ORANGE, size=(40, 48))
+    (clip / "corrupt.png").write_bytes(good.read_bytes()[:60])  # a truncated PNG
+    cases = [
+        ([f"2={narrow}"], "keyframe 2 (narrow.png) is 40x48 but the frames are 64x48", "aspect ratios differ"),
+        ([f"5={good}"], f"--keyframe 5={good}: frame 5 is outside the clip (frames 1-3)"),
+        ([f"2={clip / 'corrupt.png'}"], "cannot decode keyframe 2 image corrupt.png: not an image or corrupt"),
+        ([f"2={clip / 'missing.png'}"], f"keyframe 2: painted image not found: {clip / 'missing.png'}"),
+        (["two=good.png"], "--keyframe 'two=good.png': expected FRAME=IMAGE with a 1-based frame number"),
+        ([str(good)], "expected FRAME=IMAGE"),
+        (["2="], "expected FRAME=IMAGE"),
+        ([f"0={good}"], "frame numbers start at 1"),
+        ([f"2={good}", f"2={narrow}"], f"frame 2 is given twice ({good} and {narrow})"),
+    ]
+    for values, *expected in cases:
+        args = [a for v in values for a in ("--keyframe", v)]
+        for where in (("--jobs", "jobs"), ("--out", "out")):
+            code, events, err = stylize(clip, capsys, *args, "--max-frames", "3", where=where)
+            assert_user_error(code, events, err, *expected)
+            assert not (clip / where[1]).exists(), (values, where)  # nothing recorded, nothing to refuse later
+    code, events, err = stylize(clip, capsys, "--keyframe", f"2={good}", "--mode", "quality", "--max-frames", "3")
+    assert_user_error(code, events, err, "--keyframe needs --mode fast")
+    code, events, err = stylize(clip, capsys, "--keyframe-every", "-1")
+    assert_user_error(code, events, err, "keyframe_every must be 0 (the first frame only) or positive, got -1")
+    # the corrected command runs in the same folder, as a new job (nothing to --restart)
+    code, events, _ = stylize(clip, capsys, "--keyframe", f"2={good}", "--max-frames", "3")
+    assert code == 0 and events[0]["skipped"] == 0 and events[-1]["event"] == "done"
+
+
+def test_keyframe_of_the_same_aspect_is_resized_with_a_warning(clip, capsys):
+    small = painting(clip / "small.png", ORANGE, BLUE, size=(32, 24))
+    code, events, err = stylize(clip, capsys, "--keyframe", f"2={small}", "--max-frames", "3")
+    assert code == 0 and "error" not in err
+    kinds = [e["event"] for e in events]
+    warning = events[kinds.index("warning")]
+    assert kinds.index("start") < kinds.index("warning") < kinds.index("frame")
+    assert warning["message"] == "keyframe 2 (small.png) is 32x24, resized to the frame size 64x48"
+    frame = read_image(clip / "out" / "frame_00002.png")
+    assert frame.shape == (H, W, 3)
+    edge = 4  # bicubic enlargement (2x) rings within 2 source pixels of the colour edge
+    assert np.abs(frame[:, :W // 2 - edge] - ORANGE).max() < 0.01
+    assert np.abs(frame[:, W // 2 + edge:] - BLUE).max() < 0.01
+
+
+def test_disk_full_mid_run_keeps_finished_frames_and_resumes(clip, capsys, monkeypatch):
+    from stylize_core import frames
+    real = frames.os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("frame_00003.png"):
+            raise OSError(28, "No space left on device", str(src))
+        return real(src, dst)
+    monkeypatch.setattr(frames.os, "replace", replace)
+    code, events, err = stylize(clip, capsys, "--max-frames", "4")
+    assert_user_error(code, events, err, "No space left on device", "frame_00003.png")
+    assert sorted(mtimes(clip / "out")) == ["frame_00001.png", "frame_00002.png"] and leftovers(clip / "out") == []
+    monkeypatch.setattr(frames.os, "replace", real)
+    kept = mtimes(clip / "out")
+    code, events, _ = stylize(clip, capsys, "--max-frames", "4")
+    assert code == 0 and events[0]["skipped"] == 2 and len(mtimes(clip / "out")) == 4
+    assert {k: v for k, v in mtimes(clip / "out").items() if k in kept} == kept
