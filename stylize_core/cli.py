@@ -71,10 +71,11 @@ def build_parser():
     _common(st)
     st.add_argument("--flow-dir", help="folder of precomputed flow_AAAAA_BBBBB.flo files (--flow flo) "
                                        "or of Blender multilayer EXRs (--flow vector; default: INPUT). Default: none")
-    st.add_argument("--keyframe", action="append", metavar="N=IMAGE",
-                    help="fast mode: the stylised (e.g. painted) image of frame N (1-based, like the output "
-                         "names), carried to the other frames; repeatable. An image of another size with the "
-                         "frames' aspect ratio (1%%) is resized with a warning (default: none)")
+    st.add_argument("--keyframe", action="append", metavar="N[=IMAGE]",
+                    help="fast mode: frame N (1-based, like the output names) is a keyframe, stylised by the "
+                         "engine, or with =IMAGE given as that stylised (e.g. painted) image, carried to the "
+                         "other frames; repeatable. An image of another size with the frames' aspect ratio "
+                         "(1%%) is resized with a warning (default: none)")
     st.add_argument("--preserve-colors", action=argparse.BooleanOptionalAction, default=None,
                     help="luminance-only transfer: keep the colours of the input (default: off)")
     for flag, field, typ, text in TUNABLES:

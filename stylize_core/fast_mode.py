@@ -4,8 +4,9 @@ The method is ``fast.py``'s (guided patch synthesis after Jamriska et al. 2019, 
 docs/fast_mode.md); this module gives it to ``schedule.Job``:
 
 - keyframes: the first frame, every ``keyframe_every``-th frame after it (0 = the
-  first only), and every frame given a painted image (``--keyframe N=IMAGE``, 1-based
-  like the output names), which replaces the automatic keyframe there;
+  first only), every frame named with ``--keyframe N`` (1-based like the output names)
+  and every frame given a painted image (``--keyframe N=IMAGE``), which replaces the
+  automatic keyframe there;
 - an automatic keyframe is stylised by the job's quality ``Stylizer`` with the first-frame
   ``iterations`` (its iterations are reported as ``progress`` of that frame) and kept in
   ``OUTDIR/keyframes/frame_NNNNN.npy`` (float16, written atomically), so a resumed job
@@ -36,19 +37,20 @@ KEYFRAME_DIR = "keyframes"
 
 
 def parse_keyframes(values):
-    """``["12=painted.png", ...]`` (``--keyframe``, 1-based frame numbers) -> ``{11: "painted.png"}``."""
+    """``["12=painted.png", "30"]`` (``--keyframe``, 1-based frame numbers) ->
+    ``{11: "painted.png", 29: None}`` (None: a keyframe the engine stylises)."""
     out = {}
     for value in values or ():
         number, sep, path = str(value).partition("=")
-        if not sep or not number.strip().isdigit() or not path.strip():
-            raise StylizeError(f"--keyframe {value!r}: expected FRAME=IMAGE with a 1-based frame number, "
-                               "e.g. --keyframe 12=painted.png")
+        if not number.strip().isdigit() or (sep and not path.strip()):
+            raise StylizeError(f"--keyframe {value!r}: expected FRAME=IMAGE or FRAME with a 1-based frame "
+                               "number, e.g. --keyframe 12=painted.png")
         k = int(number)
         if k < 1:
             raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 (frame_00001.png)")
         if k - 1 in out:
             raise StylizeError(f"--keyframe: frame {k} is given twice ({out[k - 1]} and {path})")
-        out[k - 1] = path
+        out[k - 1] = path if sep else None
     return out
 
 
@@ -60,7 +62,9 @@ class FastMode:
 
     def __init__(self, job, painted=None):
         self.job, self.s = job, job.settings
-        self.painted = dict(painted or {})  # 0-based frame -> image path
+        keyframes = dict(painted or {})
+        self.painted = {k: p for k, p in keyframes.items() if p}  # 0-based frame -> image path
+        self.chosen = sorted(k for k, p in keyframes.items() if not p)  # stylised by the engine
         self.backend = fast.pick_backend(self.s.fast_backend, job.device)
         self.synthesis = fast.FastSettings(seed=self.s.seed)
 
@@ -71,21 +75,23 @@ class FastMode:
         return f"keyframe {k + 1} ({os.path.basename(self.painted[k])})"
 
     def identity(self):
-        """Backend, synthesis parameters and the painted keyframes' decoded content (by 1-based frame)."""
+        """Backend, synthesis parameters, the chosen keyframes and the painted keyframes' decoded
+        content (by 1-based frame)."""
         keys = {}
         for k, path in sorted(self.painted.items()):
             if not os.path.isfile(path):
                 raise StylizeError(f"keyframe {k + 1}: painted image not found: {path}")
             keys[str(k + 1)] = identity.image_digest(path, what=f"keyframe {k + 1} image")
-        return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys}
+        return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
+                "chosen": [k + 1 for k in self.chosen]}
 
     def check(self):
         """Painted keyframes against the open input: frame in the clip, size policy (warnings kept)."""
         n = len(self.job.src)
-        for k, path in sorted(self.painted.items()):
+        for k in sorted([*self.painted, *self.chosen]):
             if k >= n:
-                raise StylizeError(f"--keyframe {k + 1}={path}: frame {k + 1} is outside the clip "
-                                   f"(frames 1-{n})")
+                given = f"{k + 1}={self.painted[k]}" if k in self.painted else str(k + 1)
+                raise StylizeError(f"--keyframe {given}: frame {k + 1} is outside the clip (frames 1-{n})")
         for k in sorted(self.painted):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -100,7 +106,7 @@ class FastMode:
         """0-based keyframe indices: automatic and painted, sorted."""
         n, every = len(self.job.src), self.s.keyframe_every
         auto = set(range(0, n, every)) if every else {0}
-        return sorted(auto | set(self.painted))
+        return sorted(auto | set(self.chosen) | set(self.painted))
 
     def manifest(self):
         return {"keyframes": [k + 1 for k in self.keyframes()],

@@ -13,7 +13,8 @@ A job is identified by
   preset's name (the resolved values are what matters);
 - ``weights``: ``random:N``, or the weights file's ``<name>:<size in bytes>``;
 - ``fast``: fast mode only (None otherwise): the resolved patch-search backend, the
-  synthesis parameters (``fast.FastSettings``) and each painted keyframe (``--keyframe``)
+  synthesis parameters (``fast.FastSettings``), the frames chosen as keyframes
+  (``--keyframe N``) and each painted keyframe (``--keyframe N=IMAGE``)
   by its 1-based frame number and its decoded content (:func:`image_digest`), so another
   painting, or the same one for another frame, is another job.
 

@@ -157,7 +157,8 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
         ([f"5={good}"], f"--keyframe 5={good}: frame 5 is outside the clip (frames 1-3)"),
         ([f"2={clip / 'corrupt.png'}"], "cannot decode keyframe 2 image corrupt.png: not an image or corrupt"),
         ([f"2={clip / 'missing.png'}"], f"keyframe 2: painted image not found: {clip / 'missing.png'}"),
-        (["two=good.png"], "--keyframe 'two=good.png': expected FRAME=IMAGE with a 1-based frame number"),
+        (["two=good.png"], "--keyframe 'two=good.png': expected FRAME=IMAGE or FRAME with a 1-based frame number"),
+        (["9"], "--keyframe 9: frame 9 is outside the clip (frames 1-3)"),
         ([str(good)], "expected FRAME=IMAGE"),
         (["2="], "expected FRAME=IMAGE"),
         ([f"0={good}"], "frame numbers start at 1"),
@@ -210,3 +211,17 @@ def test_disk_full_mid_run_keeps_finished_frames_and_resumes(clip, capsys, monke
     code, events, _ = stylize(clip, capsys, "--max-frames", "4")
     assert code == 0 and events[0]["skipped"] == 2 and len(mtimes(clip / "out")) == 4
     assert {k: v for k, v in mtimes(clip / "out").items() if k in kept} == kept
+
+
+def test_chosen_and_periodic_keyframes_are_optimised_in_order(clip, capsys):
+    code, events, _ = stylize(clip, capsys, "--keyframe", "3", "--keyframe-every", "4", "--max-frames", "5")
+    assert code == 0
+    optimised = [e["frame"] for e in events if e["event"] == "progress" and e["iterations"] == 3]
+    assert optimised == [1, 1, 1, 3, 3, 3, 5, 5, 5]  # frames 1 and 5 (every 4), 3 (chosen), in order
+    manifest = json.loads((clip / "out" / "job.json").read_text())
+    assert manifest["keyframes"] == [1, 3, 5] and manifest["identity"]["fast"]["chosen"] == [3]
+    assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == \
+        ["frame_00001.npy", "frame_00003.npy", "frame_00005.npy"]
+    for k in (1, 3, 5):  # a keyframe's frame is its optimisation (8-bit)
+        cached = np.load(clip / "out" / "keyframes" / f"frame_{k:05d}.npy").astype(np.float32)
+        assert np.abs(read_image(clip / "out" / f"frame_{k:05d}.png") - cached).max() <= 1 / 255 + 1e-3
