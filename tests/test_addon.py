@@ -663,8 +663,8 @@ def test_missing_weights_file_in_the_environment_is_named(addon, tmp_path, monke
     bpy.context.preferences.system.use_online_access = False
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
-    with pytest.raises(RuntimeError, match=f"VGG-19 weights not found at {tmp_path / 'nope.pth'} "
-                                           r"\(from STYLIZE_VGG19\)") as caught:
+    with pytest.raises(RuntimeError, match=f"VGG-19 weights not found: {tmp_path / 'nope.pth'} "
+                                           r"\(from STYLIZE_VGG19\) does not exist") as caught:
         stylize()
     assert "online" not in str(caught.value).lower()
 
