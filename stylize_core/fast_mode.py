@@ -133,6 +133,8 @@ class FastMode:
 
     def frames(self, start):
         job, n = self.job, len(self.job.src)
+        if start >= n:
+            return  # finished: propagate would synthesise the last segment again for nothing
         keys = self.keyframes()
         (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
         for k in keys:  # in order, first: their iterations are the progress of their frames

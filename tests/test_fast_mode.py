@@ -129,6 +129,7 @@ def test_two_paintings_are_two_jobs_and_the_same_painting_resumes(clip, capsys):
         assert code == 0
         ids.append((events[0]["job"], events[0]["skipped"]))
     assert ids[0][0] != ids[1][0] and ids[2] == (ids[0][0], 3)
+    assert events[-1]["timings"]["synthesis"] == 0 and [e["event"] for e in events] == ["start", "done"]
     record = json.loads((clip / "jobs" / ids[0][0] / "job.json").read_text())
     assert record["keyframes"] == [1, 3] and record["painted"] == {"3": str(a)}
     # the same pixels in another file (other bytes) are the same painting
@@ -225,3 +226,14 @@ def test_chosen_and_periodic_keyframes_are_optimised_in_order(clip, capsys):
     for k in (1, 3, 5):  # a keyframe's frame is its optimisation (8-bit)
         cached = np.load(clip / "out" / "keyframes" / f"frame_{k:05d}.npy").astype(np.float32)
         assert np.abs(read_image(clip / "out" / f"frame_{k:05d}.png") - cached).max() <= 1 / 255 + 1e-3
+
+
+def test_numba_backend_without_numba_is_one_line(clip, capsys, monkeypatch):
+    from stylize_core import fast
+    monkeypatch.setattr(fast, "backend_error", lambda: "fast mode's compiled CPU search needs numba "
+                                                       "(ModuleNotFoundError); pip install numba")
+    code, events, err = stylize(clip, capsys, "--fast-backend", "numba")
+    assert_user_error(code, events, err, "needs numba", "pip install numba")
+    assert not (clip / "out").exists()
+    code, events, _ = stylize(clip, capsys, "--fast-backend", "auto", "--max-frames", "2")  # auto: torch
+    assert code == 0 and json.loads((clip / "out" / "job.json").read_text())["identity"]["fast"]["backend"] == "torch"
