@@ -114,14 +114,15 @@ def prepare(context, scene_name="", strip_name=""):
                        "enable Preferences > System > Network > Allow Online Access, or set the weights "
                        "file in the add-on's preferences")
 
-    current = Job(scene, strip, style, engine_options(settings, p, vgg, flow), vector)
+    options = {**engine_options(settings, p, vgg, flow), "keyframe": keyframe_options(settings, strip)}
+    current = Job(scene, strip, style, options, vector)
     refused = ""
     return current
 
 
 def engine_options(settings, prefs, vgg, flow):
     """Engine CLI options (name -> value) from the panel: the preset, then every ticked override."""
-    options = {"preset": settings.preset, "flow": flow,
+    options = {"preset": settings.preset, "mode": settings.mode.lower(), "flow": flow,
                ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
                "device": prefs.device if prefs else "auto", "vgg": vgg,
                "no-download": not bpy.app.online_access}
@@ -129,6 +130,32 @@ def engine_options(settings, prefs, vgg, flow):
         if getattr(settings, "use_" + field):
             options[field.replace("_", "-")] = getattr(settings, field)
     return options
+
+
+def keyframe_options(settings, strip):
+    """``--keyframe`` values (fast mode): ``N`` or ``N=painted image`` with N the 1-based frame of the
+    strip's clip (its first visible frame is 1), or raise JobError for a frame outside the strip,
+    a frame listed twice or a missing image. Quality mode sends none (the list is kept)."""
+    if settings.mode != "FAST":
+        return []
+    first, end = compat.visible_range(strip)
+    values, seen = [], set()
+    for item in settings.keyframes:
+        if not first <= item.frame < end:
+            raise JobError(f"Keyframe at frame {item.frame} is outside strip '{strip.name}' "
+                           f"(frames {first}-{end - 1})")
+        if item.frame in seen:
+            raise JobError(f"Frame {item.frame} is in the keyframe list twice")
+        seen.add(item.frame)
+        n = item.frame - first + 1
+        if not item.image:
+            values.append(str(n))
+            continue
+        image = Path(bpy.path.abspath(item.image))
+        if not image.is_file():
+            raise JobError(f"Painted image of the keyframe at frame {item.frame} not found: {image}")
+        values.append(f"{n}={image}")
+    return values
 
 
 def uses_vector_pass(strip, flow):

@@ -1,5 +1,5 @@
-"""``sequencer.stylize_strip`` (modal with a timer in the UI, synchronous in background mode)
-and ``sequencer.stylize_cancel``."""
+"""``sequencer.stylize_strip`` (modal with a timer in the UI, synchronous in background mode),
+``sequencer.stylize_cancel`` and the keyframe list's ``sequencer.stylize_keyframe_add/remove``."""
 import atexit
 import time
 
@@ -124,6 +124,43 @@ class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class SEQUENCER_OT_stylize_keyframe_add(bpy.types.Operator):
+    """Make the current frame a keyframe of fast mode (give it a painted image to use yours)"""
+    bl_idname = "sequencer.stylize_keyframe_add"
+    bl_label = "Add Keyframe"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return compat.sequencer_scene(context) is not None
+
+    def execute(self, context):
+        scene = compat.sequencer_scene(context)
+        settings = scene.video_stylize
+        item = settings.keyframes.add()
+        item.frame = scene.frame_current
+        settings.keyframe_index = len(settings.keyframes) - 1
+        return {"FINISHED"}
+
+
+class SEQUENCER_OT_stylize_keyframe_remove(bpy.types.Operator):
+    """Remove the selected keyframe from the list"""
+    bl_idname = "sequencer.stylize_keyframe_remove"
+    bl_label = "Remove Keyframe"
+    bl_options = {"UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and 0 <= scene.video_stylize.keyframe_index < len(scene.video_stylize.keyframes)
+
+    def execute(self, context):
+        settings = compat.sequencer_scene(context).video_stylize
+        settings.keyframes.remove(settings.keyframe_index)
+        settings.keyframe_index = min(settings.keyframe_index, len(settings.keyframes) - 1)
+        return {"FINISHED"}
+
+
 @persistent
 def cancel_running(*_args):
     """Stop a running job's worker (file load, add-on disabled, Blender quitting)."""
@@ -131,7 +168,8 @@ def cancel_running(*_args):
         jobs.current.cancel()
 
 
-classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_cancel)
+classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
+           SEQUENCER_OT_stylize_keyframe_remove)
 
 
 def register():

@@ -1,4 +1,4 @@
-"""The sequencer sidebar's Stylize tab."""
+"""The sequencer sidebar's Stylize tab (and its Keyframes sub-panel in fast mode)."""
 import os
 
 import bpy
@@ -43,6 +43,7 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         col.prop(settings, "style_image", text="Style")
         if icon := style_icon(settings.style_image):
             col.template_icon(icon_value=icon, scale=6.0)
+        col.prop(settings, "mode", expand=True)
         col.prop(settings, "preset")
         if probe and (text := probe.get("preset_descriptions", {}).get(settings.preset)):
             status.draw_wrapped(col, text, icon="INFO")
@@ -100,13 +101,53 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
                      text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip")
 
 
+class SEQUENCER_UL_stylize_keyframes(bpy.types.UIList):
+    """One keyframe a row: its timeline frame and its painted image (empty: stylised by the engine)."""
+
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_property, _index=0, _flt=0):
+        row = layout.row(align=True)
+        row.prop(item, "frame", text="")
+        row.prop(item, "image", text="", icon="BRUSH_DATA")
+
+
+class SEQUENCER_PT_stylize_keyframes(bpy.types.Panel):
+    """Fast mode's keyframes: the strip's first frame always; others from this list."""
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Stylize"
+    bl_label = "Keyframes"
+    bl_parent_id = "SEQUENCER_PT_stylize"
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and scene.video_stylize.mode == "FAST"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = compat.sequencer_scene(context).video_stylize
+        status.draw_wrapped(layout, "The strip's first frame is stylised and carried to the others. Add "
+                                    "frames to stylise too, or give one your painted version of it.", icon="INFO")
+        row = layout.row()
+        row.template_list("SEQUENCER_UL_stylize_keyframes", "", settings, "keyframes", settings, "keyframe_index",
+                          rows=3)
+        buttons = row.column(align=True)
+        buttons.operator("sequencer.stylize_keyframe_add", icon="ADD", text="")
+        buttons.operator("sequencer.stylize_keyframe_remove", icon="REMOVE", text="")
+
+
+classes = (SEQUENCER_PT_stylize, SEQUENCER_UL_stylize_keyframes, SEQUENCER_PT_stylize_keyframes)
+
+
 def register():
     global _previews
     _previews = bpy.utils.previews.new()
-    bpy.utils.register_class(SEQUENCER_PT_stylize)
+    for cls in classes:
+        bpy.utils.register_class(cls)
 
 
 def unregister():
     status.stop_redraw_timer()
-    bpy.utils.unregister_class(SEQUENCER_PT_stylize)
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
     bpy.utils.previews.remove(_previews)

@@ -5,9 +5,15 @@ Numeric settings are the engine's (``stylize_core.settings.Settings`` fields, CL
 ``--field-name``). Their defaults are the chosen preset's, which the engine reports
 (``info --json``); the add-on stores only the user's overrides: a setting is sent to
 the engine exactly when its "override" box is ticked, whatever its value (0 included).
+
+The mode (``--mode``) is the add-on's own choice, Fast by default: a preview in seconds a
+frame, where Quality takes minutes. Keyframes (fast mode, ``--keyframe N[=IMAGE]``) are
+kept as timeline frames of the strip; ``job.keyframe_options`` turns them into the
+engine's 1-based clip frames.
 """
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
 
 from . import compat, status
 
@@ -17,6 +23,13 @@ FLOWS = [
     ("DIS", "DIS", "OpenCV's fast Dense Inverse Search optical flow"),
     ("DEEPFLOW", "DeepFlow", "DeepFlow (the paper's choice): slower, needs opencv-contrib"),
     ("RAFT", "RAFT", "RAFT neural optical flow: needs torchvision"),
+]
+
+# Engine modes (``--mode`` is the identifier in lower case).
+MODES = [
+    ("FAST", "Fast", "Stylise the first frame and any keyframes, carry their look to the other frames by "
+                     "patch synthesis: seconds a frame, for a preview or with painted keyframes"),
+    ("QUALITY", "Quality", "Optimise every frame (Ruder et al.): the most faithful, minutes a frame on a CPU"),
 ]
 
 # Engine settings the panel can override: field -> property (no default: the preset's applies).
@@ -50,6 +63,15 @@ def _take_preset_value(field):
     return update
 
 
+class StylizeKeyframe(bpy.types.PropertyGroup):
+    """A keyframe of fast mode: a frame of the strip, optionally with its painted (stylised) image."""
+    frame: IntProperty(name="Frame", default=1,
+                       description="Timeline frame (one the strip shows) that is a keyframe")
+    image: StringProperty(name="Painted Image", subtype="FILE_PATH", options=compat.PATH,
+                          description="Your stylised (e.g. painted over) version of this frame, same aspect "
+                                      "ratio as the strip; empty: the engine stylises the frame")
+
+
 class StylizeSettings(bpy.types.PropertyGroup):
     """What the Run button does with the active strip."""
     __annotations__ = {
@@ -69,9 +91,16 @@ class StylizeSettings(bpy.types.PropertyGroup):
                                   description="Transfer the style's brightness only and keep the clip's colours")
     flow: EnumProperty(name="Motion", items=FLOWS, default="AUTO",
                        description="Where the motion between frames comes from")
+    mode: EnumProperty(name="Mode", items=MODES, default="FAST",
+                       description="Fast (a preview: keyframes carried to the other frames) or Quality "
+                                   "(every frame optimised)")
+    keyframes: CollectionProperty(type=StylizeKeyframe, name="Keyframes",
+                                  description="Fast mode: frames stylised (or painted) and carried to the others; "
+                                              "the strip's first frame always is one")
+    keyframe_index: IntProperty(name="Active Keyframe", default=0)
 
 
-classes = (StylizeSettings,)
+classes = (StylizeKeyframe, StylizeSettings)
 
 
 def register():

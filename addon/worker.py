@@ -39,10 +39,14 @@ def environment(paths):
 
 def engine_command(python, frames, style, jobs, options):
     """The engine command line, its output in ``jobs/<job id>/``; ``options`` maps long option
-    names to values: True = a flag, None or False = left out, anything else (0 too) = its value."""
+    names to values: True = a flag, None or False = left out, a list = the option once per item,
+    anything else (0 too) = its value."""
     cmd = [python, "-m", ENGINE, "stylize", str(frames), "--style", str(style), "--jobs", str(jobs)]
     for name, value in options.items():
-        if value is True:
+        if isinstance(value, list):
+            for item in value:
+                cmd += [f"--{name}", str(item)]
+        elif value is True:
             cmd.append(f"--{name}")
         elif value is not None and value is not False:
             cmd += [f"--{name}", repr(value) if isinstance(value, float) else str(value)]

@@ -1,6 +1,6 @@
 """``python -m bench NAME [options]``: run one benchmark, or all of them, and print markdown tables.
 
-NAME is one of consistency, flow, scenes, speed, pictures, all; ``python -m bench NAME --help``
+NAME is one of consistency, flow, scenes, speed, pictures, fast, all; ``python -m bench NAME --help``
 lists the options. Figures go to ``--out`` (default bench/results/).
 """
 import argparse
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "scenes": "bench.scene_consistency",
     "speed": "bench.speed",
     "pictures": "bench.pictures",
+    "fast": "bench.fast",
 }
 
 

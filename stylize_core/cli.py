@@ -37,6 +37,12 @@ TUNABLES = [
     ("--flow-scale", "flow_scale", float, "compute flow at this fraction of the processing size"),
     ("--pooling", "pooling", str, "VGG pooling: max or avg"),
     ("--seed", "seed", int, "random seed"),
+    ("--mode", "mode", str, "quality (every frame optimised) or fast (keyframes optimised, the other frames "
+                            "synthesised from them by patch search: seconds a frame instead of minutes)"),
+    ("--keyframe-every", "keyframe_every", int, "fast mode: a keyframe every N frames from the first "
+                                                "(0 = the first frame only)"),
+    ("--fast-backend", "fast_backend", str, "fast mode's patch search: auto (numba on the CPU if installed, "
+                                            "else torch), numba or torch"),
 ]
 
 
@@ -65,6 +71,11 @@ def build_parser():
     _common(st)
     st.add_argument("--flow-dir", help="folder of precomputed flow_AAAAA_BBBBB.flo files (--flow flo) "
                                        "or of Blender multilayer EXRs (--flow vector; default: INPUT). Default: none")
+    st.add_argument("--keyframe", action="append", metavar="N[=IMAGE]",
+                    help="fast mode: frame N (1-based, like the output names) is a keyframe, stylised by the "
+                         "engine, or with =IMAGE given as that stylised (e.g. painted) image, carried to the "
+                         "other frames; repeatable. An image of another size with the frames' aspect ratio "
+                         "(1%%) is resized with a warning (default: none)")
     st.add_argument("--preserve-colors", action=argparse.BooleanOptionalAction, default=None,
                     help="luminance-only transfer: keep the colours of the input (default: off)")
     for flag, field, typ, text in TUNABLES:
@@ -119,16 +130,17 @@ def main(argv=None):
     from . import outputs
     try:
         settings = _settings(args)
-        where = args.out or args.jobs  # stylize: exactly one of the two; demo: --out
+        where = args.out or getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT (OUTDIR inside it)
         outputs.check_out(where)
         if args.video:
-            outputs.check_video(args.video, where if args.command == "stylize" else Path(where) / "stylized")
+            outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
             return _demo(args, settings, progress)
+        from .fast_mode import parse_keyframes
         paths = run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
                     device=args.device, progress=progress, max_frames=args.max_frames,
                     flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download,
-                    jobs=args.jobs)
+                    jobs=args.jobs, keyframes=parse_keyframes(args.keyframe))
         print(f"done: {paths[0].parent if paths else args.out}", file=sys.stderr)
         return 0
     except StylizeError as e:

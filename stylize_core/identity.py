@@ -11,7 +11,12 @@ A job is identified by
   decoded EXRs), None otherwise;
 - ``settings``: every :class:`~stylize_core.settings.Settings` field except the
   preset's name (the resolved values are what matters);
-- ``weights``: ``random:N``, or the weights file's ``<name>:<size in bytes>``.
+- ``weights``: ``random:N``, or the weights file's ``<name>:<size in bytes>``;
+- ``fast``: fast mode only (None otherwise): the resolved patch-search backend, the
+  synthesis parameters (``fast.FastSettings``), the frames chosen as keyframes
+  (``--keyframe N``) and each painted keyframe (``--keyframe N=IMAGE``)
+  by its 1-based frame number and its decoded content (:func:`image_digest`), so another
+  painting, or the same one for another frame, is another job.
 
 ``job_id`` is the first 12 hex digits of the SHA-1 of the identity's canonical
 JSON: the folder name under ``--jobs ROOT``. The identity itself is kept in the
@@ -53,9 +58,9 @@ def _update(h, name, array):
     h.update(a.data)
 
 
-def image_digest(path):
+def image_digest(path, what="frame"):
     """SHA-1 (hex) of an image's decoded pixels: all EXR channels by name, else every channel
-    of the PNG/JPEG at its stored bit depth (alpha included)."""
+    of the PNG/JPEG at its stored bit depth (alpha included). ``what`` names it in errors."""
     h = hashlib.sha1()
     if os.fspath(path).lower().endswith(".exr"):
         from . import exr
@@ -66,10 +71,10 @@ def image_digest(path):
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
-        raise StylizeError(f"cannot read frame {path}: {e.strerror}") from None
+        raise StylizeError(f"cannot read {what} {path}: {e.strerror}") from None
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
     if img is None:
-        raise StylizeError(f"cannot decode frame {os.path.basename(path)}: not an image or corrupt file")
+        raise StylizeError(f"cannot decode {what} {os.path.basename(path)}: not an image or corrupt file")
     _update(h, "pixels", img)
     return h.hexdigest()
 
@@ -97,12 +102,13 @@ def input_identity(path, frame_paths=None, max_frames=None):
     return {"movie": file_digest(path), "max_frames": max_frames}
 
 
-def job_identity(source, style_path, settings, weights, flows=None):
+def job_identity(source, style_path, settings, weights, flows=None, fast=None):
     """The identity dict (see the module docstring): ``source`` from :func:`input_identity`,
-    ``weights`` from ``weights.identity``, ``flows`` the digest of precomputed flows or None."""
+    ``weights`` from ``weights.identity``, ``flows`` the digest of precomputed flows or None,
+    ``fast`` fast mode's record (``fast_mode.FastMode.identity``) or None."""
     return {"input": source, "style": file_digest(style_path), "flows": flows,
             "settings": {k: v for k, v in settings.to_dict().items() if k != "preset"},
-            "weights": weights}
+            "weights": weights, "fast": fast}
 
 
 def job_id(identity):

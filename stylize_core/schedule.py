@@ -1,14 +1,19 @@
-"""Whole clips: the single-pass and multi-pass schedules, with a manifest and resume.
+"""Whole clips: a job's identity, manifest, resume, IO, flows and progress, whatever the mode.
 
-Single pass (paper Sec. 3): frame 0 from the content (or noise); every later frame
-is initialised from the previous result warped into it (prevWarped) and optimised
-with the short-term or long-term temporal loss. Multi-pass (paper Sec. 3.4):
-passes alternate direction; each frame starts from a blend of its previous-pass
-result and the warped neighbour, weighted by the reliability; the temporal loss is
-switched on from ``temporal_from_pass``.
+A *mode* turns frames into stylised frames (``settings.mode`` picks one of ``MODES``):
+``quality.QualityMode`` (the paper's single/multi-pass optimisation of every frame) or
+``fast_mode.FastMode`` (keyframes, then patch synthesis). Its protocol:
 
-Memory stays flat: frames are read from disk on demand, and only the earlier
-results the temporal loss needs are kept (the rest are read back from OUTDIR).
+- ``needs_flow()``, ``identity()`` (added to the job identity, or None), ``check()``
+  (after the input is open, before anything is recorded), ``manifest()`` (entries for
+  ``job.json``), ``passes``, ``stages`` (the timings' names), ``skipped()`` (finished
+  work units);
+- ``frames(skipped)``: yields ``(i, image, info)`` for every frame still to write, in the
+  order written, at the processing size (or the output size); ``Job.run`` writes each one
+  atomically to ``OUTDIR/frame_NNNNN.png`` at the input size and reports it (``frame``).
+
+Memory stays flat: frames are read from disk on demand, and a mode keeps only the
+earlier results it needs (``Job._keep``; the rest are read back from OUTDIR).
 """
 import json
 import os
@@ -21,16 +26,19 @@ import numpy as np
 import torch
 
 from . import __version__, identity, vector_check
-from .consistency import long_term_weights, reliability
+from .consistency import reliability
 from .errors import StylizeError
 from .flow import VectorPassFlows, make_flow_source, resize_flow
 from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from . import memory
+from .fast_mode import FastMode
+from .quality import QualityMode
 from .warp import warp_numpy
 from .weights import identity as weights_identity, load_vgg, resolve as resolve_weights
 
 MANIFEST = "job.json"
+MODES = {"quality": QualityMode, "fast": FastMode}
 
 
 def pick_device(name="auto"):
@@ -73,37 +81,42 @@ class Job:
 
     def __init__(self, input_path, style_path, out, settings, vgg=None, device="auto",
                  progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True,
-                 jobs=None):
+                 jobs=None, keyframes=None):
+        """``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only)."""
         if (out is None) == (jobs is None):
             raise ValueError("give exactly one of out and jobs")
         self.settings, self.progress = settings, progress
+        self.warnings = []  # reported after the ``start`` event
+        self.device = pick_device(device)
+        self.mode = MODES[settings.mode](self, keyframes)
         movie = is_movie(input_path)
         self.src = None if movie else open_input(input_path, None, max_frames)
         source = identity.input_identity(input_path, None if movie else self.src.paths, max_frames)
         self.style = load_style(style_path)
+        mode_identity = self.mode.identity()
         vgg = resolve_weights(vgg, allow_download)  # a download happens here, once, before the id
         self.identity = identity.job_identity(source, style_path, settings, weights_identity(vgg),
-                                              self._flow_files_digest(flow_dir, max_frames))
+                                              self._flow_files_digest(flow_dir, max_frames), mode_identity)
         self.job_id = identity.job_id(self.identity)
         self.out = Path(os.path.abspath(out if out is not None else Path(jobs) / self.job_id))
         if movie:
             self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
-        self.out.mkdir(parents=True, exist_ok=True)
         self.size = self.src.size
+        self.mode.check()  # before the output folder holds anything of this job
+        self.out.mkdir(parents=True, exist_ok=True)
         s = settings
         self.proc = (max(round(self.size[0] * s.scale), 16), max(round(self.size[1] * s.scale), 16))
-        memory.check_fits(self.proc, s, pick_device(device), self.size)  # before anything is recorded
+        memory.check_fits(self.proc, s, self.device, self.size)  # before anything is recorded
         self._manifest(input_path, style_path, restart)
-        self.device = pick_device(device)
         net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
         self.stylizer = Stylizer(net, self.style, s, self.device)
-        needs_flow = s.passes > 1 or s.offsets
         self.flows = make_flow_source(
             s.flow, self.src.read, self.size, cache_dir=self.out / "flow", preset=s.flow_preset,
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
-            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None) if needs_flow else None
+            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None) \
+            if self.mode.needs_flow() else None
         self._results = {}
-        self.timings = dict.fromkeys(("flow", "consistency", "optimise", "io"), 0.0)
+        self.timings = dict.fromkeys(self.mode.stages, 0.0)
 
     @contextmanager
     def timed(self, stage):
@@ -118,7 +131,7 @@ class Job:
         """Digest of the precomputed flows the job reads (``--flow flo``/``vector`` with
         ``--flow-dir``), None if it reads none (vector passes in the input are in its digest)."""
         s = self.settings
-        if not flow_dir or not (s.passes > 1 or s.offsets):
+        if not flow_dir or not self.mode.needs_flow():
             return None
         if s.flow == "flo" and os.path.isdir(flow_dir):
             return identity.flo_digest(flow_dir)
@@ -131,7 +144,7 @@ class Job:
         record = {"job": self.job_id, "identity": self.identity,
                   "input": str(Path(input_path).resolve()), "style": str(Path(style_path).resolve()),
                   "frames": len(self.src), "size": list(self.size),
-                  "settings": self.settings.to_dict()}
+                  "settings": self.settings.to_dict(), **self.mode.manifest()}
         path = self.out / MANIFEST
         try:
             old = json.loads(path.read_text()) if path.exists() else None
@@ -147,7 +160,8 @@ class Job:
         if old and not restart and "flow_sources" in old:  # the same job: its Vector-pass check
             record["flow_sources"] = old["flow_sources"]
         if restart:
-            for p in list(self.out.glob("frame_*.png")) + list(self.out.glob("passes/*/*.npy")):
+            for p in [*self.out.glob("frame_*.png"), *self.out.glob("passes/*/*.npy"),
+                      *self.out.glob("keyframes/*.npy")]:
                 p.unlink()
         if (old or {}).get("identity", {}).get("input") != self.identity["input"]:
             shutil.rmtree(self.out / "flow", ignore_errors=True)  # flows of other frames
@@ -160,6 +174,15 @@ class Job:
         self.record = record
 
     # -- frames, flows, results -------------------------------------------------------
+    def frame_file(self, i):
+        """Output frame ``i`` (0-based): ``OUTDIR/frame_{i+1:05d}.png``."""
+        return frame_path(self.out, i)
+
+    def first_missing(self):
+        """Index of the first output frame not yet written (the clip's length if none)."""
+        done = [self.frame_file(i).exists() for i in range(len(self.src))]
+        return done.index(False) if False in done else len(done)
+
     def content(self, i):
         with self.timed("io"):
             return resize(self.src.read(i), self.proc)
@@ -204,11 +227,13 @@ class Job:
             raise StylizeError(memory.out_of_memory_message(self.device, i, self.proc, self.settings,
                                                             self.size)) from None
 
-    # -- schedules --------------------------------------------------------------------
+    # -- the run ----------------------------------------------------------------------
     def _start(self, frames, passes, skipped):
-        """The ``start`` event, then (if work is left) the check of the flows."""
+        """The ``start`` event, the warnings so far, then (if work is left) the check of the flows."""
         if self.progress:
             self.progress.start(frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id)
+            for message in self.warnings:
+                self.progress.warning(message)
         if skipped < frames * passes and isinstance(self.flows, VectorPassFlows):
             self._check_vector_pass()
 
@@ -227,12 +252,18 @@ class Job:
             self.progress.warning(vector_check.warning(failed, len(records)))
 
     def run(self, video=None):
+        """Write (atomically) and report every frame the mode yields; then the video, the manifest
+        and ``done``. Returns the output frame paths."""
         t0 = time.monotonic()
-        if self.settings.passes > 1:
-            self._multi_pass()
-        else:
-            self._single_pass()
-        paths = [frame_path(self.out, i) for i in range(len(self.src))]
+        n, skipped = len(self.src), self.mode.skipped()
+        self._start(n, self.mode.passes, skipped)
+        for i, img, _info in self.mode.frames(skipped):
+            path = frame_path(self.out, i)
+            with self.timed("io"):
+                write_png(path, resize(img, self.size))
+            if self.progress:
+                self.progress.frame(i, path)
+        paths = [frame_path(self.out, i) for i in range(n)]
         if video:
             write_video([str(p) for p in paths], str(video), self.src.fps)
         timings = {k: round(v, 3) for k, v in self.timings.items()}
@@ -242,72 +273,9 @@ class Job:
             self.progress.done(self.out, timings, paths)
         return paths
 
-    def _single_pass(self):
-        s, n = self.settings, len(self.src)
-        done = [frame_path(self.out, i).exists() for i in range(n)]
-        skipped = done.index(False) if False in done else n
-        self._start(n, 1, skipped)
-        keep = max(s.offsets, default=1)
-        for i in range(skipped, n):
-            content = self.content(i)
-            earlier = [j for j in s.offsets if i - j >= 0]
-            if not earlier:
-                img = self._stylize(i, 1, content, None, (), s.iterations)
-            else:
-                pairs = [self.reliable_warp(self.result(i - j), i, i - j) for j in earlier]
-                weights = long_term_weights([c for _, c in pairs])
-                init = pairs[0][0]
-                inside = weights[0] > 0  # regions with no reliable previous result start from content
-                init = np.where(inside[..., None], init, content) if s.init == "content" else init
-                temporal = [(w, c) for (w, _), c in zip(pairs, weights)]
-                img = self._stylize(i, 1, content, init, temporal, s.iterations_later)
-            path = frame_path(self.out, i)
-            with self.timed("io"):
-                write_png(path, resize(img, self.size))
-            self._keep(i, None, img, keep)
-            if self.progress:
-                self.progress.frame(i, path)
-
-    def _multi_pass(self):
-        s, n = self.settings, len(self.src)
-        dirs = [self.out / "passes" / f"pass_{p:02d}" for p in range(1, s.passes + 1)]
-        for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
-        def finished(p, i):
-            return (frame_path(self.out, i) if p == s.passes else
-                    dirs[p - 1] / f"frame_{i + 1:05d}.npy").exists()
-        skipped = sum(finished(p, i) for p in range(1, s.passes + 1) for i in range(n))
-        self._start(n, s.passes, skipped)
-        for p in range(1, s.passes + 1):
-            order = range(n) if p % 2 else range(n - 1, -1, -1)
-            step = 1 if p % 2 else -1
-            for i in order:
-                if finished(p, i):
-                    continue
-                content, nb = self.content(i), i - step
-                prev = self.result(i, dirs[p - 2]) if p > 1 else None
-                init, temporal = prev, ()
-                if 0 <= nb < n:
-                    warped, c = self.reliable_warp(self.result(nb, dirs[p - 1]), i, nb)
-                    base = prev if prev is not None else content
-                    c3 = c[..., None]
-                    init = c3 * (s.blend * warped + (1 - s.blend) * base) + (1 - c3) * base \
-                        if prev is not None else np.where(c3 > 0, warped, base)
-                    if p >= s.temporal_from_pass:
-                        temporal = [(warped, c)]
-                img = self._stylize(i, p, content, init, temporal, s.pass_iterations)
-                with self.timed("io"):
-                    self._save_pass(dirs[p - 1], i, img)
-                    path = dirs[p - 1] / f"frame_{i + 1:05d}.npy"
-                    if p == s.passes:
-                        path = frame_path(self.out, i)
-                        write_png(path, resize(img, self.size))
-                self._keep(i, dirs[p - 1], img, 1)
-                if self.progress:
-                    self.progress.frame(i, path)
-
     @staticmethod
-    def _save_pass(d, i, img):
+    def save_array(d, i, img):
+        """``d/frame_{i+1:05d}.npy`` (float16), written under a temporary name and renamed."""
         path = d / f"frame_{i + 1:05d}.npy"
         tmp = d / f".frame_{i + 1:05d}.tmp.npy"
         np.save(tmp, img.astype(np.float16))

@@ -10,6 +10,16 @@ earlier frames. With these units the paper's ratios apply as they are:
 content : style : temporal = 1 : 20 : 200 (alpha, beta, gamma). The original Lua
 defaults (content 5, style 100, temporal 1000, tv 1e-3) are the same ratios
 multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
+
+Modes. ``quality`` optimises every frame (the paper). ``fast`` (docs/fast_mode.md,
+``fast_mode.py``) optimises only keyframes (with the first-frame ``iterations``) and
+carries their look to the other frames by guided patch synthesis (``fast.py``):
+~0.3-2 s a frame on a CPU instead of minutes. Its keyframes are the first frame, every
+``keyframe_every``-th frame after it (0 = the first frame only: the default, since each
+one costs a quality-mode frame; the bench measured visible drift after ~60 frames of new
+content, so 30-60 suits long shots) and the frames given a painted image (``--keyframe``),
+which replaces the automatic one there. ``fast_backend`` picks the patch search (``auto``:
+the compiled numba search on the CPU when numba is installed, else the torch one).
 """
 from dataclasses import asdict, dataclass
 
@@ -31,7 +41,8 @@ PRESET_DESCRIPTIONS = {
 
 CHOICES = {"pooling": ("max", "avg"), "init": ("content", "random"), "optimizer": ("lbfgs", "adam"),
            "temporal": ("none", "short", "long"), "flow": ("dis", "deepflow", "raft", "flo", "vector"),
-           "flow_preset": ("ultrafast", "fast", "medium")}
+           "flow_preset": ("ultrafast", "fast", "medium"), "mode": ("quality", "fast"),
+           "fast_backend": ("auto", "numba", "torch")}
 
 
 @dataclass
@@ -63,6 +74,9 @@ class Settings:
     flow_preset: str = "medium"
     flow_scale: float = 1.0
     seed: int = 0
+    mode: str = "quality"             # quality (every frame optimised) | fast (keyframes + synthesis)
+    keyframe_every: int = 0           # fast: a keyframe every N frames from the first (0 = first only)
+    fast_backend: str = "auto"        # fast: patch search auto | numba | torch
     preset: str = "standard"
 
     def __post_init__(self):
@@ -77,6 +91,9 @@ class Settings:
                 raise StylizeError(f"{name} must be at least 1, got {getattr(self, name)}")
         if any(j < 1 for j in self.long_term) or not self.long_term:
             raise StylizeError(f"long_term offsets must be positive, got {self.long_term}")
+        if self.keyframe_every < 0:
+            raise StylizeError(f"keyframe_every must be 0 (the first frame only) or positive, "
+                               f"got {self.keyframe_every}")
         if not 0 <= self.blend <= 1:
             raise StylizeError(f"blend must be in [0, 1], got {self.blend}")
 

@@ -495,6 +495,7 @@ def test_every_setting_reaches_the_engine_zero_included(addon, tmp_path):
     sed = scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
     s = scene.video_stylize
+    s.mode = "QUALITY"  # the engine's default mode; the add-on's own default (Fast) is tested at the end
     values = {"strength": 0.0, "temporal_weight": 0.0, "scale": 0.25, "iterations": 3, "iterations_later": 7}
 
     def engine_settings():
@@ -857,3 +858,83 @@ def test_worker_process_and_events(tmp_path):
     assert cmd == ["py", "-m", "stylize_core", "stylize", "in", "--style", "s.png", "--jobs", "jobs",
                    "--preset", "draft", "--preserve-colors", "--strength", "0.0", "--iterations", "0",
                    "--tv-weight", "1e-05", "--progress", "json"]
+
+
+# -- fast mode and keyframes ------------------------------------------------------------------
+
+def flat_image(path, bgr, size=(W, H)):
+    cv2.imwrite(str(path), np.full((size[1], size[0], 3), bgr, np.uint8))
+    return path
+
+
+def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
+    """Fast is the default; keyframe items (timeline frames) become the engine's 1-based clip frames."""
+    from addon import job, panel, properties, worker
+    from stylize_core import cli
+    from stylize_core.fast_mode import parse_keyframes
+    from stylize_core.settings import CHOICES
+    assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["mode"].enum_items} == \
+        set(CHOICES["mode"])
+    scene = bpy.context.scene
+    sed = scene.sequence_editor_create()
+    sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 4), 1, 10)  # frames 10-13
+    s = scene.video_stylize
+    assert s.mode == "FAST"
+    painted = flat_image(tmp_path / "painted.png", (0, 128, 255))
+    for frame in (12, 13):
+        scene.frame_current = frame
+        assert bpy.ops.sequencer.stylize_keyframe_add() == {"FINISHED"}
+    s.keyframes[0].image = str(painted)
+
+    def engine_args():
+        j = job.prepare(bpy.context)
+        j.cancel()
+        cmd = worker.engine_command("python", "frames", "style.png", "jobs", j.options)
+        return cli.build_parser().parse_args(cmd[3:])
+
+    args = engine_args()
+    assert cli._settings(args).mode == "fast"
+    assert parse_keyframes(args.keyframe) == {2: str(painted), 3: None}  # timeline 12, 13 -> clip 3, 4
+    s.mode = "QUALITY"  # the list is kept, not sent
+    args = engine_args()
+    assert cli._settings(args).mode == "quality" and args.keyframe is None
+    s.mode = "FAST"
+    for frame, image, message in ((14, "", "Keyframe at frame 14 is outside strip 'pics' (frames 10-13)"),
+                                  (13, str(tmp_path / "gone.png"), f"not found: {tmp_path / 'gone.png'}"),
+                                  (12, "", "Frame 12 is in the keyframe list twice")):
+        s.keyframes[1].frame, s.keyframes[1].image = frame, image
+        with pytest.raises(job.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            job.prepare(bpy.context)
+    s.keyframe_index = 1
+    assert bpy.ops.sequencer.stylize_keyframe_remove() == {"FINISHED"} and len(s.keyframes) == 1
+
+    calls = []  # the Keyframes sub-panel: the list and its buttons
+    assert panel.SEQUENCER_PT_stylize_keyframes.poll(bpy.context)
+    panel.SEQUENCER_PT_stylize_keyframes.draw(SimpleNamespace(layout=FakeLayout(calls)), bpy.context)
+    assert [c[1][0] for c in calls if c[0] == "template_list"] == ["SEQUENCER_UL_stylize_keyframes"]
+    assert [c[1][0] for c in calls if c[0] == "operator"] == ["sequencer.stylize_keyframe_add",
+                                                            "sequencer.stylize_keyframe_remove"]
+    s.mode = "QUALITY"
+    assert not panel.SEQUENCER_PT_stylize_keyframes.poll(bpy.context)
+
+
+def test_image_strip_in_fast_mode_with_a_painted_keyframe(addon, tmp_path):
+    scene = bpy.context.scene
+    sed = scene.sequence_editor_create()
+    src = image_strip(sed, "pics", make_frames(tmp_path / "pics", 4), 1, 1)
+    sed.active_strip = src
+    before = snapshot(src)
+    s = scene.video_stylize
+    item = s.keyframes.add()
+    item.frame, item.image = 2, str(flat_image(tmp_path / "painted.png", (0, 128, 255)))  # BGR orange
+    assert s.mode == "FAST" and stylize() == {"FINISHED"}
+    new, folder = check_result(sed, src, before, channel=2)
+    log = (job_folder() / "worker.log").read_text()
+    assert "--mode fast" in log and f"--keyframe 2={item.image}" in log
+    files = [folder / e.filename for e in new.elements]
+    painted = cv2.imread(str(files[1])).reshape(-1, 3).mean(0)
+    assert np.abs(painted - (0, 128, 255)).max() <= 1  # the painted frame as painted
+    def orange(img):  # share of pixels within 30 (sum over BGR, 0..255) of the painting's colour
+        return (np.abs(img.reshape(-1, 3).astype(float) - (0, 128, 255)).sum(1) < 30).mean()
+    assert orange(cv2.imread(str(files[3]))) > 0.5  # carried forward from the painting ...
+    assert orange(clip_frame(3)) == 0  # ... not from the input frame

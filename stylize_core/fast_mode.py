@@ -1,0 +1,176 @@
+"""Fast mode as a job's mode: stylise a few keyframes, carry their look to every frame.
+
+The method is ``fast.py``'s (guided patch synthesis after Jamriska et al. 2019, see
+docs/fast_mode.md); this module gives it to ``schedule.Job``:
+
+- keyframes: the first frame, every ``keyframe_every``-th frame after it (0 = the
+  first only), every frame named with ``--keyframe N`` (1-based like the output names)
+  and every frame given a painted image (``--keyframe N=IMAGE``), which replaces the
+  automatic keyframe there;
+- an automatic keyframe is stylised by the job's quality ``Stylizer`` with the first-frame
+  ``iterations`` (its iterations are reported as ``progress`` of that frame) and kept in
+  ``OUTDIR/keyframes/frame_NNNNN.npy`` (float16, written atomically), so a resumed job
+  does not optimise it again and an interrupted and an uninterrupted run give the same frames;
+- a painted keyframe is checked before anything is recorded: its frame must be in the
+  clip and its image readable with the frames' aspect ratio (within 1%: resized, with a
+  ``warning`` event; otherwise refused, ``fast.prepare_keyframe``). Its frame is written
+  as the painting at the output size; its decoded content is part of the job identity;
+- every other frame: ``fast.propagate`` from the keyframes (at the processing size, on
+  the job's flows, so every ``--flow`` works), one ``progress`` event per frame with
+  ``loss`` = the share of pixels whose flow track was lost (0..1).
+
+Resume: finished frames are not written again; the part of the current segment before
+the first missing frame is synthesised again (no files), since each frame depends on its
+predecessor.
+"""
+import os
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import fast, identity
+from .errors import StylizeError
+from .frames import read_image, resize
+
+KEYFRAME_DIR = "keyframes"
+
+
+def parse_keyframes(values):
+    """``["12=painted.png", "30"]`` (``--keyframe``, 1-based frame numbers) ->
+    ``{11: "painted.png", 29: None}`` (None: a keyframe the engine stylises)."""
+    out = {}
+    for value in values or ():
+        number, sep, path = str(value).partition("=")
+        if not number.strip().isdigit() or (sep and not path.strip()):
+            raise StylizeError(f"--keyframe {value!r}: expected FRAME=IMAGE or FRAME with a 1-based frame "
+                               "number, e.g. --keyframe 12=painted.png")
+        k = int(number)
+        if k < 1:
+            raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 (frame_00001.png)")
+        if k - 1 in out:
+            raise StylizeError(f"--keyframe: frame {k} is given twice ({out[k - 1]} and {path})")
+        out[k - 1] = path if sep else None
+    return out
+
+
+class FastMode:
+    """Keyframes, then ``fast.propagate``: ``Job.run`` writes what :meth:`frames` yields."""
+
+    stages = ("flow", "optimise", "synthesis", "io")  # the Job's timings, in seconds
+    passes = 1
+
+    def __init__(self, job, painted=None):
+        self.job, self.s = job, job.settings
+        keyframes = dict(painted or {})
+        self.painted = {k: p for k, p in keyframes.items() if p}  # 0-based frame -> image path
+        self.chosen = sorted(k for k, p in keyframes.items() if not p)  # stylised by the engine
+        self.backend = fast.pick_backend(self.s.fast_backend, job.device)
+        self.synthesis = fast.FastSettings(seed=self.s.seed)
+
+    def needs_flow(self):
+        return True
+
+    def _name(self, k):
+        return f"keyframe {k + 1} ({os.path.basename(self.painted[k])})"
+
+    def identity(self):
+        """Backend, synthesis parameters, the chosen keyframes and the painted keyframes' decoded
+        content (by 1-based frame)."""
+        keys = {}
+        for k, path in sorted(self.painted.items()):
+            if not os.path.isfile(path):
+                raise StylizeError(f"keyframe {k + 1}: painted image not found: {path}")
+            keys[str(k + 1)] = identity.image_digest(path, what=f"keyframe {k + 1} image")
+        return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
+                "chosen": [k + 1 for k in self.chosen]}
+
+    def check(self):
+        """Painted keyframes against the open input: frame in the clip, size policy (warnings kept)."""
+        n = len(self.job.src)
+        for k in sorted([*self.painted, *self.chosen]):
+            if k >= n:
+                given = f"{k + 1}={self.painted[k]}" if k in self.painted else str(k + 1)
+                raise StylizeError(f"--keyframe {given}: frame {k + 1} is outside the clip (frames 1-{n})")
+        for k in sorted(self.painted):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._painted(k, self.job.size)
+            self.job.warnings += [str(w.message) for w in caught]
+
+    def _painted(self, k, size):
+        img = read_image(self.painted[k], what=f"keyframe {k + 1} image")
+        return fast.prepare_keyframe(img, size, self._name(k))
+
+    def keyframes(self):
+        """0-based keyframe indices: automatic and painted, sorted."""
+        n, every = len(self.job.src), self.s.keyframe_every
+        auto = set(range(0, n, every)) if every else {0}
+        return sorted(auto | set(self.chosen) | set(self.painted))
+
+    def manifest(self):
+        return {"keyframes": [k + 1 for k in self.keyframes()],
+                "painted": {str(k + 1): os.path.abspath(p) for k, p in sorted(self.painted.items())}}
+
+    def skipped(self):
+        return self.job.first_missing()
+
+    def _cached(self, k):
+        return self.job.out / KEYFRAME_DIR / f"frame_{k + 1:05d}.npy"
+
+    def _image(self, k):
+        """Keyframe ``k`` at the processing size: the painting, the cached optimisation, else
+        (a finished frame whose cache is gone) the output frame."""
+        job = self.job
+        if k in self.painted:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # reported once, by check()
+                return resize(self._painted(k, job.size), job.proc)
+        if self._cached(k).exists():
+            with job.timed("io"):
+                return np.load(self._cached(k)).astype(np.float32)
+        return job.result(k)
+
+    def frames(self, start):
+        job, n = self.job, len(self.job.src)
+        if start >= n:
+            return  # finished: propagate would synthesise the last segment again for nothing
+        keys = self.keyframes()
+        (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
+        for k in keys:  # in order, first: their iterations are the progress of their frames
+            if k not in self.painted and k >= start and not self._cached(k).exists():
+                img = job._stylize(k, 1, job.content(k), None, (), self.s.iterations)
+                with job.timed("io"):
+                    job.save_array(job.out / KEYFRAME_DIR, k, img)
+        images = _Keyframes(keys, self._image)
+        for i, img, info in fast.propagate(job.content, n, images, job, self.synthesis, job.device,
+                                           start, self.backend):
+            if i in self.painted:
+                img = self._painted_full(i)  # at the output size: not resampled twice
+            job.timings["synthesis"] += info.get("seconds", 0.0)
+            if job.progress:
+                job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4))
+            yield i, img, info
+
+    def _painted_full(self, k):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._painted(k, self.job.size)
+
+
+class _Keyframes(Mapping):
+    """``{index: image}`` loaded on use, so memory does not grow with the number of keyframes."""
+
+    def __init__(self, keys, load):
+        self.keys_, self.load = list(keys), load
+
+    def __getitem__(self, k):
+        if k not in self.keys_:
+            raise KeyError(k)
+        return self.load(k)
+
+    def __iter__(self):
+        return iter(self.keys_)
+
+    def __len__(self):
+        return len(self.keys_)

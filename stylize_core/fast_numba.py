@@ -1,0 +1,144 @@
+"""Compiled PatchMatch search of fast mode (numba, optional): the CPU backend.
+
+Same cost as ``fast.Propagator._cost`` (colour + temporal descriptors, truncated
+positional penalty, coherence bonus), but searched in scan order, so propagation
+carries a good match across a whole region in one sweep, and with early termination
+of the descriptor sum. Rows are split into bands searched in parallel; the bands
+exchange matches between sweeps. Imported only when used; without numba the engine
+says so (``fast.backend_error``).
+"""
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, pos_w, inv_s2, best):
+    ix = min(max(int(qx + 0.5), 0), w - 1)
+    iy = min(max(int(qy + 0.5), 0), h - 1)
+    q = iy * w + ix
+    # bound: the coherence bonus is at most 4 x bonus, so stop once the rest exceeds best + that
+    bound = best + 4.0 * bonus[p]
+    c = 0.0
+    if gok[p] > 0:
+        dx, dy = qx - guide[p, 0], qy - guide[p, 1]
+        c += pos_w * min((dx * dx + dy * dy) * inv_s2, 1.0)
+    for k in range(dims):
+        d = src[q, k] - tcol[p, k]
+        c += d * d
+    if c >= bound:
+        return c
+    t = tw[p]
+    if t > 0:
+        for k in range(dims):
+            d = src[q, dims + k] - tsty[p, k]
+            c += t * d * d
+        if c >= bound:
+            return c
+    px, py = p % w, p // w
+    coh = 0.0
+    if px + 1 < w and abs(nnf[p + 1, 0] - qx - 1.0) < 0.5 and abs(nnf[p + 1, 1] - qy) < 0.5:
+        coh += 1.0
+    if px > 0 and abs(nnf[p - 1, 0] - qx + 1.0) < 0.5 and abs(nnf[p - 1, 1] - qy) < 0.5:
+        coh += 1.0
+    if py + 1 < h and abs(nnf[p + w, 0] - qx) < 0.5 and abs(nnf[p + w, 1] - qy - 1.0) < 0.5:
+        coh += 1.0
+    if py > 0 and abs(nnf[p - w, 0] - qx) < 0.5 and abs(nnf[p - w, 1] - qy + 1.0) < 0.5:
+        coh += 1.0
+    return c - bonus[p] * coh
+
+
+@njit(cache=True, parallel=True)
+def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, pos_w, inv_s2,
+           sweeps, lost_sweeps, refine, seed):
+    """Improve ``nnf`` (N, 2) float32 keyframe coordinates in place; ``cost`` (N,) likewise.
+
+    Every pixel takes part in ``sweeps`` sweeps (alternating direction), those costing more
+    than ``refine`` with a local random search (radius 2, 1); pixels flagged ``lost`` in ``lost_sweeps`` more, with a random
+    search from the whole frame down to 1 pixel.
+    """
+    bands = 8
+    rows = (h + bands - 1) // bands
+    total = sweeps + lost_sweeps
+    big = max(w, h)
+    for s in range(total):
+        forward = s % 2 == 0
+        only_lost = s >= sweeps
+        for b in prange(bands):
+            np.random.seed(seed + 7919 * s + b)
+            y0, y1 = b * rows, min(h, (b + 1) * rows)
+            for yy in range(y0, y1):
+                y = yy if forward else y1 - 1 - (yy - y0)
+                for xx in range(w):
+                    x = xx if forward else w - 1 - xx
+                    p = y * w + x
+                    if only_lost and not lost[p]:
+                        continue
+                    best = cost[p]
+                    bx, by = nnf[p, 0], nnf[p, 1]
+                    d = -1 if forward else 1
+                    # propagation from the already visited neighbours
+                    if 0 <= x + d < w:
+                        qx, qy = nnf[p + d, 0] - d, nnf[p + d, 1]
+                        c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                                  dims, pos_w, inv_s2, best)
+                        if c < best:
+                            best, bx, by = c, qx, qy
+                    if y0 <= y + d < y1 or (0 <= y + d < h and s > 0):
+                        qx, qy = nnf[p + d * w, 0], nnf[p + d * w, 1] - d
+                        c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                                  dims, pos_w, inv_s2, best)
+                        if c < best:
+                            best, bx, by = c, qx, qy
+                    # random search around the best
+                    r = float(big) if lost[p] else (2.0 if best > refine else 0.0)
+                    while r >= 1.0:
+                        qx = min(max(bx + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), w - 1.0)
+                        qy = min(max(by + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), h - 1.0)
+                        c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                                  dims, pos_w, inv_s2, best)
+                        if c < best:
+                            best, bx, by = c, qx, qy
+                        r *= 0.5
+                    nnf[p, 0], nnf[p, 1], cost[p] = bx, by, best
+
+
+@njit(cache=True, parallel=True)
+def evaluate(src, tcol, tsty, tw, guide, gok, bonus, nnf, cost, w, h, dims, pos_w, inv_s2):
+    """``cost`` of the current ``nnf`` for every pixel."""
+    for p in prange(w * h):
+        cost[p] = _cost(p, nnf[p, 0], nnf[p, 1], w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                        dims, pos_w, inv_s2, np.inf)
+
+
+@njit(cache=True, parallel=True)
+def advect(prev_nnf, flow, weights, w, h, seed):
+    """Positional guide of the new frame from the previous match and the flow new -> previous.
+
+    ``guide(p) = prev_nnf(round(p + flow(p))) + (p + flow(p) - round(...))``: the match
+    of the nearest pixel plus the sub-pixel remainder (exact where the match is locally
+    a translation, and never a mix of two unrelated matches). ``ok`` where the flow is
+    reliable and stays inside; the initial match is the guide there, random elsewhere.
+    """
+    n = w * h
+    guide = np.empty((n, 2), np.float32)
+    ok = np.zeros(n, np.float32)
+    nnf = np.empty((n, 2), np.float32)
+    for y in prange(h):
+        np.random.seed(seed + y)
+        for x in range(w):
+            p = y * w + x
+            sx, sy = x + flow[y, x, 0], y + flow[y, x, 1]
+            ix = min(max(int(np.floor(sx + 0.5)), 0), w - 1)
+            iy = min(max(int(np.floor(sy + 0.5)), 0), h - 1)
+            q = iy * w + ix
+            gx = prev_nnf[q, 0] + sx - ix
+            gy = prev_nnf[q, 1] + sy - iy
+            guide[p, 0], guide[p, 1] = gx, gy
+            if weights[y, x] > 0 and 0 <= sx <= w - 1 and 0 <= sy <= h - 1:
+                ok[p] = 1.0
+                nnf[p, 0] = min(max(gx, 0.0), w - 1.0)
+                nnf[p, 1] = min(max(gy, 0.0), h - 1.0)
+            else:
+                nnf[p, 0] = np.floor(np.random.random() * w)
+                nnf[p, 1] = np.floor(np.random.random() * h)
+    return guide, ok, nnf

@@ -1,0 +1,117 @@
+"""Quality mode: every frame optimised (Ruder et al. 2016), single-pass or multi-pass.
+
+Single pass (paper Sec. 3): frame 0 from the content (or noise); every later frame
+is initialised from the previous result warped into it (prevWarped) and optimised
+with the short-term or long-term temporal loss. Multi-pass (paper Sec. 3.4):
+passes alternate direction; each frame starts from a blend of its previous-pass
+result and the warped neighbour, weighted by the reliability; the temporal loss is
+switched on from ``temporal_from_pass``. Intermediate passes are kept in
+``OUTDIR/passes/pass_NN/frame_NNNNN.npy`` (float16) for resume.
+
+A mode (see ``schedule.Job``) only turns frames into stylised frames: it yields the
+finished frames ``(i, image at processing size, info)`` and the Job writes and reports
+them. Memory stays flat: only the earlier results the temporal loss needs are kept
+(``Job._keep``), the rest are read back from OUTDIR.
+"""
+import numpy as np
+
+from .consistency import long_term_weights
+from .errors import StylizeError
+
+
+class QualityMode:
+    """The paper's optimisation of every frame: ``Job.run`` writes what :meth:`frames` yields."""
+
+    stages = ("flow", "consistency", "optimise", "io")  # the Job's timings, in seconds
+
+    def __init__(self, job, keyframes=None):
+        if keyframes:
+            raise StylizeError("--keyframe needs --mode fast (painted keyframes are carried by fast mode)")
+        self.job, self.s = job, job.settings
+
+    @property
+    def passes(self):
+        return self.s.passes
+
+    def needs_flow(self):
+        return self.s.passes > 1 or bool(self.s.offsets)
+
+    def identity(self):
+        """What this mode adds to the job identity besides the settings: nothing."""
+        return None
+
+    def manifest(self):
+        return {}
+
+    def check(self):
+        """Checks once the input is open (nothing beyond the settings' own)."""
+
+    def _pass_dirs(self):
+        return [self.job.out / "passes" / f"pass_{p:02d}" for p in range(1, self.s.passes + 1)]
+
+    def _finished(self, p, i):
+        if p == self.s.passes:
+            return self.job.frame_file(i).exists()
+        return (self._pass_dirs()[p - 1] / f"frame_{i + 1:05d}.npy").exists()
+
+    def skipped(self):
+        """Finished work units (frames x passes): single pass, the frames before the first
+        missing one; multi-pass, every finished (pass, frame)."""
+        n = len(self.job.src)
+        if self.s.passes == 1:
+            done = [self.job.frame_file(i).exists() for i in range(n)]
+            return done.index(False) if False in done else n
+        return sum(self._finished(p, i) for p in range(1, self.s.passes + 1) for i in range(n))
+
+    def frames(self, skipped):
+        return self._single_pass(skipped) if self.s.passes == 1 else self._multi_pass()
+
+    def _single_pass(self, start):
+        job, s, n = self.job, self.s, len(self.job.src)
+        keep = max(s.offsets, default=1)
+        for i in range(start, n):
+            content = job.content(i)
+            earlier = [j for j in s.offsets if i - j >= 0]
+            if not earlier:
+                img = job._stylize(i, 1, content, None, (), s.iterations)
+            else:
+                pairs = [job.reliable_warp(job.result(i - j), i, i - j) for j in earlier]
+                weights = long_term_weights([c for _, c in pairs])
+                init = pairs[0][0]
+                inside = weights[0] > 0  # regions with no reliable previous result start from content
+                init = np.where(inside[..., None], init, content) if s.init == "content" else init
+                temporal = [(w, c) for (w, _), c in zip(pairs, weights)]
+                img = job._stylize(i, 1, content, init, temporal, s.iterations_later)
+            yield i, img, {}
+            job._keep(i, None, img, keep)
+
+    def _multi_pass(self):
+        job, s, n = self.job, self.s, len(self.job.src)
+        dirs = self._pass_dirs()
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        for p in range(1, s.passes + 1):
+            order = range(n) if p % 2 else range(n - 1, -1, -1)
+            step = 1 if p % 2 else -1
+            for i in order:
+                if self._finished(p, i):
+                    continue
+                content, nb = job.content(i), i - step
+                prev = job.result(i, dirs[p - 2]) if p > 1 else None
+                init, temporal = prev, ()
+                if 0 <= nb < n:
+                    warped, c = job.reliable_warp(job.result(nb, dirs[p - 1]), i, nb)
+                    base = prev if prev is not None else content
+                    c3 = c[..., None]
+                    init = c3 * (s.blend * warped + (1 - s.blend) * base) + (1 - c3) * base \
+                        if prev is not None else np.where(c3 > 0, warped, base)
+                    if p >= s.temporal_from_pass:
+                        temporal = [(warped, c)]
+                img = job._stylize(i, p, content, init, temporal, s.pass_iterations)
+                with job.timed("io"):
+                    job.save_array(dirs[p - 1], i, img)
+                if p == s.passes:
+                    yield i, img, {}  # the Job writes the output frame and reports it
+                elif job.progress:
+                    job.progress.frame(i, dirs[p - 1] / f"frame_{i + 1:05d}.npy")
+                job._keep(i, dirs[p - 1], img, 1)

@@ -1,0 +1,167 @@
+"""Fast mode (stylize_core/fast.py) on tiny synthetic clips with known flows."""
+import os
+import subprocess
+import sys
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ROOT, shared_data
+from stylize_core import fast
+from stylize_core.errors import StylizeError
+
+W, H, SHIFT, SQ = 64, 48, (3, 2), (16, 12, 20)   # size, square motion per frame, square x, y, side
+
+
+def texture(h, w, seed, sigma):
+    rng = np.random.default_rng(seed)
+    t = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), sigma)
+    t = (t - t.min()) / (t.max() - t.min())
+    return t.astype(np.float32)
+
+
+BACK = texture(H, W, 1, 1.0)
+SQUARE = texture(SQ[2], SQ[2], 2, 0.7) * 0.5 + 0.5    # brighter than the background
+
+
+def frame(k):
+    img = BACK.copy()
+    x, y = SQ[0] + k * SHIFT[0], SQ[1] + k * SHIFT[1]
+    img[y:y + SQ[2], x:x + SQ[2]] = SQUARE
+    return img
+
+
+def stylise(img):
+    """A content-bound 'style': inverted, saturated, with stripes of the content's own structure."""
+    return np.clip(1 - img ** 0.7 + 0.3 * (img[..., ::-1] - 0.5), 0, 1).astype(np.float32)
+
+
+class KnownFlows:
+    """Exact flows of the clip: the square moves by SHIFT per frame, the background stands still."""
+
+    def flow(self, a, b):
+        f = np.zeros((H, W, 2), np.float32)
+        x, y = SQ[0] + a * SHIFT[0], SQ[1] + a * SHIFT[1]
+        f[y:y + SQ[2], x:x + SQ[2]] = np.subtract(b, a) * np.array(SHIFT, np.float32)
+        return f
+
+
+def shifted(img, k):
+    """``img`` (of frame 0) with the square moved as in frame k (the background where it was stays)."""
+    out = img.copy()
+    x, y = SQ[0] + k * SHIFT[0], SQ[1] + k * SHIFT[1]
+    out[y:y + SQ[2], x:x + SQ[2]] = img[SQ[1]:SQ[1] + SQ[2], SQ[0]:SQ[0] + SQ[2]]
+    return out
+
+
+def revealed(k):
+    """Pixels of frame k covered by the square in frame 0 but not in frame k."""
+    m = np.zeros((H, W), bool)
+    m[SQ[1]:SQ[1] + SQ[2], SQ[0]:SQ[0] + SQ[2]] = True
+    x, y = SQ[0] + k * SHIFT[0], SQ[1] + k * SHIFT[1]
+    m[y:y + SQ[2], x:x + SQ[2]] = False
+    return m
+
+
+def backends():
+    return ["torch"] + ([] if fast.backend_error() else ["numba"])
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_propagated_frame_matches_shifted_keyframe(backend):
+    key = stylise(frame(0))
+    prop = fast.Propagator(frame(0), key, backend=backend)
+    flows = KnownFlows()
+    out = prop.step(frame(1), flows.flow(1, 0), flows.flow(0, 1))
+    want = shifted(key, 1)
+    from stylize_core.consistency import reliability
+    ok = reliability(flows.flow(1, 0), flows.flow(0, 1)) > 0
+    ok[:3], ok[-3:], ok[:, :3], ok[:, -3:] = False, False, False, False
+    err = np.abs(out - want).mean(axis=2)[ok]
+    assert ok.sum() > 0.6 * W * H
+    assert err.mean() < 0.01, err.mean()
+    assert np.percentile(err, 98) < 0.05
+
+
+@pytest.mark.parametrize("backend", backends())
+def test_revealed_region_gets_texture_not_flat_fill(backend):
+    key, flows = stylise(frame(0)), KnownFlows()
+    out = fast.Propagator(frame(0), key, backend=backend)
+    for k in range(1, 4):
+        img = out.step(frame(k), flows.flow(k, k - 1), flows.flow(k - 1, k))
+    region = revealed(3)
+    region = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    assert region.sum() > 100
+
+    def grad(x):
+        g = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+        return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+    ideal = stylise(frame(3))             # what a per-frame stylisation gives there
+    got, want = grad(img)[region].mean(), grad(ideal)[region].mean()
+    assert got > 0.5 * want, (got, want)
+    # and the colours come from the background's stylisation, not the square's
+    assert np.abs(img[region].mean(0) - ideal[region].mean(0)).max() < 0.1
+
+
+def test_keyframe_of_another_size():
+    small = stylise(frame(0))[::2, ::2]
+    with pytest.warns(UserWarning, match="resized"):
+        out = fast.prepare_keyframe(small, (W, H))
+    assert out.shape == (H, W, 3)
+    with pytest.raises(StylizeError, match="aspect"):
+        fast.prepare_keyframe(stylise(frame(0))[:, :40], (W, H))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fast.prepare_keyframe(stylise(frame(0)), (W, H)).shape == (H, W, 3)
+
+
+def test_segments_plan():
+    plan = dict(fast.segments(10, [2, 6]))
+    assert plan[0] == [(2, 1.0)] and plan[2] == [(2, 1.0)] and plan[9] == [(6, 1.0)]
+    assert plan[4] == [(2, 0.5), (6, 0.5)]
+    assert all(abs(sum(w for _, w in v) - 1) < 1e-9 for v in plan.values())
+    with pytest.raises(StylizeError):
+        fast.segments(5, [])
+    with pytest.raises(StylizeError):
+        fast.segments(5, [5])
+
+
+def test_propagate_with_two_keyframes_yields_every_frame():
+    n = 6
+    keys = {1: stylise(frame(1)), 4: stylise(frame(4))}
+    got = list(fast.propagate(frame, n, keys, KnownFlows()))
+    assert [i for i, _, _ in got] == list(range(n))
+    imgs = {i: img for i, img, _ in got}
+    for k, img in keys.items():
+        assert np.array_equal(imgs[k], img)
+    assert got[2][2]["blend"] == pytest.approx(2 / 3)
+    for i in range(n):
+        assert imgs[i].shape == (H, W, 3) and imgs[i].dtype == np.float32
+    # resume: start=3 yields only 3.. and the same images
+    again = {i: img for i, img, _ in fast.propagate(frame, n, keys, KnownFlows(), start=3)}
+    assert sorted(again) == [3, 4, 5]
+    assert np.allclose(again[5], imgs[5], atol=1e-6)
+
+
+def test_numba_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(fast, "backend_error", lambda: "fast mode's compiled CPU search needs numba")
+    assert fast.pick_backend("auto", "cpu") == "torch"
+    with pytest.raises(StylizeError, match="numba"):
+        fast.pick_backend("numba", "cpu")
+    with pytest.raises(StylizeError, match="backend"):
+        fast.pick_backend("magic", "cpu")
+
+
+def test_bench_fast_quick_synthetic(tmp_path):
+    data = shared_data("sintel_pairs").parent
+    env = {**os.environ, "STYLIZE_VGG19": ""}
+    proc = subprocess.run([sys.executable, "-m", "bench", "fast", "--quick", "--synthetic", "--out",
+                           str(tmp_path), "--data", str(data)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "SYNTHETIC" in out and "Targets of issue #8" in out
+    assert "| frames per second after keyframes |" in out
+    assert (tmp_path / "fast_pair.png").stat().st_size > 0
