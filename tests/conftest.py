@@ -1,4 +1,5 @@
 """Shared test set-up: the repo root on sys.path, and the shared data folder."""
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,24 @@ def shared_data(*parts):
             pytest.fail(f"shared data not found: {path} (required when CI is set)", pytrace=False)
         pytest.skip(f"shared data not found: {path}")
     return path
+
+
+# --- the engine's CLI in-process, on a generated clip ---
+
+def run_cli(args, capsys):
+    """``python -m stylize_core ARGS`` in this process: (exit code, its JSON events, its stderr)."""
+    from stylize_core import cli
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
+def generated_clip(folder, frames, size):
+    """``folder/in/`` a generated clip of ``frames`` frames of ``size`` (W, H), ``folder/style.png``."""
+    from stylize_core import demo
+    demo.make_clip(folder / "in", frames=frames, size=size)
+    demo.make_style(folder / "style.png", size=(48, 48))
+    return folder
 
 
 # --- bpy 4.2 as a Python module: exit without the interpreter's teardown ---

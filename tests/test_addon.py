@@ -651,7 +651,7 @@ def test_bad_requests_are_refused(addon, tmp_path):
 def test_missing_media_is_refused_with_its_path(addon, tmp_path):
     sed = bpy.context.scene.sequence_editor_create()
     movie_path = make_movie(tmp_path / "clip.mp4")
-    movie = compat.strips(sed).new_movie("clip", str(movie_path), 1, 1)
+    compat.strips(sed).new_movie("clip", str(movie_path), 1, 1)
     pics = make_frames(tmp_path / "pics", 3)
     image_strip(sed, "pics", pics, 2, 1)
     movie_path.unlink()  # e.g. the .blend was moved without its media

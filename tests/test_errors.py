@@ -6,9 +6,11 @@ import os
 import stat
 
 import pytest
+
+from conftest import generated_clip
 import torch
 
-from stylize_core import cli, demo, frames, memory, optimize, weights
+from stylize_core import cli, frames, memory, optimize, weights
 from stylize_core.errors import StylizeError
 
 FAST = ["--vgg", "random:8", "--iterations", "3", "--iterations-later", "2", "--progress", "json"]
@@ -16,9 +18,7 @@ FAST = ["--vgg", "random:8", "--iterations", "3", "--iterations-later", "2", "--
 
 @pytest.fixture
 def clip(tmp_path):
-    demo.make_clip(tmp_path / "in", frames=3, size=(48, 32))
-    demo.make_style(tmp_path / "style.png", size=(48, 48))
-    return tmp_path
+    return generated_clip(tmp_path, 3, (48, 32))
 
 
 def stylize(clip, capsys, *extra, out=None):

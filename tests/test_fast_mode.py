@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stylize_core import cli, demo
+from conftest import generated_clip, run_cli
 from stylize_core.frames import read_image, write_png
 
 W, H, N = 64, 48, 6
@@ -21,15 +21,7 @@ ORANGE, BLUE = np.array([1.0, 0.55, 0.0], np.float32), np.array([0.05, 0.2, 0.9]
 @pytest.fixture
 def clip(tmp_path):
     """A 6-frame 64x48 generated clip (panning background, three moving shapes) and a style image."""
-    demo.make_clip(tmp_path / "in", frames=N, size=(W, H))
-    demo.make_style(tmp_path / "style.png", size=(48, 48))
-    return tmp_path
-
-
-def run_cli(args, capsys):
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+    return generated_clip(tmp_path, N, (W, H))
 
 
 def stylize(clip, capsys, *extra, where=("--out", "out")):

@@ -10,7 +10,7 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from conftest import shared_data
+from conftest import generated_clip, run_cli, shared_data
 from stylize_core import cli, demo, exr, flowio, identity, schedule, weights
 from stylize_core.settings import PRESET_DESCRIPTIONS, PRESETS, Settings
 
@@ -20,15 +20,7 @@ FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--
 @pytest.fixture
 def clip(tmp_path):
     """A 4-frame 48x32 generated clip and a style image."""
-    demo.make_clip(tmp_path / "in", frames=4, size=(48, 32))
-    demo.make_style(tmp_path / "style.png", size=(48, 48))
-    return tmp_path
-
-
-def run_cli(args, capsys):
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+    return generated_clip(tmp_path, 4, (48, 32))
 
 
 def mtimes(folder, pattern="frame_*.png"):
