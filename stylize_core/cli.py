@@ -115,6 +115,24 @@ def _settings(args):
     return Settings.from_preset(args.preset, **overrides)
 
 
+def parse_keyframes(values):
+    """``["12=painted.png", "30"]`` (``--keyframe``, 1-based frame numbers) ->
+    ``{11: "painted.png", 29: None}`` (None: a keyframe the engine stylises)."""
+    out = {}
+    for value in values or ():
+        number, sep, path = str(value).partition("=")
+        if not number.strip().isdigit() or (sep and not path.strip()):
+            raise StylizeError(f"--keyframe {value!r}: expected FRAME=IMAGE or FRAME with a 1-based frame "
+                               "number, e.g. --keyframe 12=painted.png")
+        k = int(number)
+        if k < 1:
+            raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 (frame_00001.png)")
+        if k - 1 in out:
+            raise StylizeError(f"--keyframe: frame {k} is given twice ({out[k - 1]} and {path})")
+        out[k - 1] = path if sep else None
+    return out
+
+
 def _on_sigterm(*_):
     raise KeyboardInterrupt
 
@@ -136,7 +154,6 @@ def main(argv=None):
             outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
             return _demo(args, settings, progress)
-        from .fast_mode import parse_keyframes
         paths = run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
                     device=args.device, progress=progress, max_frames=args.max_frames,
                     flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download,

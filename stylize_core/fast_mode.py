@@ -36,24 +36,6 @@ from .frames import read_image, resize
 KEYFRAME_DIR = "keyframes"
 
 
-def parse_keyframes(values):
-    """``["12=painted.png", "30"]`` (``--keyframe``, 1-based frame numbers) ->
-    ``{11: "painted.png", 29: None}`` (None: a keyframe the engine stylises)."""
-    out = {}
-    for value in values or ():
-        number, sep, path = str(value).partition("=")
-        if not number.strip().isdigit() or (sep and not path.strip()):
-            raise StylizeError(f"--keyframe {value!r}: expected FRAME=IMAGE or FRAME with a 1-based frame "
-                               "number, e.g. --keyframe 12=painted.png")
-        k = int(number)
-        if k < 1:
-            raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 (frame_00001.png)")
-        if k - 1 in out:
-            raise StylizeError(f"--keyframe: frame {k} is given twice ({out[k - 1]} and {path})")
-        out[k - 1] = path if sep else None
-    return out
-
-
 class FastMode:
     """Keyframes, then ``fast.propagate``: ``Job.run`` writes what :meth:`frames` yields."""
 

@@ -871,7 +871,6 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     """Fast is the default; keyframe items (timeline frames) become the engine's 1-based clip frames."""
     from addon import job, panel, properties, worker
     from stylize_core import cli
-    from stylize_core.fast_mode import parse_keyframes
     from stylize_core.settings import CHOICES
     assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["mode"].enum_items} == \
         set(CHOICES["mode"])
@@ -894,7 +893,7 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
 
     args = engine_args()
     assert cli._settings(args).mode == "fast"
-    assert parse_keyframes(args.keyframe) == {2: str(painted), 3: None}  # timeline 12, 13 -> clip 3, 4
+    assert cli.parse_keyframes(args.keyframe) == {2: str(painted), 3: None}  # timeline 12, 13 -> clip 3, 4
     s.mode = "QUALITY"  # the list is kept, not sent
     args = engine_args()
     assert cli._settings(args).mode == "quality" and args.keyframe is None
