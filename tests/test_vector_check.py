@@ -33,19 +33,8 @@ WORKER = os.environ.get("STYLIZE_TEST_WORKER_PYTHON") or sys.executable
 def render(out, kind):
     """Render frames 1..FRAMES of the ``kind`` ("persp"/"ortho") scene to ``out/frame_000N.exr``."""
     import bpy
-    from test_vector_pass import _material, _plane, _set_multilayer_exr
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    bpy.context.preferences.edit.keyframe_new_interpolation_type = "LINEAR"
-    sc = bpy.context.scene
-    sc.render.engine = "CYCLES"
-    sc.cycles.device, sc.cycles.samples = "CPU", 8
-    sc.cycles.use_denoising = sc.cycles.use_adaptive_sampling = False
-    sc.render.use_motion_blur = False
-    sc.render.resolution_x, sc.render.resolution_y, sc.render.resolution_percentage = W, H, 100
-    sc.render.threads_mode, sc.render.threads = "FIXED", 2
-    sc.frame_start, sc.frame_end = 1, FRAMES
-    sc.view_layers[0].use_pass_vector = True
-    _set_multilayer_exr(sc.render.image_settings)
+    from test_vector_pass import _material, _plane, cycles_scene
+    sc = cycles_scene(bpy, W, H, FRAMES, 8)
     _plane(bpy, sc, "bg", 40, 0, _material(bpy, "bg", 0.8))
     square = _plane(bpy, sc, "square", 1.2, FG_Z, _material(bpy, "square", 2.0))
     cam_data = bpy.data.cameras.new("cam")

@@ -57,22 +57,29 @@ def _set_multilayer_exr(image_settings):
     image_settings.color_depth = "32"
 
 
-def render(out):
-    """Render frames 1-3 to ``out/frame_000N.exr`` with Combined, Vector and Object Index passes."""
-    import bpy
+def cycles_scene(bpy, w, h, frames, samples):
+    """Factory settings, then a Cycles CPU scene (linear keys) rendering frames 1..``frames`` at
+    ``w`` x ``h`` with ``samples``, no denoising or motion blur, the Vector pass, multilayer EXR."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.context.preferences.edit.keyframe_new_interpolation_type = "LINEAR"
     sc = bpy.context.scene
     sc.render.engine = "CYCLES"
-    sc.cycles.device, sc.cycles.samples = "CPU", 16
+    sc.cycles.device, sc.cycles.samples = "CPU", samples
     sc.cycles.use_denoising = sc.cycles.use_adaptive_sampling = False
     sc.render.use_motion_blur = False
-    sc.render.resolution_x, sc.render.resolution_y, sc.render.resolution_percentage = W, H, 100
+    sc.render.resolution_x, sc.render.resolution_y, sc.render.resolution_percentage = w, h, 100
     sc.render.threads_mode, sc.render.threads = "FIXED", 2
-    sc.frame_start, sc.frame_end = 1, 3
-    layer = sc.view_layers[0]
-    layer.use_pass_vector = layer.use_pass_object_index = True
+    sc.frame_start, sc.frame_end = 1, frames
+    sc.view_layers[0].use_pass_vector = True
     _set_multilayer_exr(sc.render.image_settings)
+    return sc
+
+
+def render(out):
+    """Render frames 1-3 to ``out/frame_000N.exr`` with Combined, Vector and Object Index passes."""
+    import bpy
+    sc = cycles_scene(bpy, W, H, 3, 16)
+    sc.view_layers[0].use_pass_object_index = True
     _plane(bpy, sc, "bg", 40, 0, _material(bpy, "bg", 0.6))
     square = _plane(bpy, sc, "square", 2.4, FG_Z, _material(bpy, "square", 1.5))
     square.pass_index = 1
