@@ -55,10 +55,12 @@ class StylizePreferences(bpy.types.AddonPreferences):
 
 
 def install_command(variant):
-    """pip command that installs torch (``variant`` CPU or CUDA) for the worker's Python
-    into the extension's user folder."""
+    """pip command that installs torch (``variant`` CPU or CUDA) for the worker's Python into the
+    extension's user folder, and numba (fast mode's compiled CPU search) from PyPI as the extra
+    index. torch's own index wins for torch: its ``2.x+cpu``/``+cu128`` builds sort above PyPI's
+    ``2.x`` of the same release."""
     return [status.worker_python(), "-m", "pip", "install", "--upgrade", "--target", status.site_packages(),
-            "--index-url", TORCH_INDEX[variant], "torch"]
+            "--index-url", TORCH_INDEX[variant], "--extra-index-url", "https://pypi.org/simple", "torch", "numba"]
 
 
 class InstallState:

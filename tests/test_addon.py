@@ -705,7 +705,8 @@ def test_install_torch_runs_pip_for_the_worker_python(addon, tmp_path):
     assert bpy.ops.stylize.install_torch() == {"FINISHED"}
     assert list(preferences.INSTALL.lines) == [
         f"args: -m pip install --upgrade --target {status.site_packages()} "
-        "--index-url https://download.pytorch.org/whl/cpu torch", "Successfully installed torch"]
+        "--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple torch numba",
+        "Successfully installed torch"]
     assert "Successfully installed torch" in Path(preferences.INSTALL.log_path).read_text()
 
 
