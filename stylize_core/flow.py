@@ -96,10 +96,11 @@ def resize_flow(flow, size):
     return out
 
 
-def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0):
+def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0, size=None):
     """Flow a->b ``(H, W, 2)`` float32 from two ``(H, W, 3)`` float32 RGB images in [0, 1].
 
-    ``scale < 1`` estimates on images resized by ``scale`` and returns the flow at full size.
+    ``scale < 1`` estimates on images resized by ``scale``. The flow is returned at ``size``
+    (W, H; default the images' size), its vectors in pixels of that size.
     """
     _check_method(method)
     if not 0 < scale <= 1:
@@ -109,7 +110,7 @@ def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0):
         small = (max(8, round(w * scale)), max(8, round(h * scale)))
         img_a, img_b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) for x in (img_a, img_b))
     flow = np.asarray(METHODS[method](img_a, img_b, preset), np.float32)
-    return resize_flow(flow, (w, h))
+    return resize_flow(flow, tuple(size) if size else (w, h))
 
 
 def flow_filename(a, b):
@@ -123,7 +124,9 @@ def cache_key(method, preset, scale):
 
 
 class EstimatedFlows:
-    """Flows estimated from ``get_frame(i)``, cached as ``.flo`` in ``cache_dir/<cache_key>/``."""
+    """Flows estimated from ``get_frame(i)``, returned and cached (``.flo`` in
+    ``cache_dir/<cache_key>/``) at ``size`` (W, H: the size they are used at, e.g. the
+    processing size; default the frames' size), never at a larger one."""
 
     def __init__(self, get_frame, method="dis", preset="medium", scale=1.0, cache_dir=None, size=None):
         _check_method(method)
@@ -137,7 +140,7 @@ class EstimatedFlows:
                 return flowio.read_flo(path, self.size)
             except StylizeError:  # stale (other frame size) or damaged entry: recompute
                 pass
-        flow = estimate(self.get_frame(a), self.get_frame(b), self.method, self.preset, self.scale)
+        flow = estimate(self.get_frame(a), self.get_frame(b), self.method, self.preset, self.scale, self.size)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             flowio.write_flo(path, flow)
@@ -145,10 +148,11 @@ class EstimatedFlows:
 
 
 class FloFolder:
-    """Precomputed ``flow_AAAAA_BBBBB.flo`` files (1-based frame numbers)."""
+    """Precomputed ``flow_AAAAA_BBBBB.flo`` files (1-based frame numbers) of ``frame_size``
+    (checked), returned at ``size``."""
 
-    def __init__(self, folder, size=None):
-        self.folder, self.size = Path(folder), size
+    def __init__(self, folder, size=None, frame_size=None):
+        self.folder, self.size, self.frame_size = Path(folder), size, frame_size or size
         if not self.folder.is_dir():
             raise StylizeError(f"flow folder not found: {self.folder}")
 
@@ -156,7 +160,8 @@ class FloFolder:
         path = self.folder / flow_filename(a, b)
         if not path.is_file():
             raise StylizeError(f"missing flow file {path} (flow from frame {a + 1} to frame {b + 1})")
-        return flowio.read_flo(path, self.size)
+        flow = flowio.read_flo(path, self.frame_size)
+        return resize_flow(flow, self.size) if self.size else flow
 
 
 class VectorPassFlows:
@@ -223,12 +228,14 @@ class VectorPassFlows:
 
 
 def make_flow_source(method, get_frame, size, cache_dir=None, preset="medium", scale=1.0,
-                     flow_dir=None, exr_paths=None):
-    """A flow source for ``method`` in {"dis", "deepflow", "raft", "flo", "vector"}; ``size = (W, H)``."""
+                     flow_dir=None, exr_paths=None, frame_size=None):
+    """A flow source for ``method`` in {"dis", "deepflow", "raft", "flo", "vector"} whose flows
+    are ``size = (W, H)`` (the size they are used at); ``frame_size``: the frames' (default ``size``),
+    which precomputed ``.flo`` files must have; ``scale``: estimation size relative to the frames."""
     if method == "flo":
         if flow_dir is None:
             raise StylizeError("flow method 'flo' needs a folder of .flo files (--flow-dir)")
-        return FloFolder(flow_dir, size)
+        return FloFolder(flow_dir, size, frame_size)
     if method == "vector":
         if not exr_paths:
             raise StylizeError("flow method 'vector' needs multilayer EXR frames with a Vector pass")

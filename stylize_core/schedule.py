@@ -28,7 +28,7 @@ import torch
 from . import __version__, identity, vector_check
 from .consistency import reliability
 from .errors import StylizeError
-from .flow import VectorPassFlows, make_flow_source, resize_flow
+from .flow import VectorPassFlows, make_flow_source
 from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from . import memory
@@ -110,10 +110,10 @@ class Job:
         self._manifest(input_path, style_path, restart)
         net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
         self.stylizer = Stylizer(net, self.style, s, self.device)
-        self.flows = make_flow_source(
-            s.flow, self.src.read, self.size, cache_dir=self.out / "flow", preset=s.flow_preset,
+        self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
+            s.flow, self.src.read, self.proc, cache_dir=self.out / "flow", preset=s.flow_preset,
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
-            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None) \
+            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
             if self.mode.needs_flow() else None
         self._results = {}
         self.timings = dict.fromkeys(self.mode.stages, 0.0)
@@ -188,8 +188,9 @@ class Job:
             return resize(self.src.read(i), self.proc)
 
     def flow(self, a, b):
+        """Flow from frame ``a`` to ``b`` at the processing size."""
         with self.timed("flow"):
-            return resize_flow(self.flows.flow(a, b), self.proc)
+            return self.flows.flow(a, b)
 
     def reliable_warp(self, image, a, b):
         """``image`` (a result for frame b) warped into frame a, and the reliability weights."""
