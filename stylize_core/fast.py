@@ -28,7 +28,8 @@ Differences from the probe that motivated this version (see docs in bench/fast.p
 
 Several keyframes: each frame between keyframes A < t < B is synthesised from A
 (forward) and from B (backward) and the two are blended with weights falling linearly
-with the distance to the keyframe (EbSynth's simple blend).
+with the distance to the keyframe, by a blend that keeps the texture's local contrast
+(:func:`blend`; a plain average of two unaligned textures is a blur).
 
 Images are ``(H, W, 3)`` float32 RGB in [0, 1]; flows follow ``warp.py``. Nothing here
 reads or writes files: :func:`propagate` takes a frame reader and a flow source
@@ -380,6 +381,69 @@ def reliability_weights(flow_to_prev, flow_from_prev, scale=0.5):
     return cv2.resize(reliability(*small), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
+def blend(a, b, wa, sigma=2.0, max_gain=2.0):
+    """``wa * a + (1 - wa) * b`` that keeps the local contrast of the texture (units: [0, 1] RGB).
+
+    A plain average of two syntheses whose strokes do not line up halves their detail
+    energy (two uncorrelated textures at ``wa = 0.5``: std x 0.71), a visible blur
+    between keyframes. After Heitz & Neyret 2018 (histogram-preserving blending), made
+    local: with ``L`` a Gaussian low-pass of ``sigma`` pixels and details ``d = x - L(x)``,
+
+        out = L(m) + g * (wa * d_a + wb * d_b),      m = wa * a + wb * b,  wb = 1 - wa
+        g^2 = L(wa |d_a|^2 + wb |d_b|^2) / L(|wa d_a + wb d_b|^2)   (clipped to [1, max_gain])
+
+    so the detail energy is the weighted energy of the two inputs: ``g = 1`` where they
+    agree (``a = b`` gives ``a``), ``g = 1/sqrt(wa^2 + wb^2)`` where they are uncorrelated.
+    """
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    wb = 1.0 - wa
+    if wa >= 1 or wb >= 1:
+        return (a if wa >= 1 else b).copy()
+
+    def low(x):
+        return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    da, db = a - low(a), b - low(b)
+    d = wa * da + wb * db
+    target = low(wa * (da * da).sum(2) + wb * (db * db).sum(2))
+    actual = low((d * d).sum(2))
+    gain = np.clip(np.sqrt(target / np.maximum(actual, 1e-8)), 1.0, max_gain)
+    return np.clip(low(wa * a + wb * b) + gain[..., None] * d, 0, 1).astype(np.float32)
+
+
+CUT_HISTOGRAM = 0.3   # Bhattacharyya distance of colour histograms: a cut candidate above it
+CUT_RELIABLE = 0.5    # ... confirmed when less than this share of the frame has a reliable flow
+
+
+def colour_histogram(img):
+    """Normalised HSV histogram (12 hue x 4 saturation x 4 value bins) of an RGB [0, 1]
+    image, computed on a 64-pixel-wide thumbnail."""
+    img = np.asarray(img, np.float32)
+    h, w = img.shape[:2]
+    thumb = cv2.resize(img, (64, max(1, round(64 * h / w))), interpolation=cv2.INTER_AREA)
+    hsv = cv2.cvtColor(np.clip(thumb * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256])
+    return cv2.normalize(hist, hist, 1, 0, cv2.NORM_L1)
+
+
+def shot_cuts(read, n, flows):
+    """Frames ``t`` (0-based) that start a new shot: no keyframe before them shows their content.
+
+    A cut needs both signs: the colour histograms of ``t - 1`` and ``t`` differ
+    (Bhattacharyya distance > ``CUT_HISTOGRAM``; measured on the shared clips: <= 0.17
+    between consecutive frames of a shot, <= 0.43 on Sintel's fastest pairs, >= 0.31 between
+    different Sintel scenes) and the flow between them is reliable on less than
+    ``CUT_RELIABLE`` of the frame (``consistency.reliability``). Only candidates cost a flow.
+    """
+    cuts, prev = [], colour_histogram(read(0)) if n else None
+    for t in range(1, n):
+        cur = colour_histogram(read(t))
+        if cv2.compareHist(prev, cur, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM:
+            if reliability_weights(flows.flow(t, t - 1), flows.flow(t - 1, t)).mean() < CUT_RELIABLE:
+                cuts.append(t)
+        prev = cur
+    return cuts
+
+
 def segments(n, keys):
     """Plan a clip of ``n`` frames with keyframes ``keys`` (0-based, sorted, unique).
 
@@ -457,6 +521,6 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
             wa = dict(plan[i][1])[a]
             other = back[i][0].astype(np.float32) / 255
             if i >= start:
-                yield i, (wa * img + (1 - wa) * other).astype(np.float32), \
+                yield i, blend(img, other, wa), \
                     dict(info, seconds=info["seconds"] + back[i][1]["seconds"],
                          flow_seconds=info["flow_seconds"] + back[i][1]["flow_seconds"], blend=wa)

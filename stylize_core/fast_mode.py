@@ -3,8 +3,9 @@
 The method is ``fast.py``'s (guided patch synthesis after Jamriska et al. 2019, see
 docs/fast_mode.md); this module gives it to ``schedule.Job``:
 
-- keyframes: the first frame, every ``keyframe_every``-th frame after it (0 = the
-  first only), every frame named with ``--keyframe N`` (1-based like the output names)
+- keyframes: the first frame, the first frame of every shot after a cut
+  (``fast.shot_cuts``: a keyframe cannot carry its look into a shot it never showed),
+  every ``keyframe_every``-th frame after the first (0 = none), every frame named with ``--keyframe N`` (1-based like the output names)
   and every frame given a painted image (``--keyframe N=IMAGE``), which replaces the
   automatic keyframe there;
 - an automatic keyframe is stylised by the job's quality ``Stylizer`` with the first-frame
@@ -85,10 +86,21 @@ class FastMode:
         return fast.prepare_keyframe(img, size, self._name(k))
 
     def keyframes(self):
-        """0-based keyframe indices: automatic and painted, sorted."""
+        """0-based keyframe indices known before any frame is read: the first frame, every N-th,
+        the named and the painted ones (sorted)."""
         n, every = len(self.job.src), self.s.keyframe_every
         auto = set(range(0, n, every)) if every else {0}
         return sorted(auto | set(self.chosen) | set(self.painted))
+
+    def _with_cuts(self):
+        """:meth:`keyframes` plus the first frame of every shot after a cut (``fast.shot_cuts``),
+        found once per job and recorded in the manifest (``shot_cuts``, 1-based)."""
+        job = self.job
+        cuts = job.record.get("shot_cuts")
+        if cuts is None:
+            cuts = [t + 1 for t in fast.shot_cuts(job.content, len(job.src), job)]
+            job._write_manifest({**job.record, "shot_cuts": cuts})
+        return sorted(set(self.keyframes()) | {t - 1 for t in cuts})
 
     def manifest(self):
         return {"keyframes": [k + 1 for k in self.keyframes()],
@@ -117,7 +129,7 @@ class FastMode:
         job, n = self.job, len(self.job.src)
         if start >= n:
             return  # finished: propagate would synthesise the last segment again for nothing
-        keys = self.keyframes()
+        keys = self._with_cuts()
         (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
         for k in keys:  # in order, first: their iterations are the progress of their frames
             if k not in self.painted and k >= start and not self._cached(k).exists():

@@ -1,6 +1,6 @@
 """Fast mode through the CLI (``--mode fast``): frames, events, resume, painted keyframes, bad input.
 
-The torch backend (``--fast-backend torch``) is what CI runs (numba is not in requirements.txt).
+Most tests use the torch backend (``--fast-backend torch``: the GPU path, and no compilation).
 """
 import json
 from pathlib import Path
@@ -229,3 +229,22 @@ def test_numba_backend_without_numba_is_one_line(clip, capsys, monkeypatch):
     assert not (clip / "out").exists()
     code, events, _ = stylize(clip, capsys, "--fast-backend", "auto", "--max-frames", "2")  # auto: torch
     assert code == 0 and json.loads((clip / "out" / "job.json").read_text())["identity"]["fast"]["backend"] == "torch"
+
+
+def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
+    """Frames 4-6 are another shot (a blue striped scene): the first keyframe cannot show it, so
+    the engine optimises frame 4 as a keyframe too and records the cut in the manifest."""
+    yy, xx = np.mgrid[0:H, 0:W]
+    for k in (4, 5, 6):
+        other = np.zeros((H, W, 3), np.float32)
+        other[:] = BLUE
+        other[((xx + 2 * k) // 4) % 2 == 0] = (0.9, 0.9, 0.2)
+        write_png(clip / "in" / f"frame_{k:05d}.png", other)
+    assert sorted(p.name for p in (clip / "in").glob("*.png"))[3] == "frame_00004.png" and len(list((clip / "in").glob("*.png"))) == 6
+    code, events, _ = stylize(clip, capsys)
+    assert code == 0
+    optimised = sorted({e["frame"] for e in events if e["event"] == "progress" and e["iterations"] == 3})
+    assert optimised == [1, 4]
+    manifest = json.loads((clip / "out" / "job.json").read_text())
+    assert manifest["shot_cuts"] == [4]
+    assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == ["frame_00001.npy", "frame_00004.npy"]
