@@ -4,7 +4,8 @@ Same cost as ``fast.Propagator._cost`` (colour + temporal descriptors, truncated
 positional penalty, coherence bonus), but searched in scan order, so propagation
 carries a good match across a whole region in one sweep, and with early termination
 of the descriptor sum. Rows are split into bands searched in parallel; the bands
-exchange matches between sweeps. Imported only when used; without numba the engine
+exchange matches between sweeps. The functions release the GIL, so the next frame's flow
+is estimated meanwhile (``fast.propagate``). Imported only when used; without numba the engine
 says so (``fast.backend_error``).
 """
 import numpy as np
@@ -47,7 +48,7 @@ def _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, po
     return c - bonus[p] * coh
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, pos_w, inv_s2,
            sweeps, lost_sweeps, refine, seed):
     """Improve ``nnf`` (N, 2) float32 keyframe coordinates in place; ``cost`` (N,) likewise.
@@ -102,7 +103,7 @@ def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, 
                     nnf[p, 0], nnf[p, 1], cost[p] = bx, by, best
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def evaluate(src, tcol, tsty, tw, guide, gok, bonus, nnf, cost, w, h, dims, pos_w, inv_s2):
     """``cost`` of the current ``nnf`` for every pixel."""
     for p in prange(w * h):
@@ -110,7 +111,7 @@ def evaluate(src, tcol, tsty, tw, guide, gok, bonus, nnf, cost, w, h, dims, pos_
                         dims, pos_w, inv_s2, np.inf)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def advect(prev_nnf, flow, weights, w, h, seed):
     """Positional guide of the new frame from the previous match and the flow new -> previous.
 

@@ -164,6 +164,8 @@ def test_bench_fast_quick_synthetic(tmp_path):
     out = proc.stdout
     assert "SYNTHETIC" in out and "Targets of issue #8" in out
     assert "| frames per second after keyframes |" in out
+    assert "| sintel_pairs | 2 | fast, exact flow |" in out          # fast mode on the GT flows
+    assert "| sintel_pairs, exact flow: E fast / E per-frame |" in out
     assert (tmp_path / "fast_pair.png").stat().st_size > 0
 
 
@@ -205,3 +207,29 @@ def test_shot_cuts_finds_the_cut_and_nothing_inside_shots(tmp_path):
     src = open_input(shared_data("video", "cockatoo.mp4"), tmp_path, max_frames=40)
     bird = [resize(src.read(i), (160, 90)) for i in range(len(src))]
     assert fast.shot_cuts(lambda i: bird[i], len(bird), EstimatedFlows(lambda i: bird[i], "dis", "medium")) == []
+
+
+def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatch):
+    """propagate asks for frame i+1's flows (in another thread) before frame i's synthesis ends:
+    each step below waits for that request and would time out without the overlap."""
+    import threading
+    asked, calls = {}, []
+
+    class Flows(KnownFlows):
+        def flow(self, a, b):
+            calls.append((a, b, threading.current_thread() is threading.main_thread()))
+            asked.setdefault(max(a, b), threading.Event()).set()
+            return super().flow(a, b)
+
+    real_step = fast.Propagator.step
+
+    def step(self, frame_, *args, **kw):
+        i = step.i = getattr(step, "i", 0) + 1
+        if i + 1 < 5:
+            assert asked.setdefault(i + 1, threading.Event()).wait(5), f"frame {i + 1}'s flow not requested"
+        return real_step(self, frame_, *args, **kw)
+    monkeypatch.setattr(fast.Propagator, "step", step)
+    out = list(fast.propagate(frame, 5, {0: stylise(frame(0))}, Flows(), backend="torch"))
+    assert [i for i, _, _ in out] == [0, 1, 2, 3, 4]
+    assert sorted((a, b) for a, b, _ in calls) == sorted([(i, i - 1) for i in range(1, 5)] + [(i - 1, i) for i in range(1, 5)])
+    assert not any(main for _, _, main in calls)
