@@ -482,6 +482,12 @@ class RenderJob(Job):
         added = f", added '{self.result_name}' to the sequencer" if self.result_name else ""
         return f"Wrote {self.count} frames to {folder}{added}"
 
+    def _cleanup(self):
+        """The job is over: the saved copy goes, and any frame a stopped delivery was writing."""
+        super()._cleanup()
+        for target in self.targets:
+            output.temp_path(Path(target)).unlink(missing_ok=True)
+
     def _export_request(self):
         return {"layer": self.layer, "vector": self.vector,
                 "alpha_folder": str(self.alpha) if self.alpha else None}
