@@ -20,7 +20,7 @@ from pathlib import Path
 
 import bpy
 
-from . import compat, export
+from . import export
 
 RECORD = "output.json"  # in the job folder: {"complete": bool, "files": {path: [size, mtime_ns]}}
 TEMP = ".stylize-part"  # a file being written: "<target>.stylize-part<ext>"

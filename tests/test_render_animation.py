@@ -5,7 +5,6 @@ The scene is ``test_addon.make_cycles_scene`` (a cube crossing the view, 2 sampl
 64x48: the output is 32x24, like the plain render would be.
 """
 import json
-import os
 import time
 from pathlib import Path
 from types import SimpleNamespace
