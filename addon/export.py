@@ -6,7 +6,7 @@ Blender never blocks on a render, and every setting changed for the export is
 changed in the throw-away copy only. ``main()`` reports on stdout with the engine's
 JSON events (``frame``, ``warning``, ``done``, ``error``; see docs/conventions.md).
 
-Two routes:
+Three routes:
 
 - ``sequencer``: the strip rendered through the sequencer with every other strip
   muted and the Standard view transform, to 8-bit PNG. Trims, offsets, speed,
@@ -16,6 +16,9 @@ Two routes:
   which would empty the pass), so the engine gets exact motion (``--flow vector``).
   A moving orthographic camera makes Cycles before 5.2 write a wrong Vector pass: the
   ``done`` event then says ``"vector": false`` with the reason.
+- ``render`` (Render > Stylize Animation): a scene's own frame range, rendered like a
+  scene strip covering it (the same ``layer_frames``), at the scene's output size; the
+  Vector pass only when the render engine writes it.
 """
 import json
 import sys
@@ -82,30 +85,64 @@ def sequencer_frames(scene, strip):
     return ".png", render
 
 
+def layer_frames(scene, layer, frames, vector=True, alpha_folder=None):
+    """Render ``frames`` (scene frame numbers) of ``scene``'s view ``layer`` to multilayer EXR, with the
+    Vector pass if ``vector`` (motion blur off): shared by the scene-strip and render routes.
+
+    Returns (suffix, render(index, path), warnings, vector_problem). With ``alpha_folder`` every
+    frame's alpha is also saved there as a 16-bit RGBA PNG (``frame_name``), for the render route's
+    output: a multilayer EXR cannot be read back through bpy."""
+    render = scene.render
+    warnings = []
+    if vector and render.use_motion_blur:
+        warnings.append(f"motion blur of scene '{scene.name}' is off in the export "
+                        "(the Vector pass is empty with it on)")
+    apply([(render, "use_sequencer", False), (layer, "use_pass_vector", vector)]
+          + ([(render, "use_motion_blur", False)] if vector else [])
+          + [(other, "use", other == layer) for other in scene.view_layers]  # 5.2 writes every used layer
+          + compat.multilayer_exr(render.image_settings))
+    problem = moving_ortho_camera(scene, layer, frames) if vector and compat.ORTHO_VECTOR_BROKEN else None
+
+    def render_frame(index, path):
+        scene.frame_set(frames[index])
+        render_still(scene, path, layer)
+        if alpha_folder is not None:
+            save_alpha(scene, Path(alpha_folder) / frame_name(index, ".png"))
+    return ".exr", render_frame, warnings, problem
+
+
+def save_alpha(scene, path):
+    """Save the last render (Render Result) as 16-bit RGBA PNG at ``path``, then restore EXR output."""
+    settings = scene.render.image_settings
+    formats = compat.multilayer_exr(settings)
+    apply(compat.png_rgb8(settings) + [(settings, "color_mode", "RGBA"), (settings, "color_depth", "16")])
+    bpy.data.images["Render Result"].save_render(str(path), scene=scene)
+    apply(formats)
+
+
 def scene_frames(strip):
     """Route ``scene``: (suffix, render(index, path), warnings, vector_problem) for a scene strip."""
     inner, layer = strip.scene, compat.view_layer(strip)
-    render = inner.render
-    warnings = []
-    if render.use_motion_blur:
-        warnings.append(f"motion blur of scene '{inner.name}' is off in the export "
-                        "(the Vector pass is empty with it on)")
-    apply([(render, "use_motion_blur", False), (render, "use_sequencer", False),
-           (render, "resolution_percentage", 100), (layer, "use_pass_vector", True)]
-          + [(other, "use", other == layer) for other in inner.view_layers]  # 5.2 writes every used layer
-          + compat.multilayer_exr(render.image_settings))
+    inner.render.resolution_percentage = 100  # the sequencer scales the strip to its own size
     if strip.scene_camera:
         inner.camera = strip.scene_camera
     # The scene frame shown at the strip's first visible frame.
     first = (inner.frame_start + compat.get(strip, "animation_offset_start")
              + compat.get(strip, "frame_final_start") - round(compat.get(strip, "frame_start")))
     count = compat.get(strip, "frame_final_duration")
-    problem = moving_ortho_camera(inner, layer, range(first, first + count)) if compat.ORTHO_VECTOR_BROKEN else None
+    return layer_frames(inner, layer, range(first, first + count))
 
-    def render_frame(index, path):
-        inner.frame_set(first + index)
-        render_still(inner, path, layer)
-    return ".exr", render_frame, warnings, problem
+
+def animation_frames(scene):
+    """The scene frames Render Animation renders: every ``frame_step``-th of the frame range."""
+    return range(scene.frame_start, scene.frame_end + 1, max(scene.frame_step, 1))
+
+
+def render_frames(scene, request):
+    """Route ``render``: (suffix, render(index, path), warnings, vector_problem) for a scene's own
+    frame range at its output size, as Render Animation renders it."""
+    layer = scene.view_layers[request["layer"]]
+    return layer_frames(scene, layer, animation_frames(scene), request["vector"], request.get("alpha_folder"))
 
 
 def moving_ortho_camera(scene, layer, frames):
@@ -130,39 +167,56 @@ def moving_ortho_camera(scene, layer, frames):
     return None
 
 
+def source_frames(request, scene):
+    """(count, suffix, render, warnings, vector_problem) of the request's route."""
+    if request["route"] == "render":
+        return (len(animation_frames(scene)), *render_frames(scene, request))
+    sed = scene.sequence_editor
+    strip = sed and compat.strips_all(sed).get(request["strip"])
+    if strip is None:
+        raise RuntimeError(f"strip '{request['strip']}' not found in scene '{request['scene']}' of the saved copy")
+    count = compat.get(strip, "frame_final_duration")
+    if request["route"] == "scene":
+        return (count, *scene_frames(strip))
+    return (count, *sequencer_frames(scene, strip), [], None)
+
+
+def clear(folder):
+    """Create ``folder``, or empty it of an earlier export (frames of another length, another route)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        old.unlink()
+
+
 def export(request):
     """Render the frames of ``request`` (see ``main``); the ``done`` event's fields."""
     bpy.ops.wm.open_mainfile(filepath=request["blend"], load_ui=False)
     scene = bpy.data.scenes.get(request["scene"])
-    sed = scene and scene.sequence_editor
-    strip = sed and compat.strips_all(sed).get(request["strip"])
-    if strip is None:
-        raise RuntimeError(f"strip '{request['strip']}' not found in scene '{request['scene']}' of the saved copy")
+    if scene is None:
+        raise RuntimeError(f"scene '{request['scene']}' not found in the saved copy")
     folder = Path(request["folder"])
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.iterdir():  # an earlier export: frames of another length, another route
-        old.unlink()
-    warnings, problem = [], None
-    if request["route"] == "scene":
-        suffix, render, warnings, problem = scene_frames(strip)
-    else:
-        suffix, render = sequencer_frames(scene, strip)
-    count = compat.get(strip, "frame_final_duration")
+    clear(folder)
+    if request.get("alpha_folder"):
+        clear(Path(request["alpha_folder"]))
+    count, suffix, render, warnings, problem = source_frames(request, scene)
     for w in warnings + ([f"{problem}: using estimated optical flow"] if problem else []):
         emit("warning", message=w)
     for i in range(count):
         path = folder / frame_name(i, suffix)
         render(i, path)
         emit("frame", frame=i + 1, frames=count, path=str(path))
-    done = {"frames": count, "vector": request["route"] == "scene" and problem is None,
+    vector = request["route"] == "scene" or (request["route"] == "render" and request["vector"])
+    done = {"frames": count, "vector": vector and problem is None,
             "warnings": warnings + ([problem] if problem else [])}
     (folder / DONE).write_text(json.dumps(done))
     return done
 
 
 def main(request_json):
-    """Child entry point: ``request_json`` holds blend (the saved copy), scene, strip, folder
-    and route (``sequencer`` | ``scene``); ``export.json`` is written when all frames are."""
+    """Child entry point: ``request_json`` holds blend (the saved copy), scene, folder and route:
+    ``sequencer`` | ``scene`` with strip, or ``render`` (the scene's frame range) with layer (a view
+    layer's name), vector (render the Vector pass) and alpha_folder (or null); ``export.json`` is
+    written when all frames are."""
     try:
         emit("done", **export(json.loads(request_json)))
     except Exception as e:

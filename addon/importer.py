@@ -1,4 +1,4 @@
-"""The stylised frames come back as an image-sequence strip above the source."""
+"""The stylised frames come back as an image-sequence strip (above the source strip)."""
 import bpy
 
 from . import compat
@@ -23,14 +23,19 @@ def free_channel(strips, above, start, end):
 
 
 def add_result_strip(scene, source, frame_paths):
-    """New image strip of ``frame_paths`` over the source's range, selected and active."""
+    """New image strip of ``frame_paths`` over the source's range, above it, selected and active."""
+    return add_image_strip(scene, container(scene.sequence_editor, source), f"{source.name} (stylized)", frame_paths,
+                           compat.get(source, "frame_final_start"), source.channel)
+
+
+def add_image_strip(scene, strips, name, frame_paths, start, above):
+    """New image strip ``name`` of ``frame_paths`` (files of one folder) in ``strips`` from frame
+    ``start``, on the lowest free channel above ``above``, selected and active."""
     sed = scene.sequence_editor
-    strips = container(sed, source)
-    start, end = compat.visible_range(source)
-    channel = free_channel(strips, source.channel, start, end)
+    channel = free_channel(strips, above, start, start + len(frame_paths))
     first = frame_paths[0]
     path = bpy.path.relpath(str(first)) if bpy.data.filepath else str(first)
-    strip = strips.new_image(f"{source.name} (stylized)", path, channel, start, fit_method="FIT")
+    strip = strips.new_image(name, path, channel, start, fit_method="FIT")
     for p in frame_paths[1:]:
         strip.elements.append(p.name)
     for s in compat.strips_all(sed):

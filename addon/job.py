@@ -1,4 +1,5 @@
-"""One stylise run: check the request, export the strip, run the engine, add the result strip.
+"""One stylise run: check the request, export the strip, run the engine, add the result strip;
+or (``RenderJob``) render a scene's animation, run the engine, write the frames to its output path.
 
 ``Job.step()`` advances the run a little and returns False once it is over; the
 modal operator calls it on a timer, background mode in a loop: one code path.
@@ -6,7 +7,8 @@ Both the export (``export.main`` in a child Blender) and the engine run in child
 processes, so Blender never blocks for long.
 
 Each strip of each .blend file has a folder, ``//stylize_jobs/<file>/<scene>.<strip>/``
-(a temporary folder for an unsaved file), holding ``frames/`` (the export),
+(a scene's render animation: ``<scene>.render-animation/``; a temporary folder for an
+unsaved file), holding ``frames/`` (the export),
 ``stylized/<job id>/`` (the engine's outputs) and the logs. The job's identity is the
 engine's: it names its output folder by the content of the frames, the style and the
 settings (``--jobs``), so a changed scene, file, style or setting is another job in
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import bpy
 
-from . import compat, export, importer, properties, status, worker
+from . import compat, export, importer, output, properties, status, worker
 
 SUPPORTED = {"MOVIE", "IMAGE", "SCENE"}
 ENGINE_FLOWS = {"DIS": "dis", "DEEPFLOW": "deepflow", "RAFT": "raft"}
@@ -59,12 +61,16 @@ def missing_media(strip):
     return None
 
 
-def prepare(context, scene_name="", strip_name=""):
-    """Check everything a run needs and return a new Job (now ``current``), or raise JobError."""
-    global current, refused
+def refuse_if_running():
+    """JobError if a job is running: one at a time."""
     if current is not None and current.running:
-        raise JobError(f"A stylize job is already running (strip '{current.strip_name}'): "
-                       "wait for it or cancel it")
+        raise JobError(f"A stylize job is already running ({current.label}): wait for it or cancel it")
+
+
+def prepare(context, scene_name="", strip_name=""):
+    """Check everything a strip's run needs and return a new Job (now ``current``), or raise JobError."""
+    global current, refused
+    refuse_if_running()
     scene = bpy.data.scenes.get(scene_name) if scene_name else compat.sequencer_scene(context)
     if scene is None:
         raise JobError(f"No scene named '{scene_name}'")
@@ -82,9 +88,83 @@ def prepare(context, scene_name="", strip_name=""):
         raise JobError(problem)
 
     settings = scene.video_stylize
+    vector = uses_vector_pass(strip, settings.flow)
+    style, options = engine_request(settings, vector)
+    first, end = compat.visible_range(strip)
+    options["keyframe"] = keyframe_options(settings, range(first, end), f"strip '{strip.name}'")
+    current = Job(scene, strip, style, options, vector)
+    refused = ""
+    return current
+
+
+def prepare_render(context, scene_name=""):
+    """Check everything a scene's render-animation run needs and return a new RenderJob (now
+    ``current``), or raise JobError. The output options are the scene's settings."""
+    global current, refused
+    refuse_if_running()
+    scene, layer = render_scene(context, scene_name)
+    settings = scene.video_stylize
+    frames = export.animation_frames(scene)
+    targets = render_targets(scene, frames)
+    vector, warnings = render_flow(scene, settings.flow)
+    style, options = engine_request(settings, vector)
+    options["keyframe"] = keyframe_options(settings, frames, f"the frame range of scene '{scene.name}'")
+    sequencer = compat.sequencer_scene(context).name if settings.add_to_sequencer else ""
+    current = RenderJob(scene, layer, style, options, vector, targets, settings.overwrite_output, sequencer)
+    current.warnings += warnings
+    refused = ""
+    return current
+
+
+def render_scene(context, scene_name):
+    """The scene (named, else the active one) and the view layer to render, or raise JobError."""
+    scene = bpy.data.scenes.get(scene_name) if scene_name else context.scene
+    if scene is None:
+        raise JobError(f"No scene named '{scene_name}'")
+    if scene.camera is None:
+        raise JobError(f"Scene '{scene.name}' has no camera: set one in Scene Properties > Camera")
+    if scene.frame_step < 1 or scene.frame_end < scene.frame_start:
+        raise JobError(f"Scene '{scene.name}' has an empty frame range (frames {scene.frame_start}-"
+                       f"{scene.frame_end}, step {scene.frame_step}): set it in Output Properties > Frame Range")
+    layer = next((v for v in scene.view_layers if v.use), None)
+    if layer is None:
+        raise JobError(f"No view layer of scene '{scene.name}' is used for rendering (View Layer Properties > Use "
+                       "for Rendering)")
+    return scene, layer
+
+
+def render_targets(scene, frames):
+    """The output file of each of ``frames``, or raise JobError (a movie format, an unwritable folder,
+    existing files without Overwrite)."""
+    settings = scene.video_stylize
+    if problem := output.format_problem(scene):
+        raise JobError(problem)
+    targets = output.targets(scene, frames, settings.output_folder)
+    record = output.read_record(jobs_root() / f"{bpy.path.clean_name(scene.name)}.{JOB_FOLDER_RENDER}")
+    if problem := output.check(targets, settings.overwrite_output, record):
+        raise JobError(problem)
+    return targets
+
+
+def render_flow(scene, flow):
+    """(use the Vector pass, warnings) for a render of ``scene`` with the Motion setting ``flow``."""
+    if flow != "AUTO":
+        return False, []
+    if scene.render.engine not in compat.VECTOR_PASS_ENGINES:
+        return False, [f"The render engine of scene '{scene.name}' ({scene.render.engine}) writes no Vector "
+                       "pass: using estimated optical flow"]
+    if scene.frame_step != 1:
+        return False, [f"Frame step {scene.frame_step}: the Vector pass holds the motion to the adjacent "
+                       "frames, not to the next rendered one: using estimated optical flow"]
+    return True, []
+
+
+def engine_request(settings, vector):
+    """Check the style image, the worker, the flow and the weights for ``settings``; return
+    (style image path, engine options without keyframes), or raise JobError."""
     style = Path(bpy.path.abspath(settings.style_image))
     if not settings.style_image:
-        raise JobError("Choose a style image in the sidebar's Stylize tab")
+        raise JobError("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer)")
     if not style.is_file():
         raise JobError(f"Style image not found: {style}")
 
@@ -96,7 +176,6 @@ def prepare(context, scene_name="", strip_name=""):
     if problem := status.torch_problem(probe):
         raise JobError(problem)
 
-    vector = uses_vector_pass(strip, settings.flow)
     flow = ENGINE_FLOWS.get(settings.flow)
     needed = flow or probe["presets"][settings.preset]["flow"]
     if not vector and needed not in probe["flows"]:
@@ -113,11 +192,7 @@ def prepare(context, scene_name="", strip_name=""):
         raise JobError("The VGG-19 weights (548 MB) must be downloaded once, but online access is off: "
                        "enable Preferences > System > Network > Allow Online Access, or set the weights "
                        "file in the add-on's preferences")
-
-    options = {**engine_options(settings, p, vgg, flow), "keyframe": keyframe_options(settings, strip)}
-    current = Job(scene, strip, style, options, vector)
-    refused = ""
-    return current
+    return style, engine_options(settings, p, vgg, flow)
 
 
 def engine_options(settings, prefs, vgg, flow):
@@ -132,22 +207,23 @@ def engine_options(settings, prefs, vgg, flow):
     return options
 
 
-def keyframe_options(settings, strip):
-    """``--keyframe`` values (fast mode): ``N`` or ``N=painted image`` with N the 1-based frame of the
-    strip's clip (its first visible frame is 1), or raise JobError for a frame outside the strip,
-    a frame listed twice or a missing image. Quality mode sends none (the list is kept)."""
+def keyframe_options(settings, frames, where):
+    """``--keyframe`` values (fast mode): ``N`` or ``N=painted image`` with N the 1-based index in
+    ``frames`` (the timeline frames the clip holds, e.g. a strip's visible range), or raise JobError
+    for a frame not in ``frames`` (``where`` names them), a frame listed twice or a missing image.
+    Quality mode sends none (the list is kept)."""
     if settings.mode != "FAST":
         return []
-    first, end = compat.visible_range(strip)
     values, seen = [], set()
     for item in settings.keyframes:
-        if not first <= item.frame < end:
-            raise JobError(f"Keyframe at frame {item.frame} is outside strip '{strip.name}' "
-                           f"(frames {first}-{end - 1})")
+        if item.frame not in frames:
+            step = f", step {frames.step}" if frames.step != 1 else ""
+            raise JobError(f"Keyframe at frame {item.frame} is outside {where} "
+                           f"(frames {frames[0]}-{frames[-1]}{step})")
         if item.frame in seen:
             raise JobError(f"Frame {item.frame} is in the keyframe list twice")
         seen.add(item.frame)
-        n = item.frame - first + 1
+        n = frames.index(item.frame) + 1
         if not item.image:
             values.append(str(n))
             continue
@@ -175,21 +251,37 @@ class Job:
     """Save a copy -> export (child Blender) -> stylise (engine) -> import, advanced by ``step()``.
 
     Holds no Blender data between steps: the scene and strip are looked up by name again.
+    Subclasses (``RenderJob``) change what is exported and what is done with the result.
     """
+    phases = ("save", "export", "stylize")
 
     def __init__(self, scene, strip, style, options, vector):
-        self.scene_name, self.strip_name = scene.name, strip.name
-        self.count = compat.get(strip, "frame_final_duration")
-        self.folder = jobs_root() / f"{bpy.path.clean_name(scene.name)}.{bpy.path.clean_name(strip.name)}"
-        self.frames, self.results = self.folder / "frames", self.folder / "stylized"
+        self._start(scene, bpy.path.clean_name(strip.name), compat.get(strip, "frame_final_duration"), style, options)
+        self.strip_name = strip.name
         self.route = "scene" if vector else "sequencer"
+
+    def _start(self, scene, name, count, style, options):
+        """State shared by every kind of job; the job folder is ``<scene>.<name>`` in ``jobs_root()``."""
+        self.scene_name, self.count = scene.name, count
+        self.folder = jobs_root() / f"{bpy.path.clean_name(scene.name)}.{name}"
+        self.frames, self.results = self.folder / "frames", self.folder / "stylized"
         self.style, self.options = style, options
         self.stage, self.fraction, self.detail, self.error = "Saving a copy of the file", 0.0, "", ""
         self.warnings = []
         self.state = "running"  # then "done", "failed" or "cancelled"
-        self.process, self.phase = None, "save"  # phase: save, export, stylize
+        self.process, self.phase = None, "save"  # phase: one of ``phases``
         self.out, self.paths, self.result_name, self.child_error = None, [], "", ""
         self.timings, self.t0 = {}, time.monotonic()
+
+    @property
+    def label(self):
+        """What is being stylised, for messages."""
+        return f"strip '{self.strip_name}'"
+
+    @property
+    def summary(self):
+        """The result, for the report once the job is done."""
+        return f"Added '{self.result_name}'"
 
     @property
     def running(self):
@@ -201,7 +293,7 @@ class Job:
         if not self.running:
             return False
         try:
-            {"save": self._save, "export": self._exporting, "stylize": self._stylizing}[self.phase]()
+            getattr(self, "_" + self.phase)()
         except Exception as e:  # any failure ends the job with its message; the folder stays
             self._stop_child()
             self._fail(str(e) if isinstance(e, (RuntimeError, OSError)) else f"{type(e).__name__}: {e}")
@@ -212,24 +304,37 @@ class Job:
         if self.running:
             self._stop_child()
             self.state, self.stage, self.detail = "cancelled", "Cancelled", "Run again to resume"
+            self._cleanup()
 
     # -- phases ---------------------------------------------------------------------------
     def _save(self):
         """Save a copy of the file (as it is now) and start the export in a child Blender."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        blend = self.folder / "source.blend"
-        bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
-        request = {"blend": str(blend), "scene": self.scene_name, "strip": self.strip_name,
-                   "folder": str(self.frames), "route": self.route}
+        bpy.ops.wm.save_as_mainfile(filepath=str(self.blend), copy=True)
+        request = {"blend": str(self.blend), "scene": self.scene_name, "folder": str(self.frames),
+                   "route": self.route, **self._export_request()}
+        self.process = self._child_blender("export", request, "export.log")
+        self.phase, self.stage, self.detail = "export", "Rendering frames", f"0/{self.count}"
+        self._lap("save")
+
+    @property
+    def blend(self):
+        """The saved copy of the file that the child Blenders open."""
+        return self.folder / "source.blend"
+
+    def _export_request(self):
+        """The route's own fields of the export request (see ``export.main``)."""
+        return {"strip": self.strip_name}
+
+    def _child_blender(self, module, request, log):
+        """Run ``<module>.main(request)`` of this package in a background Blender; its Process."""
         package = Path(__file__).resolve().parent
         code = ("import importlib, sys, warnings; warnings.simplefilter('default', DeprecationWarning); "
                 f"sys.path.insert(0, {str(package.parent)!r}); "
-                f"importlib.import_module({package.name + '.export'!r}).main({json.dumps(request)!r})")
+                f"importlib.import_module({package.name + '.' + module!r}).main({json.dumps(request)!r})")
         binary = bpy.app.binary_path or sys.executable
         cmd = worker.blender_command(binary, code, module=not bpy.app.binary_path)
-        self.process = worker.Process(cmd, cwd=self.folder, log_path=self.folder / "export.log")
-        self.phase, self.stage, self.detail = "export", "Rendering frames", f"0/{self.count}"
-        self._lap("save")
+        return worker.Process(cmd, cwd=self.folder, log_path=self.folder / log)
 
     def _export_record(self):
         """The export's ``export.json`` if all its frames are there, else {}."""
@@ -240,26 +345,25 @@ class Job:
         frames = [p for p in self.frames.iterdir() if p.name.startswith("frame_")]
         return record if len(frames) == record.get("frames") == self.count else {}
 
-    def _exporting(self):
+    def _export(self):
         for event in self._events():
             if event["event"] == "frame":
                 self.fraction, self.detail = event["frame"] / event["frames"], f"{event['frame']}/{event['frames']}"
         code = self.process.returncode
         if code is None:
             return
-        (self.folder / "source.blend").unlink(missing_ok=True)
         self._lap("export")
         done = self._export_record()
         if code != 0 or not done:
             reason = self.child_error or f"exit code {code}"
-            self._fail(f"Exporting the strip failed ({reason}). Log: {self.folder / 'export.log'}")
+            self._fail(f"Exporting the {self.label} failed ({reason}). Log: {self.folder / 'export.log'}")
             return
         self._export_done(done)
 
     def _export_done(self, done):
         """Start the engine on the exported frames (the export's warnings came as events)."""
         options = dict(self.options)
-        if self.route == "scene" and done["vector"]:
+        if done["vector"]:
             options["flow"] = "vector"
         python = status.worker_python()
         cmd = worker.engine_command(python, self.frames, self.style, self.results, options)
@@ -268,7 +372,7 @@ class Job:
                                       log_path=self.folder / "worker.log")
         self.phase, self.stage, self.fraction, self.detail = "stylize", "Starting the engine", 0.0, ""
 
-    def _stylizing(self):
+    def _stylize(self):
         for event in self._events():
             self._on_engine_event(event)
         code = self.process.returncode
@@ -284,13 +388,21 @@ class Job:
             self._fail(f"The engine finished with {len(self.paths) - len(missing)} of {self.count} frames. "
                        f"Log: {self.folder / 'worker.log'}")
             return
+        self._stylized()
+
+    def _stylized(self):
+        """The engine wrote every frame (``self.paths``): add the result strip above the source."""
         scene, source = find_strip(self.scene_name, self.strip_name)
         if source is None:
             self._fail(f"Strip '{self.strip_name}' was removed or renamed while it was being stylised")
             return
         self.result_name = importer.add_result_strip(scene, source, [Path(p) for p in self.paths]).name
         self._lap("import")
-        self.state, self.stage, self.fraction, self.detail = "done", "Done", 1.0, f"Added '{self.result_name}'"
+        self._done()
+
+    def _done(self):
+        self.state, self.stage, self.fraction, self.detail = "done", "Done", 1.0, self.summary
+        self._cleanup()
 
     def _events(self):
         """JSON events of the child process since the last call; warnings and errors are kept."""
@@ -325,6 +437,14 @@ class Job:
         now = time.monotonic()
         self.timings[name] = round(now - self.t0, 2)
         self.t0 = now
+        if name == self.keep_blend_until:
+            self.blend.unlink(missing_ok=True)
+
+    keep_blend_until = "export"  # the last phase that needs the saved copy
+
+    def _cleanup(self):
+        """The job is over: the saved copy goes."""
+        self.blend.unlink(missing_ok=True)
 
     def _stop_child(self):
         if self.process is not None:
@@ -332,6 +452,84 @@ class Job:
 
     def _fail(self, message):
         self.state, self.stage, self.error = "failed", "Failed", message
+        self._cleanup()
+
+
+JOB_FOLDER_RENDER = "render-animation"  # "<scene>.render-animation": a strip's folder name never has a "-"
+
+
+class RenderJob(Job):
+    """Stylise a scene's render animation: save a copy -> render the frame range with the Vector
+    pass (the scene-strip export's ``layer_frames``) -> stylise -> write the frames to the output
+    path (``output.main`` in a child Blender) -> optionally add them to a sequencer as a strip."""
+    phases = ("save", "export", "stylize", "deliver")
+    keep_blend_until = "deliver"
+
+    def __init__(self, scene, layer, style, options, vector, targets, overwrite, sequencer_scene):
+        self._start(scene, JOB_FOLDER_RENDER, len(targets), style, options)
+        self.route, self.layer, self.vector = "render", layer.name, vector
+        self.first_frame = scene.frame_start
+        self.targets, self.overwrite, self.sequencer_scene = [str(t) for t in targets], overwrite, sequencer_scene
+        self.alpha = self.folder / "alpha" if output.wants_alpha(scene) else None
+
+    @property
+    def label(self):
+        return f"animation of scene '{self.scene_name}'"
+
+    @property
+    def summary(self):
+        folder = Path(self.targets[0]).parent
+        added = f", added '{self.result_name}' to the sequencer" if self.result_name else ""
+        return f"Wrote {self.count} frames to {folder}{added}"
+
+    def _cleanup(self):
+        """The job is over: the saved copy goes, and any frame a stopped delivery was writing."""
+        super()._cleanup()
+        for target in self.targets:
+            output.temp_path(Path(target)).unlink(missing_ok=True)
+
+    def _export_request(self):
+        return {"layer": self.layer, "vector": self.vector,
+                "alpha_folder": str(self.alpha) if self.alpha else None}
+
+    def _stylized(self):
+        """Write the engine's frames to the output paths in a child Blender (the scene's image format)."""
+        alphas = ([str(self.alpha / export.frame_name(i, ".png")) for i in range(self.count)] if self.alpha
+                  else [None] * self.count)
+        request = {"blend": str(self.blend), "scene": self.scene_name, "job_folder": str(self.folder),
+                   "overwrite": self.overwrite, "frames": list(zip(self.paths, alphas, self.targets))}
+        self.process = self._child_blender("output", request, "output.log")
+        self.phase, self.stage, self.fraction, self.detail = "deliver", "Writing frames", 0.0, f"0/{self.count}"
+
+    def _deliver(self):
+        for event in self._events():
+            if event["event"] == "frame":
+                self.fraction, self.detail = event["frame"] / event["frames"], f"{event['frame']}/{event['frames']}"
+        code = self.process.returncode
+        if code is None:
+            return
+        self._lap("deliver")
+        if code != 0 or not output.read_record(self.folder).get("complete"):
+            reason = self.child_error or f"exit code {code}"
+            self._fail(f"Writing the stylised frames failed ({reason}). Log: {self.folder / 'output.log'}")
+            return
+        if self.sequencer_scene:
+            self._add_strip()
+        self._done()
+
+    def _add_strip(self):
+        """The written frames as an image strip in the sequencer of ``sequencer_scene``."""
+        scene = bpy.data.scenes.get(self.sequencer_scene)
+        if scene is None:
+            self.warnings.append(f"Scene '{self.sequencer_scene}' is gone: no strip was added")
+            return
+        strip = importer.add_image_strip(scene, compat.strips(scene.sequence_editor_create()),
+                                         f"{self.scene_name} (stylized)", [Path(t) for t in self.targets],
+                                         self.first_frame, above=0)
+        self.result_name = strip.name
+        if scene.name == self.scene_name and scene.render.use_sequencer:
+            self.warnings.append(f"The strip is in scene '{scene.name}''s own sequencer, so its renders now show "
+                                 "the sequencer (Output Properties > Post Processing > Sequencer)")
 
 
 def format_seconds(seconds):

@@ -1,5 +1,6 @@
-"""``sequencer.stylize_strip`` (modal with a timer in the UI, synchronous in background mode),
-``sequencer.stylize_cancel`` and the keyframe list's ``sequencer.stylize_keyframe_add/remove``."""
+"""``sequencer.stylize_strip`` and ``render.stylize_animation`` (modal with a timer in the UI,
+synchronous in background mode), ``sequencer.stylize_cancel`` and the keyframe list's
+``sequencer.stylize_keyframe_add/remove``."""
 import atexit
 import time
 
@@ -12,42 +13,24 @@ from . import job as jobs
 
 
 def redraw(context):
-    """Redraw the sequencer, whose panel shows ``job.current``'s progress."""
+    """Redraw the sequencer and the properties editor, whose panels show ``job.current``'s progress."""
     for window in context.window_manager.windows:
         for area in window.screen.areas:
-            if area.type == "SEQUENCE_EDITOR":
+            if area.type in {"SEQUENCE_EDITOR", "PROPERTIES"}:
                 area.tag_redraw()
 
 
-class SEQUENCER_OT_stylize_strip(bpy.types.Operator):
-    """Stylise the active strip with the style image into a new image strip above it"""
-    bl_idname = "sequencer.stylize_strip"
-    bl_label = "Stylize Strip"
-    # UNDO: the new strip is one undo step. No REGISTER: "Adjust Last Operation" would re-run
-    # the whole job synchronously.
-    bl_options = {"UNDO"}
+class StylizeRun:
+    """A stylize job as an operator: modal with a timer in the UI, synchronous in background mode.
+    Subclasses say what to prepare (``prepare``)."""
 
-    strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
-                          description="Name of the strip to stylise (default: the active strip)")
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene holding the strip (default: the sequencer's scene)")
-
-    @classmethod
-    def poll(cls, context):
-        if jobs.current is not None and jobs.current.running:
-            cls.poll_message_set("A stylize job is running: wait for it or cancel it")
-            return False
-        if not bpy.app.background:  # scripts name the strip; the button stylises the active one
-            scene = compat.sequencer_scene(context)
-            strip = scene and scene.sequence_editor and scene.sequence_editor.active_strip
-            if strip is None or strip.type not in jobs.SUPPORTED:
-                cls.poll_message_set("Select a movie, image or scene strip to stylise")
-                return False
-        return True
+    def prepare(self, context):
+        """A new ``job.Job`` for this request, or raise ``job.JobError``."""
+        raise NotImplementedError
 
     def start(self, context):
         try:
-            job = jobs.prepare(context, self.scene, self.strip)
+            job = self.prepare(context)
             job.step()  # saves a copy of the file before any change, starts the export
         except jobs.JobError as e:
             jobs.refused = str(e)
@@ -62,7 +45,7 @@ class SEQUENCER_OT_stylize_strip(bpy.types.Operator):
             self.report({"WARNING"}, warning)
         if job.state == "done":
             times = ", ".join(f"{k} {v:.1f}s" for k, v in job.timings.items())
-            self.report({"INFO"}, f"Added '{job.result_name}' ({job.count} frames; {times})")
+            self.report({"INFO"}, f"{job.summary} ({job.count} frames; {times})")
             return {"FINISHED"}
         if job.state == "cancelled":
             self.report({"WARNING"}, f"Stylize cancelled: finished frames stay in {job.out or job.folder} "
@@ -108,6 +91,61 @@ class SEQUENCER_OT_stylize_strip(bpy.types.Operator):
         context.window_manager.event_timer_remove(self.timer)
         # With the UNDO option Blender pushes the undo step when modal() returns FINISHED.
         return self.finish(context, self.job)
+
+
+def job_running(cls):
+    """True (and the reason set as the poll message) while a stylize job runs."""
+    if jobs.current is not None and jobs.current.running:
+        cls.poll_message_set("A stylize job is running: wait for it or cancel it")
+        return True
+    return False
+
+
+class SEQUENCER_OT_stylize_strip(StylizeRun, bpy.types.Operator):
+    """Stylise the active strip with the style image into a new image strip above it"""
+    bl_idname = "sequencer.stylize_strip"
+    bl_label = "Stylize Strip"
+    # UNDO: the new strip is one undo step. No REGISTER: "Adjust Last Operation" would re-run
+    # the whole job synchronously.
+    bl_options = {"UNDO"}
+
+    strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
+                          description="Name of the strip to stylise (default: the active strip)")
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene holding the strip (default: the sequencer's scene)")
+
+    @classmethod
+    def poll(cls, context):
+        if job_running(cls):
+            return False
+        if not bpy.app.background:  # scripts name the strip; the button stylises the active one
+            scene = compat.sequencer_scene(context)
+            strip = scene and scene.sequence_editor and scene.sequence_editor.active_strip
+            if strip is None or strip.type not in jobs.SUPPORTED:
+                cls.poll_message_set("Select a movie, image or scene strip to stylise")
+                return False
+        return True
+
+    def prepare(self, context):
+        return jobs.prepare(context, self.scene, self.strip)
+
+
+class RENDER_OT_stylize_animation(StylizeRun, bpy.types.Operator):
+    """Render the scene's animation with the Vector pass, stylise it and write the frames to the
+    output path (or the chosen folder); the scene's Style Transfer settings apply"""
+    bl_idname = "render.stylize_animation"
+    bl_label = "Stylize Animation"
+    bl_options = {"UNDO"}  # "Add to Sequencer": the new strip is one undo step
+
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene to render and stylise (default: the active scene)")
+
+    @classmethod
+    def poll(cls, context):
+        return not job_running(cls)
+
+    def prepare(self, context):
+        return jobs.prepare_render(context, self.scene)
 
 
 class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
@@ -168,7 +206,7 @@ def cancel_running(*_args):
         jobs.current.cancel()
 
 
-classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
+classes = (SEQUENCER_OT_stylize_strip, RENDER_OT_stylize_animation, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
            SEQUENCER_OT_stylize_keyframe_remove)
 
 

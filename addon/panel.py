@@ -1,4 +1,5 @@
-"""The sequencer sidebar's Stylize tab (and its Keyframes sub-panel in fast mode)."""
+"""The sequencer sidebar's Stylize tab (and its Keyframes sub-panel in fast mode); Output Properties'
+Style Transfer panel and the Render menu's Stylize Animation… for the scene's render animation."""
 import os
 
 import bpy
@@ -21,6 +22,54 @@ def style_icon(path):
     return _previews[key].icon_id
 
 
+def draw_settings(layout, settings, draw_tunables):
+    """The worker's state and the engine settings (style, mode, preset, overrides, motion): the
+    sequencer sidebar and Output Properties draw the same. Returns the worker's probe (or None)."""
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    probe = status.draw_worker(layout)
+    col = layout.column()
+    col.prop(settings, "style_image", text="Style")
+    if icon := style_icon(settings.style_image):
+        col.template_icon(icon_value=icon, scale=6.0)
+    col.prop(settings, "mode", expand=True)
+    col.prop(settings, "preset")
+    if probe and (text := probe.get("preset_descriptions", {}).get(settings.preset)):
+        status.draw_wrapped(col, text, icon="INFO")
+    col.prop(settings, "preserve_colors")
+    draw_tunables(layout, settings)
+
+    split = layout.split(factor=0.4)
+    split.alignment = "RIGHT"
+    split.label(text="Motion")
+    choices = split.column(align=True)
+    flows = (probe or {}).get("flows", [])
+    for ident, _name, _description in FLOWS:
+        row = choices.row(align=True)
+        row.enabled = ident == "AUTO" or job.ENGINE_FLOWS[ident] in flows
+        row.prop_enum(settings, "flow", ident)
+    return probe
+
+
+def draw_job(layout, draw_run):
+    """The running job's progress and Cancel, else ``draw_run(layout)`` (the run button); the last
+    job's state, error and warnings."""
+    last = job.current
+    if last is not None and last.running:
+        layout.progress(factor=last.fraction, text=f"{last.stage} {last.detail}".strip())
+        layout.operator("sequencer.stylize_cancel", icon="CANCEL")
+    else:
+        draw_run(layout)
+        if last is not None and not last.error and not job.refused:
+            layout.label(text=f"{last.stage}: {last.detail}" if last.detail else last.stage)
+    if error := job.refused or (last.error if last else ""):
+        status.draw_wrapped(layout.box(), error, icon="ERROR")
+    if last is not None and last.warnings:
+        box = layout.box()
+        for warning in dict.fromkeys(last.warnings):
+            status.draw_wrapped(box, warning, icon="ERROR")
+
+
 class SEQUENCER_PT_stylize(bpy.types.Panel):
     bl_space_type = "SEQUENCE_EDITOR"
     bl_region_type = "UI"
@@ -32,48 +81,9 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         return compat.sequencer_scene(context) is not None
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
         scene = compat.sequencer_scene(context)
-        settings, last = scene.video_stylize, job.current
-        probe = status.draw_worker(layout)
-
-        col = layout.column()
-        col.prop(settings, "style_image", text="Style")
-        if icon := style_icon(settings.style_image):
-            col.template_icon(icon_value=icon, scale=6.0)
-        col.prop(settings, "mode", expand=True)
-        col.prop(settings, "preset")
-        if probe and (text := probe.get("preset_descriptions", {}).get(settings.preset)):
-            status.draw_wrapped(col, text, icon="INFO")
-        col.prop(settings, "preserve_colors")
-        self.draw_tunables(layout, settings)
-
-        split = layout.split(factor=0.4)
-        split.alignment = "RIGHT"
-        split.label(text="Motion")
-        choices = split.column(align=True)
-        flows = (probe or {}).get("flows", [])
-        for ident, _name, _description in FLOWS:
-            row = choices.row(align=True)
-            row.enabled = ident == "AUTO" or job.ENGINE_FLOWS[ident] in flows
-            row.prop_enum(settings, "flow", ident)
-
-
-        if last is not None and last.running:
-            layout.progress(factor=last.fraction, text=f"{last.stage} {last.detail}".strip())
-            layout.operator("sequencer.stylize_cancel", icon="CANCEL")
-        else:
-            self.draw_run(layout, scene)
-            if last is not None and not last.error and not job.refused:
-                layout.label(text=f"{last.stage}: {last.detail}" if last.detail else last.stage)
-        if error := job.refused or (last.error if last else ""):
-            status.draw_wrapped(layout.box(), error, icon="ERROR")
-        if last is not None and last.warnings:
-            box = layout.box()
-            for warning in dict.fromkeys(last.warnings):
-                status.draw_wrapped(box, warning, icon="ERROR")
+        draw_settings(self.layout, scene.video_stylize, self.draw_tunables)
+        draw_job(self.layout, lambda layout: self.draw_run(layout, scene))
 
     @staticmethod
     def draw_tunables(layout, settings):
@@ -136,7 +146,40 @@ class SEQUENCER_PT_stylize_keyframes(bpy.types.Panel):
         buttons.operator("sequencer.stylize_keyframe_remove", icon="REMOVE", text="")
 
 
-classes = (SEQUENCER_PT_stylize, SEQUENCER_UL_stylize_keyframes, SEQUENCER_PT_stylize_keyframes)
+class RENDER_PT_stylize_animation(bpy.types.Panel):
+    """Output Properties > Style Transfer: the scene's settings, where the stylised animation goes,
+    and the Stylize Animation button (also opened from Render > Stylize Animation…)."""
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_label = "Style Transfer"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        settings = context.scene.video_stylize
+        draw_settings(self.layout, settings, SEQUENCER_PT_stylize.draw_tunables)
+        col = self.layout.column(heading="Output")
+        col.prop(settings, "output_folder")
+        col.prop(settings, "overwrite_output")
+        col.prop(settings, "add_to_sequencer")
+        draw_job(self.layout, self.draw_run)
+
+    @staticmethod
+    def draw_run(layout):
+        row = layout.row()
+        row.scale_y = 1.5
+        row.operator("render.stylize_animation", icon="BRUSH_DATA")
+
+
+def render_menu(self, _context):
+    """Render > Stylize Animation…: the Style Transfer panel as a pop-up, with its button."""
+    self.layout.separator()
+    self.layout.operator("wm.call_panel", text="Stylize Animation…", icon="BRUSH_DATA").name = \
+        RENDER_PT_stylize_animation.__name__
+
+
+classes = (SEQUENCER_PT_stylize, SEQUENCER_UL_stylize_keyframes, SEQUENCER_PT_stylize_keyframes,
+           RENDER_PT_stylize_animation)
 
 
 def register():
@@ -144,10 +187,12 @@ def register():
     _previews = bpy.utils.previews.new()
     for cls in classes:
         bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_render.append(render_menu)
 
 
 def unregister():
     status.stop_redraw_timer()
+    bpy.types.TOPBAR_MT_render.remove(render_menu)
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
     bpy.utils.previews.remove(_previews)

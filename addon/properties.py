@@ -98,6 +98,15 @@ class StylizeSettings(bpy.types.PropertyGroup):
                                   description="Fast mode: frames stylised (or painted) and carried to the others; "
                                               "the strip's first frame always is one")
     keyframe_index: IntProperty(name="Active Keyframe", default=0)
+    # Render > Stylize Animation (``render.stylize_animation``) only:
+    output_folder: StringProperty(name="Output Folder", subtype="DIR_PATH", options=compat.PATH,
+                                  description="Folder for the stylised frames (named like the scene's output "
+                                              "files); empty: the scene's output path")
+    overwrite_output: BoolProperty(name="Overwrite",
+                                   description="Replace existing files at the output path (e.g. the plain render); "
+                                               "off: such files are never touched and the run is refused")
+    add_to_sequencer: BoolProperty(name="Add to Sequencer",
+                                   description="Also add the stylised frames to the sequencer as an image strip")
 
 
 classes = (StylizeKeyframe, StylizeSettings)
