@@ -201,6 +201,8 @@ def engine_options(settings, prefs, vgg, flow):
                ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
                "device": prefs.device if prefs else "auto", "vgg": vgg,
                "no-download": not bpy.app.online_access}
+    if settings.mode == "FAST" and settings.keyframe_every:
+        options["keyframe-every"] = settings.keyframe_every
     for field in properties.TUNABLES:
         if getattr(settings, "use_" + field):
             options[field.replace("_", "-")] = getattr(settings, field)

@@ -98,6 +98,9 @@ class StylizeSettings(bpy.types.PropertyGroup):
                                   description="Fast mode: frames stylised (or painted) and carried to the others; "
                                               "the strip's first frame always is one")
     keyframe_index: IntProperty(name="Active Keyframe", default=0)
+    keyframe_every: IntProperty(name="Keyframe Every", min=0, default=0, subtype="NONE",
+                                description="Fast mode: also stylise every N-th frame from the first (0: none; "
+                                            "30-60 for long shots that show new content; each costs a Quality frame)")
     # Render > Stylize Animation (``render.stylize_animation``) only:
     output_folder: StringProperty(name="Output Folder", subtype="DIR_PATH", options=compat.PATH,
                                   description="Folder for the stylised frames (named like the scene's output "

@@ -895,9 +895,12 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     args = engine_args()
     assert cli._settings(args).mode == "fast"
     assert cli.parse_keyframes(args.keyframe) == {2: str(painted), 3: None}  # timeline 12, 13 -> clip 3, 4
+    assert cli._settings(args).keyframe_every == 0
+    s.keyframe_every = 2
+    assert cli._settings(engine_args()).keyframe_every == 2
     s.mode = "QUALITY"  # the list is kept, not sent
     args = engine_args()
-    assert cli._settings(args).mode == "quality" and args.keyframe is None
+    assert cli._settings(args).mode == "quality" and args.keyframe is None and args.keyframe_every is None
     s.mode = "FAST"
     for frame, image, message in ((14, "", "Keyframe at frame 14 is outside strip 'pics' (frames 10-13)"),
                                   (13, str(tmp_path / "gone.png"), f"not found: {tmp_path / 'gone.png'}"),
@@ -912,6 +915,7 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     assert panel.SEQUENCER_PT_stylize_keyframes.poll(bpy.context)
     panel.SEQUENCER_PT_stylize_keyframes.draw(SimpleNamespace(layout=FakeLayout(calls)), bpy.context)
     assert [c[1][0] for c in calls if c[0] == "template_list"] == ["SEQUENCER_UL_stylize_keyframes"]
+    assert [c[1][1] for c in calls if c[0] == "prop"] == ["keyframe_every"]
     assert [c[1][0] for c in calls if c[0] == "operator"] == ["sequencer.stylize_keyframe_add",
                                                             "sequencer.stylize_keyframe_remove"]
     s.mode = "QUALITY"
