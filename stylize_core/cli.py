@@ -41,6 +41,9 @@ TUNABLES = [
                             "synthesised from them by patch search: seconds a frame instead of minutes)"),
     ("--keyframe-every", "keyframe_every", int, "fast mode: a keyframe every N frames from the first "
                                                 "(0 = the first frame only)"),
+    ("--keyframe-zoom", "keyframe_zoom", float, "fast mode: a new keyframe where the strokes carried from the "
+                                                "last one are magnified or shrunk by more than this factor in "
+                                                "area, or half the frame is new (0 = off)"),
     ("--fast-backend", "fast_backend", str, "fast mode's patch search: auto (numba on the CPU if installed, "
                                             "else torch), numba or torch"),
 ]

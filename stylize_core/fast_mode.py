@@ -3,8 +3,9 @@
 The method is ``fast.py``'s (guided patch synthesis after Jamriska et al. 2019, see
 docs/fast_mode.md); this module gives it to ``schedule.Job``:
 
-- keyframes: the first frame, the first frame of every shot after a cut
-  (``fast.shot_cuts``: a keyframe cannot carry its look into a shot it never showed),
+- keyframes: the first frame, the first frame of every shot after a cut and every frame
+  where the view has changed too much (``fast.plan_keyframes``: a keyframe cannot carry its
+  look into a shot it never showed, and strokes carried through a push-in are magnified),
   every ``keyframe_every``-th frame after the first (0 = none), every frame named with ``--keyframe N`` (1-based like the output names)
   and every frame given a painted image (``--keyframe N=IMAGE``), which replaces the
   automatic keyframe there;
@@ -92,15 +93,24 @@ class FastMode:
         auto = set(range(0, n, every)) if every else {0}
         return sorted(auto | set(self.chosen) | set(self.painted))
 
-    def _with_cuts(self):
-        """:meth:`keyframes` plus the first frame of every shot after a cut (``fast.shot_cuts``),
-        found once per job and recorded in the manifest (``shot_cuts``, 1-based)."""
+    def _planned(self):
+        """:meth:`keyframes` plus those the clip needs (``fast.plan_keyframes``): the first frame
+        of every shot after a cut and, unless ``keyframe_zoom`` is 0, where the strokes carried
+        from the last keyframe have stretched too far. Found once per job, recorded in the
+        manifest (``shot_cuts``, ``content_changes``, 1-based) and reported in one warning."""
         job = self.job
-        cuts = job.record.get("shot_cuts")
-        if cuts is None:
-            cuts = [t + 1 for t in fast.shot_cuts(job.content, len(job.src), job)]
-            job._write_manifest({**job.record, "shot_cuts": cuts})
-        return sorted(set(self.keyframes()) | {t - 1 for t in cuts})
+        if "shot_cuts" not in job.record:
+            cuts, changes = fast.plan_keyframes(job.content, len(job.src), job, self.s.keyframe_zoom)
+            job._write_manifest({**job.record, "shot_cuts": [t + 1 for t in cuts],
+                                 "content_changes": [t + 1 for t in changes]})
+            added = [f"{what} at frame{'s' if len(ts) > 1 else ''} {', '.join(str(t + 1) for t in ts)}"
+                     for what, ts in (("shot cuts", cuts), ("large changes of view", changes)) if ts]
+            if added and job.progress:
+                job.progress.warning(f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
+                                     "--keyframe N=IMAGE to keep your own look there; --keyframe-zoom 0: "
+                                     "none for changes of view)")
+        extra = {t - 1 for t in job.record["shot_cuts"] + job.record["content_changes"]}
+        return sorted(set(self.keyframes()) | extra)
 
     def manifest(self):
         return {"keyframes": [k + 1 for k in self.keyframes()],
@@ -129,7 +139,7 @@ class FastMode:
         job, n = self.job, len(self.job.src)
         if start >= n:
             return  # finished: propagate would synthesise the last segment again for nothing
-        keys = self._with_cuts()
+        keys = self._planned()
         (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
         for k in keys:  # in order, first: their iterations are the progress of their frames
             if k not in self.painted and k >= start and not self._cached(k).exists():

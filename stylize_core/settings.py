@@ -76,6 +76,7 @@ class Settings:
     seed: int = 0
     mode: str = "quality"             # quality (every frame optimised) | fast (keyframes + synthesis)
     keyframe_every: int = 0           # fast: a keyframe every N frames from the first (0 = first only)
+    keyframe_zoom: float = 2.0        # fast: a new keyframe where the carried strokes' area scale leaves [1/z, z] (0 = off)
     fast_backend: str = "auto"        # fast: patch search auto | numba | torch
     preset: str = "standard"
 
@@ -91,6 +92,8 @@ class Settings:
                 raise StylizeError(f"{name} must be at least 1, got {getattr(self, name)}")
         if any(j < 1 for j in self.long_term) or not self.long_term:
             raise StylizeError(f"long_term offsets must be positive, got {self.long_term}")
+        if self.keyframe_zoom != 0 and self.keyframe_zoom <= 1:
+            raise StylizeError(f"keyframe_zoom must be 0 (off) or above 1, got {self.keyframe_zoom}")
         if self.keyframe_every < 0:
             raise StylizeError(f"keyframe_every must be 0 (the first frame only) or positive, "
                                f"got {self.keyframe_every}")

@@ -197,16 +197,24 @@ def _clip_with_a_cut(work):
     return frames + [resize(src.read(i), size) for i in range(4)]
 
 
-def test_shot_cuts_finds_the_cut_and_nothing_inside_shots(tmp_path):
+def test_plan_keyframes_finds_the_cut_and_the_push_in(tmp_path):
     from stylize_core.flow import EstimatedFlows
+    from stylize_core.frames import open_input, resize
     frames = _clip_with_a_cut(tmp_path / "tree")
     flows = EstimatedFlows(lambda i: frames[i], "dis", "medium")
-    assert fast.shot_cuts(lambda i: frames[i], len(frames), flows) == [4]
-    # consecutive frames of one real shot with a moving subject: no cut
-    from stylize_core.frames import open_input, resize
-    src = open_input(shared_data("video", "cockatoo.mp4"), tmp_path, max_frames=40)
-    bird = [resize(src.read(i), (160, 90)) for i in range(len(src))]
-    assert fast.shot_cuts(lambda i: bird[i], len(bird), EstimatedFlows(lambda i: bird[i], "dis", "medium")) == []
+    assert fast.plan_keyframes(lambda i: frames[i], len(frames), flows) == ([4], [])
+    # one real shot: the camera moves in on the bird (median area scale of the carried strokes
+    # ~0.5 by frame 37, 0.08 by frame 60): no cut, new keyframes for the change of view only
+    src = open_input(shared_data("video", "cockatoo.mp4"), tmp_path / "bird", max_frames=61)
+    bird = [resize(src.read(i), (320, 180)) for i in range(len(src))]
+    flows = EstimatedFlows(lambda i: bird[i], "dis", "medium")
+    cuts, changes = fast.plan_keyframes(lambda i: bird[i], len(bird), flows)
+    assert cuts == [] and len(changes) == 2 and 30 <= changes[0] <= 44 < changes[1], changes
+    assert fast.plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0) == ([], [])
+    # a shot that pans without zooming (tree.avi, 60 frames): nothing
+    src = open_input(shared_data("video", "tree.avi"), tmp_path / "tree", max_frames=60)
+    tree = [src.read(i) for i in range(len(src))]
+    assert fast.plan_keyframes(lambda i: tree[i], len(tree), EstimatedFlows(lambda i: tree[i])) == ([], [])
 
 
 def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatch):
