@@ -48,7 +48,7 @@ def add_arguments(parser):
     parser.add_argument("--guides", default="rgb", choices=("rgb", "gauss"),
                         help="network input: frame colours, or + the Gaussian-mixture guide")
     parser.add_argument("--patch", type=int, default=32, help="training patch side in pixels")
-    parser.add_argument("--batch", type=int, default=24, help="keyframe patches per step")
+    parser.add_argument("--batch", type=int, help="keyframe patches per step (default 24, quick 8)")
     parser.add_argument("--width", type=int, default=16, help="U-Net channels at full resolution")
     parser.add_argument("--blocks", type=int, default=3, help="residual blocks at 1/4 resolution")
     parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (G and D)")
@@ -305,8 +305,8 @@ def train(key_in, key_out, temporal, args, budgets, device):
 
     Per step: a discriminator step (LSGAN: ``(D(x, y) - 1)^2 + D(x, N(x))^2``), then a
     generator step on ``|N(x) - y|_1 + adv (D(x, N(x)) - 1)^2 + temporal L_t`` (means over
-    pixels and channels). Every 20 steps the mean L1 on the held-out patches is measured; the
-    best weights are kept; stop early after 15 measurements without a gain of 0.5%.
+    pixels and channels). Every 20 steps and when a budget is reached the mean L1 on the held-out
+    patches is measured; the best weights are kept; stop early after 15 measurements without a gain of 0.5%.
     Returns ``{budget: (state_dict, seconds, steps)}`` (the best weights as of that budget, the
     training seconds and steps actually spent) and a stats dict (s/step, GFLOP/step, curve).
     """
@@ -325,7 +325,8 @@ def train(key_in, key_out, temporal, args, budgets, device):
     flops_step = None
     while True:
         elapsed = time.perf_counter() - t0
-        if steps % 20 == 0:
+        due = [b for b in budgets if b not in snaps and elapsed >= b]
+        if steps % 20 == 0 or due:
             with torch.no_grad():
                 val = float((G(vx) - vy).abs().mean())
             curve.append((elapsed, steps, val))
@@ -437,6 +438,7 @@ def run(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     budgets = budgets_of(args)
+    args.batch = args.batch or (8 if args.quick else 24)
     ref, ref_line = fb.make_reference(args)
     eval_method = "deepflow" if "deepflow" in available_methods() else "dis"
     print_header("Fast mode route (a): a network trained per clip on keyframe patches", args)
