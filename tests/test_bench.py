@@ -107,3 +107,33 @@ def test_all_benchmarks_quick(tmp_path):
     pictures = table(found, "Pictures")
     assert len(pictures) == 2
     assert all(r["mean flicker ours"] < r["mean flicker per-frame"] for r in pictures), pictures
+
+
+def test_fast_learned_quick(tmp_path):
+    """Route (a) of issue #8 in quick mode (synthetic reference, one Sintel pair, 4 s budget):
+    the rows of every sequence, finite numbers, training spent its budget and no more, and the
+    network learnt the keyframe beyond its untrained output (measured: key PSNR ~10-11.8 dB
+    untrained, 12.7-14 dB after 5 s of training on a loaded 2-core CPU)."""
+    data = shared_data("sintel_pairs").parent
+    budget = 4.0
+    proc = subprocess.run([sys.executable, "-m", "bench", "fast_learned", "--quick", "--synthetic", "--no-route-b",
+                           "--pairs", "1", "--threads", "1", "--train-seconds", str(budget), "--out", str(tmp_path),
+                           "--data", str(data)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = tables(proc.stdout)
+    rows = table(found, "Summary route (a)")
+    assert [(r["sequence"], r["method"]) for r in rows] == [
+        (s, m) for s in ("sintel_pairs", "sintel_clip", "cockatoo") for m in ("learned 4 s", "per-frame")]
+    for r in rows:
+        for k in ("MAD", "E", "E / per-frame", "sharpness", "s/frame"):
+            assert math.isfinite(r[k]) and r[k] >= 0, (k, r)
+    learned = [r for r in rows if r["method"] == "learned 4 s"]
+    for r in learned:
+        assert budget <= r["train s"] < budget + 30 and r["steps"] >= 1, r   # a step may take seconds under load
+        assert 0 < r["PSNR"] < 60 and 0 < r["key PSNR"] < 60, r
+    # the keyframe is learnt: above the untrained net's ~10-11.8 dB on at least one sequence
+    assert max(r["key PSNR"] for r in learned) > 12.0, learned
+    speed = table(found, "Seconds and FLOPs")
+    assert len(speed) == 3 and all(r["train GFLOP/step"] > 0 and r["infer GFLOP/frame"] > 0 for r in speed)
+    assert (tmp_path / "fast_learned_pair.png").stat().st_size > 0
+    assert (tmp_path / "fast_learned_cockatoo.png").stat().st_size > 0
