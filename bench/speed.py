@@ -7,6 +7,11 @@
   again), against the fp32 matmul GFLOP/s measured just before it.
 - Stages per frame: IO (read a frame, write a PNG), flow (DIS, both directions, once per
   temporal offset of the preset), consistency check, optimisation (setup + iterations).
+- Host reads: values read back from the device per iteration (``float()``, ``.item()``,
+  ``.cpu()`` ... of a tensor, counted by wrapping those methods; on CUDA each is a host-device
+  synchronisation that stalls the kernel queue).
+- ``--device cpu|cuda|mps``: the iterations, the VGG pass and the matmul rate run there
+  (synchronised before each clock read); peak memory on CUDA is ``max_memory_allocated``.
 - Memory: the engine CLI on a generated clip at tiny size, 1 iteration per frame, in a
   child process; its peak RSS (ru_maxrss). It must not grow with the clip length.
 - prevWarped: frame 2 initialised from the content vs from the warped frame 1, both with
@@ -35,6 +40,7 @@ CLIP = ("frame_0016.png", "frame_0017.png")
 
 
 def add_arguments(parser):
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | mps: where the iterations run (default cpu)")
     parser.add_argument("--widths", help="comma-separated frame widths (default 256,512,768,1024)")
     parser.add_argument("--steps", type=int, help="iterations timed per width (default 8, the first 2 as warm-up)")
     parser.add_argument("--memory-frames", help="clip lengths for the memory run (default 10,100)")
@@ -44,18 +50,52 @@ def add_arguments(parser):
                         help="iterations of those runs (default: the standard preset's later-frame count)")
 
 
-def matmul_gflops(n, repeats):
-    """Best fp32 ``n x n`` matmul rate in GFLOP/s."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize(device):
+    """Wait for the device's queued kernels (no-op on the CPU), so that a clock read is true."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        torch.cuda.synchronize()
+    elif kind == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_gflops(n, repeats, device="cpu"):
+    """Best fp32 ``n x n`` matmul rate in GFLOP/s on ``device``."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
-    best = min(_seconds(lambda: torch.mm(a, b)) for _ in range(repeats))
+    best = min(_seconds(lambda: torch.mm(a, b), device) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
 
 
-def _seconds(fn):
+def _seconds(fn, device="cpu"):
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
+
+
+READS = ("__bool__", "__float__", "__int__", "item", "tolist", "numpy", "cpu")
+
+
+def counting_host_reads(fn):
+    """``(fn(), number of tensor values read back to the host during it)``."""
+    reads = []
+    originals = {name: getattr(torch.Tensor, name) for name in READS}
+
+    def wrap(name, original):
+        def read(self, *args, **kwargs):
+            reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+    try:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, wrap(name, original))
+        result = fn()
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    return result, len(reads)
 
 
 def conv_flops(vgg, height, width):
@@ -71,15 +111,15 @@ def conv_flops(vgg, height, width):
     return flops
 
 
-def vgg_seconds(vgg, height, width, repeats):
+def vgg_seconds(vgg, height, width, repeats, device="cpu"):
     """Best time of a VGG forward+backward (gradient w.r.t. the image) at height x width."""
-    x = torch.rand(1, 3, height, width, requires_grad=True)
+    x = torch.rand(1, 3, height, width, device=device, requires_grad=True)
 
     def step():
         loss = sum(f.square().mean() for f in vgg(x, LAYERS).values())
         loss.backward()
     step()
-    return min(_seconds(step) for _ in range(repeats))
+    return min(_seconds(step, device) for _ in range(repeats))
 
 
 def timed_stylize(stylizer, content, iterations, **kwargs):
@@ -107,13 +147,14 @@ def first_reaching(log, target, after=0):
 
 
 def per_resolution(args, vgg, style, settings, widths, steps):
+    device = args.device
     speed = Table("size", "s/iter", "VGG fwd+bwd s", "conv GFLOP fwd+bwd", "GFLOP/s", "matmul GFLOP/s",
-                  "% of matmul", title="Per iteration")
+                  "% of matmul", "host reads/iter", "peak MB", title=f"Per iteration ({device})")
     stages = Table("size", "IO s", f"flow s (x{len(settings.offsets)})", f"check s (x{len(settings.offsets)})",
                    f"optimise s first ({settings.iterations} it)",
                    f"optimise s later ({settings.iterations_later} it)", "s/frame first", "s/frame later",
                    title="Per frame, by stage (flow and check once per temporal offset of the preset)")
-    stylizer = Stylizer(vgg, style, settings)
+    stylizer = Stylizer(vgg, style, settings, device)
     folder = args.data / "sintel_clip"
     for width in widths:
         height = round(width * 436 / 1024)
@@ -127,23 +168,35 @@ def per_resolution(args, vgg, style, settings, widths, steps):
         bwd, fwd = (estimate(x, y, settings.flow, settings.flow_preset) for x, y in ((b, a), (a, b)))
         flow = time.perf_counter() - flow_start
         check = _seconds(lambda: reliability(bwd, fwd))
-        _, log = timed_stylize(stylizer, a, steps)
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        (_, log), reads = counting_host_reads(lambda: timed_stylize(stylizer, a, steps))
         per_iter, setup = iteration_seconds(log)
-        peak = matmul_gflops(512 if args.quick else 2048, 3)
-        vgg_s = vgg_seconds(vgg, height, width, 3)
+        mem = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else rss_mb()
+        peak = matmul_gflops(512 if args.quick else 2048, 3, device)
+        vgg_s = vgg_seconds(vgg, height, width, 3, device)
         gflop = 2 * conv_flops(vgg, height, width) / 1e9
-        speed.add(f"{width}x{height}", per_iter, vgg_s, gflop, gflop / vgg_s, peak, 100 * gflop / vgg_s / peak)
+        speed.add(f"{width}x{height}", per_iter, vgg_s, gflop, gflop / vgg_s, peak, 100 * gflop / vgg_s / peak,
+                  reads / len(log), mem)
         opt_first = setup + settings.iterations * per_iter
         opt_later = setup + settings.iterations_later * per_iter
         n = len(settings.offsets)
         stages.add(f"{width}x{height}", io, flow * n, check * n, opt_first, opt_later, io + opt_first,
                    io + n * (flow + check) + opt_later)
     speed.notes.append("matmul: best fp32 square matmul rate, measured just before the VGG row "
-                       "(the cores are shared, so both vary together).")
+                       "(the cores are shared, so both vary together). host reads/iter: tensor values read "
+                       "back per iteration of the whole stylize call (setup and result included). peak MB: "
+                       "max_memory_allocated on CUDA, else the process's peak RSS so far.")
     speed.print()
     stages.print()
     bar_chart(args.out / "speed_per_frame.png", "seconds per later frame",
               [row[0] for row in stages.rows], [row[-1] for row in stages.rows], " s")
+
+
+def rss_mb():
+    """This process's peak resident set size so far, in MB (Linux reports KB)."""
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # Measures its child's peak RSS from a small process: a child forked from the (large)
@@ -181,7 +234,7 @@ def convergence(args, vgg, style, width, iterations):
     settings = Settings.from_preset("standard", tolerance=0.0)
     size = (width, round(width * 436 / 1024))
     a, b = (read_image(args.data / "sintel_clip" / name, size) for name in CLIP)
-    stylizer = Stylizer(vgg, style, settings)
+    stylizer = Stylizer(vgg, style, settings, args.device)
     s1, log1 = timed_stylize(stylizer, a, iterations)
     bwd, fwd = (estimate(x, y, settings.flow, settings.flow_preset) for x, y in ((b, a), (a, b)))
     weights = reliability(bwd, fwd)
@@ -203,7 +256,7 @@ def convergence(args, vgg, style, width, iterations):
     table.print()
 
     levels = 3
-    c2f = Stylizer(vgg, style, Settings.from_preset("standard", tolerance=0.0, coarse_to_fine=levels))
+    c2f = Stylizer(vgg, style, Settings.from_preset("standard", tolerance=0.0, coarse_to_fine=levels), args.device)
     _, log_c2f = timed_stylize(c2f, a, iterations)
     after = (levels - 1) * iterations
     table = Table("run", "iterations", "seconds", "final loss", "seconds to target",
@@ -217,7 +270,10 @@ def convergence(args, vgg, style, width, iterations):
 
 
 def run(args):
+    from stylize_core.schedule import pick_device
+    args.device = pick_device(args.device)
     vgg, weights_line, weights = load_vgg(args)
+    vgg = vgg.to(args.device)
     print_header("Speed and memory", args, weights_line)
     settings = Settings.from_preset("standard", tolerance=0.0)
     widths = [int(w) for w in (args.widths or ("64,96" if args.quick else "256,512,768,1024")).split(",")]

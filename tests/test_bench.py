@@ -97,6 +97,8 @@ def test_all_benchmarks_quick(tmp_path):
     speed = table(found, "Per iteration")
     assert [r["size"] for r in speed] == ["64x27", "96x41"]
     assert 2 < speed[1]["conv GFLOP fwd+bwd"] / speed[0]["conv GFLOP fwd+bwd"] < 3   # 2.28x the pixels
+    # the loss is read back at most once an iteration (plus the setup and the result)
+    assert all(0 < r["host reads/iter"] <= 1 + 3 / 3 and r["peak MB"] > 50 for r in speed), speed
     peaks = [r["peak RSS MB"] for r in table(found, "Peak memory")]
     assert len(peaks) == 2 and 50 < peaks[0] and peaks[1] <= 1.1 * peaks[0]
     warm = {r["run"]: r for r in table(found, "prevWarped")}
