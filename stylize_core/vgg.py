@@ -18,6 +18,8 @@ _CFG = [("conv1_1", 64), ("conv1_2", 64), "M",
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)  # the Caffe VGG-19's mean pixel, 0..255, BGR
+MEAN_PIXEL = tuple(v / 255 for v in reversed(CAFFE_MEAN_BGR))  # the same as RGB in [0, 1]
 
 
 class VGG19Features(nn.Module):
