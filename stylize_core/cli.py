@@ -105,8 +105,11 @@ def _common(p, preset="standard"):
     p.add_argument("--preset", choices=list(PRESETS), default=preset,
                    help=f"draft (fast look), standard, paper (the paper's single-pass settings) or "
                         f"paper-multipass (its multi-pass settings) (default: {preset})")
-    p.add_argument("--vgg", help="VGG-19 weights file (vgg19-dcbb9e9d.pth); 'random[:N]' = random "
-                                 "network for tests (default: $STYLIZE_VGG19, the torch hub cache, then download)")
+    p.add_argument("--vgg", help="VGG-19 weights file (vgg19-dcbb9e9d.pth, or the Caffe VGG-19 "
+                                 "vgg19-d01eb7cb.pth, recognised by its name); 'caffe' = the Caffe VGG-19 the "
+                                 "paper used (torch hub cache, else downloaded): BGR 0..255 input, the paper's "
+                                 "loss units exactly; 'random[:N]' = random network for tests "
+                                 "(default: $STYLIZE_VGG19, the torch hub cache, then download)")
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto",
                    help="torch device; auto = cuda, then mps, then cpu (default: auto)")
     p.add_argument("--video", help="also encode the result as a movie (.mp4/.mov/.avi) (default: none)")
@@ -212,6 +215,8 @@ def _info(as_json):
             if found is not None:
                 weights.check_header(found)
             r["weights"] = str(found or "")
+            caffe = weights.hub_path(weights.CAFFE_FILENAME)
+            r["weights_caffe"] = str(caffe) if caffe.is_file() else ""
         except StylizeError as e:
             r["weights"], r["weights_error"] = "", str(e)
     print(json.dumps(r) if as_json else "\n".join(f"{k}: {v}" for k, v in r.items()))

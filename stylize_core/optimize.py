@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from .lbfgs import LBFGS
-from .losses import (CONTENT_LAYER, FEATURE_SCALE, STYLE_LAYERS, content_loss, gram,
-                     style_loss, temporal_loss, tv_loss)
+from .losses import (CONTENT_LAYER, STYLE_LAYERS, content_loss, gram, style_loss, temporal_loss,
+                     tv_loss)
 
 LAYERS = (CONTENT_LAYER,) + STYLE_LAYERS
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
@@ -67,7 +67,9 @@ class Stylizer:
         self._grams = {}
 
     def features(self, x):
-        return {k: v * FEATURE_SCALE for k, v in self.vgg(x, LAYERS).items()}
+        """Loss-layer features of ``x`` in Caffe units (the network's ``feature_scale``)."""
+        scale = self.vgg.feature_scale
+        return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
 
     def style_grams(self, size):
         """Gram targets for frames of ``size`` = (H, W); the style image is resized to match."""
