@@ -1,6 +1,6 @@
 """``python -m bench NAME [options]``: run one benchmark, or all of them, and print markdown tables.
 
-NAME is one of consistency, flow, scenes, speed, pictures, fast, all; ``python -m bench NAME --help``
+NAME is one of consistency, flow, scenes, speed, pictures, fast, reliability, all; ``python -m bench NAME --help``
 lists the options. Figures go to ``--out`` (default bench/results/).
 """
 import argparse
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "speed": "bench.speed",
     "pictures": "bench.pictures",
     "fast": "bench.fast",
+    "reliability": "bench.reliability",
 }
 
 

@@ -197,7 +197,7 @@ class Job:
         fab, fba = self.flow(a, b), self.flow(b, a)
         with self.timed("consistency"):
             warped, _ = warp_numpy(image, fab)
-            return warped, reliability(fab, fba)
+            return warped, reliability(fab, fba, self.settings.reliability_widen)
 
     def result(self, i, pass_dir=None):
         """Earlier result of frame ``i`` at processing size (memory, else from disk)."""

@@ -119,10 +119,9 @@ def test_real_weights_stylise_a_sintel_pair(tmp_path):
     assert results["short"][1] < 2 * results["none"][1]
 
 
-def test_random_init_fills_unreliable_pixels_with_the_mean_pixel(tmp_path, recorded):
-    """init=random: where the warped previous result is unreliable (here: the 5 right-hand columns,
-    whose flow 2->1 leaves the frame) the second frame starts from the mean pixel, not black."""
-    from stylize_core.vgg import MEAN_PIXEL
+def shifted_job(tmp_path, **settings):
+    """Two identical 40x32 frames with flows saying frame 2 is frame 1 moved 5 px left: the flow
+    2->1 of the 5 right-hand columns leaves the frame (unreliable)."""
     clip = static_clip(tmp_path / "in", n=2)
     flows = tmp_path / "flows"
     flows.mkdir()
@@ -131,9 +130,23 @@ def test_random_init_fills_unreliable_pixels_with_the_mean_pixel(tmp_path, recor
     flowio.write_flo(flows / "flow_00002_00001.flo", shift)
     flowio.write_flo(flows / "flow_00001_00002.flo", -shift)
     demo.make_style(tmp_path / "style.png", size=(32, 32))
-    s = Settings(iterations=4, iterations_later=3, temporal="short", init="random", flow="flo")
-    j = schedule.Job(clip, tmp_path / "style.png", tmp_path / "out", s, vgg="random:8", flow_dir=flows)
-    j.run()
+    s = Settings(iterations=4, iterations_later=3, temporal="short", flow="flo", **settings)
+    return schedule.Job(clip, tmp_path / "style.png", tmp_path / "out", s, vgg="random:8", flow_dir=flows)
+
+
+def test_widened_weights_reach_the_temporal_loss(tmp_path, recorded):
+    """reliability_widen=2: the 5 excluded columns grow to 7, then a ramp (0.5 at 3 px) to 1 at 4 px."""
+    shifted_job(tmp_path, reliability_widen=2.0).run()
+    (_, weights), = recorded[1]["temporal"]
+    assert (weights[:, 33:] == 0).all() and np.allclose(weights[:, 32], 0.5, atol=0.01)
+    assert (weights[:, :31] == 1).all()
+
+
+def test_random_init_fills_unreliable_pixels_with_the_mean_pixel(tmp_path, recorded):
+    """init=random: where the warped previous result is unreliable (here: the 5 right-hand columns,
+    whose flow 2->1 leaves the frame) the second frame starts from the mean pixel, not black."""
+    from stylize_core.vgg import MEAN_PIXEL
+    shifted_job(tmp_path, init="random").run()
     init = recorded[1]["init"]
     np.testing.assert_allclose(init[:, 35:], np.broadcast_to(np.float32(MEAN_PIXEL), (32, 5, 3)), atol=1e-6)
     assert np.allclose(MEAN_PIXEL, (0.48502, 0.45796, 0.40761), atol=1e-5)
