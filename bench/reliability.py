@@ -115,8 +115,8 @@ def run(args):
                                           iterations).items():
                 styl[r].append(row)
     table = Table("r (px)", "E edge", "E all", "E removed", "kept",
-                  title=f"Mean over {len(floors)} pairs (E: squared error of the warped frame, "
-                        "weighted by the reliability)")
+                  title=f"Reliability widening, mean over {len(floors)} pairs "
+                        "(E: squared error of the warped frame, weighted by the reliability)")
     for r, rows in per_r.items():
         means = np.array(rows, float)
         cells = [float(np.nanmean(col)) if not np.isnan(col).all() else "-" for col in means.T]
@@ -125,8 +125,9 @@ def run(args):
                        "the pixels the widening leaves out (r = 0: none).")
     table.print()
     if args.stylize:
-        st = Table("r (px)", "E edge", "E all", title=f"Stylised, mean over {len(floors)} pairs (E: warping "
-                                                      "error of S_t+1 with GT flow, near mask edges / all)")
+        st = Table("r (px)", "E edge", "E all",
+                   title=f"Reliability widening stylised, {len(floors)} pairs "
+                         "(E: warping error of S_t+1 with GT flow, near mask edges / all)")
         for r, rows in styl.items():
             st.add(r, *np.mean(np.array(rows, float), axis=0).tolist())
         st.print()
