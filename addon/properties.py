@@ -86,6 +86,7 @@ class StylizeSettings(bpy.types.PropertyGroup):
         ("draft", "Draft", "A quick look"),
         ("standard", "Standard", "The default"),
         ("paper", "Paper", "Ruder et al.'s own settings (slow)"),
+        ("paper-multipass", "Paper Multi-pass", "Ruder et al.'s multi-pass settings: 15 passes (slowest)"),
     ], description="The engine's settings preset; each value is shown beside its override box")
     preserve_colors: BoolProperty(name="Preserve Colors",
                                   description="Transfer the style's brightness only and keep the clip's colours")

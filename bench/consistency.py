@@ -84,13 +84,14 @@ def methods_here():
     return ["per-frame"] + [name for name, m in ESTIMATED.items() if m in have] + ["GT"]
 
 
-def backward_flow(method, pair):
-    """Flow t+1->t and reliability weights for frame t+1 with ``method``."""
+def backward_flow(method, pair, widen=0.0):
+    """Flow t+1->t and reliability weights for frame t+1 with ``method`` (estimated flows: widened
+    by ``widen`` px, the settings' ``reliability_widen``)."""
     if method == "GT":
         return gt_backward(pair["flow"], pair["mask"])
     m = ESTIMATED[method]
     bwd, fwd = estimate(pair["t1"], pair["t"], m), estimate(pair["t"], pair["t1"], m)
-    return bwd, reliability(bwd, fwd)
+    return bwd, reliability(bwd, fwd, widen)
 
 
 def stylize_pair(stylizer, pair, methods):
@@ -103,7 +104,7 @@ def stylize_pair(stylizer, pair, methods):
         if method == "per-frame":
             img = stylizer.stylize(pair["t1"], iterations=s.iterations, seed=s.seed + 1)
         else:
-            flow, weights = backward_flow(method, pair)
+            flow, weights = backward_flow(method, pair, s.reliability_widen)
             warped, _ = warp_numpy(s_t, flow)
             init = np.where(weights[..., None] > 0, warped, pair["t1"])
             img = stylizer.stylize(pair["t1"], init=init, temporal=((warped, weights),),

@@ -18,10 +18,14 @@ TUNABLES = [
     ("--temporal-weight", "temporal_weight", float, "temporal loss weight (gamma)"),
     ("--tv-weight", "tv_weight", float, "total-variation weight"),
     ("--scale", "scale", float, "processing size relative to the input; output keeps the input size"),
-    ("--style-scale", "style_scale", float, "style image size relative to the frame"),
+    ("--style-scale", "style_scale", float, "style image size relative to the frame (see --style-match)"),
+    ("--style-match", "style_match", str, "style image size rule: side (its longer side = the frame's) "
+                                          "or area (its area = the frame's, the paper's)"),
     ("--iterations", "iterations", int, "iterations for the first frame"),
     ("--iterations-later", "iterations_later", int, "iterations for later frames (prevWarped init)"),
-    ("--tolerance", "tolerance", float, "early stop when the loss changes less than this (relative) over 10 iterations; 0 = never"),
+    ("--tolerance", "tolerance", float, "early stop when the loss changes less than this (relative) over "
+                                        "--tolerance-window iterations; 0 = never"),
+    ("--tolerance-window", "tolerance_window", int, "early stop: iterations the loss change is measured over"),
     ("--coarse-to-fine", "coarse_to_fine", int, "pyramid levels, each half the size of the next (1 = off)"),
     ("--optimizer", "optimizer", str, "lbfgs or adam"),
     ("--adam-lr", "adam_lr", float, "Adam step in 0..255 pixel units"),
@@ -32,6 +36,12 @@ TUNABLES = [
     ("--pass-iterations", "pass_iterations", int, "multi-pass: iterations per frame and pass"),
     ("--temporal-from-pass", "temporal_from_pass", int, "multi-pass: first pass with the temporal loss"),
     ("--blend", "blend", float, "multi-pass: weight of the warped neighbour in the initialisation"),
+    ("--first-pass", "first_pass", str, "multi-pass: pass 1 starts each frame from the warped neighbour "
+                                        "(warped) or on its own from --init, noise the same for every frame "
+                                        "(independent, the paper's)"),
+    ("--reliability-widen", "reliability_widen", float, "pixels (processing size) by which the regions the "
+                                                        "temporal loss leaves out grow, with a ramp as wide "
+                                                        "(0 = the hard mask)"),
     ("--flow", "flow", str, "flow source: dis, deepflow, raft, flo (--flow-dir) or vector (Blender EXR Vector pass)"),
     ("--flow-preset", "flow_preset", str, "DIS preset: ultrafast, fast or medium"),
     ("--flow-scale", "flow_scale", float, "compute flow at this fraction of the processing size"),
@@ -96,9 +106,13 @@ def build_parser():
 
 def _common(p, preset="standard"):
     p.add_argument("--preset", choices=list(PRESETS), default=preset,
-                   help=f"draft (fast look), standard or paper (the paper's settings) (default: {preset})")
-    p.add_argument("--vgg", help="VGG-19 weights file (vgg19-dcbb9e9d.pth); 'random[:N]' = random "
-                                 "network for tests (default: $STYLIZE_VGG19, the torch hub cache, then download)")
+                   help=f"draft (fast look), standard, paper (the paper's single-pass settings) or "
+                        f"paper-multipass (its multi-pass settings) (default: {preset})")
+    p.add_argument("--vgg", help="VGG-19 weights file (vgg19-dcbb9e9d.pth, or the Caffe VGG-19 "
+                                 "vgg19-d01eb7cb.pth, recognised by its name); 'caffe' = the Caffe VGG-19 the "
+                                 "paper used (torch hub cache, else downloaded): BGR 0..255 input, the paper's "
+                                 "loss units exactly; 'random[:N]' = random network for tests "
+                                 "(default: $STYLIZE_VGG19, the torch hub cache, then download)")
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto",
                    help="torch device; auto = cuda, then mps, then cpu (default: auto)")
     p.add_argument("--video", help="also encode the result as a movie (.mp4/.mov/.avi) (default: none)")
@@ -204,6 +218,8 @@ def _info(as_json):
             if found is not None:
                 weights.check_header(found)
             r["weights"] = str(found or "")
+            caffe = weights.hub_path(weights.CAFFE_FILENAME)
+            r["weights_caffe"] = str(caffe) if caffe.is_file() else ""
         except StylizeError as e:
             r["weights"], r["weights_error"] = "", str(e)
     print(json.dumps(r) if as_json else "\n".join(f"{k}: {v}" for k, v in r.items()))

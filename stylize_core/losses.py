@@ -1,15 +1,14 @@
 """Loss terms of Ruder et al. 2016 (content, Gram-matrix style, TV, temporal), in Caffe units.
 
 See ``settings`` for the normalisation: images in [0, 1] are compared in 0..255
-units and features are multiplied by ``FEATURE_SCALE``.
+units and features are in Caffe units: the network's output times its own
+``feature_scale`` (``vgg.TORCHVISION_FEATURE_SCALE`` ~ 57.6 for torchvision's weights,
+1 for the Caffe weights).
 """
 import torch
 
-from .vgg import IMAGENET_STD
-
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-FEATURE_SCALE = 255.0 * sum(IMAGENET_STD) / 3
 
 
 def gram(features):

@@ -8,7 +8,7 @@ Estimate (bytes) of the peak of one frame's optimisation at the processing size
   gets a gradient of the same size), counted from the layer table in ``vgg.py``
   (``H_l = H // 2^k`` after k poolings; ``A`` = 290 P for the real widths); ``I`` = the
   max-pooling indices (int64, hence the factor 2: ``I`` = 30 P); ``F`` = the copies of the
-  six loss layers multiplied by ``FEATURE_SCALE`` (130 P); ``3 P`` = the normalised input.
+  six loss layers multiplied by the network's ``feature_scale`` (130 P); ``3 P`` = the normalised input.
 - **optimizer**: L-BFGS (torch ``history_size=100``) keeps 2 vectors of ``3 P`` values
   per history entry, ``h = min(iterations - 1, 100)`` entries, plus 5 working vectors
   (the image's gradient, the flat gradient, the previous one, the direction, ``q``):

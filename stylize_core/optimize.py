@@ -4,8 +4,8 @@ import torch
 import torch.nn.functional as F
 
 from .lbfgs import LBFGS
-from .losses import (CONTENT_LAYER, FEATURE_SCALE, STYLE_LAYERS, content_loss, gram,
-                     style_loss, temporal_loss, tv_loss)
+from .losses import (CONTENT_LAYER, STYLE_LAYERS, content_loss, gram, style_loss, temporal_loss,
+                     tv_loss)
 
 LAYERS = (CONTENT_LAYER,) + STYLE_LAYERS
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
@@ -29,6 +29,23 @@ def resize(t, size):
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
 
 
+def style_size(style_hw, frame_hw, settings):
+    """Size (H, W) the style image is resized to for frames of ``frame_hw`` = (H, W).
+
+    ``style_match="area"`` (the authors'): the style image's area equals the frame's times
+    ``style_scale``^2, i.e. both sides are multiplied by ``style_scale * sqrt(H W / (h w))``.
+    ``"side"`` (ours, the default): its longer side equals the frame's longer side times
+    ``style_scale``. A square style on a 1024x436 frame is 1024x1024 by side and 668x668 by
+    area: strokes, measured in frame pixels, are 1.53x larger by side. Each side >= 16 px.
+    """
+    (h, w), (fh, fw) = style_hw, frame_hw
+    if settings.style_match == "area":
+        f = settings.style_scale * (fh * fw / (h * w)) ** 0.5
+    else:
+        f = settings.style_scale * max(fh, fw) / max(h, w)
+    return max(round(h * f), 16), max(round(w * f), 16)
+
+
 def luminance(img):
     """(H, W, 3) RGB -> (H, W, 3) grey image of its luminance."""
     return np.repeat(img @ _YIQ[0][:, None], 3, axis=2)
@@ -50,14 +67,14 @@ class Stylizer:
         self._grams = {}
 
     def features(self, x):
-        return {k: v * FEATURE_SCALE for k, v in self.vgg(x, LAYERS).items()}
+        """Loss-layer features of ``x`` in Caffe units (the network's ``feature_scale``)."""
+        scale = self.vgg.feature_scale
+        return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
 
     def style_grams(self, size):
         """Gram targets for frames of ``size`` = (H, W); the style image is resized to match."""
         if size not in self._grams:
-            h, w = self.style_image.shape[:2]
-            f = self.settings.style_scale * max(size) / max(h, w)
-            target = (max(round(h * f), 16), max(round(w * f), 16))
+            target = style_size(self.style_image.shape[:2], size, self.settings)
             with torch.no_grad():
                 feats = self.features(resize(to_tensor(self.style_image, self.device), target))
                 self._grams[size] = [gram(feats[name]) for name in STYLE_LAYERS]
@@ -129,14 +146,19 @@ class Stylizer:
             to_numpy(x.clamp(0, 1)), content)
 
     def _optimise(self, x, objective, iterations, on_step):
-        """Run the optimiser for at most ``iterations``; early stop on relative loss change."""
+        """Run the optimiser for at most ``iterations``; returns ``(x, iterations run)``.
+
+        Early stop (``tolerance`` > 0): after iteration k > N (N = ``tolerance_window``, the
+        authors' 50, ours 10) once ``|L_(k-N) - L_k| < tolerance * |L_k|``: the loss changed by
+        less than that relative amount over the last N iterations.
+        """
         s = self.settings
         x.requires_grad_(True)
         if s.optimizer == "adam":
             opt = torch.optim.Adam([x], lr=s.adam_lr / 255.0)
         else:
             opt = LBFGS(x, history_size=100)
-        history = []
+        history, window = [], s.tolerance_window
 
         def closure():
             x.grad = None
@@ -150,7 +172,7 @@ class Stylizer:
                 raise FloatingPointError("loss became non-finite")
             history.append(loss)
             on_step(i, loss)
-            if s.tolerance > 0 and len(history) > 10 and \
-                    abs(history[-11] - loss) < s.tolerance * abs(loss):
+            if s.tolerance > 0 and len(history) > window and \
+                    abs(history[-window - 1] - loss) < s.tolerance * abs(loss):
                 break
         return x.detach(), len(history)

@@ -2,10 +2,21 @@
 
 Single pass (paper Sec. 3): frame 0 from the content (or noise); every later frame
 is initialised from the previous result warped into it (prevWarped) and optimised
-with the short-term or long-term temporal loss. Multi-pass (paper Sec. 3.4):
-passes alternate direction; each frame starts from a blend of its previous-pass
-result and the warped neighbour, weighted by the reliability; the temporal loss is
-switched on from ``temporal_from_pass``. Intermediate passes are kept in
+with the short-term or long-term temporal loss. Where that warped result is not
+reliable (weight 0 for the previous frame: disoccluded, on a motion boundary or
+warped from outside the frame) the initialisation is the content with
+``init="content"``, and with ``init="random"`` the mean pixel (``vgg.MEAN_PIXEL``, the
+Caffe VGG-19's, as the authors), never the black the warp gives outside the frame.
+
+Multi-pass (paper Sec. 3.4): passes alternate direction. Pass 1 (``first_pass``):
+``independent`` (the paper's) optimises every frame on its own from the ``init`` image,
+with ``init="random"`` the *same* noise image for every frame (seed ``seed``), so no
+direction is favoured; ``warped`` (ours) starts each frame from the warped result of its
+neighbour in the pass direction, like the single pass. Later passes start each frame
+from a blend of its previous-pass result x and the warped neighbour w with reliability c:
+``c (blend w + (1 - blend) x) + (1 - c) x``; the temporal loss is switched on from
+``temporal_from_pass`` (paper: 8 of 15 passes, with half the temporal weight: preset
+``paper-multipass``). Intermediate passes are kept in
 ``OUTDIR/passes/pass_NN/frame_NNNNN.npy`` (float16) for resume.
 
 A mode (see ``schedule.Job``) only turns frames into stylised frames: it yields the
@@ -17,6 +28,7 @@ import numpy as np
 
 from .consistency import long_term_weights
 from .errors import StylizeError
+from .vgg import MEAN_PIXEL
 
 
 class QualityMode:
@@ -77,9 +89,9 @@ class QualityMode:
             else:
                 pairs = [job.reliable_warp(job.result(i - j), i, i - j) for j in earlier]
                 weights = long_term_weights([c for _, c in pairs])
-                init = pairs[0][0]
-                inside = weights[0] > 0  # regions with no reliable previous result start from content
-                init = np.where(inside[..., None], init, content) if s.init == "content" else init
+                reliable = weights[0][..., None] > 0  # elsewhere: the content, or the mean pixel
+                fill = content if s.init == "content" else np.float32(MEAN_PIXEL)
+                init = np.where(reliable, pairs[0][0], fill).astype(np.float32)
                 temporal = [(w, c) for (w, _), c in zip(pairs, weights)]
                 img = job._stylize(i, 1, content, init, temporal, s.iterations_later)
             yield i, img, {}
@@ -93,21 +105,24 @@ class QualityMode:
         for p in range(1, s.passes + 1):
             order = range(n) if p % 2 else range(n - 1, -1, -1)
             step = 1 if p % 2 else -1
+            independent = p == 1 and s.first_pass == "independent"
             for i in order:
                 if self._finished(p, i):
                     continue
                 content, nb = job.content(i), i - step
                 prev = job.result(i, dirs[p - 2]) if p > 1 else None
                 init, temporal = prev, ()
-                if 0 <= nb < n:
+                if 0 <= nb < n and (not independent or p >= s.temporal_from_pass):
                     warped, c = job.reliable_warp(job.result(nb, dirs[p - 1]), i, nb)
                     base = prev if prev is not None else content
                     c3 = c[..., None]
-                    init = c3 * (s.blend * warped + (1 - s.blend) * base) + (1 - c3) * base \
-                        if prev is not None else np.where(c3 > 0, warped, base)
+                    if not independent:
+                        init = c3 * (s.blend * warped + (1 - s.blend) * base) + (1 - c3) * base \
+                            if prev is not None else np.where(c3 > 0, warped, base)
                     if p >= s.temporal_from_pass:
                         temporal = [(warped, c)]
-                img = job._stylize(i, p, content, init, temporal, s.pass_iterations)
+                img = job._stylize(i, p, content, init, temporal, s.pass_iterations,
+                                   seed=s.seed if independent else None)
                 with job.timed("io"):
                     job.save_array(dirs[p - 1], i, img)
                 if p == s.passes:

@@ -197,7 +197,7 @@ class Job:
         fab, fba = self.flow(a, b), self.flow(b, a)
         with self.timed("consistency"):
             warped, _ = warp_numpy(image, fab)
-            return warped, reliability(fab, fba)
+            return warped, reliability(fab, fba, self.settings.reliability_widen)
 
     def result(self, i, pass_dir=None):
         """Earlier result of frame ``i`` at processing size (memory, else from disk)."""
@@ -214,12 +214,15 @@ class Job:
         for k in [k for k in self._results if k[0] != pass_dir or abs(k[1] - i) > keep]:
             del self._results[k]
 
-    def _stylize(self, i, pass_, content, init, temporal, iterations):
+    def _stylize(self, i, pass_, content, init, temporal, iterations, seed=None):
+        """Frame ``i`` optimised; noise (``init="random"`` without ``init``) from ``seed``,
+        by default ``settings.seed + i`` (another noise image for every frame)."""
+        seed = self.settings.seed + i if seed is None else seed
         step = (lambda it, n, loss: self.progress.step(i, pass_, it, n, loss)) if self.progress else None
         try:
             with self.timed("optimise"):
                 return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
-                                             on_step=step, seed=self.settings.seed + i)
+                                             on_step=step, seed=seed)
         except FloatingPointError:
             raise StylizeError(memory.non_finite_message(i, pass_, self.settings)) from None
         except Exception as e:  # noqa: BLE001 -- only out-of-memory errors are translated

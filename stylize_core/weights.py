@@ -1,7 +1,27 @@
 """Finding the VGG-19 weights: explicit path, ``STYLIZE_VGG19``, the torch hub cache, then a download.
 
-The download is the torchvision release file, checked against the SHA-256 prefix
-in its name, saved into the hub cache and loaded with ``weights_only=True``.
+Two weights files, each with its input convention (``vgg.py``):
+- torchvision's ``vgg19-dcbb9e9d.pth`` (the default): RGB [0, 1] normalised by the
+  ImageNet mean and std;
+- ``--vgg caffe``: the Caffe VGG-19 the paper used (Simonyan & Zisserman's
+  ``VGG_ILSVRC_19_layers.caffemodel``), converted to a PyTorch state dict with
+  torchvision's ``features.N`` keys by J. Johnson: ``vgg19-d01eb7cb.pth`` from
+  ``CAFFE_URL``: BGR in 0..255 minus the mean pixel. Its features are in the units
+  the paper's loss weights were tuned in, so content : style : temporal = 1 : 20 : 200
+  holds exactly (with torchvision's weights the features are rescaled by ~57.6 to
+  approximate those units: the ratios hold on average, not per layer). A file is taken
+  as the Caffe one by its name (``vgg19-d01eb7cb*.pth``: keep it when copying it, or use
+  ``--vgg caffe``).
+
+torchvision's stays the default: it is what torch hub and most set-ups already have, it is
+served by download.pytorch.org (the Caffe file by a university web server), the add-on's
+weights preference and existing jobs use it, and with the feature rescaling the loss
+weights were chosen for it; ``--vgg caffe`` is for reproducing the paper.
+
+``spec`` (``--vgg``): a path; ``caffe`` (the Caffe file: hub cache, else downloaded);
+``random[:N]`` (a random network, tests); None: ``STYLIZE_VGG19``, the hub cache, then the
+torchvision download. Downloads are checked against the SHA-256 prefix in the file's name
+(torch hub's ``hash_prefix``), saved into the hub cache and loaded with ``weights_only=True``.
 """
 import os
 from pathlib import Path
@@ -14,12 +34,21 @@ from .vgg import from_state_dict, random_vgg
 FILENAME = "vgg19-dcbb9e9d.pth"
 URL = "https://download.pytorch.org/models/" + FILENAME
 SHA256_PREFIX = "dcbb9e9d"
+CAFFE_FILENAME = "vgg19-d01eb7cb.pth"
+CAFFE_URL = "https://web.eecs.umich.edu/~justincj/models/" + CAFFE_FILENAME
+CAFFE_SHA256_PREFIX = "d01eb7cb"
 ENV = "STYLIZE_VGG19"
 
 
-def hub_path():
+def hub_path(filename=FILENAME):
     """Where torch keeps downloaded checkpoints (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / FILENAME
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def preprocessing(path):
+    """Input convention of a weights file: ``caffe`` for the Caffe VGG-19 (by its name), else
+    ``torchvision``."""
+    return "caffe" if Path(path).name.startswith(CAFFE_FILENAME[:-4]) else "torchvision"
 
 
 def find_weights(path=None):
@@ -34,23 +63,36 @@ def find_weights(path=None):
     return hub_path() if hub_path().is_file() else None
 
 
-def download(progress=True):
-    """Download the official weights into the hub cache (hash-checked) and return the path."""
-    dst = hub_path()
+def download(progress=True, caffe=False):
+    """Download torchvision's (or with ``caffe`` the Caffe) weights into the hub cache, checked
+    against the SHA-256 prefix in the file name; returns the path."""
+    name, url, prefix = (CAFFE_FILENAME, CAFFE_URL, CAFFE_SHA256_PREFIX) if caffe else \
+        (FILENAME, URL, SHA256_PREFIX)
+    dst = hub_path(name)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        torch.hub.download_url_to_file(URL, str(dst), hash_prefix=SHA256_PREFIX, progress=progress)
+        torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=progress)
     except Exception as e:  # network errors come in many types
         raise StylizeError(
             f"VGG-19 weights are not available and could not be downloaded ({type(e).__name__}: {e}). "
-            f"Download {URL} and put it at {dst}, or pass --vgg PATH, or set {ENV}=PATH") from None
+            f"Download {url} and put it at {dst}, or pass --vgg PATH" + ("" if caffe else f", or set {ENV}=PATH")
+        ) from None
     return dst
 
 
 def resolve(spec=None, allow_download=True):
-    """``spec`` made definite: ``random[:N]`` -> ``"random:N"``; a path or None -> the weights
+    """``spec`` made definite: ``random[:N]`` -> ``"random:N"``; ``caffe`` -> the Caffe file in the
+    hub cache (downloaded if absent and ``allow_download``); a path or None -> the weights
     file's Path (``find_weights`` order, downloaded if absent and ``allow_download``)."""
     spec = None if spec is None else str(spec)
+    if spec == "caffe":
+        path = hub_path(CAFFE_FILENAME)
+        if path.is_file():
+            return path
+        if not allow_download:
+            raise StylizeError(f"Caffe VGG-19 weights not found: put {CAFFE_FILENAME} (from {CAFFE_URL}) "
+                               f"at {path}, or pass --vgg PATH/{CAFFE_FILENAME}")
+        return download(caffe=True)
     if spec is not None and spec.startswith("random"):
         divisor = spec.split(":", 1)[1] if ":" in spec else "1"
         if not divisor.isdigit() or int(divisor) < 1:
@@ -73,7 +115,8 @@ def identity(resolved):
 
 
 def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
-    """The VGG-19 feature network for ``spec``: a weights path, None (resolve), or ``random[:N]``.
+    """The VGG-19 feature network for ``spec``: a weights path, None (resolve), ``caffe`` or
+    ``random[:N]``; a Caffe file (:func:`preprocessing`) takes BGR 0..255 mean-subtracted input.
 
     ``random:N`` is a randomly initialised network with channels divided by N (tests only).
     """
@@ -89,7 +132,7 @@ def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
                            f"({_short_reason(path, e)})") from None
     if not isinstance(state, dict):
         raise StylizeError(f"{path} does not hold a state dict")
-    return from_state_dict(state, pooling).to(device)
+    return from_state_dict(state, pooling, preprocessing(path)).to(device)
 
 
 

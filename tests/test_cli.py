@@ -241,3 +241,18 @@ def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
     cv2.imwrite(str(frame), img)
     assert run_cli([*args, "--restart"], capsys)[0] == 0
     assert cached.stat().st_mtime_ns != marker  # edited input: recomputed
+
+
+def test_paper_options_reach_the_manifest(clip, capsys):
+    """The paper's options as CLI flags: recorded in the manifest's settings; a bad choice is one line."""
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST,
+            "--preset", "paper-multipass", "--flow", "dis", "--pass-iterations", "2", "--passes", "2",
+            "--style-match", "area", "--reliability-widen", "1.5", "--tolerance-window", "5"]
+    code, events, _ = run_cli(args, capsys)
+    assert code == 0 and events[-1]["event"] == "done"
+    s = json.loads((clip / "out" / "job.json").read_text())["settings"]
+    assert (s["style_match"], s["reliability_widen"], s["tolerance_window"], s["first_pass"]) == \
+        ("area", 1.5, 5, "independent")
+    assert (s["passes"], s["temporal_from_pass"], s["temporal_weight"]) == (2, 8, 100.0)
+    code, _, err = run_cli([*args[:4], "--out", clip / "bad", *FAST, "--style-match", "diagonal"], capsys)
+    assert code == 1 and "style_match must be one of side, area" in err and len(err.strip().splitlines()) == 1

@@ -89,3 +89,36 @@ def test_sintel_occlusions_are_found():
     r = reliability(flow.estimate(a, b), flow.estimate(b, a))
     zeroed_occ, zeroed_rest = (r[occluded] == 0).mean(), (r[~occluded] == 0).mean()
     assert zeroed_rest < 0.1 and zeroed_occ > 4 * zeroed_rest, (zeroed_occ, zeroed_rest)  # 0.26, 0.04
+
+
+def test_widening_grows_the_excluded_region_with_a_ramp():
+    """One excluded pixel widened by r = 3 px: a disc of radius 3 is 0, the weight ramps linearly
+    to 1 at 6 px (4.5 px: 0.5), everything stays in [0, 1]; r = 0 keeps the hard mask."""
+    from stylize_core.consistency import widen_mask
+    c = np.ones((41, 41), np.float32)
+    c[20, 20] = 0
+    out = widen_mask(c, 3.0)
+    ys, xs = np.mgrid[0:41, 0:41]
+    d = np.hypot(ys - 20, xs - 20)
+    assert out.dtype == np.float32 and out.min() == 0 and out.max() == 1
+    assert (out[d <= 3] == 0).all() and (out[d >= 6] == 1).all()
+    np.testing.assert_allclose(out, np.clip((d - 3) / 3, 0, 1), atol=0.02)
+    assert int((out == 0).sum()) == int((d <= 3).sum()) == 29
+    np.testing.assert_array_equal(widen_mask(c, 0), c)
+    np.testing.assert_array_equal(widen_mask(np.ones((5, 5), np.float32), 3), np.ones((5, 5)))
+
+
+def test_widened_reliability_of_the_moving_square():
+    """The covered background strip and the square's edge ring: every pixel within 2 px of them is
+    excluded, pixels 4 px or further keep weight 1, the ramp lies between, all within [0, 1]."""
+    ab, ba = zeros(), zeros()
+    ab[15:25, 15:25] = (6, 0)
+    ba[15:25, 21:31] = (-6, 0)
+    hard, wide = reliability(ab, ba), reliability(ab, ba, widen=2.0)
+    ys, xs = np.mgrid[0:H, 0:W]
+    d = np.min([np.hypot(ys - y, xs - x) for y, x in np.argwhere(hard == 0)], axis=0)
+    assert ((wide >= 0) & (wide <= 1)).all() and (wide <= hard).all()
+    assert (wide[d <= 2] == 0).all() and (wide[d >= 4] == 1).all()
+    ramp = (d > 2) & (d < 4)
+    np.testing.assert_allclose(wide[ramp], (d[ramp] - 2) / 2, atol=0.02)
+    assert (hard == 0).sum() == 126 and (wide == 0).sum() == 286  # 2.3x the excluded area

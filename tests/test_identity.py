@@ -106,14 +106,18 @@ def test_style_settings_and_weights_are_part_of_the_id(clip, tmp_path):
     assert job_id(clip) == base
     demo.make_style(clip / "style2.png", size=(48, 40))
     ids = {base, job_id(clip, style="style2.png"), job_id(clip, strength=2.0), job_id(clip, flow_scale=0.5),
-           job_id(clip, vgg="random:4")}
-    assert len(ids) == 5
+           job_id(clip, vgg="random:4"), job_id(clip, style_match="area"), job_id(clip, reliability_widen=2.0),
+           job_id(clip, tolerance_window=50), job_id(clip, first_pass="independent")}
+    assert len(ids) == 9
     assert job_id(clip, vgg="random") == job_id(clip, vgg="random:1")
     fake = tmp_path / "vgg19-dcbb9e9d.pth"  # a weights file is identified by its name and size
     fake.write_bytes(b"x" * 100)
     assert weights.identity(weights.resolve(fake)) == "vgg19-dcbb9e9d.pth:100"
     ident = json.loads((clip / "jobs" / base / "job.json").read_text())["identity"]
     assert identity.job_id({**ident, "weights": "vgg19-dcbb9e9d.pth:100"}) not in ids
+    caffe = tmp_path / "vgg19-d01eb7cb.pth"  # the Caffe weights (--vgg caffe): another job
+    caffe.write_bytes(b"x" * 100)
+    assert weights.identity(weights.resolve(caffe)) == "vgg19-d01eb7cb.pth:100"
     assert job_id(clip, preset="draft", **{k: v for k, v in Settings().to_dict().items()
                                              if k not in ("preset", "long_term")},
                   long_term=(1, 10, 20, 40)) == base  # the preset's name is not the identity
@@ -211,6 +215,10 @@ def test_info_lists_resolved_presets_and_their_descriptions(capsys):
         assert values["preset"] == name and info["preset_descriptions"][name] == PRESET_DESCRIPTIONS[name]
     assert info["presets"]["draft"]["scale"] == 0.5 and info["presets"]["paper"]["flow"] == "deepflow"
     assert info["presets"]["standard"]["long_term"] == [1, 10, 20, 40]
+    paper, multi = info["presets"]["paper"], info["presets"]["paper-multipass"]
+    assert (paper["style_match"], paper["tolerance_window"], paper["reliability_widen"]) == ("area", 50, 2.0)
+    assert (multi["passes"], multi["temporal_from_pass"], multi["first_pass"]) == (15, 8, "independent")
+    assert multi["temporal_weight"] == paper["temporal_weight"] / 2
 
 
 def test_preserve_colors_can_be_sent_either_way():

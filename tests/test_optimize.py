@@ -88,3 +88,49 @@ def test_coarse_to_fine_runs_every_level(vgg):
     Stylizer(vgg, content, Settings(coarse_to_fine=2, tolerance=0.0)).stylize(
         content, iterations=3, on_step=lambda i, n, l: steps.append((i, n)))
     assert steps == [(i, 6) for i in range(1, 7)]
+
+
+def test_style_size_by_area_and_by_longer_side():
+    """A square style on a 1024x436 frame (Sintel): the paper's area rule gives sqrt(1024*436) = 668
+    px a side, ours (the longer side) 1024: strokes 1.53x larger in frame pixels by side."""
+    from stylize_core.optimize import style_size
+    frame = (436, 1024)
+    assert style_size((512, 512), frame, Settings(style_match="side")) == (1024, 1024)
+    area = style_size((512, 512), frame, Settings(style_match="area"))
+    assert area == (668, 668) and abs(area[0] ** 2 - 436 * 1024) / (436 * 1024) < 0.002
+    assert 1024 / area[0] == pytest.approx(1.533, abs=1e-3)
+    # a 300x900 (tall) style: area keeps its aspect with the frame's area, style_scale scales the sides
+    h, w = style_size((900, 300), frame, Settings(style_match="area", style_scale=0.5))
+    assert (h, w) == (579, 193) and h * w == pytest.approx(0.25 * 436 * 1024, rel=0.01)
+    assert style_size((900, 300), frame, Settings(style_match="side", style_scale=0.5)) == (512, 171)
+    assert Settings.from_preset("paper").style_match == "area"
+    assert Settings.from_preset("standard").style_match == "side"
+
+
+def test_style_grams_use_the_matched_size(vgg, monkeypatch):
+    sizes = []
+    st = Stylizer(vgg, texture(64, 64, 9), Settings(style_match="area"))
+    real = st.features
+    monkeypatch.setattr(st, "features", lambda x: (sizes.append(tuple(x.shape[-2:])), real(x))[1])
+    st.style_grams((24, 96))
+    assert sizes == [(48, 48)]  # sqrt(24 * 96) = 48
+
+
+def constant_loss_iterations(window, tolerance=1e-4, iterations=200):
+    """Iterations run on a loss that never changes (1.0): the window's length plus one."""
+    st = Stylizer(None, texture(8, 8, 0), Settings(tolerance=tolerance, tolerance_window=window))
+    x = torch.zeros(1, 3, 8, 8)
+
+    def objective(x):
+        return (x * 0).sum() + 1.0, {}
+    _, n = st._optimise(x, objective, iterations, lambda i, loss: None)
+    return n
+
+
+def test_early_stop_window():
+    """The loss is compared with the loss ``tolerance_window`` iterations earlier (paper 50, ours 10)."""
+    assert constant_loss_iterations(10) == 11
+    assert constant_loss_iterations(50) == 51
+    assert constant_loss_iterations(50, tolerance=0.0) == 200
+    assert Settings.from_preset("paper").tolerance_window == 50
+    assert Settings.from_preset("paper").tolerance == 1e-4 and Settings().tolerance_window == 10

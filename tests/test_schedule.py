@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import SHARED_DATA, shared_data
 from stylize_core import demo, flowio, frames, schedule
@@ -116,3 +117,72 @@ def test_real_weights_stylise_a_sintel_pair(tmp_path):
                              j.stylizer.losses(s_t1, content)["style"])
     assert results["short"][0] < 0.5 * results["none"][0]
     assert results["short"][1] < 2 * results["none"][1]
+
+
+def shifted_job(tmp_path, **settings):
+    """Two identical 40x32 frames with flows saying frame 2 is frame 1 moved 5 px left: the flow
+    2->1 of the 5 right-hand columns leaves the frame (unreliable)."""
+    clip = static_clip(tmp_path / "in", n=2)
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    shift = np.zeros((32, 40, 2), np.float32)
+    shift[..., 0] = 5
+    flowio.write_flo(flows / "flow_00002_00001.flo", shift)
+    flowio.write_flo(flows / "flow_00001_00002.flo", -shift)
+    demo.make_style(tmp_path / "style.png", size=(32, 32))
+    s = Settings(iterations=4, iterations_later=3, temporal="short", flow="flo", **settings)
+    return schedule.Job(clip, tmp_path / "style.png", tmp_path / "out", s, vgg="random:8", flow_dir=flows)
+
+
+def test_widened_weights_reach_the_temporal_loss(tmp_path, recorded):
+    """reliability_widen=2: the 5 excluded columns grow to 7, then a ramp (0.5 at 3 px) to 1 at 4 px."""
+    shifted_job(tmp_path, reliability_widen=2.0).run()
+    (_, weights), = recorded[1]["temporal"]
+    assert (weights[:, 33:] == 0).all() and np.allclose(weights[:, 32], 0.5, atol=0.01)
+    assert (weights[:, :31] == 1).all()
+
+
+def test_random_init_fills_unreliable_pixels_with_the_mean_pixel(tmp_path, recorded):
+    """init=random: where the warped previous result is unreliable (here: the 5 right-hand columns,
+    whose flow 2->1 leaves the frame) the second frame starts from the mean pixel, not black."""
+    from stylize_core.vgg import MEAN_PIXEL
+    shifted_job(tmp_path, init="random").run()
+    init = recorded[1]["init"]
+    np.testing.assert_allclose(init[:, 35:], np.broadcast_to(np.float32(MEAN_PIXEL), (32, 5, 3)), atol=1e-6)
+    assert np.allclose(MEAN_PIXEL, (0.48502, 0.45796, 0.40761), atol=1e-5)
+    first = recorded[0]["out"]
+    assert np.abs(init[:, :35] - first[:, 5:]).max() <= 0.5 / 255 + 1e-6  # reliable: the warped result
+    (_, weights), = recorded[1]["temporal"]
+    assert (weights[:, 35:] == 0).all() and (weights[:, :35] == 1).all()
+
+
+def test_paper_multipass_first_pass_is_independent_from_one_noise(tmp_path, recorded, monkeypatch):
+    """paper-multipass: pass 1 optimises every frame on its own from the same noise image (no warped
+    neighbour, no temporal term); the temporal term appears in pass 8 of 15, not before."""
+    starts = []
+    real = Stylizer._optimise
+    monkeypatch.setattr(Stylizer, "_optimise",
+                        lambda self, x, *a: (starts.append(x.detach().clone()), real(self, x, *a))[1])
+    clip = tmp_path / "in"
+    demo.make_clip(clip, frames=3, size=(40, 32))
+    demo.make_style(tmp_path / "style.png", size=(32, 32))
+    s = Settings.from_preset("paper-multipass", pass_iterations=2, flow="dis")
+    assert (s.passes, s.temporal_from_pass, s.first_pass, s.init) == (15, 8, "independent", "random")
+    schedule.Job(clip, tmp_path / "style.png", tmp_path / "out", s, vgg="random:8").run()
+    assert len(recorded) == 45
+    pass1 = recorded[:3]
+    assert all(c["init"] is None and not c["temporal"] for c in pass1)
+    assert torch.equal(starts[0], starts[1]) and torch.equal(starts[0], starts[2])  # one noise image
+    assert 0.3 < float(starts[0].mean()) < 0.7 and float(starts[0].std()) > 0.05     # and it is noise
+    by_pass = [recorded[3 * k:3 * k + 3] for k in range(15)]
+    assert all(not c["temporal"] for p in by_pass[:7] for c in p)                     # passes 1-7
+    assert all(len(p[1]["temporal"]) == 1 for p in by_pass[7:])                       # passes 8-15
+    assert all(c["init"] is not None for p in by_pass[1:] for c in p)
+
+
+def test_warped_first_pass_chains_the_neighbour(tmp_path, recorded):
+    """first_pass=warped (ours): pass 1 starts frames 2 and 3 from the warped earlier result."""
+    j = job(tmp_path, static_clip(tmp_path / "in"), passes=2, first_pass="warped", init="random")
+    j.run()
+    assert recorded[0]["init"] is None
+    assert np.abs(recorded[1]["init"] - recorded[0]["out"]).max() < 1e-5

@@ -68,3 +68,69 @@ def test_offline_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
     with pytest.raises(StylizeError) as e:
         weights.load_vgg(None)
     assert str(weights.hub_path()) in str(e.value) and "--vgg" in str(e.value)
+
+
+def caffe_input(x):
+    """What the Caffe VGG-19 expects for RGB [0, 1] images: BGR in 0..255 minus the mean pixel."""
+    from stylize_core.vgg import CAFFE_MEAN_BGR
+    return x.flip(1) * 255 - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+
+
+def test_caffe_weights_resolve_from_the_hub_cache_with_their_preprocessing(tmp_path, monkeypatch):
+    """``--vgg caffe``: vgg19-d01eb7cb.pth (features.N keys, classifier.1/.4 as in J. Johnson's
+    conversion) from the hub cache, fed BGR 0..255 mean-subtracted; its features are in Caffe units
+    (scale 1), torchvision's are rescaled by 255 x mean std = 57.6."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setattr(weights, "CAFFE_URL", "http://127.0.0.1:9/vgg19-d01eb7cb.pth")
+    with pytest.raises(StylizeError, match="Caffe VGG-19 weights not found"):
+        weights.resolve("caffe", allow_download=False)
+    with pytest.raises(StylizeError, match="could not be downloaded"):
+        weights.resolve("caffe")
+    state = torchvision_like_state()
+    state["classifier.1.weight"] = state.pop("classifier.0.weight")
+    path = weights.hub_path(weights.CAFFE_FILENAME)
+    path.parent.mkdir(parents=True, exist_ok=True)  # (the failed download made it)
+    torch.save(state, path)
+    assert weights.resolve("caffe", allow_download=False) == path
+    assert weights.identity(path) == f"vgg19-d01eb7cb.pth:{path.stat().st_size}"
+    caffe = weights.load_vgg("caffe", allow_download=False)
+    assert caffe.preprocessing == "caffe" and caffe.feature_scale == 1.0
+    plain = from_state_dict(state)  # the same weights with torchvision's input convention
+    assert plain.feature_scale == pytest.approx(57.63, abs=0.01)
+    x = torch.rand(1, 3, 24, 24)
+    # the torchvision network normalises (y - mean) / std: give it y such that that is caffe_input(x)
+    y = caffe_input(x) * plain.std + plain.mean
+    for layer in ("relu1_1", "relu4_2", "relu5_1"):
+        torch.testing.assert_close(caffe(x, [layer])[layer], plain(y, [layer])[layer], rtol=1e-4, atol=1e-3)
+    first = torch.nn.functional.conv2d(caffe_input(x), state["features.0.weight"], state["features.0.bias"],
+                                       padding=1).clamp_min(0)
+    torch.testing.assert_close(caffe(x, ["relu1_1"])["relu1_1"], first, rtol=1e-5, atol=1e-4)
+    # the file is known by its name also as a plain path (--vgg PATH, $STYLIZE_VGG19)
+    copy = tmp_path / weights.CAFFE_FILENAME
+    torch.save(state, copy)
+    assert weights.load_vgg(copy).preprocessing == "caffe"
+    other = tmp_path / "mine.pth"
+    torch.save(state, other)
+    assert weights.load_vgg(other).preprocessing == "torchvision"
+
+
+def test_caffe_layer_names_are_mapped(tmp_path):
+    """A state dict keyed by Caffe layer names (conv1_1.weight ...) loads into the same layers."""
+    net = random_vgg(seed=5)
+    index = {name: i for name, i in net.index.items() if name.startswith("conv")}
+    state = {f"{name}.{p}": net.features[i].state_dict()[p] for name, i in index.items() for p in ("weight", "bias")}
+    loaded = from_state_dict(state, preprocessing="caffe")
+    assert torch.equal(loaded.features[index["conv5_1"]].weight, net.features[index["conv5_1"]].weight)
+    assert torch.equal(loaded.features[0].bias, net.features[0].bias)
+
+
+def test_stylizer_features_are_in_caffe_units(tmp_path):
+    """The loss features are the network's output times its own scale: 1 for Caffe, 57.6 otherwise."""
+    from stylize_core.optimize import Stylizer
+    from stylize_core.settings import Settings
+    state = torchvision_like_state()
+    x = torch.rand(1, 3, 24, 24)
+    for preprocessing, scale in (("caffe", 1.0), ("torchvision", 255 * (0.229 + 0.224 + 0.225) / 3)):
+        net = from_state_dict(state, preprocessing=preprocessing)
+        got = Stylizer(net, x[0].permute(1, 2, 0).numpy(), Settings()).features(x)["relu3_1"]
+        torch.testing.assert_close(got, net(x, ["relu3_1"])["relu3_1"] * scale)
