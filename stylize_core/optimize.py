@@ -1,4 +1,6 @@
 """Optimising one frame: content + style + TV (+ temporal) loss, L-BFGS or Adam, coarse-to-fine."""
+import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,6 +58,15 @@ def with_colors_of(grey, color):
     yiq = color @ _YIQ.T
     yiq[..., 0] = grey[..., 0]
     return np.clip(yiq @ np.linalg.inv(_YIQ).T, 0, 1).astype(np.float32)
+
+
+READ_EVERY = 10      # iterations between reads of the losses on a GPU (Stylizer._optimise)
+READ_SECONDS = 0.5   # ... or this long, whichever comes first
+
+
+def read_every(device):
+    """Iterations between host reads of the loss: 1 on the CPU, ``READ_EVERY`` elsewhere."""
+    return 1 if torch.device(device).type == "cpu" else READ_EVERY
 
 
 class Stylizer:
@@ -151,6 +162,13 @@ class Stylizer:
         Early stop (``tolerance`` > 0): after iteration k > N (N = ``tolerance_window``, the
         authors' 50, ours 10) once ``|L_(k-N) - L_k| < tolerance * |L_k|``: the loss changed by
         less than that relative amount over the last N iterations.
+
+        The losses stay on the device and are read back together (one host-device
+        synchronisation) every :func:`read_every` iterations, or once ``READ_SECONDS`` have
+        passed: on a GPU an iteration is then one queue of kernels. ``on_step`` still sees
+        every iteration's loss, in order; the early stop and the non-finite check act when
+        the losses are read, so a GPU may run up to ``READ_EVERY - 1`` iterations past the
+        stopping point. On the CPU (reading is free) every iteration is read.
         """
         s = self.settings
         x.requires_grad_(True)
@@ -158,7 +176,7 @@ class Stylizer:
             opt = torch.optim.Adam([x], lr=s.adam_lr / 255.0)
         else:
             opt = LBFGS(x, history_size=100)
-        history, window = [], s.tolerance_window
+        history, window, every = [], s.tolerance_window, read_every(x.device)
 
         def closure():
             x.grad = None
@@ -166,13 +184,18 @@ class Stylizer:
             total.backward()
             return total.detach()
 
+        pending, last = [], time.monotonic()
         for i in range(1, iterations + 1):
-            loss = float(opt.step(closure))
-            if not np.isfinite(loss):
-                raise FloatingPointError("loss became non-finite")
-            history.append(loss)
-            on_step(i, loss)
-            if s.tolerance > 0 and len(history) > window and \
-                    abs(history[-window - 1] - loss) < s.tolerance * abs(loss):
-                break
+            pending.append(opt.step(closure))
+            if i < iterations and len(pending) < every and time.monotonic() - last < READ_SECONDS:
+                continue
+            losses, pending, last = torch.stack(pending).tolist(), [], time.monotonic()
+            for loss in losses:
+                if not np.isfinite(loss):
+                    raise FloatingPointError("loss became non-finite")
+                history.append(loss)
+                on_step(len(history), loss)
+                if s.tolerance > 0 and len(history) > window and \
+                        abs(history[-window - 1] - loss) < s.tolerance * abs(loss):
+                    return x.detach(), i
         return x.detach(), len(history)

@@ -134,3 +134,51 @@ def test_early_stop_window():
     assert constant_loss_iterations(50, tolerance=0.0) == 200
     assert Settings.from_preset("paper").tolerance_window == 50
     assert Settings.from_preset("paper").tolerance == 1e-4 and Settings().tolerance_window == 10
+
+
+def test_losses_are_read_back_in_batches_off_the_cpu(monkeypatch):
+    """Off the CPU the loop reads the losses once every READ_EVERY iterations (one host-device
+    sync), yet on_step sees every iteration's loss, the same as when reading each one."""
+    import torch
+    from stylize_core import optimize
+    from stylize_core.optimize import Stylizer
+    from stylize_core.settings import Settings
+    from stylize_core.weights import load_vgg
+    rng = np.random.default_rng(0)
+    content, style = rng.random((24, 32, 3), np.float32), rng.random((32, 32, 3), np.float32)
+    stylizer = Stylizer(load_vgg("random:2"), style, Settings(tolerance=0.0))
+
+    def run(every):
+        monkeypatch.setattr(optimize, "read_every", lambda device: every)
+        monkeypatch.setattr(optimize, "READ_SECONDS", 1e9)
+        steps, reads = [], []
+        for name in ("__bool__", "__float__", "__int__", "item", "tolist"):
+            original = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k:
+                                reads.append(_n) or _o(self, *a, **k))
+        stylizer.stylize(content, iterations=30, seed=1, on_step=lambda i, n, loss: steps.append((i, loss)))
+        monkeypatch.undo()
+        return steps, len(reads)
+    each, reads_each = run(1)
+    batched, reads_batched = run(10)
+    assert [i for i, _ in batched] == list(range(1, 31))
+    assert np.allclose([loss for _, loss in batched], [loss for _, loss in each], rtol=1e-6)
+    assert reads_each - reads_batched == 27   # 30 reads of one loss -> 3 reads of ten
+
+
+def test_early_stop_acts_when_the_losses_are_read(monkeypatch):
+    """A constant loss stops after window + 1 iterations on the CPU; reading every 10 it stops at
+    the first read past that point (iteration 20) and reports the iterations actually run."""
+    from stylize_core import optimize
+    from stylize_core.optimize import Stylizer
+    from stylize_core.settings import Settings
+    stylizer = Stylizer(None, np.zeros((8, 8, 3), np.float32), Settings(tolerance=1e-4, tolerance_window=10))
+    x = __import__("torch").zeros(4, requires_grad=True)
+
+    def objective(x):
+        return (x * 0).sum() + 1.0, {}
+    seen = []
+    assert stylizer._optimise(x, objective, 100, lambda i, loss: seen.append(i))[1] == 11
+    monkeypatch.setattr(optimize, "read_every", lambda device: 10)
+    monkeypatch.setattr(optimize, "READ_SECONDS", 1e9)
+    assert stylizer._optimise(x, objective, 100, lambda i, loss: seen.append(i))[1] == 20
