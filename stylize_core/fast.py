@@ -62,6 +62,7 @@ class FastSettings:
     temporal_weight: float = 0.5   # temporal guide relative to the colour guide
     coherence: float = 0.0015      # bonus per coherent 4-neighbour where the track holds
     coherence_lost: float = 0.004  # ... where the positional guide is lost
+    lost_from_guide: bool = True   # an unreliable pixel starts its search from the advected match (not random)
     lost_rounds: int = 1           # search rounds over the pixels that lost their guide (2: same quality, slower)
     outlier: float = 4.0           # a tracked pixel whose cost exceeds outlier x median joins them
     seed: int = 0
@@ -307,7 +308,7 @@ class Propagator:
         if torch.is_tensor(self.nnf):
             self.nnf = self.nnf.cpu().numpy()
         seed = int(torch.randint(0, 2 ** 30, (1,), generator=self.gen))
-        guide, ok, nnf = nb.advect(self.nnf, flow, c, w, h, seed)
+        guide, ok, nnf = nb.advect(self.nnf, flow, c, w, h, seed, s.lost_from_guide)
         tcol = self.colour(_t(frame, self.device)).numpy()
         if s.temporal_weight > 0:
             mx, my = (self.grid_np[..., 0] + flow[..., 0]), (self.grid_np[..., 1] + flow[..., 1])
@@ -358,9 +359,11 @@ class Propagator:
         self.t_style = self.style(warped)
         self.t_weight = s.temporal_weight * self.guide_ok
         self.bonus = torch.where(ok, s.coherence, s.coherence_lost)
-        # init: tracked pixels from the guide, lost ones from random keyframe positions
+        # init: tracked pixels (and, with lost_from_guide, untracked ones whose flow stays
+        # inside) from the advected guide, the others from random keyframe positions
         rnd = self._rand(n, 2) * torch.tensor([w - 1, h - 1], dtype=torch.float32, device=self.device)
-        self.nnf = self._clamp(torch.where(ok[:, None], guide, rnd))
+        start = (ok | inside) if s.lost_from_guide else ok
+        self.nnf = self._clamp(torch.where(start[:, None], guide, rnd))
         self._search_torch(ok)
         # vote: the stylised keyframe sampled once at the match (no averaging)
         gx = 2 * self.nnf[:, 0] / max(w - 1, 1) - 1

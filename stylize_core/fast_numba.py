@@ -112,7 +112,7 @@ def evaluate(src, tcol, tsty, tw, guide, gok, bonus, nnf, cost, w, h, dims, pos_
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def advect(prev_nnf, flow, weights, w, h, seed):
+def advect(prev_nnf, flow, weights, w, h, seed, guess_lost):
     """Positional guide of the new frame from the previous match and the flow new -> previous.
 
     ``guide(p) = prev_nnf(round(p + flow(p))) + (p + flow(p) - round(...))``: the match
@@ -135,8 +135,9 @@ def advect(prev_nnf, flow, weights, w, h, seed):
             gx = prev_nnf[q, 0] + sx - ix
             gy = prev_nnf[q, 1] + sy - iy
             guide[p, 0], guide[p, 1] = gx, gy
-            if weights[y, x] > 0 and 0 <= sx <= w - 1 and 0 <= sy <= h - 1:
-                ok[p] = 1.0
+            inside = 0 <= sx <= w - 1 and 0 <= sy <= h - 1
+            if inside and (weights[y, x] > 0 or guess_lost):
+                ok[p] = 1.0 if weights[y, x] > 0 else 0.0
                 nnf[p, 0] = min(max(gx, 0.0), w - 1.0)
                 nnf[p, 1] = min(max(gy, 0.0), h - 1.0)
             else:

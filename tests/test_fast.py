@@ -241,3 +241,22 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatc
     assert [i for i, _, _ in out] == [0, 1, 2, 3, 4]
     assert sorted((a, b) for a, b, _ in calls) == sorted([(i, i - 1) for i in range(1, 5)] + [(i - 1, i) for i in range(1, 5)])
     assert not any(main for _, _, main in calls)
+
+
+@pytest.mark.skipif(fast.backend_error() is not None, reason="numba not installed")
+def test_unreliable_pixels_start_from_the_advected_match():
+    """Where the flow is unreliable the positional guide is off, but the search starts from the
+    advected match (random only where the flow leaves the frame): less flicker (bench fast)."""
+    from stylize_core import fast_numba
+    w, h = 12, 8
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    identity = np.stack([xs, ys], -1).reshape(-1, 2)
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[..., 0] = 1.0                                     # every pixel came from one to its right
+    unreliable = np.zeros((h, w), np.float32)
+    guide, ok, nnf = fast_numba.advect(identity, flow, unreliable, w, h, 0, True)
+    assert not ok.any()                                    # no positional guide anywhere
+    inside = (xs + 1 <= w - 1).reshape(-1)
+    assert np.allclose(nnf[inside], identity[inside] + [1, 0])
+    _, _, rand = fast_numba.advect(identity, flow, unreliable, w, h, 0, False)
+    assert not np.allclose(rand[inside], identity[inside] + [1, 0])
