@@ -97,20 +97,22 @@ class FastMode:
         """:meth:`keyframes` plus those the clip needs (``fast.plan_keyframes``): the first frame
         of every shot after a cut and, unless ``keyframe_zoom`` is 0, where the strokes carried
         from the last keyframe have stretched too far. Found once per job, recorded in the
-        manifest (``shot_cuts``, ``content_changes``, 1-based) and reported in one warning."""
-        job = self.job
+        manifest (``keyframes`` then lists them all; ``shot_cuts``, ``content_changes``; 1-based)
+        and those not given already are named in one warning."""
+        job, given = self.job, self.keyframes()
         if "shot_cuts" not in job.record:
             cuts, changes = fast.plan_keyframes(job.content, len(job.src), job, self.s.keyframe_zoom)
-            job._write_manifest({**job.record, "shot_cuts": [t + 1 for t in cuts],
-                                 "content_changes": [t + 1 for t in changes]})
+            keys = sorted(set(given) | set(cuts) | set(changes))
+            job._write_manifest({**job.record, "keyframes": [k + 1 for k in keys],
+                                 "shot_cuts": [t + 1 for t in cuts], "content_changes": [t + 1 for t in changes]})
             added = [f"{what} at frame{'s' if len(ts) > 1 else ''} {', '.join(str(t + 1) for t in ts)}"
-                     for what, ts in (("shot cuts", cuts), ("large changes of view", changes)) if ts]
+                     for what, ts in (("shot cuts", [t for t in cuts if t not in given]),
+                                      ("large changes of view", [t for t in changes if t not in given])) if ts]
             if added and job.progress:
                 job.progress.warning(f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
                                      "--keyframe N=IMAGE to keep your own look there; --keyframe-zoom 0: "
                                      "none for changes of view)")
-        extra = {t - 1 for t in job.record["shot_cuts"] + job.record["content_changes"]}
-        return sorted(set(self.keyframes()) | extra)
+        return [k - 1 for k in job.record["keyframes"]]
 
     def manifest(self):
         return {"keyframes": [k + 1 for k in self.keyframes()],

@@ -246,7 +246,7 @@ def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
     optimised = sorted({e["frame"] for e in events if e["event"] == "progress" and e["iterations"] == 3})
     assert optimised == [1, 4]
     manifest = json.loads((clip / "out" / "job.json").read_text())
-    assert manifest["shot_cuts"] == [4] and manifest["content_changes"] == []
+    assert manifest["shot_cuts"] == [4] and manifest["content_changes"] == [] and manifest["keyframes"] == [1, 4]
     warning = [e["message"] for e in events if e["event"] == "warning"]
     assert warning == ["fast mode: keyframes added for shot cuts at frame 4 (paint them with --keyframe N=IMAGE "
                        "to keep your own look there; --keyframe-zoom 0: none for changes of view)"]
