@@ -90,7 +90,8 @@ def build_parser():
                          "other frames; repeatable. An image of another size with the frames' aspect ratio "
                          "(1%%) is resized with a warning (default: none)")
     st.add_argument("--preserve-colors", action=argparse.BooleanOptionalAction, default=None,
-                    help="luminance-only transfer: keep the colours of the input (default: off)")
+                    help="luminance-only transfer: keep the colours of the input; the style's luminance "
+                         "is matched to each frame's mean and std first (Gatys et al. 2017) (default: off)")
     for flag, field, typ, text in TUNABLES:
         st.add_argument(flag, dest=field, type=typ, default=None,
                         help=f"{text} (default: {_preset_table(field)})")

@@ -53,6 +53,19 @@ def luminance(img):
     return np.repeat(img @ _YIQ[0][:, None], 3, axis=2)
 
 
+def match_luminance(style_grey, content_grey):
+    """The style's luminance with the content's mean and standard deviation (Gatys et al. 2017, Sec. 5.1).
+
+    ``L_s' = sigma_c / sigma_s (L_s - mu_s) + mu_c`` over all pixels, on (H, W, 3) grey images in
+    [0, 1] (``luminance``), not clipped: the style statistics then match the content's, so a dark
+    painting on a bright frame does not darken the frame. A flat style (``sigma_s`` ~ 0) is shifted only.
+    """
+    mu_s, sd_s = float(style_grey[..., 0].mean()), float(style_grey[..., 0].std())
+    mu_c, sd_c = float(content_grey[..., 0].mean()), float(content_grey[..., 0].std())
+    gain = sd_c / sd_s if sd_s > 1e-6 else 1.0
+    return ((style_grey - mu_s) * gain + mu_c).astype(np.float32)
+
+
 def with_colors_of(grey, color):
     """Luminance of ``grey`` with the chrominance (I, Q) of ``color``."""
     yiq = color @ _YIQ.T
@@ -75,29 +88,41 @@ class Stylizer:
     def __init__(self, vgg, style_image, settings, device="cpu"):
         self.vgg, self.settings, self.device = vgg, settings, torch.device(device)
         self.style_image = luminance(style_image) if settings.preserve_colors else style_image
-        self._grams = {}
+        self._grams = {}  # (size, luminance statistics) -> Gram targets (the last 4)
 
     def features(self, x):
         """Loss-layer features of ``x`` in Caffe units (the network's ``feature_scale``)."""
         scale = self.vgg.feature_scale
         return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
 
-    def style_grams(self, size):
-        """Gram targets for frames of ``size`` = (H, W); the style image is resized to match."""
-        if size not in self._grams:
-            target = style_size(self.style_image.shape[:2], size, self.settings)
-            with torch.no_grad():
-                feats = self.features(resize(to_tensor(self.style_image, self.device), target))
-                self._grams[size] = [gram(feats[name]) for name in STYLE_LAYERS]
-        return self._grams[size]
+    def style_grams(self, size, content=None):
+        """Gram targets for frames of ``size`` = (H, W); the style image is resized to match.
 
-    def _objective(self, content, temporal):
-        """Closure factory: returns ``f(x) -> (total, parts)`` for one pyramid level."""
+        With ``preserve_colors`` and a ``content`` frame ((H, W, 3) grey, ``luminance``), the style's
+        luminance is first matched to the content's mean and std (:func:`match_luminance`): the
+        targets then follow the frame (one extra forward pass of the style image per frame).
+        """
+        style, key = self.style_image, (size,)
+        if self.settings.preserve_colors and content is not None:
+            style = match_luminance(style, content)
+            key = (size, round(float(content[..., 0].mean()), 6), round(float(content[..., 0].std()), 6))
+        if key not in self._grams:
+            target = style_size(style.shape[:2], size, self.settings)
+            with torch.no_grad():
+                feats = self.features(resize(to_tensor(style, self.device), target))
+                self._grams[key] = [gram(feats[name]) for name in STYLE_LAYERS]
+            while len(self._grams) > 4:
+                self._grams.pop(next(iter(self._grams)))
+        return self._grams[key]
+
+    def _objective(self, content, temporal, frame=None):
+        """Closure factory: returns ``f(x) -> (total, parts)`` for one pyramid level
+        (``frame``: the frame as numpy, for the style's luminance matching)."""
         s = self.settings
         size = tuple(content.shape[-2:])
         with torch.no_grad():
             target = self.features(content)[CONTENT_LAYER]
-        grams = self.style_grams(size)
+        grams = self.style_grams(size, frame)
         style_w = s.style_weight * s.strength
 
         def f(x):
@@ -116,11 +141,12 @@ class Stylizer:
 
     def losses(self, image, content, temporal=()):
         """Unweighted loss terms of ``image`` as floats (``temporal``: (warped, weights) pairs)."""
-        x, c = to_tensor(self._work(image), self.device), to_tensor(self._work(content), self.device)
+        work = self._work(content)
+        x, c = to_tensor(self._work(image), self.device), to_tensor(work, self.device)
         temporal = [(to_tensor(self._work(w), self.device), to_tensor(m[..., None], self.device))
                     for w, m in temporal]
         with torch.no_grad():
-            total, parts = self._objective(c, temporal)(x)
+            total, parts = self._objective(c, temporal, work)(x)
         return {"total": float(total), **{k: float(v) for k, v in parts.items()}}
 
     def stylize(self, content, init=None, temporal=(), iterations=None, on_step=None, seed=None):
@@ -132,7 +158,8 @@ class Stylizer:
         """
         s = self.settings
         iterations = s.iterations if iterations is None else iterations
-        full = to_tensor(self._work(content), self.device)
+        work = self._work(content)
+        full = to_tensor(work, self.device)
         h, w = full.shape[-2:]
         if init is not None:
             x = to_tensor(self._work(init), self.device)
@@ -149,7 +176,7 @@ class Stylizer:
         for size in levels:
             x = resize(x, size).detach().clone()
             objective = self._objective(resize(full, size),
-                                        [(resize(wp, size), resize(c, size)) for wp, c in temporal])
+                                        [(resize(wp, size), resize(c, size)) for wp, c in temporal], work)
             x, n = self._optimise(x, objective, iterations,
                                   lambda i, loss: on_step and on_step(done + i, total_iters, loss))
             done += iterations

@@ -82,6 +82,30 @@ def test_preserve_colors_keeps_chrominance(vgg):
     assert np.abs(out @ y - content @ y).mean() > 0.01       # the luminance was stylised
 
 
+def test_preserve_colors_matches_the_style_luminance_to_the_frame(vgg):
+    """Gatys et al. 2017: the style's luminance gets the frame's mean and std before its Grams are taken,
+    so a dark painting on a bright frame gives the targets of a bright one."""
+    from stylize_core.optimize import gram, luminance, match_luminance, resize, to_tensor, STYLE_LAYERS
+    style = 0.1 + 0.2 * texture(32, 32, 7)            # dark, low contrast
+    frame = 0.4 + 0.5 * texture(32, 48, 6)            # bright, high contrast
+    grey_style, grey_frame = luminance(style), luminance(frame)
+    matched = match_luminance(grey_style, grey_frame)
+    assert matched[..., 0].mean() == pytest.approx(grey_frame[..., 0].mean(), abs=1e-4)
+    assert matched[..., 0].std() == pytest.approx(grey_frame[..., 0].std(), rel=1e-3)
+    assert np.corrcoef(matched[..., 0].ravel(), grey_style[..., 0].ravel())[0, 1] > 0.9999  # same picture
+    st = Stylizer(vgg, style, Settings(preserve_colors=True))
+    got = st.style_grams((32, 48), grey_frame)
+    with torch.no_grad():
+        feats = st.features(resize(to_tensor(matched, "cpu"), (48, 48)))
+    for g, name in zip(got, STYLE_LAYERS):
+        assert torch.allclose(g, gram(feats[name]), rtol=1e-4, atol=1e-6)
+    unmatched = st.style_grams((32, 48))
+    assert float((got[0] - unmatched[0]).abs().max()) > 0.1 * float(got[0].abs().max())
+    # and an optimisation with it keeps the frame's brightness better than the dark style would
+    out = st.stylize(frame, iterations=15)
+    assert abs(float((out @ np.float32([0.299, 0.587, 0.114])).mean()) - grey_frame[..., 0].mean()) < 0.1
+
+
 def test_coarse_to_fine_runs_every_level(vgg):
     content = texture(64, 64, 8)
     steps = []
