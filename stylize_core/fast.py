@@ -38,7 +38,6 @@ progress.
 """
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import cv2
@@ -46,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .ahead import ahead
 from .consistency import reliability
 from .errors import StylizeError
 from .flow import estimate, resize_flow
@@ -547,16 +547,13 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
 
         prop = Propagator(read(key), keyframes[key], s, device, backend)
         frames_ = list(frames_)
-        with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(inputs, frames_[0], key) if frames_ else None
-            for j, i in enumerate(frames_):
-                t0 = time.perf_counter()
-                frame, fb, _, weights = pending.result()
-                t_flow = time.perf_counter() - t0
-                if j + 1 < len(frames_):
-                    pending = pool.submit(inputs, frames_[j + 1], i)
-                img = prop.step(frame, fb, None, weights)
-                yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key)
+        t0 = time.perf_counter()
+        for (i, _), (frame, fb, _, weights) in ahead(zip(frames_, [key] + frames_[:-1]),
+                                                     lambda pair: inputs(*pair)):
+            t_flow = time.perf_counter() - t0
+            img = prop.step(frame, fb, None, weights)
+            yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key)
+            t0 = time.perf_counter()
 
     def styled_key(k):
         return prepare_keyframe(keyframes[k], (read(k).shape[1], read(k).shape[0]), f"keyframe {k + 1}")

@@ -7,6 +7,8 @@ import json
 import os
 import re
 import struct
+import threading
+from collections import OrderedDict
 
 import cv2
 import numpy as np
@@ -28,23 +30,39 @@ class FrameSource:
     read (for EXR folders, the EXR files themselves, which also hold Vector passes).
     """
 
+    CACHED = 4  # decoded frames kept: a frame is read for its content and its flows within a step
+
     def __init__(self, paths, size, fps=None, names=None):
         self.paths = list(paths)
         self.size = tuple(size)
         self.fps = fps
         self.names = list(names) if names is not None else [os.path.basename(p) for p in self.paths]
+        self._cache, self._lock = OrderedDict(), threading.Lock()
 
     def __len__(self):
         return len(self.paths)
 
     def read(self, i):
-        """Frame ``i`` (0-based) as ``(H, W, 3)`` float32 RGB in [0, 1]."""
+        """Frame ``i`` (0-based) as ``(H, W, 3)`` float32 RGB in [0, 1], read-only.
+
+        The last ``CACHED`` frames read are kept decoded (thread-safe): the schedule reads a
+        frame for its content and again for each flow it takes part in, within one step.
+        """
         if not 0 <= i < len(self.paths):
             raise IndexError(f"frame index {i} out of range (clip has {len(self.paths)} frames)")
+        with self._lock:
+            if i in self._cache:
+                self._cache.move_to_end(i)
+                return self._cache[i]
         img = read_image(self.paths[i], what="frame")
         if (img.shape[1], img.shape[0]) != self.size:
             raise StylizeError(f"frame {self.names[i]} is {img.shape[1]}x{img.shape[0]}, "
                                f"expected {self.size[0]}x{self.size[1]} like the other frames")
+        img.flags.writeable = False  # shared by every caller: a change would leak into the others
+        with self._lock:
+            self._cache[i] = img
+            while len(self._cache) > self.CACHED:
+                self._cache.popitem(last=False)
         return img
 
 

@@ -26,6 +26,7 @@ them. Memory stays flat: only the earlier results the temporal loss needs are ke
 """
 import numpy as np
 
+from .ahead import ahead
 from .consistency import long_term_weights
 from .errors import StylizeError
 from .vgg import MEAN_PIXEL
@@ -78,16 +79,22 @@ class QualityMode:
     def frames(self, skipped):
         return self._single_pass(skipped) if self.s.passes == 1 else self._multi_pass()
 
+    def _single_inputs(self, i):
+        """Frame ``i`` at the processing size and, per earlier frame j of the temporal loss
+        (closest first), ``job.reliability(i, i - j)``: all that frame ``i`` needs besides the
+        earlier results, so it is prepared ahead while frame ``i - 1`` is optimised."""
+        return self.job.content(i), [self.job.reliability(i, i - j) for j in self.s.offsets if i - j >= 0]
+
     def _single_pass(self, start):
         job, s, n = self.job, self.s, len(self.job.src)
         keep = max(s.offsets, default=1)
-        for i in range(start, n):
-            content = job.content(i)
+        for i, (content, prepared) in ahead(range(start, n), self._single_inputs):
             earlier = [j for j in s.offsets if i - j >= 0]
             if not earlier:
                 img = job._stylize(i, 1, content, None, (), s.iterations)
             else:
-                pairs = [job.reliable_warp(job.result(i - j), i, i - j) for j in earlier]
+                pairs = [job.reliable_warp(job.result(i - j), i, i - j, ready)
+                         for j, ready in zip(earlier, prepared)]
                 weights = long_term_weights([c for _, c in pairs])
                 reliable = weights[0][..., None] > 0  # elsewhere: the content, or the mean pixel
                 fill = content if s.init == "content" else np.float32(MEAN_PIXEL)
@@ -106,14 +113,20 @@ class QualityMode:
             order = range(n) if p % 2 else range(n - 1, -1, -1)
             step = 1 if p % 2 else -1
             independent = p == 1 and s.first_pass == "independent"
-            for i in order:
-                if self._finished(p, i):
-                    continue
-                content, nb = job.content(i), i - step
+
+            def inputs(i):
+                """Frame ``i`` and, if its neighbour's result is used, ``job.reliability(i, nb)``
+                (prepared ahead while the frame before it in the pass is optimised)."""
+                nb = i - step
+                used = 0 <= nb < n and (not independent or p >= s.temporal_from_pass)
+                return job.content(i), job.reliability(i, nb) if used else None
+
+            for i, (content, ready) in ahead([i for i in order if not self._finished(p, i)], inputs):
+                nb = i - step
                 prev = job.result(i, dirs[p - 2]) if p > 1 else None
                 init, temporal = prev, ()
-                if 0 <= nb < n and (not independent or p >= s.temporal_from_pass):
-                    warped, c = job.reliable_warp(job.result(nb, dirs[p - 1]), i, nb)
+                if ready is not None:
+                    warped, c = job.reliable_warp(job.result(nb, dirs[p - 1]), i, nb, ready)
                     base = prev if prev is not None else content
                     c3 = c[..., None]
                     if not independent:

@@ -18,6 +18,7 @@ earlier results it needs (``Job._keep``; the rest are read back from OUTDIR).
 import json
 import os
 import shutil
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -117,14 +118,18 @@ class Job:
             if self.mode.needs_flow() else None
         self._results = {}
         self.timings = dict.fromkeys(self.mode.stages, 0.0)
+        self._timings_lock = threading.Lock()
 
     @contextmanager
     def timed(self, stage):
+        """Adds the block's seconds to ``timings[stage]`` (from any thread: work done ahead in a
+        thread counts too, so the stages may add up to more than the job's wall-clock time)."""
         t0 = time.monotonic()
         try:
             yield
         finally:
-            self.timings[stage] += time.monotonic() - t0
+            with self._timings_lock:
+                self.timings[stage] += time.monotonic() - t0
 
     # -- identity, manifest and resume ---------------------------------------------------
     def _flow_files_digest(self, flow_dir, max_frames):
@@ -192,12 +197,19 @@ class Job:
         with self.timed("flow"):
             return self.flows.flow(a, b)
 
-    def reliable_warp(self, image, a, b):
-        """``image`` (a result for frame b) warped into frame a, and the reliability weights."""
+    def reliability(self, a, b):
+        """``(flow a->b, reliability weights (H, W))`` of a result of frame b warped into frame a."""
         fab, fba = self.flow(a, b), self.flow(b, a)
         with self.timed("consistency"):
+            return fab, reliability(fab, fba, self.settings.reliability_widen)
+
+    def reliable_warp(self, image, a, b, prepared=None):
+        """``image`` (a result for frame b) warped into frame a, and the reliability weights;
+        ``prepared``: ``self.reliability(a, b)`` if already computed (e.g. ahead, in a thread)."""
+        fab, weights = prepared or self.reliability(a, b)
+        with self.timed("consistency"):
             warped, _ = warp_numpy(image, fab)
-            return warped, reliability(fab, fba, self.settings.reliability_widen)
+        return warped, weights
 
     def result(self, i, pass_dir=None):
         """Earlier result of frame ``i`` at processing size (memory, else from disk)."""

@@ -186,3 +186,40 @@ def test_warped_first_pass_chains_the_neighbour(tmp_path, recorded):
     j.run()
     assert recorded[0]["init"] is None
     assert np.abs(recorded[1]["init"] - recorded[0]["out"]).max() < 1e-5
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_next_frames_flows_are_estimated_while_a_frame_is_optimised(tmp_path, monkeypatch, passes):
+    """Quality mode asks for the next frame's flows (in another thread) before the current frame's
+    optimisation ends: each optimisation below waits for that request and would time out without
+    the overlap. The frames they read are decoded once per step (the frame cache)."""
+    import threading
+    clip = tmp_path / "in"
+    demo.make_clip(clip, frames=4, size=(48, 32))
+    j = job(tmp_path, clip, temporal="short", passes=passes, temporal_from_pass=2)
+    asked, threads = {}, set()
+    real_flow = j.flows.flow
+
+    def flow(a, b):
+        threads.add(threading.current_thread() is threading.main_thread())
+        asked.setdefault(max(a, b), threading.Event()).set()
+        return real_flow(a, b)
+    monkeypatch.setattr(j.flows, "flow", flow)
+    real = Stylizer.stylize
+    order = []
+
+    def stylize(self, content, **kw):
+        order.append(len(order))
+        i = len(order) - 1 if passes == 1 else None  # pass 1 of 2 runs frames 0..3 forwards
+        if i is not None and i + 1 < 4:
+            assert asked.setdefault(i + 1, threading.Event()).wait(10), f"frame {i + 2}'s flow not requested"
+        return real(self, content, **kw)
+    monkeypatch.setattr(Stylizer, "stylize", stylize)
+    reads = []
+    real_read = frames.read_image
+    monkeypatch.setattr(frames, "read_image", lambda p, *a, **k: (reads.append(p), real_read(p, *a, **k))[1])
+    j.run()
+    assert len(order) == 4 * passes
+    assert threads == {False}  # every flow was estimated ahead, in the worker thread
+    if passes == 1:
+        assert len(reads) == 4  # each input frame decoded once (content and both flows)
