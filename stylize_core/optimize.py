@@ -14,8 +14,11 @@ _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523,
 
 
 def to_tensor(img, device):
-    """(H, W, C) numpy -> (1, C, H, W) float32 tensor."""
-    return torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32)).permute(2, 0, 1)[None].contiguous().to(device)
+    """(H, W, C) numpy -> (1, C, H, W) float32 tensor (a copy: read-only arrays are fine)."""
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    if not img.flags.writeable:  # a cached input frame; torch warns on read-only memory
+        img = img.copy()
+    return torch.from_numpy(img).permute(2, 0, 1)[None].contiguous().to(device)
 
 
 def to_numpy(t):
@@ -71,6 +74,11 @@ def with_colors_of(grey, color):
     yiq = color @ _YIQ.T
     yiq[..., 0] = grey[..., 0]
     return np.clip(yiq @ np.linalg.inv(_YIQ).T, 0, 1).astype(np.float32)
+
+
+def level_iterations(iterations, levels):
+    """Iterations per pyramid level, coarsest first, for ``levels`` levels (1 = single scale)."""
+    return [iterations] * max(levels, 1)
 
 
 READ_EVERY = 10      # iterations between reads of the losses on a GPU (Stylizer._optimise)
@@ -149,12 +157,15 @@ class Stylizer:
             total, parts = self._objective(c, temporal, work)(x)
         return {"total": float(total), **{k: float(v) for k, v in parts.items()}}
 
-    def stylize(self, content, init=None, temporal=(), iterations=None, on_step=None, seed=None):
+    def stylize(self, content, init=None, temporal=(), iterations=None, on_step=None, seed=None,
+                schedule=None):
         """Stylise ``content`` (H, W, 3) in [0, 1]; returns the image as numpy.
 
         ``init``: starting image (default: the content, or noise with ``init="random"``).
         ``temporal``: ``(warped_earlier_result, reliability (H, W))`` pairs.
         ``on_step(iteration, total_iterations, loss)`` is called after every iteration.
+        ``schedule``: iterations per pyramid level, coarsest first (default
+        :func:`level_iterations` of ``iterations`` and ``coarse_to_fine``).
         """
         s = self.settings
         iterations = s.iterations if iterations is None else iterations
@@ -170,16 +181,17 @@ class Stylizer:
             x = full.clone()
         temporal = [(to_tensor(self._work(wp), self.device), to_tensor(c[..., None], self.device))
                     for wp, c in temporal]
+        schedule = level_iterations(iterations, s.coarse_to_fine) if schedule is None else list(schedule)
         levels = [(max(round(h / 2 ** k), 16), max(round(w / 2 ** k), 16))
-                  for k in reversed(range(max(s.coarse_to_fine, 1)))]
-        done, total_iters = 0, iterations * len(levels)
-        for size in levels:
+                  for k in reversed(range(len(schedule)))]
+        done, total_iters = 0, sum(schedule)
+        for size, count in zip(levels, schedule):
             x = resize(x, size).detach().clone()
             objective = self._objective(resize(full, size),
                                         [(resize(wp, size), resize(c, size)) for wp, c in temporal], work)
-            x, n = self._optimise(x, objective, iterations,
+            x, n = self._optimise(x, objective, count,
                                   lambda i, loss: on_step and on_step(done + i, total_iters, loss))
-            done += iterations
+            done += count
         return to_numpy(x.clamp(0, 1)) if not s.preserve_colors else with_colors_of(
             to_numpy(x.clamp(0, 1)), content)
 
