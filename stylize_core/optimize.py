@@ -70,11 +70,21 @@ def read_every(device):
 
 
 class Stylizer:
-    """Style transfer of single frames towards one style image with fixed settings."""
+    """Style transfer of single frames towards one style image, or a blend, with fixed settings.
+
+    ``style_image``: an ``(H, W, 3)`` image, or a blend ``[(image, weight), ...]`` (weights
+    normalised to sum 1). A blend's target is the blended Gram ``sum_k w_k G_k`` per layer:
+    ``sum_k w_k |G - G_k|^2 = |G - sum_k w_k G_k|^2 + const``, so the loss towards the blended
+    target has the same gradient as the weighted sum of the losses towards each image.
+    """
 
     def __init__(self, vgg, style_image, settings, device="cpu"):
         self.vgg, self.settings, self.device = vgg, settings, torch.device(device)
-        self.style_image = luminance(style_image) if settings.preserve_colors else style_image
+        blend = [(style_image, 1.0)] if isinstance(style_image, np.ndarray) else list(style_image)
+        total = sum(w for _, w in blend) or 1.0
+        self.images = [self._work(img) for img, _ in blend]
+        self.blend = [(k, w / total) for k, (_, w) in enumerate(blend)]
+        self.style_image = self.images[0] if self.images else None
         self._grams = {}
 
     def features(self, x):
@@ -82,14 +92,31 @@ class Stylizer:
         scale = self.vgg.feature_scale
         return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
 
-    def style_grams(self, size):
-        """Gram targets for frames of ``size`` = (H, W); the style image is resized to match."""
-        if size not in self._grams:
-            target = style_size(self.style_image.shape[:2], size, self.settings)
+    def image_grams(self, k, size):
+        """Gram matrices of style image ``k`` for frames of ``size`` = (H, W) (the image resized
+        to match, :func:`style_size`), computed once per image and size."""
+        if (k, size) not in self._grams:
+            image = self.images[k]
+            target = style_size(image.shape[:2], size, self.settings)
             with torch.no_grad():
-                feats = self.features(resize(to_tensor(self.style_image, self.device), target))
-                self._grams[size] = [gram(feats[name]) for name in STYLE_LAYERS]
-        return self._grams[size]
+                feats = self.features(resize(to_tensor(image, self.device), target))
+                self._grams[(k, size)] = [gram(feats[name]) for name in STYLE_LAYERS]
+        return self._grams[(k, size)]
+
+    def blend_grams(self, blend, size):
+        """Gram targets ``sum_k w_k G_k`` of a blend ``[(image index, weight), ...]``."""
+        if len(blend) == 1 and blend[0][1] == 1.0:
+            return self.image_grams(blend[0][0], size)
+        key = (tuple(blend), size)
+        if key not in self._grams:
+            per_image = [self.image_grams(k, size) for k, _ in blend]
+            self._grams[key] = [sum(w * g[n] for (_, w), g in zip(blend, per_image))
+                                for n in range(len(STYLE_LAYERS))]
+        return self._grams[key]
+
+    def style_grams(self, size):
+        """Gram targets for frames of ``size`` = (H, W): the style image's, or the blend's."""
+        return self.blend_grams(self.blend, size)
 
     def _objective(self, content, temporal):
         """Closure factory: returns ``f(x) -> (total, parts)`` for one pyramid level."""
