@@ -91,6 +91,7 @@ def engine_args(j):
     from addon import worker
     from stylize_core import cli
     options = dict(j.options)
+    j.folder.mkdir(parents=True, exist_ok=True)  # made by the job's first step
     options.update(j.region_options())
     cmd = worker.engine_command("python", "frames", j.style, "jobs", options)
     return cli.build_parser().parse_args(cmd[3:])
@@ -162,3 +163,197 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
         assert towards_green > 3 and towards_magenta > 3 and towards_green + towards_magenta > 20
         world = ~cv2.dilate((left | right).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         assert np.abs(styled[world] - rendered[world]).mean() < 3
+
+
+# -- what reaches the engine, and what is refused ---------------------------------------------------
+
+def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_path):
+    """The region list as the engine reads it (its own parser and region map reader): a collection
+    stands for its objects, an object's own entry wins, strength and Keep; Everything Else is the main
+    style (--style) or "*": keep. Each mistake is refused with one line before anything runs."""
+    from addon import job
+    from stylize_core import cli, regions
+    shot = two_cube_scene(frames=2)
+    extra = bpy.data.objects.new("extra", bpy.data.meshes.new("extra"))
+    bpy.data.collections["Set"].objects.link(extra)
+    sed = bpy.context.scene.sequence_editor_create()
+    strip = compat.strips(sed).new_scene("shot", shot, 1, 1)
+    sed.active_strip = strip
+    s = bpy.context.scene.video_stylize
+    s.use_regions = True
+    main = str(Path(bpy.path.abspath(s.style_image)))
+    green = noise_style(tmp_path / "green.png", (30, 220, 30))
+
+    def mapping():
+        j = job.prepare(bpy.context)
+        j.cancel()
+        args = engine_args(j)
+        cli.build_parser()  # the options parse as the engine's
+        assert args.regions == "input" and args.regions_layer == "CryptoObject" and args.matte is None
+        style = [regions.parse_weighted(v) for v in args.style or ()] or None
+        return regions.build_mapping(args.region, args.region_map, style), j
+
+    with pytest.raises(job.JobError, match="The region list is empty"):
+        job.prepare(bpy.context)
+    add_region(s, bpy.data.collections["Set"], green, strength=0.5)
+    add_region(s, bpy.data.objects["left"], keep=True)
+    m, j = mapping()
+    assert j.route == "scene" and j._export_request()["cryptomatte"]
+    record = m.record(str)
+    assert record["left"] == "keep" and record["extra"] == {"style": [[green, 1.0]], "strength": 0.5}
+    assert record["*"] == {"style": [[main, 1.0]], "strength": 1.0}  # --style: everything else
+    s.region_rest = "KEEP"
+    s.style_image = ""  # not needed then
+    m, j = mapping()
+    assert m.record(str)["*"] == "keep" and j.style is None
+    s.flow = "DIS"  # no Vector pass wanted: still the scene route for the Cryptomatte pass
+    m, j = mapping()
+    assert j.route == "scene" and j._export_request() == {"strip": "shot", "vector": False, "cryptomatte": True}
+    assert engine_args(j).flow == "dis"
+
+    s.regions[1].keep = False
+    for message, change in (
+            ("Choose a style image for region 'left', or tick Keep", None),
+            (f"Style image of region 'left' not found: {tmp_path / 'gone.png'}",
+             lambda: setattr(s.regions[1], "style_image", str(tmp_path / "gone.png"))),
+            ("Object 'left' is in the region list twice",
+             lambda: (setattr(s.regions[1], "keep", True), add_region(s, bpy.data.objects["left"], keep=True))),
+            ("Region 3 of the list has no object: choose one or remove the region",
+             lambda: (s.regions.remove(2), s.regions.add())),
+            ("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer) for "
+             "everything outside the regions, or set Everything Else to Keep",
+             lambda: (s.regions.remove(2), setattr(s, "region_rest", "STYLE"))),
+            ("Regions need the Cryptomatte pass, which the render engine of scene 'shot' (BLENDER_WORKBENCH) "
+             "does not write", lambda: (setattr(s, "style_image", main),
+                                         setattr(shot.render, "engine", "BLENDER_WORKBENCH"))),
+            ("Regions of scene strip 'shot' need its camera's render: set the strip's Input to Camera",
+             lambda: (setattr(shot.render, "engine", "CYCLES"), setattr(strip, "scene_input", "SEQUENCER")))):
+        if change:
+            change()
+        with pytest.raises(job.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            job.prepare(bpy.context)
+    assert strip_names(sed) == ["shot"]
+    strip.scene_input = "CAMERA"
+    s.use_regions = False  # the list stays, unused
+    j = job.prepare(bpy.context)
+    j.cancel()
+    assert j.regions is None and j.route == "sequencer"  # DIS: the strip as the sequencer shows it
+    assert j._export_request() == {"strip": "shot", "matte": None}
+
+
+def test_matte_requests_and_refusals(addon, tmp_path):
+    from addon import job
+    sed = bpy.context.scene.sequence_editor_create()
+    clip = image_strip(sed, "clip", make_frames(tmp_path / "pics", 4), 1, 5)  # frames 5-8
+    short = image_strip(sed, "short", make_frames(tmp_path / "short", 2), 2, 5)  # frames 5-6
+    sed.active_strip = clip
+    s = bpy.context.scene.video_stylize
+    s.use_regions = True
+    with pytest.raises(job.JobError, match="Choose the matte strip whose white part is the region"):
+        job.prepare(bpy.context)
+    for name, message in (("nope", "No matte strip named 'nope' in scene 'Scene'"),
+                          ("clip", "'clip' cannot be the matte of strip 'clip'")):
+        s.matte_strip = name
+        with pytest.raises(job.JobError, match=message):
+            job.prepare(bpy.context)
+    s.matte_strip = "short"
+    with pytest.raises(job.JobError, match="Choose a style image for the matte's white part, or tick Keep"):
+        job.prepare(bpy.context)
+    s.matte.keep = True
+    j = job.prepare(bpy.context)
+    j.cancel()
+    assert j.route == "sequencer" and j._export_request() == {
+        "strip": "clip", "matte": {"strip": "short", "folder": str(j.folder / "matte")}}
+    args = engine_args(j)
+    assert args.matte == str(j.folder / "matte") and args.regions is None
+    assert json.loads(Path(args.region_map).read_text()) == {"1": "keep"}
+    assert j.warnings == ["The matte strip 'short' (frames 5-6) does not cover strip 'clip' (frames 5-8): where it "
+                          "is missing the frame is black (outside the region)"]
+    assert short.channel == 2 and strip_names(sed) == ["clip", "short"]
+
+
+# -- a movie strip and a matte ----------------------------------------------------------------------
+
+def left_half_mask():
+    """A mask (Blender's Mask editor) covering about the left half of the frame."""
+    mask = bpy.data.masks.new("left half")
+    spline = mask.layers.new(name="layer").splines.new()
+    spline.points.add(3)
+    for point, co in zip(spline.points, [(-0.1, -0.1), (0.5, -0.1), (0.5, 1.1), (-0.1, 1.1)]):
+        point.co, point.handle_type = co, "VECTOR"
+    spline.use_cyclic = True
+    return mask
+
+
+def test_movie_strip_with_a_mask_strip_as_matte(addon, tmp_path):
+    """The white part of a (muted) mask strip takes the matte's style, the rest is kept."""
+    from stylize_core import regions
+    scene = bpy.context.scene
+    sed = scene.sequence_editor_create()
+    movie = compat.strips(sed).new_movie("clip", str(make_movie(tmp_path / "clip.mp4", frames=3)), 1, 1)
+    matte = compat.strips(sed).new_mask("matte", left_half_mask(), 2, 1)
+    matte.mute = True  # as a user keeps it, so that it does not cover the clip
+    before = snapshot(movie), snapshot(matte)
+    s = scene.video_stylize
+    s.use_regions, s.region_rest, s.matte_strip = True, "KEEP", "matte"
+    green = noise_style(tmp_path / "green.png", (30, 220, 30))
+    s.matte.style_image = green
+    s.iterations = 4
+    sed.active_strip = movie
+
+    assert stylize() == {"FINISHED"}
+    new, out = check_result(sed, movie, before[0], channel=3)  # above the matte strip
+    assert snapshot(matte) == before[1] and matte.mute
+    folder = job_folder()
+    command = (folder / "worker.log").read_text().splitlines()[0]
+    assert f"--matte {folder / 'matte'}" in command and "--style" not in command
+    assert json.loads((folder / "regions.json").read_text()) == {"1": {"style": green, "strength": 1.0},
+                                                                "*": "keep"}
+    mattes = sorted((folder / "matte").glob("frame_*.png"))
+    assert [m.name for m in mattes] == [f"frame_{i:05d}.png" for i in (1, 2, 3)]
+    white = regions.Mattes([str(m) for m in mattes], "test").read(0)["1"] > 0.5
+    x = np.arange(W)[None, :].repeat(H, 0)
+    assert (white == (x < W // 2)).mean() >= 0.97  # the mask's left half, as the sequencer shows it
+
+    files = [out / e.filename for e in new.elements]
+    for i, result in enumerate(files):
+        exported = cv2.imread(str(folder / "frames" / f"frame_{i + 1:05d}.png")).astype(float)
+        styled = cv2.imread(str(result)).astype(float)
+        inside = cv2.erode(white.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        outside = ~cv2.dilate(white.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+        assert np.abs(styled[outside] - exported[outside]).mean() < 2  # kept
+
+        def greenness(img):
+            return (img[inside, 1] - img[inside][:, [0, 2]].mean(1)).mean()
+        assert greenness(styled) - greenness(exported) > 3  # towards the green style
+
+
+# -- Render > Stylize Animation with the same list ---------------------------------------------------
+
+def test_render_animation_keeps_a_listed_object(addon, tmp_path):
+    from stylize_core import exr
+    scene = two_cube_scene("anim", frames=2)
+    scene.render.filepath = str(tmp_path / "render" / "anim_##")
+    image = scene.render.image_settings
+    image.file_format, image.color_mode, image.color_depth = "PNG", "RGB", "8"
+    from test_addon import quick_settings
+    quick_settings(bpy.context.preferences.addons["addon"].preferences, scene, tmp_path)
+    s = scene.video_stylize
+    s.use_regions, s.iterations = True, 4
+    s.style_image = noise_style(tmp_path / "magenta.png", (200, 40, 200))
+    add_region(s, bpy.data.objects["left"], keep=True)
+    before = pass_settings(scene)
+    with bpy.context.temp_override(scene=scene):
+        assert bpy.ops.render.stylize_animation() == {"FINISHED"}
+    assert pass_settings(scene) == before
+    from addon import job
+    folder = job.current.folder
+    command = (folder / "worker.log").read_text().splitlines()[0]
+    assert "--regions input --regions-layer CryptoObject" in command and "--flow vector" in command
+    assert json.loads((folder / "regions.json").read_text()) == {"left": "keep"}
+    for frame in (1, 2):
+        rendered = exr.read_rgb(folder / "frames" / f"frame_{frame:05d}.exr") * 255
+        left, right = objects_in(rendered / 255)
+        written = cv2.imread(str(tmp_path / "render" / f"anim_{frame:02d}.png"))[..., ::-1].astype(float)
+        assert np.abs(written[left] - rendered[left]).mean() < 2  # kept
+        assert np.abs(written[right] - rendered[right]).mean() > 10  # stylised
