@@ -95,5 +95,5 @@ def write_exr(path, channels, attributes=None, parts=None):
         OpenEXR.File(header, data).write(str(path))
         return
     plain = {k: v for k, v in header.items() if k in ("compression", "type")}
-    OpenEXR.File([OpenEXR.Part(header if i == 0 else plain, {n: data[n] for n in names}, name)
+    OpenEXR.File([OpenEXR.Part(header if i == 0 else dict(plain), {n: data[n] for n in names}, name)
                   for i, (name, names) in enumerate(parts.items())]).write(str(path))

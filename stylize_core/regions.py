@@ -500,8 +500,9 @@ class Regions:
                 if data.shape != (h, w) else data
             for value in np.unique(labels):
                 r = self.mapping.index(str(int(value)))
-                out[r] += cv2.GaussianBlur((labels == value).astype(np.float32), (0, 0), FEATHER,
-                                           borderType=cv2.BORDER_REFLECT)
+                one = (labels == value).astype(np.float32)
+                out[r] += cv2.GaussianBlur(one, (0, 0), FEATHER, borderType=cv2.BORDER_REFLECT) \
+                    if FEATHER > 0 else one
             return out
         for label, weight in data.items():
             if weight.shape != (h, w):
@@ -511,6 +512,10 @@ class Regions:
             if r is not None:
                 out[r] += weight
         return out / np.maximum(out.sum(0, keepdims=True), 1e-6)
+
+    @property
+    def has_keep(self):
+        return any(r.keep for r in self.mapping.regions)
 
     def keep(self, masks):
         """The summed weight ``(H, W)`` of the keep regions in ``masks``, None if none is kept."""
