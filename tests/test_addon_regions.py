@@ -355,5 +355,7 @@ def test_render_animation_keeps_a_listed_object(addon, tmp_path):
         rendered = exr.read_rgb(folder / "frames" / f"frame_{frame:05d}.exr") * 255
         left, right = objects_in(rendered / 255)
         written = cv2.imread(str(tmp_path / "render" / f"anim_{frame:02d}.png"))[..., ::-1].astype(float)
-        assert np.abs(written[left] - rendered[left]).mean() < 2  # kept
+        # The engine composites at its processing size (half, in the draft preset): 3 px off the edges
+        inside = cv2.erode(left.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        assert inside.sum() > 100 and np.abs(written[inside] - rendered[inside]).mean() < 2  # kept
         assert np.abs(written[right] - rendered[right]).mean() > 10  # stylised
