@@ -359,3 +359,68 @@ def test_render_animation_keeps_a_listed_object(addon, tmp_path):
         inside = cv2.erode(left.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
         assert inside.sum() > 100 and np.abs(written[inside] - rendered[inside]).mean() < 2  # kept
         assert np.abs(written[right] - rendered[right]).mean() > 10  # stylised
+
+
+# -- the panels ----------------------------------------------------------------------------------
+
+class OperatorProps:
+    """What ``UILayout.operator()`` returns: its properties, checked against the operator's."""
+
+    def __init__(self, idname, calls):
+        category, name = idname.split(".")
+        object.__setattr__(self, "rna", getattr(getattr(bpy.ops, category), name).get_rna_type())
+        object.__setattr__(self, "calls", calls)
+
+    def __setattr__(self, name, value):
+        assert name in self.rna.properties, f"{self.rna.identifier} has no property {name}"
+        self.calls.append(("operator property", (name, value), {}))
+
+
+class Layout(FakeLayout):
+    """``FakeLayout`` whose operators take properties."""
+
+    def __getattr__(self, name):
+        call = super().__getattr__(name)
+        def recorded(*args, **kwargs):
+            call(*args, **kwargs)
+            return OperatorProps(args[0], self.calls) if name == "operator" else Layout(self.calls)
+        return recorded
+
+
+def test_region_panels_and_list_operators(addon, tmp_path):
+    """The Regions sub-panels draw (checked against the real UILayout's RNA): the object list for scene
+    strips and in Output Properties, the matte for movie and image strips; + and - edit the list of the
+    scene they are given."""
+    from addon import panel
+    scene = bpy.context.scene
+    shot = two_cube_scene(frames=2)
+    sed = scene.sequence_editor_create()
+    scene_strip = compat.strips(sed).new_scene("shot", shot, 1, 1)
+    pics = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 2, 1)
+    assert bpy.ops.stylize.region_add() == {"FINISHED"}  # the sequencer's scene by default
+    assert bpy.ops.stylize.region_add(scene="shot") == {"FINISHED"}
+    assert len(scene.video_stylize.regions) == 1 and len(shot.video_stylize.regions) == 1
+    scene.video_stylize.regions[0].object = bpy.data.objects["left"]
+
+    def draw(cls, context_scene=scene):
+        calls = []
+        with bpy.context.temp_override(scene=context_scene):
+            cls.draw_header(SimpleNamespace(layout=Layout(calls)), bpy.context)
+            cls.draw(SimpleNamespace(layout=Layout(calls)), bpy.context)
+        return calls, [c[1][0] for c in calls if c[0] == "operator"], [c[1][1] for c in calls if c[0] == "prop"]
+
+    for active, has_list, has_matte in ((scene_strip, True, False), (pics, False, True), (None, True, True)):
+        sed.active_strip = active
+        calls, ops, props = draw(panel.SEQUENCER_PT_stylize_regions)
+        assert props[0] == "use_regions" and "region_rest" in props
+        assert ("template_list" in [c[0] for c in calls]) == has_list
+        assert (ops == ["stylize.region_add", "stylize.region_remove"]) == has_list
+        assert [c[1] for c in calls if c[0] == "operator property"] == [("scene", "Scene")] * 2 * has_list
+        assert ("object" in props) == has_list and "style_image" in props and "strength" in props
+        assert any(c[0] == "prop_search" and c[1][1] == "matte_strip" for c in calls) == has_matte
+    calls, ops, props = draw(panel.RENDER_PT_stylize_regions, shot)
+    assert ops == ["stylize.region_add", "stylize.region_remove"] and "kind" in props
+
+    assert bpy.ops.stylize.region_remove(scene="shot") == {"FINISHED"}
+    assert len(shot.video_stylize.regions) == 0 and len(scene.video_stylize.regions) == 1
+    assert bpy.ops.stylize.region_remove(scene="shot") == {"CANCELLED"}  # nothing left to remove
