@@ -57,13 +57,18 @@ def _texture(rng, h, w, cell):
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
 
 
+def generated(args):
+    """Quick, or no ``sintel_clip`` and no ``--scale``: the generated clip."""
+    return args.quick or args.scale is None and not (args.data / "sintel_clip").is_dir()
+
+
 def make_clip(folder, args):
     """Frames and label maps on disk; returns (frame paths, map paths, size (W, H))."""
     (folder / "in").mkdir(parents=True)
     (folder / "maps").mkdir()
     n = args.frames or (2 if args.quick else 6)
     rng = np.random.default_rng(3)
-    if args.quick or args.scale is None and not (args.data / "sintel_clip").is_dir():
+    if generated(args):
         w, h = 64, 48
         bg = _texture(rng, h, w + n + 2, 6)
         sets = [bg[:, n - t:n - t + w] for t in range(n)]                      # panning left 1 px a frame
@@ -152,7 +157,7 @@ def run(args):
     settings = Settings(iterations=its, iterations_later=max(its // 2, 1), tolerance=0.0)
     print_header("Style regions", args, weights_line)
     print(f"- clip: {len(frames)} frames {size[0]}x{size[1]} "
-          f"({'generated' if args.quick or args.scale is None and not (args.data / 'sintel_clip').is_dir() else 'sintel_clip'}"
+          f"({'generated' if generated(args) else 'sintel_clip'}"
           f"), region 1 a disc moving 2 px a frame; style A {a}, style B blue stripes; "
           f"{its}/{settings.iterations_later} iterations, device {args.device}\n")
     inputs = [engine_read(p) for p in frames]
@@ -170,8 +175,8 @@ def run(args):
     plain_b = run_job(folder, "b", b, None, settings, args, vgg)
     runs["hard cut of A, B"] = ([np.where(lab[..., None] == 1, ib, ia) for ia, ib, lab in
                                     zip(plain_a[0], plain_b[0], labels)], plain_a[1] + plain_b[1])
-    runs["A+keep regions"] = run_job(folder, "akeep", None, RegionOptions(str(folder / "maps"), region=(f"0={a}", "1=keep")),
-                               settings, args, vgg)
+    keep = RegionOptions(str(folder / "maps"), region=(f"0={a}", "1=keep"))
+    runs["A+keep regions"] = run_job(folder, "akeep", None, keep, settings, args, vgg)
     runs["A only"] = plain_a
     # one region job's stylizer and masks measure every result the same way
     meter_job = Job(folder / "in", None, folder / "meter", settings, vgg=vgg, device=args.device, regions=ab,
