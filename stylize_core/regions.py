@@ -458,11 +458,12 @@ class Regions:
         names = exr.channel_names(path)
         return any(_index_channel(names, k) for k in INDEX_PASSES) or any(".Crypto" in n for n in names)
 
-    def check(self, frames):
-        """Before anything is recorded: as many maps as frames (the first ``frames`` are used
-        with ``--max-frames``), every label present assigned a style; the maps' digest."""
+    def check(self, frames, exact=True):
+        """Before anything is recorded: as many maps as frames (``exact``; else, with
+        ``--max-frames``, at least as many: the first ``frames`` are used), every label present
+        assigned a style; the maps' digest."""
         n = len(self.source)
-        if n < frames:
+        if n < frames or exact and n != frames:
             raise StylizeError(f"{self.what}: {n} region map{'s' if n != 1 else ''} for {frames} input frames "
                                "(one per frame, in the same order)")
         h, labels = hashlib.sha1(), set()

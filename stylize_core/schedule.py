@@ -110,7 +110,7 @@ class Job:
             raise StylizeError("--style is required (or style regions: --regions/--matte with --region)")
         self.style_images = self.regions.styles if self.regions else {p: load_style(p) for p, _ in self.styles}
         if self.regions and not movie:
-            self.regions.check(len(self.src))  # labels without a style: before anything is recorded
+            self.regions.check(len(self.src), max_frames is None)  # before anything is recorded
         mode_identity = self.mode.identity()
         vgg = resolve_weights(vgg, allow_download)  # a download happens here, once, before the id
         self.identity = identity.job_identity(
@@ -121,7 +121,7 @@ class Job:
         if movie:
             self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
             if self.regions:
-                self.regions.check(len(self.src))
+                self.regions.check(len(self.src), max_frames is None)
         self.size = self.src.size
         self.mode.check()  # before the output folder holds anything of this job
         self.out.mkdir(parents=True, exist_ok=True)

@@ -347,9 +347,12 @@ def bad_region_cases(tmp_path):
     red = clip / "red.png"
     (clip / "short").mkdir()
     save_png(clip / "short" / "a.png", np.zeros((32, 48), np.uint8))
+    (clip / "long").mkdir()
+    for t in range(4):
+        save_png(clip / "long" / f"a{t}.png", np.zeros((32, 48), np.uint8))
     (clip / "broken").mkdir()
     for t in range(3):
-        (clip / "broken" / f"m{t}.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        (clip / "broken" / f"m{t}.png").write_bytes(b"not an image")
     (clip / "colour").mkdir()
     for t in range(3):
         save_png(clip / "colour" / f"m{t}.png", texture(32, 48, t))
@@ -357,6 +360,9 @@ def bad_region_cases(tmp_path):
     return clip, [
         ([*maps, "--region", f"0={red}"], "label '7' in frame 1 has no style"),
         (["--regions", clip / "short", "--region", f"*={red}"], "1 region map for 3 input frames"),
+        (["--regions", clip / "long", "--region", f"*={red}"], "4 region maps for 3 input frames"),
+        (["--regions", clip / "broken", "--region", f"*={red}", "--max-frames", "2"],
+         "cannot decode region map m0.png"),
         (["--regions", clip / "broken", "--region", f"*={red}"], "cannot decode region map m0.png"),
         (["--regions", clip / "colour", "--region", f"*={red}"], "is a colour image"),
         ([*maps, "--region", f"*={clip / 'missing.png'}"], "style image not found"),
