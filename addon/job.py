@@ -18,7 +18,7 @@ engine's events. The strip is exported again on every run: a saved .blend holds 
 addresses that change from save to save, so no cheap test tells an unchanged scene from
 a changed one, while the engine's content identity tells unchanged frames at once.
 
-Regions (``region_request``): the add-on turns the panel's region list into the engine's region
+Regions (``strip_regions``, ``scene_regions``): the add-on turns the panel's region list into the engine's region
 map (``regions.json`` in the strip's folder, ``--region-map``): object names for a scene strip or
 a render animation, read by the engine from the export's Cryptomatte Object pass (``--regions
 input``), or ``"1"`` for the white part of a matte strip that the export renders beside the frames
