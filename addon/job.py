@@ -18,11 +18,11 @@ engine's events. The strip is exported again on every run: a saved .blend holds 
 addresses that change from save to save, so no cheap test tells an unchanged scene from
 a changed one, while the engine's content identity tells unchanged frames at once.
 
-Regions (``strip_regions``, ``scene_regions``): the add-on turns the panel's region list into the engine's region
-map (``regions.json`` in the strip's folder, ``--region-map``): object names for a scene strip or
-a render animation, read by the engine from the export's Cryptomatte Object pass (``--regions
-input``), or ``"1"`` for the white part of a matte strip that the export renders beside the frames
-(``matte/``, ``--matte``). The region map and the mattes are part of the engine's job identity.
+Regions (``strip_regions``, ``scene_regions``): the add-on turns the panel's regions into the
+engine's region map (``regions.json`` in the strip's folder, ``--region-map``): object names for a
+scene strip or a render animation, read by the engine from the export's Cryptomatte Object pass
+(``--regions input``), or ``"1"`` for the white part of a matte strip that the export renders
+beside the frames (``matte/``, ``--matte``). The region map and the mattes are part of the engine's job identity.
 """
 import json
 import sys

@@ -14,8 +14,8 @@ engine's 1-based clip frames.
 Regions (``use_regions``) give parts of the frame their own look (a style image and strength, or
 Keep): on a scene strip (and Render > Stylize Animation) objects and collections, told apart by
 the render's Cryptomatte Object pass; on a movie or image strip the white part of a matte strip.
-Everything else takes the main style, or is kept (``region_rest``). ``job.strip_regions`` and ``job.scene_regions`` turn
-them into the engine's region map.
+Everything else takes the main style, or is kept (``region_rest``). ``job.strip_regions`` and
+``job.scene_regions`` turn them into the engine's region map.
 """
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
