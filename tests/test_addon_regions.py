@@ -67,7 +67,8 @@ def two_cube_scene(name="shot", frames=3):
 def noise_style(path, bgr):
     """A style image: coarse noise around the colour ``bgr``."""
     rng = np.random.default_rng(1)
-    noise = cv2.resize(rng.integers(-60, 60, (8, 8)).astype(np.int16), (64, 64), interpolation=cv2.INTER_NEAREST)[..., None]
+    noise = cv2.resize(rng.integers(-60, 60, (8, 8)).astype(np.int16), (64, 64), interpolation=cv2.INTER_NEAREST)
+    noise = noise[..., None]
     cv2.imwrite(str(path), np.clip(np.array(bgr) + noise, 0, 255).astype(np.uint8))
     return str(path)
 
