@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from addon import compat
-from test_addon import (FakeLayout, W, H, addon, blender, check_result, flat_image, image_strip,  # noqa: F401
-                        job_folder, make_frames, make_movie, snapshot, strip_names, stylize)
+from test_addon import (FakeLayout, W, H, addon, blender, check_result, image_strip,  # noqa: F401 (fixtures)
+                        job_folder, make_frames, make_movie, quick_settings, snapshot, strip_names, stylize)
 
 LIGHT, DARK = 0.8, 0.25  # linear emission of the left and right cube
 
@@ -337,7 +337,6 @@ def test_render_animation_keeps_a_listed_object(addon, tmp_path):
     scene.render.filepath = str(tmp_path / "render" / "anim_##")
     image = scene.render.image_settings
     image.file_format, image.color_mode, image.color_depth = "PNG", "RGB", "8"
-    from test_addon import quick_settings
     quick_settings(bpy.context.preferences.addons["addon"].preferences, scene, tmp_path)
     s = scene.video_stylize
     s.use_regions, s.iterations = True, 4
