@@ -125,8 +125,6 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
     add_region(s, bpy.data.objects["right"], magenta, strength=2.0)
 
     assert stylize(strip="shot") == {"FINISHED"}
-    from addon import job
-    print("TIMINGS", job.current.timings)
     new, out = check_result(sed, strip, strip_before, channel=2)
     assert pass_settings(shot) == before  # the user's objects and passes are untouched
     assert not shot.view_layers[0].use_pass_cryptomatte_object
@@ -160,7 +158,6 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
             return (img[mask, 1] - img[mask][:, [0, 2]].mean(1)).mean()
         towards_green = greenness(left, styled) - greenness(left, rendered)
         towards_magenta = greenness(right, rendered) - greenness(right, styled)
-        print("GREEN", towards_green, towards_magenta)
         assert towards_green > 3 and towards_magenta > 3 and towards_green + towards_magenta > 20
         world = ~cv2.dilate((left | right).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
         assert np.abs(styled[world] - rendered[world]).mean() < 3
