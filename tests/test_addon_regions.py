@@ -188,6 +188,7 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
         args = engine_args(j)
         cli.build_parser()  # the options parse as the engine's
         assert args.regions == "input" and args.regions_layer == "CryptoObject" and args.matte is None
+        regions.RegionOptions(args.regions, args.regions_layer, args.matte, (), args.region_map).check()
         style = [regions.parse_weighted(v) for v in args.style or ()] or None
         return regions.build_mapping(args.region, args.region_map, style), j
 
