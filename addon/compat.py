@@ -24,8 +24,10 @@ ORTHO_VECTOR_BROKEN = (4, 3, 0) <= bpy.app.version < (5, 2, 0)
 
 EEVEE = "BLENDER_EEVEE" if IS_5 else "BLENDER_EEVEE_NEXT"
 VECTOR_PASS_ENGINES = {"CYCLES", EEVEE}
+CRYPTOMATTE_ENGINES = {"CYCLES", EEVEE}  # Workbench writes no passes
 _STRIPS, _STRIPS_ALL = (("strips", "strips_all") if "strips" in bpy.types.SequenceEditor.bl_rna.properties
                         else ("sequences", "sequences_all"))  # strips: 4.4+, sequences: until 4.5
+STRIPS_ALL = _STRIPS_ALL  # the property's name, e.g. for ``UILayout.prop_search``
 _HANDLES = hasattr(bpy.types, "Strip") and "left_handle" in bpy.types.Strip.bl_rna.properties  # 5.2+
 # Old name -> new name of the strip timing properties (5.2+), used by ``get``/``put``.
 _RENAMED = {"frame_final_start": "left_handle", "frame_final_end": "right_handle",

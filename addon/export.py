@@ -19,6 +19,11 @@ Three routes:
 - ``render`` (Render > Stylize Animation): a scene's own frame range, rendered like a
   scene strip covering it (the same ``layer_frames``), at the scene's output size; the
   Vector pass only when the render engine writes it.
+
+Regions: the ``scene`` and ``render`` routes add the Cryptomatte Object pass (``cryptomatte``),
+whose object names and coverage the engine reads from the same EXR files; the user's objects
+and their pass indices are never touched. The ``sequencer`` route renders a ``matte`` strip too,
+isolated like the strip, at the same timeline frames, into its own folder.
 """
 import json
 import sys
@@ -28,7 +33,7 @@ import bpy
 
 from . import compat
 
-DONE = "export.json"  # written last into the frames folder: {"frames", "vector", "warnings"}
+DONE = "export.json"  # written last into the frames folder: {"frames", "vector", "warnings", "matte"}
 
 
 def emit(event, **fields):
@@ -70,8 +75,10 @@ def isolate(sequence_editor, name):
         owner = s
 
 
-def sequencer_frames(scene, strip):
-    """Route ``sequencer``: (suffix, render(index, path)) for the strip as the sequencer shows it."""
+def sequencer_frames(scene, strip, matte=None):
+    """Route ``sequencer``: (suffix, render(index, path)) for the strip as the sequencer shows it;
+    with ``matte`` (``{"strip", "folder"}``) each frame of that strip at the same timeline frame too,
+    as ``frame_name(index)`` in its folder."""
     isolate(scene.sequence_editor, strip.name)
     apply([(scene.render, "resolution_percentage", 100), (scene.render, "use_sequencer", True),
            (scene.view_settings, "view_transform", "Standard"), (scene.view_settings, "look", "None"),
@@ -82,12 +89,17 @@ def sequencer_frames(scene, strip):
     def render(index, path):
         scene.frame_current = start + index
         render_still(scene, path)
+        if matte:
+            isolate(scene.sequence_editor, matte["strip"])
+            render_still(scene, Path(matte["folder"]) / frame_name(index, ".png"))
+            isolate(scene.sequence_editor, strip.name)
     return ".png", render
 
 
-def layer_frames(scene, layer, frames, vector=True, alpha_folder=None):
+def layer_frames(scene, layer, frames, vector=True, alpha_folder=None, cryptomatte=False):
     """Render ``frames`` (scene frame numbers) of ``scene``'s view ``layer`` to multilayer EXR, with the
-    Vector pass if ``vector`` (motion blur off): shared by the scene-strip and render routes.
+    Vector pass if ``vector`` (motion blur off) and the Cryptomatte Object pass if ``cryptomatte``:
+    shared by the scene-strip and render routes.
 
     Returns (suffix, render(index, path), warnings, vector_problem). With ``alpha_folder`` every
     frame's alpha is also saved there as a 16-bit RGBA PNG (``frame_name``), for the render route's
@@ -98,6 +110,7 @@ def layer_frames(scene, layer, frames, vector=True, alpha_folder=None):
         warnings.append(f"motion blur of scene '{scene.name}' is off in the export "
                         "(the Vector pass is empty with it on)")
     apply([(render, "use_sequencer", False), (layer, "use_pass_vector", vector)]
+          + ([(layer, "use_pass_cryptomatte_object", True)] if cryptomatte else [])
           + ([(render, "use_motion_blur", False)] if vector else [])
           + [(other, "use", other == layer) for other in scene.view_layers]  # 5.2 writes every used layer
           + compat.multilayer_exr(render.image_settings))
@@ -120,7 +133,7 @@ def save_alpha(scene, path):
     apply(formats)
 
 
-def scene_frames(strip):
+def scene_frames(strip, vector=True, cryptomatte=False):
     """Route ``scene``: (suffix, render(index, path), warnings, vector_problem) for a scene strip."""
     inner, layer = strip.scene, compat.view_layer(strip)
     inner.render.resolution_percentage = 100  # the sequencer scales the strip to its own size
@@ -130,7 +143,7 @@ def scene_frames(strip):
     first = (inner.frame_start + compat.get(strip, "animation_offset_start")
              + compat.get(strip, "frame_final_start") - round(compat.get(strip, "frame_start")))
     count = compat.get(strip, "frame_final_duration")
-    return layer_frames(inner, layer, range(first, first + count))
+    return layer_frames(inner, layer, range(first, first + count), vector, cryptomatte=cryptomatte)
 
 
 def animation_frames(scene):
@@ -142,7 +155,8 @@ def render_frames(scene, request):
     """Route ``render``: (suffix, render(index, path), warnings, vector_problem) for a scene's own
     frame range at its output size, as Render Animation renders it."""
     layer = scene.view_layers[request["layer"]]
-    return layer_frames(scene, layer, animation_frames(scene), request["vector"], request.get("alpha_folder"))
+    return layer_frames(scene, layer, animation_frames(scene), request["vector"], request.get("alpha_folder"),
+                        request.get("cryptomatte", False))
 
 
 def moving_ortho_camera(scene, layer, frames):
@@ -177,8 +191,11 @@ def source_frames(request, scene):
         raise RuntimeError(f"strip '{request['strip']}' not found in scene '{request['scene']}' of the saved copy")
     count = compat.get(strip, "frame_final_duration")
     if request["route"] == "scene":
-        return (count, *scene_frames(strip))
-    return (count, *sequencer_frames(scene, strip), [], None)
+        return (count, *scene_frames(strip, request.get("vector", True), request.get("cryptomatte", False)))
+    matte = request.get("matte")
+    if matte and compat.strips_all(sed).get(matte["strip"]) is None:
+        raise RuntimeError(f"matte strip '{matte['strip']}' not found in scene '{request['scene']}' of the saved copy")
+    return (count, *sequencer_frames(scene, strip, matte), [], None)
 
 
 def clear(folder):
@@ -196,8 +213,9 @@ def export(request):
         raise RuntimeError(f"scene '{request['scene']}' not found in the saved copy")
     folder = Path(request["folder"])
     clear(folder)
-    if request.get("alpha_folder"):
-        clear(Path(request["alpha_folder"]))
+    for extra in (request.get("alpha_folder"), (request.get("matte") or {}).get("folder")):
+        if extra:
+            clear(Path(extra))
     count, suffix, render, warnings, problem = source_frames(request, scene)
     for w in warnings + ([f"{problem}: using estimated optical flow"] if problem else []):
         emit("warning", message=w)
@@ -205,9 +223,11 @@ def export(request):
         path = folder / frame_name(i, suffix)
         render(i, path)
         emit("frame", frame=i + 1, frames=count, path=str(path))
-    vector = request["route"] == "scene" or (request["route"] == "render" and request["vector"])
+    vector = request["route"] in ("scene", "render") and request.get("vector", True)
     done = {"frames": count, "vector": vector and problem is None,
             "warnings": warnings + ([problem] if problem else [])}
+    if request.get("matte"):
+        done["matte"] = count
     (folder / DONE).write_text(json.dumps(done))
     return done
 
@@ -215,8 +235,9 @@ def export(request):
 def main(request_json):
     """Child entry point: ``request_json`` holds blend (the saved copy), scene, folder and route:
     ``sequencer`` | ``scene`` with strip, or ``render`` (the scene's frame range) with layer (a view
-    layer's name), vector (render the Vector pass) and alpha_folder (or null); ``export.json`` is
-    written when all frames are."""
+    layer's name) and alpha_folder (or null); ``scene`` and ``render`` with vector (render the Vector
+    pass) and cryptomatte (the Cryptomatte Object pass), ``sequencer`` with matte (``{"strip",
+    "folder"}`` or absent); ``export.json`` is written when all frames are."""
     try:
         emit("done", **export(json.loads(request_json)))
     except Exception as e:

@@ -17,6 +17,12 @@ unchanged one resumes from its finished frames. The add-on takes every path from
 engine's events. The strip is exported again on every run: a saved .blend holds memory
 addresses that change from save to save, so no cheap test tells an unchanged scene from
 a changed one, while the engine's content identity tells unchanged frames at once.
+
+Regions (``strip_regions``, ``scene_regions``): the add-on turns the panel's regions into the
+engine's region map (``regions.json`` in the strip's folder, ``--region-map``): object names for a
+scene strip or a render animation, read by the engine from the export's Cryptomatte Object pass
+(``--regions input``), or ``"1"`` for the white part of a matte strip that the export renders
+beside the frames (``matte/``, ``--matte``). The region map and the mattes are part of the engine's job identity.
 """
 import json
 import sys
@@ -29,6 +35,8 @@ import bpy
 from . import compat, export, importer, output, properties, status, worker
 
 SUPPORTED = {"MOVIE", "IMAGE", "SCENE"}
+REGION_MAP = "regions.json"  # in the job folder: the engine's --region-map
+CRYPTOMATTE_LAYER = "CryptoObject"  # the engine's --regions-layer for the Cryptomatte Object pass
 ENGINE_FLOWS = {"DIS": "dis", "DEEPFLOW": "deepflow", "RAFT": "raft"}
 
 current = None  # the running (or last) Job: the panel draws its progress
@@ -88,11 +96,13 @@ def prepare(context, scene_name="", strip_name=""):
         raise JobError(problem)
 
     settings = scene.video_stylize
+    regions, warnings = strip_regions(settings, strip) if settings.use_regions else (None, [])
     vector = uses_vector_pass(strip, settings.flow)
-    style, options = engine_request(settings, vector)
+    style, options = engine_request(settings, vector, regions is not None)
     first, end = compat.visible_range(strip)
     options["keyframe"] = keyframe_options(settings, range(first, end), f"strip '{strip.name}'")
-    current = Job(scene, strip, style, options, vector)
+    current = Job(scene, strip, style, options, vector, regions)
+    current.warnings += warnings
     refused = ""
     return current
 
@@ -107,10 +117,12 @@ def prepare_render(context, scene_name=""):
     frames = export.animation_frames(scene)
     targets = render_targets(scene, frames)
     vector, warnings = render_flow(scene, settings.flow)
-    style, options = engine_request(settings, vector)
+    regions = scene_regions(settings, scene) if settings.use_regions else None
+    style, options = engine_request(settings, vector, regions is not None)
     options["keyframe"] = keyframe_options(settings, frames, f"the frame range of scene '{scene.name}'")
     sequencer = compat.sequencer_scene(context).name if settings.add_to_sequencer else ""
-    current = RenderJob(scene, layer, style, options, vector, targets, settings.overwrite_output, sequencer)
+    current = RenderJob(scene, layer, style, options, vector, targets, settings.overwrite_output, sequencer,
+                        regions)
     current.warnings += warnings
     refused = ""
     return current
@@ -159,14 +171,93 @@ def render_flow(scene, flow):
     return True, []
 
 
-def engine_request(settings, vector):
-    """Check the style image, the worker, the flow and the weights for ``settings``; return
-    (style image path, engine options without keyframes), or raise JobError."""
-    style = Path(bpy.path.abspath(settings.style_image))
-    if not settings.style_image:
-        raise JobError("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer)")
+def region_look(item, what):
+    """The region map's value for ``item``'s look: ``"keep"`` or ``{"style", "strength"}``, or raise
+    JobError for a missing style image (``what`` names the region)."""
+    if item.keep:
+        return "keep"
+    if not item.style_image:
+        raise JobError(f"Choose a style image for {what}, or tick Keep")
+    style = Path(bpy.path.abspath(item.style_image))
     if not style.is_file():
-        raise JobError(f"Style image not found: {style}")
+        raise JobError(f"Style image of {what} not found: {style}")
+    return {"style": str(style), "strength": item.strength}
+
+
+def object_regions(settings):
+    """The region list as the region map's labels: object name -> look. A collection stands for
+    all its objects (child collections included) as they are now; an object's own entry wins over
+    a collection's, and the first of two collections holding an object wins."""
+    if not settings.regions:
+        raise JobError("The region list is empty: add objects or collections with +, or untick Regions")
+    own, collected = {}, {}
+    for n, item in enumerate(settings.regions, 1):
+        target = item.target
+        if target is None:
+            raise JobError(f"Region {n} of the list has no {item.kind.lower()}: choose one or remove the region")
+        look = region_look(item, f"region '{target.name}'")
+        if item.kind == "COLLECTION":
+            for obj in target.all_objects:
+                collected.setdefault(obj.name, look)
+        elif target.name in own:
+            raise JobError(f"Object '{target.name}' is in the region list twice")
+        else:
+            own[target.name] = look
+    return {**collected, **own}
+
+
+def scene_regions(settings, scene):
+    """Regions of ``scene``'s render (a scene strip's scene, or a render animation): the request
+    for its Cryptomatte Object pass and the region map (``Job.regions``), or raise JobError."""
+    if scene.render.engine not in compat.CRYPTOMATTE_ENGINES:
+        raise JobError(f"Regions need the Cryptomatte pass, which the render engine of scene '{scene.name}' "
+                       f"({scene.render.engine}) does not write: render it with Cycles or EEVEE, or untick Regions")
+    return {"cryptomatte": True, "map": object_regions(settings)}
+
+
+def strip_regions(settings, strip):
+    """Regions of a strip: (``Job.regions``, warnings), or raise JobError. A scene strip's come from
+    its scene's Cryptomatte pass, a movie or image strip's from the matte strip."""
+    if strip.type == "SCENE":
+        if strip.scene_input != "CAMERA":
+            raise JobError(f"Regions of scene strip '{strip.name}' need its camera's render: set the strip's "
+                           "Input to Camera, or untick Regions")
+        return scene_regions(settings, strip.scene), []
+    if not settings.matte_strip:
+        raise JobError("Choose the matte strip whose white part is the region of movie and image strips, "
+                       "or untick Regions")
+    sed = strip.id_data.sequence_editor
+    matte = compat.strips_all(sed).get(settings.matte_strip)
+    if matte is None:
+        raise JobError(f"No matte strip named '{settings.matte_strip}' in scene '{strip.id_data.name}'")
+    if matte == strip or matte.type == "SOUND":
+        raise JobError(f"'{matte.name}' cannot be the matte of strip '{strip.name}': choose a mask, movie or "
+                       "image strip showing the region in white")
+    if problem := missing_media(matte):
+        raise JobError(problem)
+    warnings = []
+    (first, end), (m_first, m_end) = compat.visible_range(strip), compat.visible_range(matte)
+    if m_first > first or m_end < end:
+        warnings.append(f"The matte strip '{matte.name}' (frames {m_first}-{m_end - 1}) does not cover strip "
+                        f"'{strip.name}' (frames {first}-{end - 1}): where it is missing the frame is black "
+                        "(outside the region)")
+    look = region_look(settings.matte, "the matte's white part")
+    return {"matte": matte.name, "map": {"1": look}}, warnings
+
+
+def engine_request(settings, vector, regions=False):
+    """Check the style image (needed unless ``regions`` keep everything else), the worker, the flow and
+    the weights for ``settings``; return (style image path or None, engine options without keyframes),
+    or raise JobError."""
+    style = None
+    if not regions or settings.region_rest == "STYLE":
+        style = Path(bpy.path.abspath(settings.style_image))
+        if not settings.style_image:
+            raise JobError("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer)"
+                           + (" for everything outside the regions, or set Everything Else to Keep" if regions
+                              else ""))
+        if not style.is_file():
+            raise JobError(f"Style image not found: {style}")
 
     try:
         worker.engine_root()
@@ -257,17 +348,22 @@ class Job:
     """
     phases = ("save", "export", "stylize")
 
-    def __init__(self, scene, strip, style, options, vector):
-        self._start(scene, bpy.path.clean_name(strip.name), compat.get(strip, "frame_final_duration"), style, options)
-        self.strip_name = strip.name
-        self.route = "scene" if vector else "sequencer"
+    def __init__(self, scene, strip, style, options, vector, regions=None):
+        self._start(scene, bpy.path.clean_name(strip.name), compat.get(strip, "frame_final_duration"), style, options,
+                    regions)
+        self.strip_name, self.vector = strip.name, vector
+        # A scene strip's regions come from its render's Cryptomatte pass: the scene route.
+        self.route = "scene" if vector or (regions or {}).get("cryptomatte") else "sequencer"
 
-    def _start(self, scene, name, count, style, options):
+    def _start(self, scene, name, count, style, options, regions):
         """State shared by every kind of job; the job folder is ``<scene>.<name>`` in ``jobs_root()``."""
         self.scene_name, self.count = scene.name, count
         self.folder = jobs_root() / f"{bpy.path.clean_name(scene.name)}.{name}"
         self.frames, self.results = self.folder / "frames", self.folder / "stylized"
         self.style, self.options = style, options
+        # {"map": region map, "cryptomatte": True} or {"map", "matte": strip name}, or None (no regions)
+        self.regions = regions
+        self.mattes = self.folder / "matte"
         self.stage, self.fraction, self.detail, self.error = "Saving a copy of the file", 0.0, "", ""
         self.warnings = []
         self.state = "running"  # then "done", "failed" or "cancelled"
@@ -326,7 +422,11 @@ class Job:
 
     def _export_request(self):
         """The route's own fields of the export request (see ``export.main``)."""
-        return {"strip": self.strip_name}
+        regions = self.regions or {}
+        if self.route == "scene":
+            return {"strip": self.strip_name, "vector": self.vector, "cryptomatte": bool(regions.get("cryptomatte"))}
+        matte = {"strip": regions["matte"], "folder": str(self.mattes)} if regions.get("matte") else None
+        return {"strip": self.strip_name, "matte": matte}
 
     def _child_blender(self, module, request, log):
         """Run ``<module>.main(request)`` of this package in a background Blender; its Process."""
@@ -345,6 +445,10 @@ class Job:
         except (OSError, ValueError):
             return {}
         frames = [p for p in self.frames.iterdir() if p.name.startswith("frame_")]
+        if (self.regions or {}).get("matte"):
+            mattes = [p for p in self.mattes.iterdir() if p.name.startswith("frame_")] if self.mattes.is_dir() else []
+            if not len(mattes) == record.get("matte") == self.count:
+                return {}
         return record if len(frames) == record.get("frames") == self.count else {}
 
     def _export(self):
@@ -367,12 +471,24 @@ class Job:
         options = dict(self.options)
         if done["vector"]:
             options["flow"] = "vector"
+        if self.regions:
+            options.update(self.region_options())
         python = status.worker_python()
         cmd = worker.engine_command(python, self.frames, self.style, self.results, options)
         self.results.mkdir(parents=True, exist_ok=True)
         self.process = worker.Process(cmd, env=status.worker_env(python), cwd=self.folder,
                                       log_path=self.folder / "worker.log")
         self.phase, self.stage, self.fraction, self.detail = "stylize", "Starting the engine", 0.0, ""
+
+    def region_options(self):
+        """The engine's region options; writes the region map (``REGION_MAP``) into the job folder.
+        Everything else is kept (``"*"``) when no main style is sent."""
+        regions = {**self.regions["map"], **({} if self.style else {"*": "keep"})}
+        path = self.folder / REGION_MAP
+        path.write_text(json.dumps(regions, indent=1, ensure_ascii=False), encoding="utf-8")
+        if self.regions.get("matte"):
+            return {"matte": str(self.mattes), "region-map": str(path)}
+        return {"regions": "input", "regions-layer": CRYPTOMATTE_LAYER, "region-map": str(path)}
 
     def _stylize(self):
         for event in self._events():
@@ -467,8 +583,8 @@ class RenderJob(Job):
     phases = ("save", "export", "stylize", "deliver")
     keep_blend_until = "deliver"
 
-    def __init__(self, scene, layer, style, options, vector, targets, overwrite, sequencer_scene):
-        self._start(scene, JOB_FOLDER_RENDER, len(targets), style, options)
+    def __init__(self, scene, layer, style, options, vector, targets, overwrite, sequencer_scene, regions=None):
+        self._start(scene, JOB_FOLDER_RENDER, len(targets), style, options, regions)
         self.route, self.layer, self.vector = "render", layer.name, vector
         self.first_frame = scene.frame_start
         self.targets, self.overwrite, self.sequencer_scene = [str(t) for t in targets], overwrite, sequencer_scene
@@ -491,7 +607,7 @@ class RenderJob(Job):
             output.temp_path(Path(target)).unlink(missing_ok=True)
 
     def _export_request(self):
-        return {"layer": self.layer, "vector": self.vector,
+        return {"layer": self.layer, "vector": self.vector, "cryptomatte": bool(self.regions),
                 "alpha_folder": str(self.alpha) if self.alpha else None}
 
     def _stylized(self):

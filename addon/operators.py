@@ -1,6 +1,6 @@
 """``sequencer.stylize_strip`` and ``render.stylize_animation`` (modal with a timer in the UI,
 synchronous in background mode), ``sequencer.stylize_cancel`` and the keyframe list's
-``sequencer.stylize_keyframe_add/remove``."""
+``sequencer.stylize_keyframe_add/remove``, and the region list's ``stylize.region_add/remove``."""
 import atexit
 import time
 
@@ -199,6 +199,49 @@ class SEQUENCER_OT_stylize_keyframe_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def region_settings(operator, context):
+    """The settings of the operator's scene (the panel's), else of the sequencer's scene."""
+    scene = bpy.data.scenes.get(operator.scene) if operator.scene else compat.sequencer_scene(context)
+    return scene.video_stylize if scene else None
+
+
+class STYLIZE_OT_region_add(bpy.types.Operator):
+    """Add a region: an object or collection with its own style (or kept as it is)"""
+    bl_idname = "stylize.region_add"
+    bl_label = "Add Region"
+    bl_options = {"UNDO"}
+
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene whose settings hold the list (default: the sequencer's scene)")
+
+    def execute(self, context):
+        settings = region_settings(self, context)
+        if settings is None:
+            self.report({"ERROR"}, f"No scene named '{self.scene}'")
+            return {"CANCELLED"}
+        settings.regions.add()
+        settings.region_index = len(settings.regions) - 1
+        return {"FINISHED"}
+
+
+class STYLIZE_OT_region_remove(bpy.types.Operator):
+    """Remove the selected region from the list"""
+    bl_idname = "stylize.region_remove"
+    bl_label = "Remove Region"
+    bl_options = {"UNDO"}
+
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene whose settings hold the list (default: the sequencer's scene)")
+
+    def execute(self, context):
+        settings = region_settings(self, context)
+        if settings is None or not 0 <= settings.region_index < len(settings.regions):
+            return {"CANCELLED"}
+        settings.regions.remove(settings.region_index)
+        settings.region_index = min(settings.region_index, len(settings.regions) - 1)
+        return {"FINISHED"}
+
+
 @persistent
 def cancel_running(*_args):
     """Stop a running job's worker (file load, add-on disabled, Blender quitting)."""
@@ -207,7 +250,7 @@ def cancel_running(*_args):
 
 
 classes = (SEQUENCER_OT_stylize_strip, RENDER_OT_stylize_animation, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
-           SEQUENCER_OT_stylize_keyframe_remove)
+           SEQUENCER_OT_stylize_keyframe_remove, STYLIZE_OT_region_add, STYLIZE_OT_region_remove)
 
 
 def register():

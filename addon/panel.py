@@ -1,5 +1,6 @@
-"""The sequencer sidebar's Stylize tab (and its Keyframes sub-panel in fast mode); Output Properties'
-Style Transfer panel and the Render menu's Stylize Animation… for the scene's render animation."""
+"""The sequencer sidebar's Stylize tab (and its Keyframes sub-panel in fast mode, and Regions);
+Output Properties' Style Transfer panel (and its Regions) and the Render menu's Stylize Animation…
+for the scene's render animation."""
 import os
 
 import bpy
@@ -148,6 +149,87 @@ class SEQUENCER_PT_stylize_keyframes(bpy.types.Panel):
         buttons.operator("sequencer.stylize_keyframe_remove", icon="REMOVE", text="")
 
 
+class STYLIZE_UL_regions(bpy.types.UIList):
+    """One region a row: its object or collection, and its style image's name or Keep."""
+
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_property, _index=0, _flt=0):
+        row = layout.row(align=True)
+        row.prop(item, item.kind.lower(), text="")
+        name = "Keep" if item.keep else os.path.basename(bpy.path.abspath(item.style_image)) or "No style"
+        row.label(text=name, icon="HIDE_OFF" if item.keep else "BRUSH_DATA")
+
+
+def draw_look(layout, item):
+    """A region's look: Keep, or its style image (with a thumbnail) and strength."""
+    layout.prop(item, "keep")
+    col = layout.column()
+    col.active = not item.keep
+    col.prop(item, "style_image", text="Style")
+    if not item.keep and (icon := style_icon(item.style_image)):
+        col.template_icon(icon_value=icon, scale=4.0)
+    col.prop(item, "strength")
+
+
+def draw_region_list(layout, settings, scene):
+    """The object/collection region list of ``scene``'s settings, its +/- and the active region."""
+    status.draw_wrapped(layout, "Scene strips and Stylize Animation: objects or collections get their own "
+                                "style (Cycles or EEVEE: the Cryptomatte pass tells them apart).", icon="INFO")
+    row = layout.row()
+    row.template_list("STYLIZE_UL_regions", "", settings, "regions", settings, "region_index", rows=3)
+    buttons = row.column(align=True)
+    buttons.operator("stylize.region_add", icon="ADD", text="").scene = scene.name
+    buttons.operator("stylize.region_remove", icon="REMOVE", text="").scene = scene.name
+    if 0 <= settings.region_index < len(settings.regions):
+        item = settings.regions[settings.region_index]
+        col = layout.column()
+        col.prop(item, "kind", expand=True)
+        col.prop(item, item.kind.lower())
+        draw_look(col, item)
+
+
+def draw_matte(layout, settings, scene):
+    """The matte strip of movie and image strips and its white part's look."""
+    status.draw_wrapped(layout, "Movie and image strips: the white part of the matte strip (e.g. a mask "
+                                "strip) at the same frames gets its own style.", icon="INFO")
+    if scene.sequence_editor:
+        layout.prop_search(settings, "matte_strip", scene.sequence_editor, compat.STRIPS_ALL, icon="SEQUENCE")
+    else:
+        layout.prop(settings, "matte_strip", icon="SEQUENCE")
+    draw_look(layout.column(), settings.matte)
+
+
+class SEQUENCER_PT_stylize_regions(bpy.types.Panel):
+    """Regions: objects (scene strips) or a matte's white part (movie and image strips) with their own style."""
+    bl_space_type = "SEQUENCE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Stylize"
+    bl_label = "Regions"
+    bl_parent_id = "SEQUENCER_PT_stylize"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return compat.sequencer_scene(context) is not None
+
+    def draw_header(self, context):
+        self.layout.prop(compat.sequencer_scene(context).video_stylize, "use_regions", text="")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        scene = compat.sequencer_scene(context)
+        settings = scene.video_stylize
+        layout.active = settings.use_regions
+        sed = scene.sequence_editor
+        kind = sed.active_strip.type if sed and sed.active_strip else ""
+        if kind != "SCENE":
+            draw_matte(layout, settings, scene)
+        if kind not in ("MOVIE", "IMAGE"):
+            draw_region_list(layout, settings, scene)
+        layout.prop(settings, "region_rest")
+
+
 class RENDER_PT_stylize_animation(bpy.types.Panel):
     """Output Properties > Style Transfer: the scene's settings, where the stylised animation goes,
     and the Stylize Animation button (also opened from Render > Stylize Animation…)."""
@@ -173,6 +255,28 @@ class RENDER_PT_stylize_animation(bpy.types.Panel):
         row.operator("render.stylize_animation", icon="BRUSH_DATA")
 
 
+class RENDER_PT_stylize_regions(bpy.types.Panel):
+    """Output Properties > Style Transfer > Regions: objects or collections with their own style."""
+    bl_space_type = "PROPERTIES"
+    bl_region_type = "WINDOW"
+    bl_context = "output"
+    bl_label = "Regions"
+    bl_parent_id = "RENDER_PT_stylize_animation"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.video_stylize, "use_regions", text="")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        settings = context.scene.video_stylize
+        layout.active = settings.use_regions
+        draw_region_list(layout, settings, context.scene)
+        layout.prop(settings, "region_rest")
+
+
 def render_menu(self, _context):
     """Render > Stylize Animation…: the Style Transfer panel as a pop-up, with its button."""
     self.layout.separator()
@@ -181,7 +285,7 @@ def render_menu(self, _context):
 
 
 classes = (SEQUENCER_PT_stylize, SEQUENCER_UL_stylize_keyframes, SEQUENCER_PT_stylize_keyframes,
-           RENDER_PT_stylize_animation)
+           STYLIZE_UL_regions, SEQUENCER_PT_stylize_regions, RENDER_PT_stylize_animation, RENDER_PT_stylize_regions)
 
 
 def register():

@@ -10,6 +10,12 @@ The mode (``--mode``) is the add-on's own choice, Fast by default: a preview in 
 frame, where Quality takes minutes. Keyframes (fast mode, ``--keyframe N[=IMAGE]``) are
 kept as timeline frames of the strip; ``job.keyframe_options`` turns them into the
 engine's 1-based clip frames.
+
+Regions (``use_regions``) give parts of the frame their own look (a style image and strength, or
+Keep): on a scene strip (and Render > Stylize Animation) objects and collections, told apart by
+the render's Cryptomatte Object pass; on a movie or image strip the white part of a matte strip.
+Everything else takes the main style, or is kept (``region_rest``). ``job.strip_regions`` and
+``job.scene_regions`` turn them into the engine's region map.
 """
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
@@ -72,6 +78,30 @@ class StylizeKeyframe(bpy.types.PropertyGroup):
                                       "ratio as the strip; empty: the engine stylises the frame")
 
 
+class StylizeRegion(bpy.types.PropertyGroup):
+    """A region's look: a style image and strength, or Keep; in the region list also its object or
+    collection (the matte's white part uses the look only)."""
+    kind: EnumProperty(name="Type", items=[("OBJECT", "Object", "One object", "OBJECT_DATA", 0),
+                                           ("COLLECTION", "Collection", "Every object in a collection (and "
+                                                                        "its child collections)",
+                                            "OUTLINER_COLLECTION", 1)],
+                       description="Whether the region is an object or a collection's objects")
+    object: PointerProperty(type=bpy.types.Object, name="Object", description="The object whose pixels this is")
+    collection: PointerProperty(type=bpy.types.Collection, name="Collection",
+                                description="The collection whose objects' pixels this is")
+    keep: BoolProperty(name="Keep", description="Leave this region as it is (it still follows the motion "
+                                                "of the rest of the frame)")
+    style_image: StringProperty(name="Style Image", subtype="FILE_PATH", options=compat.PATH,
+                                description="Painting or picture whose style this region takes")
+    strength: FloatProperty(name="Strength", default=1.0, min=0.0, soft_max=5.0,
+                            description="Multiplies the style weight in this region: more style, less content")
+
+    @property
+    def target(self):
+        """The object or collection (None if unset)."""
+        return self.object if self.kind == "OBJECT" else self.collection
+
+
 class StylizeSettings(bpy.types.PropertyGroup):
     """What the Run button does with the active strip."""
     __annotations__ = {
@@ -102,6 +132,22 @@ class StylizeSettings(bpy.types.PropertyGroup):
     keyframe_every: IntProperty(name="Keyframe Every", min=0, default=0, subtype="NONE",
                                 description="Fast mode: also stylise every N-th frame from the first (0: none; "
                                             "30-60 for long shots that show new content; each costs a Quality frame)")
+    use_regions: BoolProperty(name="Regions", description="Give objects and collections (scene strips, "
+                                                          "Stylize Animation) or a matte's white part (movie "
+                                                          "and image strips) their own style, or keep them")
+    regions: CollectionProperty(type=StylizeRegion, name="Regions",
+                                description="Objects or collections and their styles; an object's own entry "
+                                            "wins over its collection's, the first of two collections wins")
+    region_index: IntProperty(name="Active Region", default=0)
+    region_rest: EnumProperty(name="Everything Else", default="STYLE", items=[
+        ("STYLE", "Main Style", "Everything not in a region (other objects, the world) takes the main style"),
+        ("KEEP", "Keep", "Everything not in a region stays as it is")],
+        description="What happens to the pixels of no region")
+    matte_strip: StringProperty(name="Matte", description="Movie and image strips: the strip (e.g. a mask "
+                                                          "strip from the Mask editor) whose white part is the "
+                                                          "region, as it shows at the same frames; it may be "
+                                                          "muted")
+    matte: PointerProperty(type=StylizeRegion, name="Matte Look", description="The look of the matte's white part")
     # Render > Stylize Animation (``render.stylize_animation``) only:
     output_folder: StringProperty(name="Output Folder", subtype="DIR_PATH", options=compat.PATH,
                                   description="Folder for the stylised frames (named like the scene's output "
@@ -113,7 +159,7 @@ class StylizeSettings(bpy.types.PropertyGroup):
                                    description="Also add the stylised frames to the sequencer as an image strip")
 
 
-classes = (StylizeKeyframe, StylizeSettings)
+classes = (StylizeKeyframe, StylizeRegion, StylizeSettings)
 
 
 def register():

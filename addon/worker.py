@@ -38,10 +38,12 @@ def environment(paths):
 
 
 def engine_command(python, frames, style, jobs, options):
-    """The engine command line, its output in ``jobs/<job id>/``; ``options`` maps long option
+    """The engine command line, its output in ``jobs/<job id>/`` (no ``--style`` if ``style`` is None:
+    regions name theirs); ``options`` maps long option
     names to values: True = a flag, None or False = left out, a list = the option once per item,
     anything else (0 too) = its value."""
-    cmd = [python, "-m", ENGINE, "stylize", str(frames), "--style", str(style), "--jobs", str(jobs)]
+    cmd = [python, "-m", ENGINE, "stylize", str(frames), *(["--style", str(style)] if style else []),
+           "--jobs", str(jobs)]
     for name, value in options.items():
         if isinstance(value, list):
             for item in value:

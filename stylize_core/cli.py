@@ -72,7 +72,28 @@ def build_parser():
     st = sub.add_parser("stylize", help="stylise a clip",
                         description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ...")
     st.add_argument("input", help="movie file (mp4/avi/mov/mkv/webm) or folder of frames (png/jpg/exr)")
-    st.add_argument("--style", required=True, help="style image (required)")
+    st.add_argument("--style", action="append", metavar="IMAGE[:WEIGHT]",
+                    help="style image; repeat for a blend (--style a.jpg:0.7 --style b.jpg:0.3, weights "
+                         "normalised to sum 1). Required unless style regions give every label a style; with "
+                         "regions it is the style of every label not listed (default: none)")
+    st.add_argument("--regions", metavar="SOURCE",
+                    help="style regions: a folder of integer label images, one per input frame in the same "
+                         "order (PNG 8/16-bit grey or EXR), or 'input' = the input's own multilayer EXR frames "
+                         "(see --regions-layer) (default: none)")
+    st.add_argument("--regions-layer", metavar="NAME",
+                    help="EXR layer of the region maps: IndexOB, IndexMA (labels are the index numbers), "
+                         "CryptoObject, CryptoMaterial or CryptoAsset (labels are the Cryptomatte names; soft "
+                         "edges) (default: IndexOB if present, else the first Cryptomatte)")
+    st.add_argument("--matte", metavar="DIR",
+                    help="style regions from soft mattes, one grey image (or its alpha) per frame: label 1 "
+                         "weighs the matte value (white), label 0 one minus it (default: none)")
+    st.add_argument("--region", action="append", metavar="LABEL=IMAGE[:STRENGTH]",
+                    help="the style of a region label (LABEL=keep: left as the input; LABEL * = every label "
+                         "not listed); repeatable (default: none)")
+    st.add_argument("--region-map", metavar="FILE",
+                    help='JSON mapping of labels to styles: {"3": {"style": "a.jpg" or [["a.jpg", 0.7], '
+                         '["b.jpg", 0.3]], "strength": 0.8}, "0": "keep", "*": ...}; relative paths are relative '
+                         "to the file; --region entries replace its own (default: none)")
     where = st.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="output folder (also holds the manifest and flow cache); "
                                      "another job there is refused unless --restart "
@@ -164,6 +185,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _on_sigterm)
     from .schedule import run  # imports torch: after argument parsing so --help stays fast
     from . import outputs
+    from .regions import RegionOptions, parse_weighted
     try:
         settings = _settings(args)
         where = args.out or getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT (OUTDIR inside it)
@@ -172,10 +194,14 @@ def main(argv=None):
             outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
             return _demo(args, settings, progress)
-        paths = run(args.input, args.style, args.out, settings, video=args.video, vgg=args.vgg,
+        regions = RegionOptions(args.regions, args.regions_layer, args.matte, tuple(args.region or ()),
+                                args.region_map)
+        regions.check()
+        styles = [parse_weighted(v) for v in args.style or ()] or None
+        paths = run(args.input, styles, args.out, settings, video=args.video, vgg=args.vgg,
                     device=args.device, progress=progress, max_frames=args.max_frames,
                     flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download,
-                    jobs=args.jobs, keyframes=parse_keyframes(args.keyframe))
+                    jobs=args.jobs, keyframes=parse_keyframes(args.keyframe), regions=regions or None)
         print(f"done: {paths[0].parent if paths else args.out}", file=sys.stderr)
         return 0
     except StylizeError as e:
@@ -205,6 +231,8 @@ def _info(as_json):
          "presets": {name: Settings.from_preset(name).to_dict() for name in PRESETS},
          "preset_descriptions": PRESET_DESCRIPTIONS}
     try:
+        from .regions import LAYERS
+        r["region_layers"] = list(LAYERS)
         import torch
         r.update(torch=torch.__version__, cuda=torch.cuda.is_available(),
                  mps=torch.backends.mps.is_available())

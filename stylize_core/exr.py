@@ -40,6 +40,15 @@ def find_pass(names, pass_name, components):
     return None
 
 
+def attributes(path):
+    """String attributes of every part's header merged (e.g. Blender's ``cryptomatte/<key>/name``,
+    which 5.x writes on the first part only)."""
+    found = {}
+    for part in _open(path, header_only=True).parts:
+        found.update((k, v) for k, v in part.header.items() if isinstance(v, str))
+    return found
+
+
 def all_channels(path):
     """Every channel of every part: ``{name: (H, W) array}`` in the file's pixel type."""
     found = {}
@@ -76,8 +85,15 @@ def read_rgb(path):
     return linear_to_srgb(np.stack(read_channels(path, rgb), axis=-1))
 
 
-def write_exr(path, channels):
-    """Write a single-part float32 EXR from ``{name: (H, W) array}`` (used by tests)."""
+def write_exr(path, channels, attributes=None, parts=None):
+    """Write a float32 EXR from ``{name: (H, W) array}`` (used by tests and benchmarks): one part,
+    or with ``parts`` = ``{part name: [channel names]}`` one part per entry (as Blender 5.x);
+    ``attributes`` (strings) go into the (first) header."""
     data = {n: np.ascontiguousarray(a, np.float32) for n, a in channels.items()}
-    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-    OpenEXR.File(header, data).write(str(path))
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage, **(attributes or {})}
+    if not parts:
+        OpenEXR.File(header, data).write(str(path))
+        return
+    plain = {k: v for k, v in header.items() if k in ("compression", "type")}
+    OpenEXR.File([OpenEXR.Part(header if i == 0 else dict(plain), {n: data[n] for n in names}, name)
+                  for i, (name, names) in enumerate(parts.items())]).write(str(path))

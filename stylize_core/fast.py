@@ -26,6 +26,15 @@ Differences from the probe that motivated this version (see docs in bench/fast.p
   propagation and random search on whole frames, more rounds on the pixels that lost
   their guide): no compiled extension, and the same code runs on a GPU.
 
+Style regions (issue #10): with region weights per frame (``regions.Regions.masks``: R soft
+maps summing to 1), each pixel's colour descriptor gets R more values, ``sqrt(REGION_WEIGHT)``
+times its region weights, and the keyframe's descriptors its own region weights likewise, so
+the cost of a match adds ``REGION_WEIGHT * |m_frame(p) - m_key(q)|^2``: 2 x REGION_WEIGHT
+between two different regions, far above any colour cost (a mean squared difference per
+value, <= 1), so a pixel is copied from the keyframe's pixels of its own region and strokes
+never cross a region border; the positional guide's penalty is at most ``pos_weight``, so a
+pixel whose region changed (an object moved over another) leaves its advected match.
+
 Several keyframes: each frame between keyframes A < t < B is synthesised from A
 (forward) and from B (backward) and the two are blended with weights falling linearly
 with the distance to the keyframe, by a blend that keeps the texture's local contrast
@@ -75,6 +84,9 @@ class FastSettings:
 
     def to_dict(self):
         return asdict(self)
+
+
+REGION_WEIGHT = 1.0    # cost of matching another region, per unit of squared region weight difference
 
 
 def prepare_keyframe(styled, size, name="keyframe"):
@@ -167,7 +179,9 @@ class Propagator:
     check). Works in either direction of time.
     """
 
-    def __init__(self, key_input, key_styled, settings=None, device="cpu", backend="auto"):
+    def __init__(self, key_input, key_styled, settings=None, device="cpu", backend="auto", key_regions=None):
+        """``key_regions``: the keyframe's region weights ``(H, W, R)`` (style regions), or None;
+        then :meth:`step` needs every frame's."""
         self.s = settings or FastSettings()
         self.device = torch.device(device)
         self.backend = pick_backend(backend, self.device)
@@ -180,7 +194,9 @@ class Propagator:
         self.key_styled = xs
         self.colour = _Basis([xi], self.s.patch, self.s.dims, self.gen)
         self.style = _Basis([xs], self.s.patch, self.s.dims, self.gen)
-        self.source = torch.cat([self.colour(xi), self.style(xs)], 1).contiguous()
+        self.regions = 0 if key_regions is None else int(np.shape(key_regions)[2])
+        self.dims = self.s.dims + self.regions   # colour descriptor: PCA + region weights
+        self.source = torch.cat([self._colour(xi, key_regions), self._pad(self.style(xs))], 1).contiguous()
         ys, xs_ = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
                                  indexing="ij")
         self.grid = torch.stack([xs_, ys], -1).reshape(-1, 2).to(self.device)   # (N, 2) x, y
@@ -188,6 +204,21 @@ class Propagator:
         self.key_np = key_styled
         self.source_np = self.source.cpu().numpy()
         self.start()
+
+    def _colour(self, x, regions):
+        """Colour descriptors ``(H W, dims)``: the PCA of the colour patches, then the region
+        weights times ``sqrt(REGION_WEIGHT)`` (none without regions)."""
+        d = self.colour(x)
+        if not self.regions:
+            return d
+        if regions is None:
+            raise ValueError("a propagator made with key_regions needs every frame's regions")
+        r = torch.from_numpy(np.ascontiguousarray(regions, np.float32)).reshape(-1, self.regions)
+        return torch.cat([d, r.to(d.device) * np.float32(np.sqrt(REGION_WEIGHT))], 1).contiguous()
+
+    def _pad(self, d):
+        """Style descriptors padded with zeros to ``dims`` (the region values compare colour only)."""
+        return d if not self.regions else torch.cat([d, d.new_zeros(d.shape[0], self.regions)], 1).contiguous()
 
     # -- state ---------------------------------------------------------------------
     def start(self):
@@ -229,7 +260,7 @@ class Propagator:
 
     def _cost(self, p, q):
         g = self.source[self._index(q)]
-        k = self.s.dims
+        k = self.dims
         cost = (g[:, :k] - self.t_colour[p]).square().sum(1)
         cost += self.t_weight[p] * (g[:, k:] - self.t_style[p]).square().sum(1)
         pos = ((q - self.guide[p]).square().sum(1) / self.s.pos_sigma ** 2).clamp(max=1.0)
@@ -289,37 +320,38 @@ class Propagator:
         return lost
 
     # -- one frame -------------------------------------------------------------------
-    def step(self, frame, flow_to_prev, flow_from_prev, weights=None):
+    def step(self, frame, flow_to_prev, flow_from_prev, weights=None, regions=None):
         """The stylisation of ``frame``, the frame after (or before) the previous one.
 
         ``weights``: reliability of ``flow_to_prev`` if already computed, else from the
-        flows (:func:`reliability_weights`).
+        flows (:func:`reliability_weights`). ``regions``: the frame's region weights
+        ``(H, W, R)`` (a propagator made with ``key_regions``).
         """
         t0 = time.perf_counter()
         c = reliability_weights(flow_to_prev, flow_from_prev) if weights is None else weights
         step = self._step_numba if self.backend == "numba" else self._step_torch
-        ok = step(frame, np.asarray(flow_to_prev, np.float32), np.asarray(c, np.float32))
+        ok = step(frame, np.asarray(flow_to_prev, np.float32), np.asarray(c, np.float32), regions)
         self.stats = {"lost": float(1 - ok.mean()), "seconds": time.perf_counter() - t0}
         return self.output_numpy()
 
-    def _step_numba(self, frame, flow, c):
+    def _step_numba(self, frame, flow, c, regions=None):
         from . import fast_numba as nb
         s, (w, h) = self.s, self.size
         if torch.is_tensor(self.nnf):
             self.nnf = self.nnf.cpu().numpy()
         seed = int(torch.randint(0, 2 ** 30, (1,), generator=self.gen))
         guide, ok, nnf = nb.advect(self.nnf, flow, c, w, h, seed, s.lost_from_guide)
-        tcol = self.colour(_t(frame, self.device)).numpy()
+        tcol = self._colour(_t(frame, self.device), regions).numpy()
         if s.temporal_weight > 0:
             mx, my = (self.grid_np[..., 0] + flow[..., 0]), (self.grid_np[..., 1] + flow[..., 1])
             warped = cv2.remap(self.output_numpy(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            tsty = self.style(_t(warped, self.device)).numpy()
+            tsty = self._pad(self.style(_t(warped, self.device))).numpy()
         else:
-            tsty = np.zeros((1, s.dims), np.float32)
+            tsty = np.zeros((1, self.dims), np.float32)
         tw = (s.temporal_weight * ok).astype(np.float32)
         bonus = np.where(ok > 0, s.coherence, s.coherence_lost).astype(np.float32)
         cost = np.empty(w * h, np.float32)
-        args = (w, h, s.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))
+        args = (w, h, self.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))
         src = self.source_np
         nb.evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
         okb = ok > 0
@@ -333,7 +365,7 @@ class Propagator:
                                         borderMode=cv2.BORDER_REPLICATE), 0, 1)
         return okb
 
-    def _step_torch(self, frame, flow_to_prev, c):
+    def _step_torch(self, frame, flow_to_prev, c, regions=None):
         s, (w, h) = self.s, self.size
         n = w * h
         if not torch.is_tensor(self.nnf):
@@ -355,8 +387,8 @@ class Propagator:
         warped = F.grid_sample(self.output, torch.stack([gx, gy], -1).view(1, h, w, 2),
                                mode="bilinear", padding_mode="border", align_corners=True)
         x = _t(frame, self.device)
-        self.t_colour = self.colour(x)
-        self.t_style = self.style(warped)
+        self.t_colour = self._colour(x, regions)
+        self.t_style = self._pad(self.style(warped))
         self.t_weight = s.temporal_weight * self.guide_ok
         self.bonus = torch.where(ok, s.coherence, s.coherence_lost)
         # init: tracked pixels (and, with lost_from_guide, untracked ones whose flow stays
@@ -520,7 +552,7 @@ def segments(n, keys):
     return plan
 
 
-def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, backend="auto"):
+def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, backend="auto", regions=None):
     """Stylise a clip of ``n`` frames from stylised keyframes; yields ``(i, image, info)`` in order.
 
     ``read(i)``: frame ``i`` as (H, W, 3) float32; ``keyframes``: ``{index: stylised image}``
@@ -529,7 +561,8 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
     (``flow.make_flow_source``). ``start``: first frame to yield (resume); the frames of
     a segment before it are still synthesised, since each depends on its predecessor.
     Between two keyframes the backward pass is held in memory as uint8 (W*H*3 bytes per
-    frame) until the forward pass blends it.
+    frame) until the forward pass blends it. ``regions(i)``: frame ``i``'s region weights
+    ``(H, W, R)`` (style regions: a guide keeping matches inside their region), or None.
     """
     s = settings or FastSettings()
     keys = sorted(keyframes)
@@ -543,15 +576,16 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
         """
         def inputs(i, prev):
             fb, ff = flows.flow(i, prev), flows.flow(prev, i)
-            return read(i), fb, ff, reliability_weights(fb, ff)
+            return read(i), fb, ff, reliability_weights(fb, ff), regions(i) if regions else None
 
-        prop = Propagator(read(key), keyframes[key], s, device, backend)
+        prop = Propagator(read(key), keyframes[key], s, device, backend,
+                          key_regions=regions(key) if regions else None)
         frames_ = list(frames_)
         t0 = time.perf_counter()
-        for (i, _), (frame, fb, _, weights) in ahead(zip(frames_, [key] + frames_[:-1]),
-                                                     lambda pair: inputs(*pair)):
+        for (i, _), (frame, fb, _, weights, frame_regions) in ahead(zip(frames_, [key] + frames_[:-1]),
+                                                                    lambda pair: inputs(*pair)):
             t_flow = time.perf_counter() - t0
-            img = prop.step(frame, fb, None, weights)
+            img = prop.step(frame, fb, None, weights, frame_regions)
             yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key)
             t0 = time.perf_counter()
 

@@ -19,7 +19,11 @@ docs/fast_mode.md); this module gives it to ``schedule.Job``:
   as the painting at the output size; its decoded content is part of the job identity;
 - every other frame: ``fast.propagate`` from the keyframes (at the processing size, on
   the job's flows, so every ``--flow`` works), one ``progress`` event per frame with
-  ``loss`` = the share of pixels whose flow track was lost (0..1).
+  ``loss`` = the share of pixels whose flow track was lost (0..1);
+- style regions: the keyframes are optimised with their regions (``region_style.py``); the
+  synthesis gets every frame's region weights as a guide (``fast.py``: a pixel copies the
+  keyframe only from its own region), and ``keep`` regions are composited with the frame's
+  own input (``regions.composite``), as in quality mode.
 
 Resume: finished frames are not written again; the part of the current segment before
 the first missing frame is synthesised again (no files), since each frame depends on its
@@ -34,6 +38,7 @@ import numpy as np
 from . import fast, identity
 from .errors import StylizeError
 from .frames import read_image, resize
+from .regions import composite
 
 KEYFRAME_DIR = "keyframes"
 
@@ -149,10 +154,13 @@ class FastMode:
                 with job.timed("io"):
                     job.save_array(job.out / KEYFRAME_DIR, k, img)
         images = _Keyframes(keys, self._image)
+        guide = (lambda i: job.region_masks(i).transpose(1, 2, 0)) if job.regions else None
         for i, img, info in fast.propagate(job.content, n, images, job, self.synthesis, job.device,
-                                           start, self.backend):
+                                           start, self.backend, regions=guide):
             if i in self.painted:
                 img = self._painted_full(i)  # at the output size: not resampled twice
+            elif job.regions and job.regions.has_keep and i not in keys:
+                img = composite(img, job.content(i), job.regions.keep(job.region_masks(i)))
             job.timings["synthesis"] += info.get("seconds", 0.0)
             if job.progress:
                 job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4))

@@ -18,6 +18,20 @@ def gram(features):
     return f @ f.t() / (c * h * w)
 
 
+def guided_gram(features, mask):
+    """Guided Gram matrix (Gatys et al. 2017, Sec. 4) of ``(1, C, H, W)`` features under a soft
+    ``(1, 1, H, W)`` mask ``m`` at the features' size:
+
+        G_r = (F * m)(F * m)^T / (C * sum(m))
+
+    i.e. the Gram of the masked features normalised by the mask's area (in feature pixels), so
+    that ``m = 1`` everywhere gives :func:`gram` (divided by C*H*W) exactly.
+    """
+    _, c, h, w = features.shape
+    f = (features * mask).reshape(c, h * w)
+    return f @ f.t() / (c * mask.sum().clamp(min=1e-6))
+
+
 def content_loss(features, target):
     return torch.mean((features - target) ** 2)
 

@@ -91,37 +91,61 @@ def read_every(device):
 
 
 class Stylizer:
-    """Style transfer of single frames towards one style image with fixed settings."""
+    """Style transfer of single frames towards one style image, or a blend, with fixed settings.
+
+    ``style_image``: an ``(H, W, 3)`` image, or a blend ``[(image, weight), ...]`` (weights
+    normalised to sum 1). A blend's target is the blended Gram ``sum_k w_k G_k`` per layer:
+    ``sum_k w_k |G - G_k|^2 = |G - sum_k w_k G_k|^2 + const``, so the loss towards the blended
+    target has the same gradient as the weighted sum of the losses towards each image.
+    """
 
     def __init__(self, vgg, style_image, settings, device="cpu"):
         self.vgg, self.settings, self.device = vgg, settings, torch.device(device)
-        self.style_image = luminance(style_image) if settings.preserve_colors else style_image
-        self._grams = {}  # (size, luminance statistics) -> Gram targets (the last 4)
+        blend = [(style_image, 1.0)] if isinstance(style_image, np.ndarray) else list(style_image)
+        total = sum(w for _, w in blend) or 1.0
+        self.images = [self._work(img) for img, _ in blend]
+        self.blend = [(k, w / total) for k, (_, w) in enumerate(blend)]
+        self.style_image = self.images[0] if self.images else None
+        self._grams = {}  # (image, size[, the frame's luminance statistics]) and blends -> Gram targets
 
     def features(self, x):
         """Loss-layer features of ``x`` in Caffe units (the network's ``feature_scale``)."""
         scale = self.vgg.feature_scale
         return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
 
-    def style_grams(self, size, content=None):
-        """Gram targets for frames of ``size`` = (H, W); the style image is resized to match.
+    def image_grams(self, k, size, frame=None):
+        """Gram matrices of style image ``k`` for frames of ``size`` = (H, W) (the image resized
+        to match, :func:`style_size`), computed once per image and size.
 
-        With ``preserve_colors`` and a ``content`` frame ((H, W, 3) grey, ``luminance``), the style's
-        luminance is first matched to the content's mean and std (:func:`match_luminance`): the
-        targets then follow the frame (one extra forward pass of the style image per frame).
+        With ``preserve_colors`` and a ``frame`` ((H, W, 3) grey, ``luminance``), the style's
+        luminance is first matched to the frame's mean and std (:func:`match_luminance`): the
+        targets then follow the frame (one extra forward pass of the style image per frame; only
+        the current frame's are kept).
         """
-        style, key = self.style_image, (size,)
-        if self.settings.preserve_colors and content is not None:
-            style = match_luminance(style, content)
-            key = (size, round(float(content[..., 0].mean()), 6), round(float(content[..., 0].std()), 6))
+        image, key = self.images[k], (k, size)
+        if self.settings.preserve_colors and frame is not None:
+            image = match_luminance(image, frame)
+            key = (k, size, round(float(frame[..., 0].mean()), 6), round(float(frame[..., 0].std()), 6))
         if key not in self._grams:
-            target = style_size(style.shape[:2], size, self.settings)
+            for old in [o for o in self._grams if len(o) == 4 and o[:2] == key[:2]]:
+                del self._grams[old]
+            target = style_size(image.shape[:2], size, self.settings)
             with torch.no_grad():
-                feats = self.features(resize(to_tensor(style, self.device), target))
+                feats = self.features(resize(to_tensor(image, self.device), target))
                 self._grams[key] = [gram(feats[name]) for name in STYLE_LAYERS]
-            while len(self._grams) > 4:
-                self._grams.pop(next(iter(self._grams)))
         return self._grams[key]
+
+    def blend_grams(self, blend, size, frame=None):
+        """Gram targets ``sum_k w_k G_k`` of a blend ``[(image index, weight), ...]``."""
+        per_image = [self.image_grams(k, size, frame) for k, _ in blend]
+        if len(blend) == 1 and blend[0][1] == 1.0:
+            return per_image[0]
+        return [sum(w * g[n] for (_, w), g in zip(blend, per_image)) for n in range(len(STYLE_LAYERS))]
+
+    def style_grams(self, size, frame=None):
+        """Gram targets for frames of ``size`` = (H, W): the style image's, or the blend's
+        (``frame``: see :meth:`image_grams`)."""
+        return self.blend_grams(self.blend, size, frame)
 
     def _objective(self, content, temporal, frame=None):
         """Closure factory: returns ``f(x) -> (total, parts)`` for one pyramid level

@@ -32,7 +32,8 @@ from .errors import StylizeError
 from .flow import VectorPassFlows, make_flow_source
 from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
 from .optimize import Stylizer
-from . import memory
+from . import memory, regions as regions_
+from .region_style import RegionStylizer
 from .fast_mode import FastMode
 from .quality import QualityMode
 from .warp import warp_numpy
@@ -73,19 +74,30 @@ def vector_exrs(src, flow_dir):
     return paths[:len(src)]
 
 
-class Job:
-    """One clip, one style, one output folder: ``out``, or ``jobs/<job id>`` (exactly one of them).
+def style_blend(style):
+    """``style`` (a path, ``[(path, weight), ...]`` or None) as a normalised blend, or None."""
+    if style is None or isinstance(style, (str, os.PathLike)):
+        return None if style is None else ((os.fspath(style), 1.0),)
+    return regions_.normalise([(os.fspath(p), float(w)) for p, w in style]) if style else None
 
-    The job's identity (``identity.py``: input and style content, flows, settings, weights)
-    is computed first; under ``jobs`` it names the folder, so another job never shares it.
+
+class Job:
+    """One clip, one style (or a blend, or style regions), one output folder: ``out``, or
+    ``jobs/<job id>`` (exactly one of them).
+
+    The job's identity (``identity.py``: input and style content, flows, settings, weights,
+    regions) is computed first; under ``jobs`` it names the folder, so another job never shares it.
     """
 
     def __init__(self, input_path, style_path, out, settings, vgg=None, device="auto",
                  progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True,
-                 jobs=None, keyframes=None):
-        """``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only)."""
+                 jobs=None, keyframes=None, regions=None):
+        """``style_path``: a style image, a blend ``[(path, weight), ...]`` (weights normalised),
+        or None with ``regions`` (``regions.RegionOptions``: style regions, see ``regions.py``).
+        ``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only)."""
         if (out is None) == (jobs is None):
             raise ValueError("give exactly one of out and jobs")
+        self.styles = style_blend(style_path)
         self.settings, self.progress = settings, progress
         self.warnings = []  # reported after the ``start`` event
         self.device = pick_device(device)
@@ -93,24 +105,33 @@ class Job:
         movie = is_movie(input_path)
         self.src = None if movie else open_input(input_path, None, max_frames)
         source = identity.input_identity(input_path, None if movie else self.src.paths, max_frames)
-        self.style = load_style(style_path)
+        self.regions = regions_.Regions(regions, self.styles, None if movie else self.src.paths) \
+            if regions else None
+        if self.regions is None and self.styles is None:
+            raise StylizeError("--style is required (or style regions: --regions/--matte with --region)")
+        self.style_images = self.regions.styles if self.regions else {p: load_style(p) for p, _ in self.styles}
+        if self.regions and not movie:
+            self.regions.check(len(self.src), max_frames is None)  # before anything is recorded
         mode_identity = self.mode.identity()
         vgg = resolve_weights(vgg, allow_download)  # a download happens here, once, before the id
-        self.identity = identity.job_identity(source, style_path, settings, weights_identity(vgg),
-                                              self._flow_files_digest(flow_dir, max_frames), mode_identity)
+        self.identity = identity.job_identity(
+            source, self.styles, settings, weights_identity(vgg), self._flow_files_digest(flow_dir, max_frames),
+            mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
         self.out = Path(os.path.abspath(out if out is not None else Path(jobs) / self.job_id))
         if movie:
             self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
+            if self.regions:
+                self.regions.check(len(self.src), max_frames is None)
         self.size = self.src.size
         self.mode.check()  # before the output folder holds anything of this job
         self.out.mkdir(parents=True, exist_ok=True)
         s = settings
         self.proc = (max(round(self.size[0] * s.scale), 16), max(round(self.size[1] * s.scale), 16))
         memory.check_fits(self.proc, s, self.device, self.size)  # before anything is recorded
-        self._manifest(input_path, style_path, restart)
+        self._manifest(input_path, restart)
         net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
-        self.stylizer = Stylizer(net, self.style, s, self.device)
+        self.stylizer = self._make_stylizer(net)
         self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
             s.flow, self.src.read, self.proc, cache_dir=self.out / "flow", preset=s.flow_preset,
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
@@ -144,12 +165,42 @@ class Job:
             return identity.frames_digest(open_input(flow_dir, None, max_frames).paths)
         return None
 
-    def _manifest(self, input_path, style_path, restart):
+    def _regions_identity(self, movie):
+        """The regions' identity record; for a movie input the maps are hashed once it is decoded,
+        so their names and bytes stand in for it here."""
+        if self.regions is None:
+            return None
+        if movie:  # the frame count is known after decoding: hash the map files themselves
+            self.regions.digest = identity.frames_digest(self.regions.source.paths)
+        return self.regions.identity(identity.file_digest)
+
+    def _make_stylizer(self, net):
+        """The plain :class:`Stylizer` (one style or a blend), or with regions a :class:`RegionStylizer`
+        whose images are every style image of the mapping, each loaded once."""
+        s = self.settings
+        if self.regions is None:
+            return Stylizer(net, [(self.style_images[p], w) for p, w in self.styles], s, self.device)
+        paths = list(self.style_images)
+        plan = [(None if r.keep else [(paths.index(p), w) for p, w in r.style], r.strength)
+                for r in self.regions.mapping.regions]
+        return RegionStylizer(net, [self.style_images[p] for p in paths], plan, s, self.device)
+
+    def _style_record(self):
+        """The manifest's ``style``: one image's absolute path, a blend's ``[[path, weight], ...]``, or None."""
+        if self.styles is None:
+            return None
+        if len(self.styles) == 1:
+            return str(Path(self.styles[0][0]).resolve())
+        return [[str(Path(p).resolve()), w] for p, w in self.styles]
+
+    def _manifest(self, input_path, restart):
         """Refuse a folder holding another job (unless ``restart``); record this one."""
         record = {"job": self.job_id, "identity": self.identity,
-                  "input": str(Path(input_path).resolve()), "style": str(Path(style_path).resolve()),
+                  "input": str(Path(input_path).resolve()), "style": self._style_record(),
                   "frames": len(self.src), "size": list(self.size),
                   "settings": self.settings.to_dict(), **self.mode.manifest()}
+        if self.regions:
+            record["regions"] = self.regions.manifest()
         path = self.out / MANIFEST
         try:
             old = json.loads(path.read_text()) if path.exists() else None
@@ -192,6 +243,11 @@ class Job:
         with self.timed("io"):
             return resize(self.src.read(i), self.proc)
 
+    def region_masks(self, i):
+        """Frame ``i``'s region weights ``(R, H, W)`` at the processing size (``regions.Regions.masks``)."""
+        with self.timed("io"):
+            return self.regions.masks(i, self.proc)
+
     def flow(self, a, b):
         """Flow from frame ``a`` to ``b`` at the processing size."""
         with self.timed("flow"):
@@ -231,10 +287,14 @@ class Job:
         by default ``settings.seed + i`` (another noise image for every frame)."""
         seed = self.settings.seed + i if seed is None else seed
         step = (lambda it, n, loss: self.progress.step(i, pass_, it, n, loss)) if self.progress else None
+        extra = {}
+        if self.regions:  # this frame's region weights, read now (memory stays flat)
+            masks = self.region_masks(i)
+            extra = {"masks": masks, "keep": self.regions.keep(masks)}
         try:
             with self.timed("optimise"):
                 return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
-                                             on_step=step, seed=seed)
+                                             on_step=step, seed=seed, **extra)
         except FloatingPointError:
             raise StylizeError(memory.non_finite_message(i, pass_, self.settings)) from None
         except Exception as e:  # noqa: BLE001 -- only out-of-memory errors are translated

@@ -1,0 +1,217 @@
+"""Style regions (issue #10): per-region style distance, border seams, keep regions, speed.
+
+A clip whose region map follows a moving object: quick, a generated 64x48 clip (a textured
+disc, label 1, moving right 2 px a frame over a panning textured set, label 0); full, the
+first frames of ``sintel_clip`` at ``--scale`` with the same disc as the region. Style A
+is the engine's generated painting (or ``--style``), style B blue stripes. Every run is a
+whole engine job (``schedule.Job``: flows, temporal loss, the region maps read from disk).
+
+Runs (the same iterations each, no early stop): ``A+B regions`` (soft edges:
+``regions.FEATHER`` px), the same with hard edges (FEATHER 0), ``hard cut of A, B`` (two
+plain single-style jobs cut along the label map: the naive way), ``A+keep regions`` and
+``A only`` (no regions) for reference.
+
+Metrics, means over the frames (at the processing size):
+- ``region r to its style``: region r's guided-Gram style loss (``region_style``: its masked
+  features' Gram, normalised by its area) towards its style in ``A+B`` (0: A, 1: B), over the
+  same loss of the input: below 1, the region moved towards its style; ``keep MAD``: the mean
+  abs difference to the input of region 1 >= 3 px from its border;
+- ``seam``: the gradient energy ``|dI/dx|^2 + |dI/dy|^2`` (RGB summed) in the 2-px band along
+  the region border over the mean of the two regions' interior energies (>= 4 px from the
+  border): ~1 where the border shows no more than the texture, above 1 for a visible seam
+  line; the input's own is the first row;
+- ``s/frame``: the job's optimisation seconds per frame (the regions' overhead).
+
+Measured (2 shared CPU cores, load ~11, random VGG: the style numbers are indicative only):
+``--frames 3 --iterations 30 --scale 0.125 --vgg random:2`` (sintel_clip 128x54): region 0
+to A / region 1 to B 0.12 / 0.21 with regions, 0.25 / 0.64 for A only; seam 0.78 soft edges,
+1.08 hard edges, 2.76 for the hard cut of two single-style jobs (input 3.09: the disc's own
+edge); keep MAD 0. Quick: 0.18 / 0.60; seams 1.30 / 1.77 / 2.03. Speed (in-process, 128x96,
+random:4, min of 3 interleaved runs of 10 iterations): plain 4.9 s, two regions 6.2 s (+26 %,
+one more style image and a guided Gram per region and layer), one style + keep 4.6 s.
+"""
+import shutil
+import sys
+import time
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stylize_core import regions as regions_mod
+from stylize_core.frames import read_image as engine_read, resize, write_png
+from stylize_core.losses import STYLE_LAYERS, guided_gram, style_loss
+from stylize_core.optimize import to_tensor
+from stylize_core.regions import RegionOptions
+from stylize_core.schedule import Job
+from stylize_core.settings import Settings
+
+from .common import Table, grid, labelled, load_vgg, print_header, random_spec, scaled_size, style_path, write_image
+
+PALETTE = np.float32([[0.2, 0.2, 0.2], [1.0, 0.8, 0.1], [0.2, 0.6, 1.0]])
+
+
+def add_arguments(parser):
+    parser.add_argument("--device", default="cpu", help="torch device of the jobs (default cpu)")
+    parser.add_argument("--frames", type=int, help="clip length (default 6, quick 2)")
+    parser.add_argument("--scale", type=float, help="sintel_clip scale (default 0.25; quick: a generated clip)")
+    parser.add_argument("--iterations", type=int, help="first-frame iterations (default 100, quick 10; "
+                                                       "later frames half)")
+
+
+def _texture(rng, h, w, cell):
+    small = rng.random((h // cell + 2, w // cell + 2, 3)).astype(np.float32)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def generated(args):
+    """Quick, or no ``sintel_clip`` and no ``--scale``: the generated clip."""
+    return args.quick or args.scale is None and not (args.data / "sintel_clip").is_dir()
+
+
+def make_clip(folder, args):
+    """Frames and label maps on disk; returns (frame paths, map paths, size (W, H))."""
+    (folder / "in").mkdir(parents=True)
+    (folder / "maps").mkdir()
+    n = args.frames or (2 if args.quick else 6)
+    rng = np.random.default_rng(3)
+    if generated(args):
+        w, h = 64, 48
+        bg = _texture(rng, h, w + n + 2, 6)
+        sets = [bg[:, n - t:n - t + w] for t in range(n)]                      # panning left 1 px a frame
+    else:
+        paths = sorted((args.data / "sintel_clip").glob("*.png"))[:n]
+        first = engine_read(paths[0])
+        w, h = scaled_size(first.shape[1], first.shape[0], args.scale or 0.25)
+        sets = [resize(engine_read(p), (w, h)) for p in paths]
+    disc = _texture(np.random.default_rng(4), h, w, 3) * np.float32([1.0, 0.5, 0.3])
+    y, x = np.mgrid[0:h, 0:w]
+    frames, maps = [], []
+    for t, img in enumerate(sets):
+        inside = (x - (w * 0.35 + 2 * t)) ** 2 + (y - h / 2) ** 2 < (0.3 * h) ** 2
+        frame = np.where(inside[..., None], disc, img).astype(np.float32)
+        frames.append(folder / "in" / f"frame_{t + 1:04d}.png")
+        maps.append(folder / "maps" / f"map_{t + 1:04d}.png")
+        write_png(frames[-1], frame)
+        cv2.imwrite(str(maps[-1]), inside.astype(np.uint8))
+    return frames, maps, (w, h)
+
+
+def blue_stripes(path):
+    img = np.full((64, 64, 3), 0.95, np.float32)
+    img[0::4], img[1::4] = (0, 0, 1), (0, 0, 1)
+    write_png(path, img)
+    return path
+
+
+def gradient_energy(img):
+    dx = np.zeros(img.shape[:2], np.float32)
+    dy = np.zeros(img.shape[:2], np.float32)
+    dx[:, :-1] = ((img[:, 1:] - img[:, :-1]) ** 2).sum(2)
+    dy[:-1] = ((img[1:] - img[:-1]) ** 2).sum(2)
+    return dx + dy
+
+
+def seam(img, labels):
+    """Gradient energy in the 2-px band along the label border over the mean of the regions'
+    interior energies (>= 4 px from the border)."""
+    edge = (labels != np.roll(labels, 1, 0)) | (labels != np.roll(labels, 1, 1))
+    edge[0], edge[:, 0] = False, False
+    dist = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, 3)
+    g = gradient_energy(img)
+    band = dist <= 1
+    inner = [g[(dist >= 4) & (labels == k)].mean() for k in np.unique(labels)]
+    return float(g[band].mean() / max(np.mean(inner), 1e-12))
+
+
+class Meter:
+    """Guided-Gram distances of a result's regions to the two styles (the job's stylizer and masks)."""
+
+    def __init__(self, job):
+        self.st, self.job = job.stylizer, job
+
+    def distance(self, img, masks, r, style):
+        """Region ``r``'s guided-Gram style loss towards style image ``style`` (0: A, 1: B)."""
+        st = self.st
+        size = img.shape[:2]
+        with torch.no_grad():
+            feats = st.features(to_tensor(img, st.device))
+            m = to_tensor(masks[r][..., None], st.device)
+            g = [guided_gram(feats[n], F.interpolate(m, size=feats[n].shape[-2:], mode="area")) for n in STYLE_LAYERS]
+            return float(style_loss(g, st.blend_grams([(style, 1.0)], size)))
+
+
+def run_job(folder, name, style, options, settings, args, vgg):
+    out = folder / name
+    shutil.rmtree(out, ignore_errors=True)
+    job = Job(folder / "in", style, out, settings, vgg=vgg, device=args.device, regions=options,
+              allow_download=False)
+    t0 = time.perf_counter()
+    paths = job.run()
+    seconds = job.timings["optimise"] or time.perf_counter() - t0
+    return [engine_read(p) for p in paths], seconds / len(paths)
+
+
+def run(args):
+    args.out.mkdir(parents=True, exist_ok=True)
+    _, weights_line, weights = load_vgg(args)
+    vgg = weights or random_spec(args)
+    folder = args.out / "regions_clip"
+    shutil.rmtree(folder, ignore_errors=True)
+    frames, maps, size = make_clip(folder, args)
+    a, b = str(style_path(args)), str(blue_stripes(folder / "blue.png"))
+    its = args.iterations or (10 if args.quick else 100)
+    settings = Settings(iterations=its, iterations_later=max(its // 2, 1), tolerance=0.0)
+    print_header("Style regions", args, weights_line)
+    print(f"- clip: {len(frames)} frames {size[0]}x{size[1]} "
+          f"({'generated' if generated(args) else 'sintel_clip'}"
+          f"), region 1 a disc moving 2 px a frame; style A {a}, style B blue stripes; "
+          f"{its}/{settings.iterations_later} iterations, device {args.device}\n")
+    inputs = [engine_read(p) for p in frames]
+    labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED).astype(np.int64) for p in maps]
+    ab = RegionOptions(str(folder / "maps"), region=(f"0={a}", f"1={b}"))
+    runs = {}
+    runs["A+B regions"] = run_job(folder, "ab", None, ab, settings, args, vgg)
+    old = regions_mod.FEATHER
+    regions_mod.FEATHER = 0.0
+    try:
+        runs["A+B regions, hard edges"] = run_job(folder, "ab_hard", None, ab, settings, args, vgg)
+    finally:
+        regions_mod.FEATHER = old
+    plain_a = run_job(folder, "a", a, None, settings, args, vgg)
+    plain_b = run_job(folder, "b", b, None, settings, args, vgg)
+    runs["hard cut of A, B"] = ([np.where(lab[..., None] == 1, ib, ia) for ia, ib, lab in
+                                    zip(plain_a[0], plain_b[0], labels)], plain_a[1] + plain_b[1])
+    keep = RegionOptions(str(folder / "maps"), region=(f"0={a}", "1=keep"))
+    runs["A+keep regions"] = run_job(folder, "akeep", None, keep, settings, args, vgg)
+    runs["A only"] = plain_a
+    # one region job's stylizer and masks measure every result the same way
+    meter_job = Job(folder / "in", None, folder / "meter", settings, vgg=vgg, device=args.device, regions=ab,
+                    allow_download=False)
+    meter = Meter(meter_job)
+    masks = [meter_job.regions.masks(i, size) for i in range(len(frames))]
+    table = Table("run", "region 0 to A", "region 1 to B", "keep MAD", "seam", "s/frame",
+                  title="Per-region style distance and border seams (means over the frames)")
+    base = [[meter.distance(img, m, r, r) for img, m in zip(inputs, masks)] for r in (0, 1)]
+    inner = [cv2.distanceTransform((lab == 1).astype(np.uint8), cv2.DIST_L2, 3) >= 3 for lab in labels]
+    table.add("input", 1.0, 1.0, 0.0, float(np.mean([seam(i, lab) for i, lab in zip(inputs, labels)])), 0.0)
+    for name, (outs, secs) in runs.items():
+        d = [float(np.mean([meter.distance(img, m, r, r) / b for img, m, b in zip(outs, masks, base[r])]))
+             for r in (0, 1)]
+        mad = [np.abs(o - i)[k].mean() for o, i, k in zip(outs, inputs, inner)] if "keep" in name else [0.0]
+        table.add(name, d[0], d[1], float(np.mean(mad)), float(np.mean([seam(o, lab) for o, lab in zip(outs, labels)])),
+                  secs)
+    table.notes.append("region r to its style: region r's guided-Gram style loss towards its style in A+B (0: A, "
+                       "1: B) over the input's (below 1: moved towards it). keep MAD: mean abs difference to the "
+                       "input inside region 1, >= 3 px from its border (keep runs). seam: gradient energy in the "
+                       "2-px band along the border / inside the regions (the input's own edge is the first row). "
+                       "s/frame: optimisation seconds per frame.")
+    table.print()
+    t = len(frames) // 2
+    region_map = PALETTE[labels[t] % len(PALETTE)]
+    rows = [[labelled(inputs[t], "input"), labelled(region_map, "regions"), labelled(outs[t], name)]
+            for name, (outs, _) in runs.items()]
+    sheet = write_image(args.out / "regions_sheet.png", grid(rows))
+    print(f"contact sheet (input | region map | result, frame {t + 1}): {sheet}\n", flush=True)
+    print("regions: done", file=sys.stderr, flush=True)
