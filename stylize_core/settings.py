@@ -98,6 +98,7 @@ class Settings:
     pooling: str = "max"
     init: str = "content"             # first frame: content | random
     optimizer: str = "lbfgs"          # lbfgs | adam
+    lbfgs_history: int = 100          # L-BFGS curvature pairs kept (memory.py: 24 bytes a pixel each)
     adam_lr: float = 10.0             # Adam step size in 0..255 pixel units
     iterations: int = 400             # first frame (and every frame without temporal loss)
     iterations_later: int = 200       # frames initialised from the warped previous result
@@ -130,7 +131,7 @@ class Settings:
             if not 0 < getattr(self, name) <= 4:
                 raise StylizeError(f"{name} must be in (0, 4], got {getattr(self, name)}")
         for name in ("iterations", "iterations_later", "coarse_to_fine", "passes", "pass_iterations",
-                     "tolerance_window"):
+                     "tolerance_window", "lbfgs_history"):
             if getattr(self, name) < 1:
                 raise StylizeError(f"{name} must be at least 1, got {getattr(self, name)}")
         if any(j < 1 for j in self.long_term) or not self.long_term:
