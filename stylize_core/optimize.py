@@ -78,9 +78,8 @@ class Stylizer:
         self._grams = {}
 
     def features(self, x):
-        """Loss-layer features of ``x`` in Caffe units (the network's ``feature_scale``)."""
-        scale = self.vgg.feature_scale
-        return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
+        """Loss-layer features of ``x`` in Caffe units (the network folds in its ``feature_scale``)."""
+        return self.vgg(x, LAYERS)
 
     def style_grams(self, size):
         """Gram targets for frames of ``size`` = (H, W); the style image is resized to match."""
@@ -175,7 +174,7 @@ class Stylizer:
         if s.optimizer == "adam":
             opt = torch.optim.Adam([x], lr=s.adam_lr / 255.0)
         else:
-            opt = LBFGS(x, history_size=100)
+            opt = LBFGS(x, history_size=s.lbfgs_history)
         history, window, every = [], s.tolerance_window, read_every(x.device)
 
         def closure():
