@@ -1,6 +1,6 @@
 """``python -m bench NAME [options]``: run one benchmark, or all of them, and print markdown tables.
 
-NAME is one of consistency, flow, scenes, speed, pictures, fast, fast_learned, reliability, history, all; ``python -m bench NAME --help``
+NAME is one of consistency, flow, scenes, speed, pictures, fast, fast_learned, reliability, history, hd, all; ``python -m bench NAME --help``
 lists the options. Figures go to ``--out`` (default bench/results/).
 """
 import argparse
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "fast_learned": "bench.fast_learned",
     "reliability": "bench.reliability",
     "history": "bench.history",
+    "hd": "bench.hd",
 }
 
 

@@ -50,7 +50,8 @@ read = lambda name: frames.resize(frames.read_image(pair + "/" + name), size)
 c1, c2 = read("frame_t.png"), read("frame_t1.png")
 mask = ((read("occlusion.png") < 0.5) & (read("invalid.png") < 0.5)).astype(np.float32)[..., 0]
 flow = resize_flow(flowio.read_flo(pair + "/flow_forward.flo"), size)
-s = Settings(tolerance=0.0, lbfgs_history=a["history"])
+s = Settings(tolerance=0.0, lbfgs_history=a["history"], iterations=a["iterations"][0],
+             iterations_later=a["iterations"][1])
 st = Stylizer(load_vgg(a["vgg"]), frames.read_image(a["style"]), s)
 st.stylize(np.zeros((16, 16, 3), np.float32), iterations=2)
 before = peak()
@@ -76,8 +77,8 @@ def add_arguments(parser):
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all configurations (default 1)")
 
 
-def run_child(args, history, size):
-    a = {"size": size, "pair": str(args.data / "sintel_pairs" / PAIR), "history": history,
+def run_child(args, history, size, iterations):
+    a = {"size": size, "iterations": iterations, "pair": str(args.data / "sintel_pairs" / PAIR), "history": history,
          "vgg": args.vgg or random_spec(args), "style": str(style_path(args))}
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(a)], cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -96,13 +97,13 @@ def run(args):
     print_header("L-BFGS history length", args)
     size = [int(v) for v in args.size.lower().split("x")]
     histories = [int(m) for m in args.histories.split(",")]
+    s = Settings()
     if args.quick:
-        size, histories = [48, 20], histories[:2]
+        size, histories, s = [48, 20], [4, 2], Settings(iterations=12, iterations_later=8)
     runs = {m: [] for m in histories}
     for _ in range(args.repeat):
         for m in histories:
-            runs[m].append(run_child(args, m, size))
-    s = Settings()
+            runs[m].append(run_child(args, m, size, (s.iterations, s.iterations_later)))
     p = size[0] * size[1]
     for k, (label, n) in enumerate(((f"frame 1 (content init, {s.iterations} it)", s.iterations),
                                     (f"frame 2 (warped init + temporal, {s.iterations_later} it)",
