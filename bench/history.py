@@ -13,12 +13,15 @@ ground truth's non-occluded pixels) and ``iterations_later`` (200) iterations.
 - s/iter: median seconds per iteration (after 2 warm-up steps).
 - peak MB: growth of the child's peak RSS (VmHWM) over a warm-up run at 16x16; history MB: the
   history's own size, ``2 m * 3 P * 4`` bytes (``memory.py``).
-The configurations run one after the other, in the order given, twice as many as asked when
-``--repeat 2`` (interleaved rounds; the table keeps the median s/iter): the machine is shared.
+The configurations run one after the other, in the order given (``--repeat 2``: two interleaved
+rounds, the table keeps the median s/iter), or all at once (``--parallel``, one thread each:
+they then share the machine's load alike, so their times compare within the run).
 """
 import json
+import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -75,12 +78,16 @@ def add_arguments(parser):
                                                         "test uses 256x109: 4x the time)")
     parser.add_argument("--histories", default="100,50,20,10", help="history lengths (default 100,50,20,10)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all configurations (default 1)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run the configurations of a round at once, one torch thread each")
 
 
 def run_child(args, history, size, iterations):
     a = {"size": size, "iterations": iterations, "pair": str(args.data / "sintel_pairs" / PAIR), "history": history,
          "vgg": args.vgg or random_spec(args), "style": str(style_path(args))}
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(a)], cwd=ROOT, capture_output=True, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.parallel else None
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(a)], cwd=ROOT, capture_output=True, text=True,
+                          env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"history {history} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.split("\n")[-2])
@@ -101,9 +108,11 @@ def run(args):
     if args.quick:
         size, histories, s = [48, 20], [4, 2], Settings(iterations=12, iterations_later=8)
     runs = {m: [] for m in histories}
-    for _ in range(args.repeat):
-        for m in histories:
-            runs[m].append(run_child(args, m, size, (s.iterations, s.iterations_later)))
+    with ThreadPoolExecutor(len(histories) if args.parallel else 1) as pool:
+        for _ in range(args.repeat):
+            done = pool.map(lambda m: run_child(args, m, size, (s.iterations, s.iterations_later)), histories)
+            for m, result in zip(histories, list(done)):
+                runs[m].append(result)
     p = size[0] * size[1]
     for k, (label, n) in enumerate(((f"frame 1 (content init, {s.iterations} it)", s.iterations),
                                     (f"frame 2 (warped init + temporal, {s.iterations_later} it)",
