@@ -157,7 +157,8 @@ def test_run_too_large_for_memory_is_refused_before_anything_is_recorded(clip, c
 def test_run_too_large_for_memory_uses_a_fallback_and_records_it(clip, capsys, monkeypatch):
     """The plan's change is a ``warning`` event after ``start`` and the manifest's ``memory``; the
     identity keeps the requested settings, so the same command with enough memory resumes the job."""
-    settings = ["--temporal", "none", "--iterations", "30", "--iterations-later", "30", "--tolerance", "0"]
+    settings = ["--temporal", "none", "--iterations", "30", "--iterations-later", "30", "--tolerance", "0",
+                "--lbfgs-history", "100"]
     s = cli._settings(cli.build_parser().parse_args(["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings]))
     fits = memory.estimate((48, 32), memory._with(s, lbfgs_history=20), "cpu", (48, 32))["total"]
     monkeypatch.setattr(memory, "available", lambda device: fits)
