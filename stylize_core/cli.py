@@ -28,6 +28,8 @@ TUNABLES = [
     ("--tolerance-window", "tolerance_window", int, "early stop: iterations the loss change is measured over"),
     ("--coarse-to-fine", "coarse_to_fine", int, "pyramid levels, each half the size of the next (1 = off)"),
     ("--optimizer", "optimizer", str, "lbfgs or adam"),
+    ("--lbfgs-history", "lbfgs_history", int, "L-BFGS: curvature pairs kept (each costs 24 bytes per "
+                                              "processed pixel; lowered automatically when a run does not fit)"),
     ("--adam-lr", "adam_lr", float, "Adam step in 0..255 pixel units"),
     ("--init", "init", str, "first frame initialisation: content or random"),
     ("--temporal", "temporal", str, "temporal loss: none, short (previous frame) or long (--long-term offsets)"),

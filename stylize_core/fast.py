@@ -139,7 +139,10 @@ def pick_backend(name, device):
 
 
 def _t(img, device):
-    return torch.from_numpy(np.ascontiguousarray(img, np.float32)).permute(2, 0, 1)[None].to(device)
+    img = np.ascontiguousarray(img, np.float32)
+    if not img.flags.writeable:  # a cached input frame (frames.FrameSource): torch warns on read-only memory
+        img = img.copy()
+    return torch.from_numpy(img).permute(2, 0, 1)[None].to(device)
 
 
 class _Basis:

@@ -59,15 +59,16 @@ class LBFGS:
             self.pairs.pop(0)
 
     def _direction(self, g):
-        """Two-loop recursion: ``-H g``."""
+        """Two-loop recursion: ``-H g``. The updates are in place (``addcmul_`` with the 0-d
+        coefficient tensors): no new vector per history entry, half the memory traffic."""
         q = -g
         alphas = []
         for s, y, rho in reversed(self.pairs):
             a = rho * torch.dot(s, q)
-            q = q - a * y
+            q.addcmul_(y, a, value=-1)
             alphas.append(a)
-        d = q * self.h_diag
+        d = q.mul_(self.h_diag)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
             b = rho * torch.dot(y, d)
-            d = d + s * (a - b)
+            d.addcmul_(s, a - b)
         return d

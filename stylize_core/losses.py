@@ -12,10 +12,12 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 
 def gram(features):
-    """Gram matrix of ``(1, C, H, W)`` features, divided by C*H*W."""
+    """Gram matrix of ``(1, C, H, W)`` features, divided by C*H*W; in fp32 whatever the features'
+    dtype (bf16/fp16 under the VGG's autocast), and outside any autocast region."""
     _, c, h, w = features.shape
-    f = features.reshape(c, h * w)
-    return f @ f.t() / (c * h * w)
+    f = features.float().reshape(c, h * w)
+    with torch.autocast(f.device.type, enabled=False):
+        return f @ f.t() / (c * h * w)
 
 
 def guided_gram(features, mask):
@@ -33,7 +35,8 @@ def guided_gram(features, mask):
 
 
 def content_loss(features, target):
-    return torch.mean((features - target) ** 2)
+    """Mean squared difference, in fp32."""
+    return torch.mean((features.float() - target.float()) ** 2)
 
 
 def style_loss(grams, targets):

@@ -109,9 +109,8 @@ class Stylizer:
         self._grams = {}  # (image, size[, the frame's luminance statistics]) and blends -> Gram targets
 
     def features(self, x):
-        """Loss-layer features of ``x`` in Caffe units (the network's ``feature_scale``)."""
-        scale = self.vgg.feature_scale
-        return {k: v * scale for k, v in self.vgg(x, LAYERS).items()}
+        """Loss-layer features of ``x`` in Caffe units (the network folds in its ``feature_scale``)."""
+        return self.vgg(x, LAYERS)
 
     def image_grams(self, k, size, frame=None):
         """Gram matrices of style image ``k`` for frames of ``size`` = (H, W) (the image resized
@@ -238,7 +237,7 @@ class Stylizer:
         if s.optimizer == "adam":
             opt = torch.optim.Adam([x], lr=s.adam_lr / 255.0)
         else:
-            opt = LBFGS(x, history_size=100)
+            opt = LBFGS(x, history_size=s.lbfgs_history)
         history, window, every = [], s.tolerance_window, read_every(x.device)
 
         def closure():

@@ -126,11 +126,19 @@ class Job:
         self.size = self.src.size
         self.mode.check()  # before the output folder holds anything of this job
         self.out.mkdir(parents=True, exist_ok=True)
-        s = settings
-        self.proc = (max(round(self.size[0] * s.scale), 16), max(round(self.size[1] * s.scale), 16))
-        memory.check_fits(self.proc, s, self.device, self.size)  # before anything is recorded
+        # Before anything is recorded: the memory plan (memory.py). It may lower the L-BFGS history
+        # or the scale, or checkpoint the VGG; the identity keeps the requested settings, the
+        # manifest the effective ones (``settings``) and the plan (``memory``).
+        self.memory = memory.plan(self.size, settings, self.device)
+        self.settings = self.mode.s = s = self.memory.settings
+        self.proc = self.memory.size
+        if self.memory.warning:
+            self.warnings.append(self.memory.warning)
         self._manifest(input_path, restart)
         net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
+        net.checkpoint = self.memory.checkpoint
+        if torch.device(self.device).type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
         self.stylizer = self._make_stylizer(net)
         self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
             s.flow, self.src.read, self.proc, cache_dir=self.out / "flow", preset=s.flow_preset,
@@ -198,7 +206,7 @@ class Job:
         record = {"job": self.job_id, "identity": self.identity,
                   "input": str(Path(input_path).resolve()), "style": self._style_record(),
                   "frames": len(self.src), "size": list(self.size),
-                  "settings": self.settings.to_dict(), **self.mode.manifest()}
+                  "settings": self.settings.to_dict(), "memory": self.memory.record(), **self.mode.manifest()}
         if self.regions:
             record["regions"] = self.regions.manifest()
         path = self.out / MANIFEST

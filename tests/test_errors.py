@@ -139,17 +139,44 @@ def test_non_finite_loss_names_the_frame(clip, capsys):
 
 def test_run_too_large_for_memory_is_refused_before_anything_is_recorded(clip, capsys, monkeypatch):
     settings = ["--scale", "4", "--temporal", "none"]
-    need = memory.estimate((192, 128), cli._settings(cli.build_parser().parse_args(
-        ["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings])), "cpu", (48, 32))["total"]
-    monkeypatch.setattr(memory, "available", lambda device: need * 0.6)
+    s = cli._settings(cli.build_parser().parse_args(["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings]))
+    need = memory.estimate((192, 128), s, "cpu", (48, 32))["total"]
+    least = memory.estimate((48, 32), memory._with(s, lbfgs_history=10), "cpu", (48, 32),
+                            checkpoint=True)["total"]  # the last fallback: --scale 1 = 4 x 0.25
+    monkeypatch.setattr(memory, "available", lambda device: least * 0.99)  # not even the last fallback fits
     code, lines, events = stylize(clip, capsys, *settings)
     assert_user_error(code, lines, events, "not enough CPU memory", "192x128", f"{need / 2 ** 30:.1f} GB",
-                      "use --scale ")
+                      "checkpointing and --scale 1;", "use --scale ")
     assert not (clip / "out" / "job.json").exists()  # a re-run with the advised scale is not "another job"
     scale = lines[0].split("use --scale ")[1].split()[0]
-    assert 1 <= float(scale) < 4
-    code, _, events = stylize(clip, capsys, "--scale", scale, "--temporal", "none")
+    assert 0.25 <= float(scale) < 1
+    code, _, events = stylize(clip, capsys, "--scale", scale, "--temporal", "none")  # fits with the fallbacks
     assert code == 0 and events[-1]["event"] == "done"
+
+
+def test_run_too_large_for_memory_uses_a_fallback_and_records_it(clip, capsys, monkeypatch):
+    """The plan's change is a ``warning`` event after ``start`` and the manifest's ``memory``; the
+    identity keeps the requested settings, so the same command with enough memory resumes the job."""
+    settings = ["--temporal", "none", "--iterations", "30", "--iterations-later", "30", "--tolerance", "0",
+                "--lbfgs-history", "100"]
+    s = cli._settings(cli.build_parser().parse_args(["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings]))
+    fits = memory.estimate((48, 32), memory._with(s, lbfgs_history=20), "cpu", (48, 32))["total"]
+    monkeypatch.setattr(memory, "available", lambda device: fits)
+    code, lines, events = stylize(clip, capsys, *settings)
+    assert code == 0, lines
+    kinds = [e["event"] for e in events]
+    assert kinds.index("start") < kinds.index("warning")
+    warning = next(e["message"] for e in events if e["event"] == "warning")
+    assert "using --lbfgs-history 20" in warning and "not enough CPU memory" in warning
+    manifest = json.loads((clip / "out" / "job.json").read_text())
+    assert manifest["settings"]["lbfgs_history"] == 20 and manifest["identity"]["settings"]["lbfgs_history"] == 100
+    assert manifest["memory"]["fallbacks"] == ["--lbfgs-history 20"] and manifest["memory"]["estimate"] == fits
+    monkeypatch.setattr(memory, "available", lambda device: 10 * fits)
+    code, lines, events = stylize(clip, capsys, *settings)  # memory enough: the same job, done
+    assert code == 0, lines
+    assert next(e for e in events if e["event"] == "start")["skipped"] == 3
+    assert "warning" not in [e["event"] for e in events]
+    assert json.loads((clip / "out" / "job.json").read_text())["memory"]["fallbacks"] == []
 
 
 @pytest.mark.parametrize("content, reason", [

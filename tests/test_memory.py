@@ -51,12 +51,14 @@ def test_estimate_matches_the_measured_peak_of_one_step(size):
 
 
 def test_estimate_grows_with_the_pixels_and_the_history():
-    s = Settings(temporal="none")
+    s = Settings(temporal="none", lbfgs_history=100)
     small, big = (memory.estimate(sz, s, iterations=1) for sz in ((256, 160), (512, 320)))
     assert big["activations"] == pytest.approx(4 * small["activations"], rel=0.01)
-    # L-BFGS: 2 vectors of 3 values per pixel and history entry, 100 entries at most
+    # L-BFGS: 2 vectors of 3 values per pixel and history entry, lbfgs_history entries at most
     one, full, more = (memory.estimate((256, 160), s, "cuda", iterations=n)["optimizer"] for n in (1, 101, 400))
     assert full - one == 100 * 2 * 3 * 256 * 160 * 4 and more == full
+    short = memory.estimate((256, 160), memory._with(s, lbfgs_history=20), "cuda", iterations=400)["optimizer"]
+    assert short - one == 20 * 2 * 3 * 256 * 160 * 4
     adam = memory.estimate((256, 160), Settings(optimizer="adam"), iterations=400)
     assert adam["optimizer"] < one
     # long-term temporal terms (offsets 1, 10, 20, 40) cost more than none
@@ -67,20 +69,61 @@ def test_refusal_names_the_need_and_a_scale_that_fits(monkeypatch):
     s = Settings(scale=1.0)
     size = (1920, 1080)
     need = memory.estimate(size, s, "cpu", size)["total"]
-    free = need // 3
+    least = memory._with(s, lbfgs_history=10)
+    fits = lambda sc: memory.estimate(memory.processing_size(size, sc), least, "cpu", size,  # noqa: E731
+                                      checkpoint=True)["total"] <= free
+    free = memory.estimate(memory.processing_size(size, 0.2), least, "cpu", size, checkpoint=True)["total"]
     monkeypatch.setattr(memory, "available", lambda device: free)
     with pytest.raises(memory.StylizeError) as e:
-        memory.check_fits(size, s, "cpu", size)
+        memory.plan(size, s, "cpu")
     text = str(e.value)
     assert f"{need / 2 ** 30:.1f} GB" in text and f"{free / 2 ** 30:.1f} GB is available" in text
-    scale = float(text.split("--scale ")[2].split()[0])
-    fits = lambda sc: memory.estimate(memory.processing_size(size, sc), s, "cpu", size)["total"] <= free  # noqa: E731
-    assert fits(scale) and not fits(scale + 0.01)
+    assert "--lbfgs-history 10, activation checkpointing and --scale 0.25" in text
+    scale = float(text.split("use --scale ")[1].split()[0])
+    assert scale == 0.2 and fits(scale) and not fits(scale + 0.01)
     assert "\n" not in text and "--optimizer adam" in text
     monkeypatch.setattr(memory, "available", lambda device: need)
-    memory.check_fits(size, s, "cpu", size)  # exactly enough: accepted
+    assert memory.plan(size, s, "cpu").changes == []  # exactly enough: accepted as asked
     monkeypatch.setattr(memory, "available", lambda device: None)
-    memory.check_fits(size, s, "cpu", size)  # unknown: not refused
+    assert memory.plan(size, s, "cpu").changes == []  # unknown: not refused
+
+
+def test_planner_lowers_the_history_then_checkpoints_then_lowers_the_scale(monkeypatch):
+    s, size = Settings(lbfgs_history=100), (1920, 1080)
+
+    def need(history, checkpoint=False, scale=1.0, device="cpu"):
+        return memory.estimate(memory.processing_size(size, scale), memory._with(s, lbfgs_history=history),
+                               device, size, checkpoint=checkpoint)["total"]
+    # 1. the longest shorter history that fits (50 does not, 20 does: exactly)
+    monkeypatch.setattr(memory, "available", lambda device: need(20))
+    p = memory.plan(size, s, "cpu")
+    assert (p.settings.lbfgs_history, p.checkpoint, p.settings.scale, p.need) == (20, False, 1.0, need(20))
+    assert need(50) > need(20) and p.changes == ["--lbfgs-history 20"] and p.settings.iterations == s.iterations
+    assert p.warning.startswith(f"not enough CPU memory for this run as asked (about {need(100) / 2 ** 30:.1f} GB")
+    # 2. history 10 alone does not fit: checkpointing with the longest history that then fits
+    free = need(10, True)
+    assert need(10) > free and need(20, True) > free
+    monkeypatch.setattr(memory, "available", lambda device: free)
+    p = memory.plan(size, s, "cpu")
+    assert (p.settings.lbfgs_history, p.checkpoint, p.settings.scale) == (10, True, 1.0)
+    assert p.changes == ["--lbfgs-history 10", memory.CHECKPOINT_NOTE] and p.need == free
+    # checkpointing saves 160 of 643 values a pixel (module doc), ~1 GB at 1920x1080 ...
+    saved = need(10) - need(10, True)
+    assert saved == 4 * (643 - 483) * 1920 * 1080
+    # 3. ... then the largest scale (2 decimals) that fits with both
+    free = need(10, True, 0.6)
+    monkeypatch.setattr(memory, "available", lambda device: free)
+    p = memory.plan(size, s, "cpu")
+    assert (p.settings.lbfgs_history, p.checkpoint, p.settings.scale) == (10, True, 0.6)
+    assert p.size == (1152, 648) and p.changes[-1] == "--scale 0.6 (1152x648)" and p.need <= free
+    assert need(10, True, 0.61) > free
+    # the same plan is recorded in the manifest
+    assert p.record() == {"available": free, "estimate": p.need, "estimate_as_asked": need(100),
+                          "lbfgs_history": 10, "checkpoint": True, "scale": 0.6, "size": [1152, 648],
+                          "fallbacks": p.changes}
+    # 1920x1080 with the default settings runs as asked on a 12 GB GPU and in 12 GB of CPU memory
+    for device in ("cuda", "cpu"):
+        assert memory.plan(size, Settings(), device, free=12 * 2 ** 30).changes == []
 
 
 def test_available_memory_sources(tmp_path, monkeypatch):

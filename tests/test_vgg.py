@@ -100,8 +100,9 @@ def test_caffe_weights_resolve_from_the_hub_cache_with_their_preprocessing(tmp_p
     x = torch.rand(1, 3, 24, 24)
     # the torchvision network normalises (y - mean) / std: give it y such that that is caffe_input(x)
     y = caffe_input(x) * plain.std + plain.mean
-    for layer in ("relu1_1", "relu4_2", "relu5_1"):
-        torch.testing.assert_close(caffe(x, [layer])[layer], plain(y, [layer])[layer], rtol=1e-4, atol=1e-3)
+    for layer in ("relu1_1", "relu4_2", "relu5_1"):  # (the torchvision network's are in Caffe units: / 57.6)
+        torch.testing.assert_close(caffe(x, [layer])[layer], plain(y, [layer])[layer] / plain.feature_scale,
+                                   rtol=1e-4, atol=1e-3)
     first = torch.nn.functional.conv2d(caffe_input(x), state["features.0.weight"], state["features.0.bias"],
                                        padding=1).clamp_min(0)
     torch.testing.assert_close(caffe(x, ["relu1_1"])["relu1_1"], first, rtol=1e-5, atol=1e-4)
@@ -125,12 +126,88 @@ def test_caffe_layer_names_are_mapped(tmp_path):
 
 
 def test_stylizer_features_are_in_caffe_units(tmp_path):
-    """The loss features are the network's output times its own scale: 1 for Caffe, 57.6 otherwise."""
+    """The loss features are the plain network's output times its own scale (1 for Caffe, 57.6
+    otherwise), folded into the input and the biases: the same values to 1e-5 (relative)."""
     from stylize_core.optimize import Stylizer
     from stylize_core.settings import Settings
     state = torchvision_like_state()
     x = torch.rand(1, 3, 24, 24)
     for preprocessing, scale in (("caffe", 1.0), ("torchvision", 255 * (0.229 + 0.224 + 0.225) / 3)):
         net = from_state_dict(state, preprocessing=preprocessing)
+        plain = net.features[:net.index["relu3_1"] + 1](((x.flip(1) if preprocessing == "caffe" else x)
+                                                          - net.mean) / net.std)
         got = Stylizer(net, x[0].permute(1, 2, 0).numpy(), Settings()).features(x)["relu3_1"]
-        torch.testing.assert_close(got, net(x, ["relu3_1"])["relu3_1"] * scale)
+        torch.testing.assert_close(got, plain * scale, rtol=1e-5, atol=1e-5 * float(plain.abs().max() * scale))
+
+
+def test_folded_scale_gives_the_losses_of_scaled_features():
+    """Folding the feature scale changes no loss: content, style and total within 1e-5 relative of
+    the former route (features of the plain network multiplied by 57.6)."""
+    import numpy as np
+    from stylize_core import optimize
+    from stylize_core.settings import Settings
+    rng = np.random.default_rng(0)
+    net = random_vgg(4)
+    content, style, image = (rng.random((40, 56, 3), np.float32) for _ in range(3))
+    st = optimize.Stylizer(net, style, Settings())
+    folded = st.losses(image, content)
+
+    class Plain(VGG19Features):  # the former forward: normalise, run, then multiply the features
+        def forward(self, img, layers):
+            x, out = (img - self.mean) / self.std, {}
+            for i, module in enumerate(self.features[:max(self.index[n] for n in layers) + 1]):
+                x = module(x)
+                out.update({n: x * self.feature_scale for n in layers if self.index[n] == i})
+            return out
+    plain = Plain(4)
+    plain.load_state_dict(net.state_dict())
+    former = optimize.Stylizer(plain, style, Settings()).losses(image, content)
+    for k in ("content", "style", "total"):
+        assert folded[k] == pytest.approx(former[k], rel=1e-5), k
+    assert former["style"] > 0 and former["content"] > 0
+
+
+def test_checkpointing_gives_the_same_loss_and_gradient():
+    import numpy as np
+    from stylize_core import optimize
+    from stylize_core.settings import Settings
+    rng = np.random.default_rng(1)
+    net = random_vgg(4)
+    st = optimize.Stylizer(net, rng.random((48, 48, 3), np.float32), Settings())
+    content = optimize.to_tensor(rng.random((40, 56, 3), np.float32), "cpu")
+    objective = st._objective(content, [])
+    results = []
+    for checkpoint in (False, True):
+        net.checkpoint = checkpoint
+        x = content.clone().requires_grad_(True)
+        total, _ = objective(x)
+        total.backward()
+        results.append((float(total.detach()), x.grad.clone()))
+    (loss, grad), (loss_ckpt, grad_ckpt) = results
+    assert loss_ckpt == pytest.approx(loss, rel=1e-6)
+    torch.testing.assert_close(grad_ckpt, grad, rtol=1e-5, atol=1e-6 * float(grad.abs().max()))
+    assert float(grad.abs().max()) > 0
+
+
+def test_autocast_features_in_bf16_grams_and_losses_in_fp32():
+    """The dtype routing of ``vgg.autocast`` (bf16/fp16 on CUDA), checked with CPU bf16: the
+    features come out in bf16, the Grams and the losses are fp32 and close to the fp32 run."""
+    import numpy as np
+    from stylize_core import losses, optimize
+    from stylize_core.settings import Settings
+    rng = np.random.default_rng(2)
+    net = random_vgg(4)
+    style, content = rng.random((48, 48, 3), np.float32), rng.random((32, 40, 3), np.float32)
+    reference = optimize.Stylizer(net, style, Settings()).losses(content * 0.5, content)
+    net.autocast = torch.bfloat16
+    st = optimize.Stylizer(net, style, Settings())
+    x = optimize.to_tensor(content, "cpu")
+    feats = st.features(x)
+    assert {f.dtype for f in feats.values()} == {torch.bfloat16}
+    assert all(g.dtype == torch.float32 for g in st.style_grams((32, 40)))
+    assert losses.gram(feats["relu1_1"]).dtype == torch.float32
+    total, parts = st._objective(x, [])(x.clone().requires_grad_(True))
+    assert total.dtype == torch.float32 and all(v.dtype == torch.float32 for v in parts.values())
+    low = st.losses(content * 0.5, content)
+    for k in ("content", "style"):
+        assert low[k] == pytest.approx(reference[k], rel=0.1), k
