@@ -3,8 +3,9 @@
 Same cost as ``fast.Propagator._cost`` (colour + temporal descriptors, truncated
 positional penalty, coherence bonus), but searched in scan order, so propagation
 carries a good match across a whole region in one sweep, and with early termination
-of the descriptor sum. Rows are split into bands searched in parallel; the bands
-exchange matches between sweeps. The functions release the GIL, so the next frame's flow
+of the descriptor sum. Rows are split into bands searched in parallel, the even bands and
+then the odd ones, so that no band reads a neighbour's border row while it is written: the
+result does not depend on the threads' timing. The bands exchange matches between sweeps. The functions release the GIL, so the next frame's flow
 is estimated meanwhile (``fast.propagate``). Imported only when used; without numba the engine
 says so (``fast.backend_error``).
 """
@@ -64,43 +65,45 @@ def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, 
     for s in range(total):
         forward = s % 2 == 0
         only_lost = s >= sweeps
-        for b in prange(bands):
-            np.random.seed(seed + 7919 * s + b)
-            y0, y1 = b * rows, min(h, (b + 1) * rows)
-            for yy in range(y0, y1):
-                y = yy if forward else y1 - 1 - (yy - y0)
-                for xx in range(w):
-                    x = xx if forward else w - 1 - xx
-                    p = y * w + x
-                    if only_lost and not lost[p]:
-                        continue
-                    best = cost[p]
-                    bx, by = nnf[p, 0], nnf[p, 1]
-                    d = -1 if forward else 1
-                    # propagation from the already visited neighbours
-                    if 0 <= x + d < w:
-                        qx, qy = nnf[p + d, 0] - d, nnf[p + d, 1]
-                        c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                                  dims, pos_w, inv_s2, best)
-                        if c < best:
-                            best, bx, by = c, qx, qy
-                    if y0 <= y + d < y1 or (0 <= y + d < h and s > 0):
-                        qx, qy = nnf[p + d * w, 0], nnf[p + d * w, 1] - d
-                        c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                                  dims, pos_w, inv_s2, best)
-                        if c < best:
-                            best, bx, by = c, qx, qy
-                    # random search around the best
-                    r = float(big) if lost[p] else (2.0 if best > refine else 0.0)
-                    while r >= 1.0:
-                        qx = min(max(bx + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), w - 1.0)
-                        qy = min(max(by + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), h - 1.0)
-                        c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                                  dims, pos_w, inv_s2, best)
-                        if c < best:
-                            best, bx, by = c, qx, qy
-                        r *= 0.5
-                    nnf[p, 0], nnf[p, 1], cost[p] = bx, by, best
+        for phase in range(2):  # even bands, then odd ones: neighbouring bands never run at once
+            for k in prange(bands // 2):
+                b = 2 * k + phase
+                np.random.seed(seed + 7919 * s + b)
+                y0, y1 = b * rows, min(h, (b + 1) * rows)
+                for yy in range(y0, y1):
+                    y = yy if forward else y1 - 1 - (yy - y0)
+                    for xx in range(w):
+                        x = xx if forward else w - 1 - xx
+                        p = y * w + x
+                        if only_lost and not lost[p]:
+                            continue
+                        best = cost[p]
+                        bx, by = nnf[p, 0], nnf[p, 1]
+                        d = -1 if forward else 1
+                        # propagation from the already visited neighbours
+                        if 0 <= x + d < w:
+                            qx, qy = nnf[p + d, 0] - d, nnf[p + d, 1]
+                            c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                                      dims, pos_w, inv_s2, best)
+                            if c < best:
+                                best, bx, by = c, qx, qy
+                        if y0 <= y + d < y1 or (0 <= y + d < h and s > 0):
+                            qx, qy = nnf[p + d * w, 0], nnf[p + d * w, 1] - d
+                            c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                                      dims, pos_w, inv_s2, best)
+                            if c < best:
+                                best, bx, by = c, qx, qy
+                        # random search around the best
+                        r = float(big) if lost[p] else (2.0 if best > refine else 0.0)
+                        while r >= 1.0:
+                            qx = min(max(bx + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), w - 1.0)
+                            qy = min(max(by + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), h - 1.0)
+                            c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
+                                      dims, pos_w, inv_s2, best)
+                            if c < best:
+                                best, bx, by = c, qx, qy
+                            r *= 0.5
+                        nnf[p, 0], nnf[p, 1], cost[p] = bx, by, best
 
 
 @njit(cache=True, parallel=True, nogil=True)

@@ -260,3 +260,33 @@ def test_unreliable_pixels_start_from_the_advected_match():
     assert np.allclose(nnf[inside], identity[inside] + [1, 0])
     _, _, rand = fast_numba.advect(identity, flow, unreliable, w, h, 0, False)
     assert not np.allclose(rand[inside], identity[inside] + [1, 0])
+
+
+@pytest.mark.skipif(fast.backend_error() is not None, reason="numba not installed")
+def test_numba_search_does_not_depend_on_the_threads_timing():
+    """Bands run in two phases (even, then odd), so no band reads a neighbour's border row while it
+    is written: the parallel search gives exactly the serial one (``py_func``, bands one by one in
+    index order). Before, band 1 read band 0's last row while band 0 was writing it, and a loaded
+    machine resumed a fast-mode job with another frame."""
+    from stylize_core import fast_numba
+    rng = np.random.default_rng(3)
+    w, h, dims = 24, 32, 3
+    n = w * h
+    src = rng.random((n, 2 * dims), dtype=np.float32)
+    tcol, tsty = rng.random((n, dims), dtype=np.float32), rng.random((n, dims), dtype=np.float32)
+    tw, ok = np.full(n, 0.5, np.float32), np.ones(n, np.float32)
+    guide = (np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2) + 0.3).astype(np.float32)
+    bonus, lost = np.full(n, 0.01, np.float32), np.zeros(n, np.bool_)
+    args = (w, h, dims, np.float32(0.1), np.float32(1 / 16.0))
+
+    def run(search):
+        nnf = rng_nnf.copy()
+        cost = np.empty(n, np.float32)
+        fast_numba.evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
+        search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 3, 0, np.float32(np.inf), 5)
+        return nnf, cost
+    rng_nnf = np.stack([rng.integers(0, w, n), rng.integers(0, h, n)], -1).astype(np.float32)
+    serial = run(fast_numba.search.py_func)
+    for _ in range(3):
+        parallel = run(fast_numba.search)
+        assert np.array_equal(parallel[0], serial[0]) and np.array_equal(parallel[1], serial[1])
