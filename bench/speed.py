@@ -260,7 +260,7 @@ def convergence(args, vgg, style, width, iterations):
     _, log_c2f = timed_stylize(c2f, a, iterations)
     after = (levels - 1) * iterations
     table = Table("run", "iterations", "seconds", "final loss", "seconds to target",
-                  title=f"Coarse-to-fine ({levels} levels, {iterations} iterations each) vs single scale "
+                  title=f"Coarse-to-fine ({levels} levels, {iterations} iterations each, half at full size) vs single scale "
                         f"({size[0]}x{size[1]}; target: final loss of the single-scale run)")
     t, _ = first_reaching(log_c2f, log1[-1][2], after)
     table.add("single scale", log1[-1][1], log1[-1][0], log1[-1][2], log1[-1][0])

@@ -26,7 +26,8 @@ TUNABLES = [
     ("--tolerance", "tolerance", float, "early stop when the loss changes less than this (relative) over "
                                         "--tolerance-window iterations; 0 = never"),
     ("--tolerance-window", "tolerance_window", int, "early stop: iterations the loss change is measured over"),
-    ("--coarse-to-fine", "coarse_to_fine", int, "pyramid levels, each half the size of the next (1 = off)"),
+    ("--coarse-to-fine", "coarse_to_fine", int, "pyramid levels, each half the size of the next (1 = off); the coarser levels run the "
+                                                  "iterations, full size half of them"),
     ("--optimizer", "optimizer", str, "lbfgs or adam"),
     ("--lbfgs-history", "lbfgs_history", int, "L-BFGS: curvature pairs kept (each costs 24 bytes per "
                                               "processed pixel; lowered automatically when a run does not fit)"),

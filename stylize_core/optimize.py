@@ -77,8 +77,19 @@ def with_colors_of(grey, color):
 
 
 def level_iterations(iterations, levels):
-    """Iterations per pyramid level, coarsest first, for ``levels`` levels (1 = single scale)."""
-    return [iterations] * max(levels, 1)
+    """Iterations per pyramid level, coarsest first, for ``levels`` levels (1 = single scale):
+    ``iterations`` at every coarser level and half of them at full size.
+
+    An iteration at 1/2^k of the size costs ~1/4^k of a full-size one, so 3 levels cost
+    1/16 + 1/4 + 1/2 = 0.81 of the single-scale run. ``python -m bench schedule --part c2f``
+    (256x109, N = 100, random VGG, one run on a quiet machine): single scale 37.8 s; N at every
+    level (the old schedule) 53.8 s, reaching the single-scale loss after 30.8 s and ending 2.5 %
+    below it; N, N, N/2 36.8 s, reaching it after 32.8 s (0.87x) and ending 0.8 % below it;
+    N, N/2, N/4 20.3 s but 2.6 % above it.
+    """
+    if levels <= 1:
+        return [iterations]
+    return [iterations] * (levels - 1) + [max(iterations // 2, 1)]
 
 
 READ_EVERY = 10      # iterations between reads of the losses on a GPU (Stylizer._optimise)

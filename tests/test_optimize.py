@@ -109,9 +109,15 @@ def test_preserve_colors_matches_the_style_luminance_to_the_frame(vgg):
 def test_coarse_to_fine_runs_every_level(vgg):
     content = texture(64, 64, 8)
     steps = []
-    Stylizer(vgg, content, Settings(coarse_to_fine=2, tolerance=0.0)).stylize(
-        content, iterations=3, on_step=lambda i, n, l: steps.append((i, n)))
-    assert steps == [(i, 6) for i in range(1, 7)]
+    sizes = []
+    st = Stylizer(vgg, content, Settings(coarse_to_fine=2, tolerance=0.0))
+    real = st._optimise
+    st._optimise = lambda x, *a: (sizes.append(tuple(x.shape[-2:])), real(x, *a))[1]
+    st.stylize(content, iterations=4, on_step=lambda i, n, l: steps.append((i, n)))
+    # the coarse level gets the iterations, full size half of them (bench schedule: same loss, 0.87x the time)
+    assert sizes == [(32, 32), (64, 64)] and steps == [(i, 6) for i in range(1, 7)]
+    from stylize_core.optimize import level_iterations
+    assert level_iterations(400, 3) == [400, 400, 200] and level_iterations(400, 1) == [400]
 
 
 def test_style_size_by_area_and_by_longer_side():
