@@ -1,5 +1,13 @@
+import os
 import sys
 
 from .cli import main
 
-sys.exit(main())
+code = main()
+from . import ahead  # noqa: E402 -- imported by the run already; cheap
+
+if not ahead.settle():  # a thread still inside OpenCV/torch: skip the teardown that would race it
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+sys.exit(code)
