@@ -1,77 +1,48 @@
 """Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR`` and ``demo``."""
 import argparse
 import json
+import os
+import re
 import signal
 import sys
+import traceback
 from pathlib import Path
 
-from . import __version__
+from . import __version__, errors
 from .errors import StylizeError
 from .progress import make_progress
-from .settings import PRESET_DESCRIPTIONS, PRESETS, Settings
-
-# option -> (Settings field, type, help); their defaults come from the chosen preset.
-TUNABLES = [
-    ("--strength", "strength", float, "style strength, multiplies the style weight"),
-    ("--style-weight", "style_weight", float, "style loss weight (beta)"),
-    ("--content-weight", "content_weight", float, "content loss weight (alpha)"),
-    ("--temporal-weight", "temporal_weight", float, "temporal loss weight (gamma)"),
-    ("--tv-weight", "tv_weight", float, "total-variation weight"),
-    ("--scale", "scale", float, "processing size relative to the input; output keeps the input size"),
-    ("--style-scale", "style_scale", float, "style image size relative to the frame (see --style-match)"),
-    ("--style-match", "style_match", str, "style image size rule: side (its longer side = the frame's) "
-                                          "or area (its area = the frame's, the paper's)"),
-    ("--iterations", "iterations", int, "iterations for the first frame"),
-    ("--iterations-later", "iterations_later", int, "iterations for later frames (prevWarped init)"),
-    ("--tolerance", "tolerance", float, "early stop when the loss changes less than this (relative) over "
-                                        "--tolerance-window iterations; 0 = never"),
-    ("--tolerance-window", "tolerance_window", int, "early stop: iterations the loss change is measured over"),
-    ("--coarse-to-fine", "coarse_to_fine", int, "pyramid levels, each half the size of the next (1 = off); the coarser levels run the "
-                                                  "iterations, full size half of them"),
-    ("--optimizer", "optimizer", str, "lbfgs or adam"),
-    ("--lbfgs-history", "lbfgs_history", int, "L-BFGS: curvature pairs kept (each costs 24 bytes per "
-                                              "processed pixel; lowered automatically when a run does not fit)"),
-    ("--adam-lr", "adam_lr", float, "Adam step in 0..255 pixel units"),
-    ("--init", "init", str, "first frame initialisation: content or random"),
-    ("--temporal", "temporal", str, "temporal loss: none, short (previous frame) or long (--long-term offsets)"),
-    ("--long-term", "long_term", lambda v: tuple(int(x) for x in v.split(",")), "earlier frames for the long-term loss, comma-separated"),
-    ("--passes", "passes", int, "number of passes; > 1 runs the multi-pass algorithm"),
-    ("--pass-iterations", "pass_iterations", int, "multi-pass: iterations per frame and pass"),
-    ("--temporal-from-pass", "temporal_from_pass", int, "multi-pass: first pass with the temporal loss"),
-    ("--blend", "blend", float, "multi-pass: weight of the warped neighbour in the initialisation"),
-    ("--first-pass", "first_pass", str, "multi-pass: pass 1 starts each frame from the warped neighbour "
-                                        "(warped) or on its own from --init, noise the same for every frame "
-                                        "(independent, the paper's)"),
-    ("--reliability-widen", "reliability_widen", float, "pixels (processing size) by which the regions the "
-                                                        "temporal loss leaves out grow, with a ramp as wide "
-                                                        "(0 = the hard mask)"),
-    ("--flow", "flow", str, "flow source: dis, deepflow, raft, flo (--flow-dir) or vector (Blender EXR Vector pass)"),
-    ("--flow-preset", "flow_preset", str, "DIS preset: ultrafast, fast or medium"),
-    ("--flow-scale", "flow_scale", float, "compute flow at this fraction of the processing size"),
-    ("--pooling", "pooling", str, "VGG pooling: max or avg"),
-    ("--seed", "seed", int, "random seed"),
-    ("--mode", "mode", str, "quality (every frame optimised) or fast (keyframes optimised, the other frames "
-                            "synthesised from them by patch search: seconds a frame instead of minutes)"),
-    ("--keyframe-every", "keyframe_every", int, "fast mode: a keyframe every N frames from the first "
-                                                "(0 = the first frame only)"),
-    ("--keyframe-zoom", "keyframe_zoom", float, "fast mode: a new keyframe where the strokes carried from the "
-                                                "last one are magnified or shrunk by more than this factor in "
-                                                "area, or half the frame is new (0 = off)"),
-    ("--fast-backend", "fast_backend", str, "fast mode's patch search: auto (numba on the CPU if installed, "
-                                            "else torch), numba or torch"),
-]
-
+from .settings import CLI_OPTIONS, FIELDS, PRESET_DESCRIPTIONS, PRESETS, Flag, Settings, flag
 
 def _preset_table(field):
+    """The option's value in each preset: ``200.0`` if all agree, else ``draft: 0.5; standard: 1.0; ...``."""
     default = getattr(Settings(), field)
-    values = [f"{name}: {PRESETS[name].get(field, default)}" for name in PRESETS]
-    return "; ".join(values)
+    values = {name: PRESETS[name].get(field, default) for name in PRESETS}
+    if len(set(map(str, values.values()))) == 1:
+        return str(default)
+    return "; ".join(f"{name}: {v}" for name, v in values.items())
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (``error: ...``, exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python -m stylize_core {self.prog.split()[-1]} --help lists the options)\n")
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m stylize_core",
+    p = _Parser(prog="python -m stylize_core",
                                 description="Artistic style transfer for videos (Ruder et al. 2016).")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     st = sub.add_parser("stylize", help="stylise a clip",
                         description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ...")
     st.add_argument("input", help="movie file (mp4/avi/mov/mkv/webm) or folder of frames (png/jpg/exr)")
@@ -113,12 +84,13 @@ def build_parser():
                          "engine, or with =IMAGE given as that stylised (e.g. painted) image, carried to the "
                          "other frames; repeatable. An image of another size with the frames' aspect ratio "
                          "(1%%) is resized with a warning (default: none)")
-    st.add_argument("--preserve-colors", action=argparse.BooleanOptionalAction, default=None,
-                    help="luminance-only transfer: keep the colours of the input; the style's luminance "
-                         "is matched to each frame's mean and std first (Gatys et al. 2017) (default: off)")
-    for flag, field, typ, text in TUNABLES:
-        st.add_argument(flag, dest=field, type=typ, default=None,
-                        help=f"{text} (default: {_preset_table(field)})")
+    for name in CLI_OPTIONS:  # every setting, declared in settings.py (type, range, help); checked there
+        f = FIELDS[name]
+        text = f"{f.metadata['help']} ({f.metadata['kind'].describe()}; default: {_preset_table(name)})"
+        if isinstance(f.metadata["kind"], Flag):
+            st.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            st.add_argument(flag(name), dest=name, default=None, metavar=name.split("_")[-1].upper(), help=text)
     info = sub.add_parser("info", help="what this installation offers (torch, devices, flows, weights)")
     info.add_argument("--json", action="store_true", help="one JSON object (default: text)")
     dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
@@ -141,7 +113,7 @@ def _common(p, preset="standard"):
     p.add_argument("--device", choices=["auto", "cuda", "mps", "cpu"], default="auto",
                    help="torch device; auto = cuda, then mps, then cpu (default: auto)")
     p.add_argument("--video", help="also encode the result as a movie (.mp4/.mov/.avi) (default: none)")
-    p.add_argument("--max-frames", type=int, help="only the first N frames (default: all)")
+    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="only the first N frames (default: all)")
     p.add_argument("--no-download", action="store_true",
                    help="never download the VGG-19 weights; fail if no local file is found (default: download)")
     p.add_argument("--restart", action="store_true",
@@ -152,9 +124,8 @@ def _common(p, preset="standard"):
 
 
 def _settings(args):
-    overrides = {f: getattr(args, f, None) for _, f, _, _ in TUNABLES}
-    overrides["preserve_colors"] = getattr(args, "preserve_colors", None)
-    return Settings.from_preset(args.preset, **overrides)
+    """The preset with the options given (strings, parsed and checked by ``Settings``)."""
+    return Settings.from_preset(args.preset, **{name: getattr(args, name, None) for name in CLI_OPTIONS})
 
 
 def parse_keyframes(values):
@@ -163,16 +134,21 @@ def parse_keyframes(values):
     out = {}
     for value in values or ():
         number, sep, path = str(value).partition("=")
-        if not number.strip().isdigit() or (sep and not path.strip()):
+        if not re.fullmatch(r"[0-9]+", number.strip()) or (sep and not path.strip()):
             raise StylizeError(f"--keyframe {value!r}: expected FRAME=IMAGE or FRAME with a 1-based frame "
                                "number, e.g. --keyframe 12=painted.png")
         k = int(number)
         if k < 1:
             raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 (frame_00001.png)")
         if k - 1 in out:
-            raise StylizeError(f"--keyframe: frame {k} is given twice ({out[k - 1]} and {path})")
+            def what(p):
+                return p or "stylised by the engine"
+            raise StylizeError(f"--keyframe: frame {k} is given twice ({what(out[k - 1])} and {what(path if sep else None)})")
         out[k - 1] = path if sep else None
     return out
+
+
+DEBUG = "STYLIZE_DEBUG"  # set: an internal error also prints its traceback
 
 
 def _on_sigterm(*_):
@@ -191,8 +167,8 @@ def main(argv=None):
     from .regions import RegionOptions, parse_weighted
     try:
         settings = _settings(args)
-        where = args.out or getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT (OUTDIR inside it)
-        outputs.check_out(where)
+        where = args.out if args.out is not None else getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT
+        outputs.check_out(where, "--out" if args.out is not None else "--jobs")
         if args.video:
             outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
@@ -207,17 +183,18 @@ def main(argv=None):
                     jobs=args.jobs, keyframes=parse_keyframes(args.keyframe), regions=regions or None)
         print(f"done: {paths[0].parent if paths else args.out}", file=sys.stderr)
         return 0
-    except StylizeError as e:
-        return _fail(progress, str(e))
-    except OSError as e:  # e.g. a folder made read-only or a disk filled during the run
-        return _fail(progress, outputs.os_error_message(e))
-    except MemoryError:  # outside the optimisation (which reports its own, with the size)
-        return _fail(progress, "out of memory; try a lower --scale")
     except KeyboardInterrupt:
         progress.error("interrupted")
         print(f"interrupted: finished frames in {args.out or args.jobs} are kept; run the same command to resume",
               file=sys.stderr)
         return 130
+    except (StylizeError, OSError, MemoryError) as e:  # MemoryError: outside the optimisation's own report
+        return _fail(progress, errors.message(e))
+    except Exception as e:  # noqa: BLE001 -- a bug: still one line (and the error event), the details on demand
+        if os.environ.get(DEBUG):
+            traceback.print_exc()
+        return _fail(progress, f"internal error, please report it: {errors.message(e)} "
+                               f"(set {DEBUG}=1 for the traceback)")
 
 
 def _fail(progress, message):

@@ -35,12 +35,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import fast, identity
+from . import fast, identity, jobdir
 from .errors import StylizeError
 from .frames import read_image, resize
 from .regions import composite
 
-KEYFRAME_DIR = "keyframes"
+KEYFRAME_DIR = jobdir.KEYFRAMES
 
 
 class FastMode:
@@ -69,7 +69,8 @@ class FastMode:
         keys = {}
         for k, path in sorted(self.painted.items()):
             if not os.path.isfile(path):
-                raise StylizeError(f"keyframe {k + 1}: painted image not found: {path}")
+                what = "is a folder, not an image" if os.path.isdir(path) else "not found"
+                raise StylizeError(f"keyframe {k + 1}: painted image {path} {what}")
             keys[str(k + 1)] = identity.image_digest(path, what=f"keyframe {k + 1} image")
         return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
                 "chosen": [k + 1 for k in self.chosen]}
@@ -88,7 +89,11 @@ class FastMode:
             self.job.warnings += [str(w.message) for w in caught]
 
     def _painted(self, k, size):
-        img = read_image(self.painted[k], what=f"keyframe {k + 1} image")
+        img, alpha = read_image(self.painted[k], what=f"keyframe {k + 1} image", alpha=True)
+        if alpha is not None and alpha.min() < 1:
+            share = float(np.mean(alpha < 1))
+            raise StylizeError(f"{self._name(k)} has transparent pixels (alpha below 1 on {share:.1%} of it): its "
+                               "colours there would become the frame; flatten it onto an opaque background first")
         return fast.prepare_keyframe(img, size, self._name(k))
 
     def keyframes(self):
@@ -127,7 +132,7 @@ class FastMode:
         return self.job.first_missing()
 
     def _cached(self, k):
-        return self.job.out / KEYFRAME_DIR / f"frame_{k + 1:05d}.npy"
+        return self.job.out / KEYFRAME_DIR / jobdir.frame_name(k, ".npy")
 
     def _image(self, k):
         """Keyframe ``k`` at the processing size: the painting, the cached optimisation, else

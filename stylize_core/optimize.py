@@ -34,21 +34,23 @@ def resize(t, size):
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
 
 
-def style_size(style_hw, frame_hw, settings):
+def style_size(style_hw, frame_hw, settings, clamp=True):
     """Size (H, W) the style image is resized to for frames of ``frame_hw`` = (H, W).
 
     ``style_match="area"`` (the authors'): the style image's area equals the frame's times
     ``style_scale``^2, i.e. both sides are multiplied by ``style_scale * sqrt(H W / (h w))``.
     ``"side"`` (ours, the default): its longer side equals the frame's longer side times
     ``style_scale``. A square style on a 1024x436 frame is 1024x1024 by side and 668x668 by
-    area: strokes, measured in frame pixels, are 1.53x larger by side. Each side >= 16 px.
+    area: strokes, measured in frame pixels, are 1.53x larger by side. Each side >= 16 px with
+    ``clamp`` (``Settings.check_size`` refuses settings that would need the clamp).
     """
     (h, w), (fh, fw) = style_hw, frame_hw
     if settings.style_match == "area":
         f = settings.style_scale * (fh * fw / (h * w)) ** 0.5
     else:
         f = settings.style_scale * max(fh, fw) / max(h, w)
-    return max(round(h * f), 16), max(round(w * f), 16)
+    least = 16 if clamp else 0
+    return max(round(h * f), least), max(round(w * f), least)
 
 
 def luminance(img):

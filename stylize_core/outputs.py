@@ -1,4 +1,4 @@
-"""Before a run: can OUTDIR and the ``--video`` file be written? After: file-system errors as one line.
+"""Before a run: can OUTDIR and the ``--video`` file be written?
 
 Checked up front so that a job does not run for hours and then fail on its first frame
 or its movie. Nothing is written by the checks (``os.access`` with the process's real ids;
@@ -23,8 +23,10 @@ def _writable_folder(folder):
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def check_out(out):
-    """StylizeError unless the folder ``out`` exists and is writable, or can be created."""
+def check_out(out, flag="--out"):
+    """StylizeError unless the folder ``out`` (given as ``flag``) exists and is writable, or can be created."""
+    if out is None or not str(out).strip():
+        raise StylizeError(f"{flag} is empty: give an output folder")
     out = Path(out)
     base = _existing_ancestor(out)
     if not base.is_dir():
@@ -33,7 +35,7 @@ def check_out(out):
     if not _writable_folder(base):
         action = "write to" if base == Path(os.path.abspath(out)) else "create"
         raise StylizeError(f"cannot {action} output folder {out}: {base} is not writable (permission denied "
-                           "or read-only file system); choose another --out")
+                           f"or read-only file system); choose another {flag}")
 
 
 def check_video(video, out):
@@ -52,9 +54,3 @@ def check_video(video, out):
         raise StylizeError(f"cannot write --video {video}: folder {video.parent} does not exist")
     if not folder.is_dir() or not _writable_folder(folder):
         raise StylizeError(f"cannot write --video {video}: {folder} is not a writable folder")
-
-
-def os_error_message(e):
-    """One line for an OSError that escaped the engine (a full disk, a folder made read-only mid-run...)."""
-    where = f" {e.filename}" if e.filename else ""
-    return f"cannot access{where}: {e.strerror or e}"

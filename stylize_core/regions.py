@@ -80,11 +80,14 @@ def parse_weighted(value, what="--style"):
 
 
 def normalise(blend, what="--style"):
-    """``[(path, weight), ...]`` with weights divided by their sum (which must be positive)."""
-    total = sum(w for _, w in blend)
-    if not blend or total <= 0:
+    """``[(path, weight), ...]`` with weights divided by their sum (which must be positive); divided by
+    the largest first, so that weights as large as 1e308 do not overflow the sum."""
+    top = max((w for _, w in blend), default=0)
+    if not blend or top <= 0:
         raise StylizeError(f"{what}: the style weights must not all be 0")
-    return tuple((p, w / total) for p, w in blend)
+    scaled = [(p, w / top) for p, w in blend]
+    total = sum(w for _, w in scaled)
+    return tuple((p, w / total) for p, w in scaled)
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,23 @@ class Region:
     style: tuple = ()
     strength: float = 1.0
 
+    def __post_init__(self):
+        """The strength's range is ``--strength``'s (``settings.py``)."""
+        from .settings import FIELDS
+        problem = FIELDS["strength"].metadata["kind"].check(self.strength)
+        if problem:
+            raise StylizeError(f"a region's strength {problem}")
+
     @property
     def keep(self):
         return not self.style
+
+
+def _region(style, strength, what):
+    try:
+        return Region(style, strength)
+    except StylizeError as e:
+        raise StylizeError(f"{what}: {e}") from None
 
 
 def parse_region(value):
@@ -108,7 +125,7 @@ def parse_region(value):
     if rest == KEEP:
         return label, Region()
     path, strength = parse_weighted(rest, f"--region {label}")
-    return label, Region(((path, 1.0),), strength)
+    return label, _region(((path, 1.0),), strength, f"--region {value}")
 
 
 def load_region_map(path):
@@ -155,7 +172,7 @@ def load_region_map(path):
             raise StylizeError(f"{what}: \"strength\" must be a number >= 0")
         if any(w < 0 for _, w in blend):
             raise StylizeError(f"{what}: style weights must be >= 0")
-        out[label] = Region(normalise(blend, what), float(strength))
+        out[label] = _region(normalise(blend, what), float(strength), what)
     return out
 
 

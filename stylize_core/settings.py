@@ -75,7 +75,8 @@ deviations, each a documented option:
   the first direction a head start), the temporal loss from pass 8 (ours 2) with half the
   temporal weight (100; ours 200), blend 0.5 (both).
 """
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import StylizeError
 
@@ -100,83 +101,234 @@ PRESET_DESCRIPTIONS = {
                        "pass from one noise image, temporal loss (half weight) from pass 8.",
 }
 
-CHOICES = {"pooling": ("max", "avg"), "init": ("content", "random"), "optimizer": ("lbfgs", "adam"),
-           "temporal": ("none", "short", "long"), "flow": ("dis", "deepflow", "raft", "flo", "vector"),
-           "flow_preset": ("ultrafast", "fast", "medium"), "mode": ("quality", "fast"),
-           "fast_backend": ("auto", "numba", "torch"), "style_match": ("side", "area"),
-           "first_pass": ("warped", "independent")}
+# -- the options: one declaration each (type, range, help, where it applies) ------------------------
+MIN_SIDE = 16  # px: the smallest frame side the loss network takes (relu5_1 is at 1/16 of it)
+QUALITY, FAST, MULTI_PASS, ADAM, LBFGS, LONG = (
+    ("mode", "quality"), ("mode", "fast"), ("passes", ">1"), ("optimizer", "adam"), ("optimizer", "lbfgs"),
+    ("temporal", "long"))
+ESTIMATED = ("flow", ("dis", "deepflow", "raft", "vector"))  # vector: estimated where the pass is wrong
+PRESET_FLOWS = ("flow", ("dis", "raft", "vector"))
+
+
+class Number:
+    """A finite number in ``[lo, hi]`` (``lo_open``: ``(lo, hi]``); ``integer`` for counts; ``off``: one more
+    value outside the range that is allowed (e.g. 0 = off)."""
+
+    def __init__(self, lo, hi, integer=False, lo_open=False, off=None, unit=""):
+        self.lo, self.hi, self.integer, self.lo_open, self.off, self.unit = lo, hi, integer, lo_open, off, unit
+
+    def parse(self, text):
+        try:
+            value = int(text) if self.integer else float(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected {'a whole number' if self.integer else 'a number'}, got {text!r}") from None
+        return value
+
+    def check(self, value):
+        if self.integer and (isinstance(value, bool) or not isinstance(value, int)):
+            return f"must be a whole number, got {value!r}"
+        if not self.integer and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return f"must be a number, got {value!r}"
+        if value == self.off:
+            return None
+        if not math.isfinite(value) or value < self.lo or value > self.hi or (self.lo_open and value == self.lo):
+            return f"must be {self.describe()}, got {value}"
+        return None
+
+    def describe(self):
+        left, fmt = "(" if self.lo_open else "[", "d" if self.integer else "g"
+        text = f"in {left}{self.lo:{fmt}}, {self.hi:{fmt}}]{self.unit}"
+        return text + (f" or {self.off:g} (off)" if self.off is not None else "")
+
+    def bad(self):
+        """Values that must be refused (the table-driven test)."""
+        out = ["nan", "inf", "abc", repr(self.hi * 2 + 1)]
+        out.append(repr(self.lo) if self.lo_open else repr(self.lo - 1))
+        if self.integer:
+            out.append("1.5")
+        return [v for v in out if v != repr(self.off)]
+
+
+class Choice:
+    def __init__(self, *values):
+        self.values = values
+
+    def parse(self, text):
+        return text
+
+    def check(self, value):
+        return None if value in self.values else f"must be one of {', '.join(self.values)}, got {value!r}"
+
+    def describe(self):
+        return " | ".join(self.values)
+
+    def bad(self):
+        return ["", "bogus", self.values[0].upper() + "x"]
+
+
+class Flag:
+    def parse(self, text):
+        return text
+
+    def check(self, value):
+        return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+    def describe(self):
+        return "on | off"
+
+    def bad(self):
+        return []  # --x / --no-x: argparse takes no value
+
+
+class Offsets:
+    """Distinct positive frame offsets, comma-separated on the command line: ``1,10,20,40``."""
+
+    def parse(self, text):
+        try:
+            return tuple(int(x) for x in str(text).split(","))
+        except ValueError:
+            raise ValueError(f"expected whole numbers separated by commas, e.g. 1,10,20,40, got {text!r}") from None
+
+    def check(self, value):
+        if not isinstance(value, tuple) or not value or not all(isinstance(j, int) and 1 <= j <= 10000
+                                                                 for j in value):
+            return f"must be frame offsets from 1 to 10000, e.g. 1,10,20,40, got {value!r}"
+        if len(set(value)) != len(value):
+            return f"names an offset twice: {','.join(map(str, value))}"
+        return None
+
+    def describe(self):
+        return "offsets, e.g. 1,10,20,40"
+
+    def bad(self):
+        return ["", "0", "-1", "1,1", "1,x", "1.5"]
+
+
+def option(default, kind, help, applies=()):
+    """A Settings field: ``kind`` parses and checks it, ``help`` is the CLI's text; ``applies``: the
+    (field, value) conditions under which it has an effect (``(mode, quality)``; ``(passes, ">1")``), so
+    that giving it where it has none is refused instead of ignored."""
+    return field(default=default, metadata={"kind": kind, "help": help, "applies": tuple(applies)})
 
 
 @dataclass
 class Settings:
-    """Everything that determines a job's output (recorded in its manifest)."""
-    content_weight: float = 1.0
-    style_weight: float = 20.0
-    strength: float = 1.0             # multiplies style_weight
-    temporal_weight: float = 200.0
-    tv_weight: float = 2e-4
-    preserve_colors: bool = False
-    scale: float = 1.0                # processing size relative to the input
-    style_scale: float = 1.0          # style image size relative to the frame's (see style_match)
-    style_match: str = "side"         # side: longer sides equal (x style_scale) | area: areas equal (paper)
-    pooling: str = "max"
-    init: str = "content"             # first frame: content | random
-    optimizer: str = "lbfgs"          # lbfgs | adam
-    lbfgs_history: int = 20           # L-BFGS curvature pairs kept (memory.py: 24 bytes a pixel each)
-    adam_lr: float = 10.0             # Adam step size in 0..255 pixel units
-    iterations: int = 400             # first frame (and every frame without temporal loss)
-    iterations_later: int = 200       # frames initialised from the warped previous result
-    tolerance: float = 1e-4           # early stop: relative loss change over tolerance_window iterations
-    tolerance_window: int = 10        # early stop window in iterations (paper: 50)
-    coarse_to_fine: int = 1           # pyramid levels (1 = single scale)
-    temporal: str = "long"            # none | short | long
-    long_term: tuple = (1, 10, 20, 40)
-    passes: int = 1                   # > 1: multi-pass, alternating direction
-    pass_iterations: int = 100
-    temporal_from_pass: int = 2       # multi-pass: temporal loss from this pass on (paper: 8)
-    first_pass: str = "warped"        # multi-pass pass 1: warped (chained) | independent (paper)
-    blend: float = 0.5                # multi-pass: weight of the warped neighbour in the init
-    reliability_widen: float = 0.0    # px the excluded regions of the reliability weights grow by
-    flow: str = "dis"                 # dis | deepflow | raft | flo | vector
-    flow_preset: str = "medium"
-    flow_scale: float = 1.0
-    seed: int = 0
-    mode: str = "quality"             # quality (every frame optimised) | fast (keyframes + synthesis)
-    keyframe_every: int = 0           # fast: a keyframe every N frames from the first (0 = first only)
-    keyframe_zoom: float = 2.0        # fast: a new keyframe where the carried strokes' area scale leaves [1/z, z] (0 = off)
-    fast_backend: str = "auto"        # fast: patch search auto | numba | torch
-    preset: str = "standard"
+    """Everything that determines a job's output (recorded in its manifest). Each field is declared once
+    here: its type and range (checked in ``__post_init__``), its CLI help (``--name-with-dashes``) and
+    where it applies (``check_applies``)."""
+    content_weight: float = option(1.0, Number(0, 1e6), "content loss weight (alpha)")
+    style_weight: float = option(20.0, Number(0, 1e6), "style loss weight (beta)")
+    strength: float = option(1.0, Number(0, 100), "style strength, multiplies the style weight")
+    temporal_weight: float = option(200.0, Number(0, 1e6), "temporal loss weight (gamma)", (QUALITY,))
+    tv_weight: float = option(2e-4, Number(0, 1e3), "total-variation weight")
+    preserve_colors: bool = option(False, Flag(), "luminance-only transfer: keep the colours of the input; the "
+                                   "style's luminance is matched to each frame's mean and std first (Gatys et al. "
+                                   "2017)")
+    scale: float = option(1.0, Number(0, 4, lo_open=True), "processing size relative to the input; output keeps "
+                          "the input size")
+    style_scale: float = option(1.0, Number(0, 4, lo_open=True), "style image size relative to the frame "
+                                "(see --style-match)")
+    style_match: str = option("side", Choice("side", "area"), "style image size rule: side (its longer side = the "
+                              "frame's) or area (its area = the frame's, the paper's)")
+    pooling: str = option("max", Choice("max", "avg"), "VGG pooling: max or avg")
+    init: str = option("content", Choice("content", "random"), "first frame initialisation: content or random")
+    optimizer: str = option("lbfgs", Choice("lbfgs", "adam"), "lbfgs or adam")
+    lbfgs_history: int = option(20, Number(1, 1000, integer=True), "L-BFGS: curvature pairs kept (each costs 24 "
+                                "bytes per processed pixel; lowered automatically when a run does not fit)", (LBFGS,))
+    adam_lr: float = option(10.0, Number(0, 255, lo_open=True), "Adam step in 0..255 pixel units", (ADAM,))
+    iterations: int = option(400, Number(1, 100000, integer=True), "iterations for the first frame (fast mode: "
+                             "each keyframe)")
+    iterations_later: int = option(200, Number(1, 100000, integer=True), "iterations for later frames "
+                                   "(prevWarped init)", (QUALITY,))
+    tolerance: float = option(1e-4, Number(0, 1), "early stop when the loss changes less than this (relative) "
+                              "over --tolerance-window iterations; 0 = never")
+    tolerance_window: int = option(10, Number(1, 10000, integer=True), "early stop: iterations the loss change "
+                                   "is measured over")
+    coarse_to_fine: int = option(1, Number(1, 8, integer=True), "pyramid levels, each half the size of the next "
+                                 "(1 = off); the coarser levels run the iterations, full size half of them")
+    temporal: str = option("long", Choice("none", "short", "long"), "temporal loss: none, short (previous frame) "
+                           "or long (--long-term offsets)", (QUALITY,))
+    long_term: tuple = option((1, 10, 20, 40), Offsets(), "earlier frames for the long-term loss, "
+                              "comma-separated", (QUALITY, LONG))
+    passes: int = option(1, Number(1, 100, integer=True), "number of passes; > 1 runs the multi-pass algorithm",
+                         (QUALITY,))
+    pass_iterations: int = option(100, Number(1, 100000, integer=True), "multi-pass: iterations per frame and "
+                                  "pass", (QUALITY, MULTI_PASS))
+    temporal_from_pass: int = option(2, Number(1, 100, integer=True), "multi-pass: first pass with the temporal "
+                                     "loss", (QUALITY, MULTI_PASS))
+    first_pass: str = option("warped", Choice("warped", "independent"), "multi-pass: pass 1 starts each frame "
+                             "from the warped neighbour (warped) or on its own from --init, noise the same for "
+                             "every frame (independent, the paper's)", (QUALITY, MULTI_PASS))
+    blend: float = option(0.5, Number(0, 1), "multi-pass: weight of the warped neighbour in the initialisation",
+                          (QUALITY, MULTI_PASS))
+    reliability_widen: float = option(0.0, Number(0, 64, unit=" px"), "pixels (processing size) by which the "
+                                      "regions the temporal loss leaves out grow, with a ramp as wide (0 = the "
+                                      "hard mask)", (QUALITY,))
+    flow: str = option("dis", Choice("dis", "deepflow", "raft", "flo", "vector"), "flow source: dis, deepflow, "
+                       "raft, flo (--flow-dir) or vector (Blender EXR Vector pass)")
+    flow_preset: str = option("medium", Choice("ultrafast", "fast", "medium"), "DIS preset: ultrafast, fast or "
+                              "medium (RAFT: small for ultrafast/fast, large for medium)", (PRESET_FLOWS,))
+    flow_scale: float = option(1.0, Number(0, 4, lo_open=True), "compute flow at this fraction of the "
+                               "processing size", (ESTIMATED,))
+    seed: int = option(0, Number(0, 2 ** 31 - 1, integer=True), "random seed")
+    mode: str = option("quality", Choice("quality", "fast"), "quality (every frame optimised) or fast (keyframes "
+                       "optimised, the other frames synthesised from them by patch search: seconds a frame "
+                       "instead of minutes)")
+    keyframe_every: int = option(0, Number(0, 1000000, integer=True), "fast mode: a keyframe every N frames from "
+                                 "the first (0 = the first frame only)", (FAST,))
+    keyframe_zoom: float = option(2.0, Number(1, 100, lo_open=True, off=0), "fast mode: a new keyframe where the "
+                                  "strokes carried from the last one are magnified or shrunk by more than this "
+                                  "factor in area, or half the frame is new (0 = off)", (FAST,))
+    fast_backend: str = option("auto", Choice("auto", "numba", "torch"), "fast mode's patch search: auto (numba "
+                               "on the CPU if installed, else torch), numba or torch", (FAST,))
+    preset: str = field(default="standard", metadata={"kind": Choice(*PRESETS), "help": "settings preset",
+                                                       "applies": (), "cli": False})
 
     def __post_init__(self):
-        for name, allowed in CHOICES.items():
-            if getattr(self, name) not in allowed:
-                raise StylizeError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        for name in ("scale", "style_scale", "flow_scale"):
-            if not 0 < getattr(self, name) <= 4:
-                raise StylizeError(f"{name} must be in (0, 4], got {getattr(self, name)}")
-        for name in ("iterations", "iterations_later", "coarse_to_fine", "passes", "pass_iterations",
-                     "tolerance_window", "lbfgs_history"):
-            if getattr(self, name) < 1:
-                raise StylizeError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if any(j < 1 for j in self.long_term) or not self.long_term:
-            raise StylizeError(f"long_term offsets must be positive, got {self.long_term}")
-        if self.keyframe_zoom != 0 and self.keyframe_zoom <= 1:
-            raise StylizeError(f"keyframe_zoom must be 0 (off) or above 1, got {self.keyframe_zoom}")
-        if self.keyframe_every < 0:
-            raise StylizeError(f"keyframe_every must be 0 (the first frame only) or positive, "
-                               f"got {self.keyframe_every}")
-        if not 0 <= self.reliability_widen <= 64:
-            raise StylizeError(f"reliability_widen must be in [0, 64] pixels, got {self.reliability_widen}")
-        if not 0 <= self.blend <= 1:
-            raise StylizeError(f"blend must be in [0, 1], got {self.blend}")
+        if isinstance(self.long_term, list):
+            self.long_term = tuple(self.long_term)
+        for f in fields(self):
+            problem = f.metadata["kind"].check(getattr(self, f.name))
+            if problem:
+                raise StylizeError(f"{flag(f.name)} {problem}")
+        if self.passes > 1 and self.temporal_from_pass > self.passes:
+            raise StylizeError(f"--temporal-from-pass {self.temporal_from_pass} is after the last of the "
+                               f"{self.passes} passes: the temporal loss would never be used")
+        if self.mode == "fast" and self.passes != 1:
+            source = f" (from --preset {self.preset})" if PRESETS.get(self.preset, {}).get("passes") else ""
+            raise StylizeError(f"--passes {self.passes}{source} applies to --mode quality; fast mode runs one pass")
+
+    def check_applies(self, given):
+        """Refuse each option in ``given`` (the names the user set) that has no effect with these settings
+        (``option``'s ``applies``): e.g. ``--blend`` with one pass, ``--keyframe-every`` in quality mode."""
+        for name in given:
+            for key, value in FIELDS[name].metadata["applies"]:
+                allowed = value if isinstance(value, tuple) else (value,)
+                ok = self.passes > 1 if value == ">1" else getattr(self, key) in allowed
+                if not ok:
+                    where = ("more than one pass (--passes)" if value == ">1" else
+                             f"{flag(key)} {' or '.join(allowed)}")
+                    raise StylizeError(f"{flag(name)} applies only with {where}; it would be ignored here "
+                                       f"({flag(key)} {getattr(self, key)})")
 
     @classmethod
     def from_preset(cls, name="standard", **overrides):
         """Settings of a preset with ``overrides`` (None values are ignored)."""
         if name not in PRESETS:
             raise StylizeError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-        values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(preset=name, **values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - set(FIELDS)
+        if unknown:
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        for k, v in list(given.items()):
+            if isinstance(v, str) and not isinstance(FIELDS[k].metadata["kind"], (Choice, Flag)):
+                try:
+                    given[k] = FIELDS[k].metadata["kind"].parse(v)
+                except ValueError as e:
+                    raise StylizeError(f"{flag(k)}: {e}") from None
+        settings = cls(preset=name, **{**PRESETS[name], **given})
+        settings.check_applies(given)
+        return settings
 
     @property
     def offsets(self):
@@ -189,4 +341,53 @@ class Settings:
         d = asdict(self)
         d["long_term"] = list(self.long_term)
         return d
+
+    def check_size(self, frame_size, style_sizes=()):
+        """Refuse, in one line, settings that make a stage work below the smallest size it takes, for
+        frames of ``frame_size`` (W, H) and style images of ``style_sizes`` ((W, H), ...): the processing
+        size, the coarsest coarse-to-fine level and the style images at their matched size must each be at
+        least ``MIN_SIDE`` px a side."""
+        w, h = frame_size
+        if min(w, h) < MIN_SIDE:
+            raise StylizeError(f"the frames are {w}x{h} px; the loss network needs at least {MIN_SIDE} px a side")
+        pw, ph = round(w * self.scale), round(h * self.scale)
+        if min(pw, ph) < MIN_SIDE:
+            raise StylizeError(f"--scale {self.scale:g} makes the {w}x{h} frames {pw}x{ph} px; the loss network "
+                               f"needs at least {MIN_SIDE} px a side: use --scale {_at_least(MIN_SIDE, min(w, h))} "
+                               "or more")
+        levels = self.coarse_to_fine
+        if min(pw, ph) / 2 ** (levels - 1) < MIN_SIDE:
+            fit = 1 + int(math.log2(min(pw, ph) / MIN_SIDE))
+            raise StylizeError(f"--coarse-to-fine {levels}: the coarsest level of the {pw}x{ph} px processing "
+                               f"size would be below {MIN_SIDE} px; at most {fit} level{'s' if fit > 1 else ''} "
+                               "fit")
+        from .optimize import style_size  # torch: imported when a job checks its sizes
+        for sw, sh in style_sizes:
+            th, tw = style_size((sh, sw), (ph, pw), self, clamp=False)
+            if min(th, tw) < MIN_SIDE:
+                need = MIN_SIDE / min(style_size((sh, sw), (ph, pw), replace(self, style_scale=1.0), clamp=False))
+                raise StylizeError(f"--style-scale {self.style_scale:g} makes a {sw}x{sh} style image {tw}x{th} px "
+                                   f"for {pw}x{ph} px frames; the loss network needs at least {MIN_SIDE} px a "
+                                   f"side: use --style-scale {_round_up(need)} or more")
+
+
+def _round_up(x):
+    """``x`` rounded up to two significant digits (a value to suggest)."""
+    digits = 1 - int(math.floor(math.log10(x)))
+    return f"{math.ceil(x * 10 ** digits) / 10 ** digits:g}"
+
+
+def _at_least(need, side):
+    return _round_up(need / side)
+
+
+def flag(name):
+    """The CLI option of a Settings field: ``style_weight`` -> ``--style-weight``."""
+    return "--" + name.replace("_", "-")
+
+
+FIELDS = {f.name: f for f in fields(Settings)}
+CHOICES = {name: f.metadata["kind"].values for name, f in FIELDS.items()
+           if isinstance(f.metadata["kind"], Choice) and name != "preset"}
+CLI_OPTIONS = [name for name, f in FIELDS.items() if f.metadata.get("cli", True)]
 

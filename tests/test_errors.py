@@ -118,23 +118,36 @@ def test_out_of_memory_in_the_optimisation(clip, capsys, monkeypatch, error):
 
 
 def test_other_errors_and_ctrl_c_are_not_taken_for_out_of_memory(clip, capsys, monkeypatch):
+    """A bug is one line too (named as one, the traceback on demand), recorded as failed in the manifest."""
     def boom(self, *a, **k):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
     monkeypatch.setattr(optimize.Stylizer, "stylize", boom)
-    with pytest.raises(RuntimeError, match="shapes"):
-        stylize(clip, capsys)
+    code, lines, events = stylize(clip, capsys)
+    assert_user_error(code, lines, events, "internal error, please report it: RuntimeError: mat1 and mat2 shapes",
+                      "STYLIZE_DEBUG=1")
+    assert "memory" not in lines[0]
+    manifest = json.loads((clip / "out" / "job.json").read_text())
+    assert manifest["status"] == "failed" and "mat1 and mat2" in manifest["error"]
 
     def interrupt(self, *a, **k):
         raise KeyboardInterrupt
     monkeypatch.setattr(optimize.Stylizer, "stylize", interrupt)
     code, lines, events = stylize(clip, capsys, "--restart")
     assert code == 130 and "resume" in lines[-1] and events[-1]["message"] == "interrupted"
+    assert json.loads((clip / "out" / "job.json").read_text())["status"] == "interrupted"
 
 
-def test_non_finite_loss_names_the_frame(clip, capsys):
-    code, lines, events = stylize(clip, capsys, "--style-weight", "inf")
+def test_non_finite_loss_names_the_frame(clip, capsys, monkeypatch):
+    code, lines, events = stylize(clip, capsys, "--style-weight", "inf")  # refused before it runs
+    assert_user_error(code, lines, events, "--style-weight must be in [0, 1e+06], got inf")
+    assert not (clip / "out").exists()
+    from stylize_core import losses
+    monkeypatch.setattr(optimize, "tv_loss", lambda image: losses.tv_loss(image) * float("inf"))
+    code, lines, events = stylize(clip, capsys)
     assert_user_error(code, lines, events, "NaN or infinite on frame 1", "--style-weight", "--optimizer adam")
     assert not list((clip / "out").glob("frame_*"))
+    manifest = json.loads((clip / "out" / "job.json").read_text())
+    assert manifest["status"] == "failed" and "NaN or infinite on frame 1" in manifest["error"]
 
 
 def test_run_too_large_for_memory_is_refused_before_anything_is_recorded(clip, capsys, monkeypatch):

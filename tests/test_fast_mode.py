@@ -145,11 +145,19 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
     good = painting(clip / "good.png", ORANGE)
     narrow = painting(clip / "narrow.png", ORANGE, size=(40, 48))
     (clip / "corrupt.png").write_bytes(good.read_bytes()[:60])  # a truncated PNG
+    rgba = np.dstack([np.full((48, 64, 3), 128, np.uint8), np.full((48, 64), 255, np.uint8)])
+    rgba[:12, :, 3] = 0  # a quarter transparent: its colours there used to be written as the frame
+    cv2.imwrite(str(clip / "layer.png"), rgba)
+    (clip / "folder.png").mkdir()
     cases = [
+        ([f"2={clip / 'layer.png'}"], "keyframe 2 (layer.png) has transparent pixels (alpha below 1 on 25.0% of it)",
+         "flatten it onto an opaque background"),
+        ([f"2={clip / 'folder.png'}"], f"keyframe 2: painted image {clip / 'folder.png'} is a folder, not an image"),
+        (["2", "2"], "frame 2 is given twice (stylised by the engine and stylised by the engine)"),
         ([f"2={narrow}"], "keyframe 2 (narrow.png) is 40x48 but the frames are 64x48", "aspect ratios differ"),
         ([f"5={good}"], f"--keyframe 5={good}: frame 5 is outside the clip (frames 1-3)"),
         ([f"2={clip / 'corrupt.png'}"], "cannot decode keyframe 2 image corrupt.png: not an image or corrupt"),
-        ([f"2={clip / 'missing.png'}"], f"keyframe 2: painted image not found: {clip / 'missing.png'}"),
+        ([f"2={clip / 'missing.png'}"], f"keyframe 2: painted image {clip / 'missing.png'} not found"),
         (["two=good.png"], "--keyframe 'two=good.png': expected FRAME=IMAGE or FRAME with a 1-based frame number"),
         (["9"], "--keyframe 9: frame 9 is outside the clip (frames 1-3)"),
         ([str(good)], "expected FRAME=IMAGE"),
@@ -163,10 +171,12 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
             code, events, err = stylize(clip, capsys, *args, "--max-frames", "3", where=where)
             assert_user_error(code, events, err, *expected)
             assert not (clip / where[1]).exists(), (values, where)  # nothing recorded, nothing to refuse later
-    code, events, err = stylize(clip, capsys, "--keyframe", f"2={good}", "--mode", "quality", "--max-frames", "3")
+    quality = [v for v in FAST if v not in ("--mode", "fast", "--fast-backend", "torch")]
+    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
+                                 *quality, "--keyframe", f"2={good}", "--max-frames", "3"], capsys)
     assert_user_error(code, events, err, "--keyframe needs --mode fast")
     code, events, err = stylize(clip, capsys, "--keyframe-every", "-1")
-    assert_user_error(code, events, err, "keyframe_every must be 0 (the first frame only) or positive, got -1")
+    assert_user_error(code, events, err, "--keyframe-every must be in [0, 1000000], got -1")
     # the corrected command runs in the same folder, as a new job (nothing to --restart)
     code, events, _ = stylize(clip, capsys, "--keyframe", f"2={good}", "--max-frames", "3")
     assert code == 0 and events[0]["skipped"] == 0 and events[-1]["event"] == "done"

@@ -20,6 +20,7 @@ from stylize_core.warp import warp_numpy
 from stylize_core.weights import load_vgg
 
 FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--progress", "json"]
+FAST_MODE = [v for v in FAST if v not in ("--iterations-later", "3")]  # fast mode has no later iterations
 
 
 @pytest.fixture(scope="module")
@@ -304,7 +305,7 @@ def test_cli_regions_end_to_end(tmp_path, capsys, mode):
     out = clip / "out"
     code, events, err = run_cli(["stylize", clip / "in", "--regions", clip / "maps", "--region",
                                  f"0={clip / 'red.png'}:0.8", "--region", "7=keep", "--out", out,
-                                 "--mode", mode, *FAST], capsys)
+                                 "--mode", mode, *(FAST if mode == "quality" else FAST_MODE)], capsys)
     assert code == 0, err
     manifest = json.loads((out / "job.json").read_text())
     assert manifest["style"] is None and manifest["regions"]["labels"] == ["0", "7"]
@@ -322,7 +323,7 @@ def test_cli_regions_end_to_end(tmp_path, capsys, mode):
     save_png(clip / "maps" / "map_002.png", lab)
     code, _, err = run_cli(["stylize", clip / "in", "--regions", clip / "maps", "--region",
                             f"0={clip / 'red.png'}:0.8", "--region", "7=keep", "--out", out,
-                            "--mode", mode, *FAST], capsys)
+                            "--mode", mode, *(FAST if mode == "quality" else FAST_MODE)], capsys)
     assert code == 1 and "regions.maps" in err
 
 
