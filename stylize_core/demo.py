@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from .frames import write_png
+from .jobdir import frame_name
 
 
 def make_clip(out_dir, frames=24, size=(256, 144), seed=0):
@@ -32,7 +33,7 @@ def make_clip(out_dir, frames=24, size=(256, 144), seed=0):
         for (tex, mask), p in zip(shapes, start + speed * i):
             m = _shift(mask, p, (w, h))[:, :, None]
             frame = frame * (1 - m) + _shift(tex, p, (w, h)) * m
-        paths.append(os.path.join(out_dir, f"frame_{i + 1:05d}.png"))
+        paths.append(os.path.join(out_dir, frame_name(i)))
         write_png(paths[-1], frame)
     return paths
 

@@ -14,6 +14,10 @@ import cv2
 import numpy as np
 
 from .errors import StylizeError
+from .jobdir import frame_name
+
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.setLogLevel(2)  # errors only: a corrupt file is reported once, as a StylizeError, not also as "[ WARN:0@...]"
 
 MOVIE_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FRAME_EXTS = (".png", ".jpg", ".jpeg", ".exr")
@@ -203,7 +207,7 @@ def _open_movie(path, work_dir, max_frames, digest=None):
 
 
 def _frame_path(out_dir, i):
-    return os.path.join(out_dir, f"frame_{i + 1:05d}.png")
+    return os.path.join(out_dir, frame_name(i))
 
 
 def _read_marker(out_dir):
@@ -264,32 +268,44 @@ def _extract(path, out_dir, max_frames):
     return {"frames": n, "fps": fps, "width": shape[1], "height": shape[0], "complete": complete}
 
 
-def read_image(path, what="image", orient=False):
+def read_image(path, what="image", orient=False, alpha=False):
     """Read PNG (8/16-bit, grey, alpha), JPEG or EXR as ``(H, W, 3)`` float32 RGB in [0, 1].
 
     EXR holds linear light: ``exr.read_rgb`` applies the sRGB transfer function.
-    Alpha is dropped. ``orient`` applies a JPEG's EXIF orientation.
+    Alpha is dropped, or with ``alpha`` returned: ``(rgb, alpha (H, W) in [0, 1] or None if the
+    file has none)`` (PNG and other 8/16-bit formats; an EXR's alpha is not read). ``orient``
+    applies a JPEG's EXIF orientation.
     """
     path = os.fspath(path)
     if path.lower().endswith(".exr"):
         from . import exr
-        return np.clip(exr.read_rgb(path), 0.0, 1.0).astype(np.float32)
+        rgb = np.clip(exr.read_rgb(path), 0.0, 1.0).astype(np.float32)
+        return (rgb, None) if alpha else rgb
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
         raise StylizeError(f"cannot read {what} {path}: {e.strerror}") from None
-    flags = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+    flags = (cv2.IMREAD_UNCHANGED if alpha else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if not orient:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
     img = cv2.imdecode(data, flags) if data.size else None
     if img is None:
         raise StylizeError(f"cannot decode {what} {os.path.basename(path)}: not an image or corrupt file")
-    scale = 1.0 / np.iinfo(img.dtype).max if img.dtype.kind == "u" else 1.0
-    return np.ascontiguousarray(img[:, :, ::-1], dtype=np.float32) * np.float32(scale)
+    scale = np.float32(1.0 / np.iinfo(img.dtype).max if img.dtype.kind == "u" else 1.0)
+    a = None
+    if alpha:
+        if img.ndim == 2:
+            img = img[:, :, None]
+        a = img[:, :, 3].astype(np.float32) * scale if img.shape[2] == 4 else None
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.shape[2] == 1 else img[:, :, :3]
+    rgb = np.ascontiguousarray(img[:, :, ::-1], dtype=np.float32) * scale
+    return (rgb, a) if alpha else rgb
 
 
 def load_style(path, max_side=None):
     """Read a style image as ``(H, W, 3)`` float32 RGB, shrunk so its longer side is <= max_side."""
+    if not os.fspath(path).strip():
+        raise StylizeError("--style is empty: give a style image file")
     if not os.path.exists(path):
         raise StylizeError(f"style image not found: {path}")
     if os.path.isdir(path):
@@ -317,6 +333,11 @@ def resize(img, size):
 def to_uint8_bgr(img):
     """Float RGB [0, 1] -> uint8 BGR (rounded, clipped) for OpenCV."""
     return np.clip(np.asarray(img, np.float32)[:, :, ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def quantize(img):
+    """``img`` as :func:`write_png` stores it and :func:`read_image` reads it back: 8 bits a channel."""
+    return np.ascontiguousarray(to_uint8_bgr(img)[:, :, ::-1], dtype=np.float32) * np.float32(1.0 / 255)
 
 
 def write_png(path, img):

@@ -26,6 +26,7 @@ them. Memory stays flat: only the earlier results the temporal loss needs are ke
 """
 import numpy as np
 
+from . import jobdir
 from .ahead import ahead
 from .consistency import long_term_weights
 from .errors import StylizeError
@@ -60,12 +61,12 @@ class QualityMode:
         """Checks once the input is open (nothing beyond the settings' own)."""
 
     def _pass_dirs(self):
-        return [self.job.out / "passes" / f"pass_{p:02d}" for p in range(1, self.s.passes + 1)]
+        return [self.job.out / jobdir.pass_folder(p) for p in range(1, self.s.passes + 1)]
 
     def _finished(self, p, i):
         if p == self.s.passes:
             return self.job.frame_file(i).exists()
-        return (self._pass_dirs()[p - 1] / f"frame_{i + 1:05d}.npy").exists()
+        return (self._pass_dirs()[p - 1] / jobdir.frame_name(i, ".npy")).exists()
 
     def skipped(self):
         """Finished work units (frames x passes): single pass, the frames before the first
@@ -141,5 +142,5 @@ class QualityMode:
                 if p == s.passes:
                     yield i, img, {}  # the Job writes the output frame and reports it
                 elif job.progress:
-                    job.progress.frame(i, dirs[p - 1] / f"frame_{i + 1:05d}.npy")
+                    job.progress.frame(i, dirs[p - 1] / jobdir.frame_name(i, ".npy"))
                 job._keep(i, dirs[p - 1], img, 1)

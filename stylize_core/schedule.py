@@ -17,7 +17,6 @@ earlier results it needs (``Job._keep``; the rest are read back from OUTDIR).
 """
 import json
 import os
-import shutil
 import threading
 import time
 from contextlib import contextmanager
@@ -26,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, identity, vector_check
+from . import __version__, ahead, errors, identity, jobdir, vector_check
 from .consistency import reliability
 from .errors import StylizeError
 from .flow import VectorPassFlows, make_flow_source
-from .frames import is_movie, load_style, open_input, read_image, resize, write_png, write_video
+from .frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from . import memory, regions as regions_
 from .region_style import RegionStylizer
@@ -39,7 +38,7 @@ from .quality import QualityMode
 from .warp import warp_numpy
 from .weights import identity as weights_identity, load_vgg, resolve as resolve_weights
 
-MANIFEST = "job.json"
+MANIFEST = jobdir.MANIFEST
 MODES = {"quality": QualityMode, "fast": FastMode}
 
 
@@ -57,7 +56,8 @@ def pick_device(name="auto"):
 
 
 def frame_path(out, i):
-    return Path(out) / f"frame_{i + 1:05d}.png"
+    """Output frame ``i`` (0-based) of the job folder ``out``."""
+    return Path(out) / jobdir.frame_name(i)
 
 
 def vector_exrs(src, flow_dir):
@@ -91,12 +91,16 @@ class Job:
 
     def __init__(self, input_path, style_path, out, settings, vgg=None, device="auto",
                  progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True,
-                 jobs=None, keyframes=None, regions=None):
+                 jobs=None, keyframes=None, regions=None, video=None):
         """``style_path``: a style image, a blend ``[(path, weight), ...]`` (weights normalised),
         or None with ``regions`` (``regions.RegionOptions``: style regions, see ``regions.py``).
-        ``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only)."""
+        ``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only); ``video``: a
+        movie file to encode the frames into at the end (checked with the folder: ``jobdir``)."""
         if (out is None) == (jobs is None):
             raise ValueError("give exactly one of out and jobs")
+        if flow_dir is not None and settings.flow not in ("flo", "vector"):
+            raise StylizeError(f"--flow-dir applies only with --flow flo or vector; it would be ignored here "
+                               f"(--flow {settings.flow})")
         self.styles = style_blend(style_path)
         self.settings, self.progress = settings, progress
         self.warnings = []  # reported after the ``start`` event
@@ -119,13 +123,19 @@ class Job:
             mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
         self.out = Path(os.path.abspath(out if out is not None else Path(jobs) / self.job_id))
-        if movie:
+        self.folder = jobdir.JobFolder(self.out, "--out" if out is not None else "--jobs")
+        self.video = video
+        uses = self._folders(movie)
+        self.folder.check_inputs(self._inputs(input_path, flow_dir, keyframes, regions), uses)
+        same = not self.folder.claim(self.identity, None if movie else len(self.src), uses, restart, video)
+        self._same_threads(self.folder.old if same and not restart else None)
+        if movie:  # decoded into OUTDIR/input/ once the folder is known to be this job's to use
             self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
             if self.regions:
                 self.regions.check(len(self.src), max_frames is None)
         self.size = self.src.size
+        settings.check_size(self.size, [(img.shape[1], img.shape[0]) for img in self.style_images.values()])
         self.mode.check()  # before the output folder holds anything of this job
-        self.out.mkdir(parents=True, exist_ok=True)
         # Before anything is recorded: the memory plan (memory.py). It may lower the L-BFGS history
         # or the scale, or checkpoint the VGG; the identity keeps the requested settings, the
         # manifest the effective ones (``settings``) and the plan (``memory``).
@@ -134,17 +144,19 @@ class Job:
         self.proc = self.memory.size
         if self.memory.warning:
             self.warnings.append(self.memory.warning)
-        self._manifest(input_path, restart)
-        net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
-        net.checkpoint = self.memory.checkpoint
-        if torch.device(self.device).type == "cuda":
-            torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
-        self.stylizer = self._make_stylizer(net)
-        self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
-            s.flow, self.src.read, self.proc, cache_dir=self.out / "flow", preset=s.flow_preset,
-            scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
-            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
-            if self.mode.needs_flow() else None
+        self.record = self.folder.start(self._record(input_path), self.identity, len(self.src), uses, restart,
+                                        video)
+        with self.recording():  # from here on a failure is recorded in the manifest
+            net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
+            net.checkpoint = self.memory.checkpoint
+            if torch.device(self.device).type == "cuda":
+                torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
+            self.stylizer = self._make_stylizer(net)
+            self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
+                s.flow, self.src.read, self.proc, cache_dir=self.out / jobdir.FLOW, preset=s.flow_preset,
+                scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
+                exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
+                if self.mode.needs_flow() else None
         self._results = {}
         self.timings = dict.fromkeys(self.mode.stages, 0.0)
         self._timings_lock = threading.Lock()
@@ -201,46 +213,81 @@ class Job:
             return str(Path(self.styles[0][0]).resolve())
         return [[str(Path(p).resolve()), w] for p, w in self.styles]
 
-    def _manifest(self, input_path, restart):
-        """Refuse a folder holding another job (unless ``restart``); record this one."""
+    def _inputs(self, input_path, flow_dir, painted, regions):
+        """``{what: path}`` of every file or folder the job reads (``jobdir.JobFolder.check_inputs``)."""
+        inputs = {"input": input_path, "--flow-dir": flow_dir}
+        for k, path in (painted or {}).items():
+            inputs[f"keyframe {k + 1} image"] = path
+        for p in self.style_images:
+            inputs[f"style image {os.path.basename(p)}"] = p
+        if regions:
+            inputs.update({"--regions": None if regions.source == regions_.INPUT else regions.source,
+                           "--matte": regions.matte, "--region-map": regions.region_map})
+        return inputs
+
+    def _folders(self, movie):
+        """The top-level folders of OUTDIR this job writes (``jobdir``)."""
+        s, uses = self.settings, []
+        if self.mode.needs_flow() and s.flow != "flo":
+            uses.append(jobdir.FLOW)  # the flow cache (also the Vector pass's fallback)
+        if s.mode == "fast":
+            uses.append(jobdir.KEYFRAMES)
+        elif s.passes > 1:
+            uses.append(jobdir.PASSES)
+        if movie:
+            uses.append(jobdir.INPUT)
+        return uses
+
+    def _record(self, input_path):
+        """The manifest's entries for this job (``jobdir.JobFolder.start`` adds ``owns`` and ``status``)."""
         record = {"job": self.job_id, "identity": self.identity,
                   "input": str(Path(input_path).resolve()), "style": self._style_record(),
-                  "frames": len(self.src), "size": list(self.size),
-                  "settings": self.settings.to_dict(), "memory": self.memory.record(), **self.mode.manifest()}
+                  "frames": len(self.src), "size": list(self.size), "threads": torch.get_num_threads(),
+                  "settings": self.settings.to_dict(), "memory": self.memory.record(), **self.mode.manifest(),
+                  "engine": __version__}
         if self.regions:
             record["regions"] = self.regions.manifest()
-        path = self.out / MANIFEST
-        try:
-            old = json.loads(path.read_text()) if path.exists() else None
-        except ValueError:
-            old = {}
-        if old is None and any(self.out.glob("frame_*.png")):
-            old = {}  # frames without a manifest: not ours to resume
-        if old is not None and not restart:
-            diff = identity.differences(old.get("identity"), self.identity)
-            if diff:
-                raise StylizeError(f"{self.out} holds another job (differs in: {', '.join(diff)}); "
-                                   "use --restart to discard it, or choose another --out")
-        if old and not restart and "flow_sources" in old:  # the same job: its Vector-pass check
-            record["flow_sources"] = old["flow_sources"]
-        if restart:
-            for p in [*self.out.glob("frame_*.png"), *self.out.glob("passes/*/*.npy"),
-                      *self.out.glob("keyframes/*.npy")]:
-                p.unlink()
-        if (old or {}).get("identity", {}).get("input") != self.identity["input"]:
-            shutil.rmtree(self.out / "flow", ignore_errors=True)  # flows of other frames
-        self._write_manifest({**record, "engine": __version__, "status": "running"})
+        return record
+
+    def _same_threads(self, old):
+        """A resumed job computes with the number of CPU threads it started with: torch's reductions
+        (convolutions, Gram matrices) add in another order with another count, and the frames would
+        differ from an uninterrupted run's (measured: 3-5/255 on average after 3 frames, 1 vs 2 threads)."""
+        threads = (old or {}).get("threads")
+        if threads and threads != torch.get_num_threads() and torch.device(self.device).type == "cpu":
+            self.warnings.append(f"resuming with the {threads} CPU threads this job started with (this process "
+                                 f"had {torch.get_num_threads()}), so that its frames match an uninterrupted run")
+            torch.set_num_threads(threads)
 
     def _write_manifest(self, record):
-        tmp = self.out / (MANIFEST + ".tmp")
-        tmp.write_text(json.dumps(record, indent=2))
-        os.replace(tmp, self.out / MANIFEST)
-        self.record = record
+        self.record = self.folder.write(record)
+
+    @contextmanager
+    def recording(self):
+        """Record in the manifest how the block ended if it raised: ``interrupted`` (Ctrl-C, SIGTERM)
+        or ``failed`` with the message; the exception goes on once the work started ahead (a flow being
+        written to the cache) has ended, so that nothing is left half-written."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            ahead.settle()
+            self._end("interrupted")
+            raise
+        except BaseException as e:
+            ahead.settle()
+            self._end("failed", error=errors.message(e))
+            raise
+
+    def _end(self, status, **fields):
+        try:
+            self._write_manifest({**self.record, "status": status, **fields})
+        except OSError:  # e.g. the disk that failed the job: the error itself is what matters
+            pass
 
     # -- frames, flows, results -------------------------------------------------------
     def frame_file(self, i):
-        """Output frame ``i`` (0-based): ``OUTDIR/frame_{i+1:05d}.png``."""
-        return frame_path(self.out, i)
+        """Output frame ``i`` (0-based): ``OUTDIR/frame_00001.png`` ... (``jobdir.frame_name``)."""
+        return self.folder.frame(i)
 
     def first_missing(self):
         """Index of the first output frame not yet written (the clip's length if none)."""
@@ -279,13 +326,20 @@ class Job:
         """Earlier result of frame ``i`` at processing size (memory, else from disk)."""
         key = (pass_dir, i)
         if key not in self._results:
-            path = (pass_dir / f"frame_{i + 1:05d}.npy") if pass_dir else frame_path(self.out, i)
+            path = (pass_dir / jobdir.frame_name(i, ".npy")) if pass_dir else self.frame_file(i)
             with self.timed("io"):
                 img = np.load(path).astype(np.float32) if pass_dir else read_image(path)
                 self._results[key] = resize(img, self.proc)
         return self._results[key]
 
     def _keep(self, i, pass_dir, img, keep):
+        """Keep frame ``i``'s result ``img`` (and the last ``keep`` of ``pass_dir``) as :meth:`result` would read
+        it back from disk: the 8-bit PNG at the output size, or the float16 array. So a job resumed from its
+        files computes what the uninterrupted job did (their frames 4-6 differed by up to 56/255 before)."""
+        if pass_dir is None:
+            img = resize(quantize(resize(img, self.size)), self.proc)
+        else:
+            img = img.astype(np.float16).astype(np.float32)
         self._results[(pass_dir, i)] = img
         for k in [k for k in self._results if k[0] != pass_dir or abs(k[1] - i) > keep]:
             del self._results[k]
@@ -335,19 +389,24 @@ class Job:
         if failed and self.progress:
             self.progress.warning(vector_check.warning(failed, len(records)))
 
-    def run(self, video=None):
+    def run(self):
         """Write (atomically) and report every frame the mode yields; then the video, the manifest
-        and ``done``. Returns the output frame paths."""
+        and ``done``. Returns the output frame paths. A failure or an interruption is recorded in
+        the manifest's ``status``."""
+        with self.recording():
+            return self._run(self.video)
+
+    def _run(self, video):
         t0 = time.monotonic()
         n, skipped = len(self.src), self.mode.skipped()
         self._start(n, self.mode.passes, skipped)
         for i, img, _info in self.mode.frames(skipped):
-            path = frame_path(self.out, i)
+            path = self.frame_file(i)
             with self.timed("io"):
                 write_png(path, resize(img, self.size))
             if self.progress:
                 self.progress.frame(i, path)
-        paths = [frame_path(self.out, i) for i in range(n)]
+        paths = [self.frame_file(i) for i in range(n)]
         if video:
             write_video([str(p) for p in paths], str(video), self.src.fps)
         timings = {k: round(v, 3) for k, v in self.timings.items()}
@@ -359,13 +418,13 @@ class Job:
 
     @staticmethod
     def save_array(d, i, img):
-        """``d/frame_{i+1:05d}.npy`` (float16), written under a temporary name and renamed."""
-        path = d / f"frame_{i + 1:05d}.npy"
-        tmp = d / f".frame_{i + 1:05d}.tmp.npy"
+        """``d/frame_NNNNN.npy`` (float16), written under a temporary name and renamed."""
+        path = d / jobdir.frame_name(i, ".npy")
+        tmp = d / ("." + jobdir.frame_name(i, ".tmp.npy"))
         np.save(tmp, img.astype(np.float16))
         os.replace(tmp, path)
 
 
 def run(input_path, style_path, out, settings, video=None, **kwargs):
     """Stylise a clip into ``out``; returns the output frame paths. See :class:`Job`."""
-    return Job(input_path, style_path, out, settings, **kwargs).run(video)
+    return Job(input_path, style_path, out, settings, video=video, **kwargs).run()

@@ -217,15 +217,19 @@ def test_info_json(capsys):
     assert "weights" in info
 
 
-def test_frames_without_a_manifest_are_not_resumed(clip, capsys):
+def test_frames_without_a_manifest_are_neither_resumed_nor_deleted(clip, capsys):
+    """Frame files no manifest records are not the engine's: refused, --restart included (it used to
+    delete them), and left as they are."""
     out = clip / "out"
     out.mkdir()
     (out / "frame_00001.png").write_bytes((clip / "style.png").read_bytes())
     args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", out, *FAST]
-    code, _, err = run_cli(args, capsys)
-    assert code == 1 and "another job" in err
-    code, events, _ = run_cli([*args, "--restart"], capsys)
-    assert code == 0 and events[0]["skipped"] == 0
+    for extra in ([], ["--restart"]):
+        code, events, err = run_cli([*args, *extra], capsys)
+        assert code == 1 and "holds frame_00001.png, which no job of this engine wrote" in err, err
+        assert "another job" not in err and events[-1]["event"] == "error"
+        assert sorted(os.listdir(out)) == ["frame_00001.png"]
+        assert (out / "frame_00001.png").read_bytes() == (clip / "style.png").read_bytes()
 
 
 def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
@@ -246,13 +250,16 @@ def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
 def test_paper_options_reach_the_manifest(clip, capsys):
     """The paper's options as CLI flags: recorded in the manifest's settings; a bad choice is one line."""
     args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST,
-            "--preset", "paper-multipass", "--flow", "dis", "--pass-iterations", "2", "--passes", "2",
+            "--preset", "paper-multipass", "--flow", "dis", "--pass-iterations", "2", "--passes", "3",
             "--style-match", "area", "--reliability-widen", "1.5", "--tolerance-window", "5"]
+    code, _, err = run_cli(args, capsys)  # the preset's temporal loss from pass 8: never, in 3 passes
+    assert code == 1 and "--temporal-from-pass 8 is after the last of the 3 passes" in err
+    args += ["--temporal-from-pass", "3"]
     code, events, _ = run_cli(args, capsys)
     assert code == 0 and events[-1]["event"] == "done"
     s = json.loads((clip / "out" / "job.json").read_text())["settings"]
     assert (s["style_match"], s["reliability_widen"], s["tolerance_window"], s["first_pass"]) == \
         ("area", 1.5, 5, "independent")
-    assert (s["passes"], s["temporal_from_pass"], s["temporal_weight"]) == (2, 8, 100.0)
+    assert (s["passes"], s["temporal_from_pass"], s["temporal_weight"]) == (3, 3, 100.0)
     code, _, err = run_cli([*args[:4], "--out", clip / "bad", *FAST, "--style-match", "diagonal"], capsys)
-    assert code == 1 and "style_match must be one of side, area" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "--style-match must be one of side, area" in err and len(err.strip().splitlines()) == 1
