@@ -541,8 +541,11 @@ class Job:
             self.stage, self.out = "Stylizing", e["out"]
         elif kind == "progress":
             frames, passes = e["frames"], e["passes"]
-            self.fraction = ((e["pass"] - 1) * frames + e["frame"] - 1
-                             + e["iteration"] / max(e["iterations"], 1)) / (frames * passes)
+            if e.get("fraction") is not None:  # the engine's share of the time (its cost model)
+                self.fraction = max(self.fraction, e["fraction"])
+            else:
+                self.fraction = ((e["pass"] - 1) * frames + e["frame"] - 1
+                                 + e["iteration"] / max(e["iterations"], 1)) / (frames * passes)
             self.detail = f"Frame {e['frame']}/{frames}"
             if passes > 1:
                 self.detail += f", pass {e['pass']}/{passes}"

@@ -621,3 +621,45 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
                 yield i, blend(img, other, wa), \
                     dict(info, seconds=info["seconds"] + back[i][1]["seconds"],
                          flow_seconds=info["flow_seconds"] + back[i][1]["flow_seconds"], blend=wa)
+
+
+def step_counts(n, keys, start=0):
+    """``{frame: synthesis steps}`` that :func:`propagate` runs before it yields each frame from ``start`` on
+    (the frames' progress: its events weigh each by the work behind it). Between two keyframes the
+    backward pass runs whole before the first forward frame is yielded; a resumed segment also
+    synthesises its frames before ``start`` again; keyframes cost none."""
+    keys = sorted(keys)
+    counts = dict.fromkeys(range(start, n), 0)
+    first = keys[0]
+    if start < first:
+        counts[start] = first                              # the whole backward pass, then in order
+    for a, b in zip(keys, keys[1:] + [n]):
+        inner = [i for i in range(a + 1, b) if i >= start]
+        if not inner:
+            continue
+        both = b < n                                       # between two keyframes: backward, then forward
+        counts[inner[0]] = (b - a - 1 if both else 0) + inner[0] - a
+        for i in inner[1:]:
+            counts[i] = 1
+    return counts
+
+
+def time_step(read, flows, a, b, settings=None, device="cpu", backend="auto", regions=None):
+    """Seconds one synthesised frame takes here: frame ``b`` from keyframe ``a`` (its own input as the
+    stylisation: the cost does not depend on the look), with the flows both ways (cached by the job's
+    flow source, so the frame's own synthesis reuses them). The step is timed on its second and third
+    runs, the faster counting (a busy machine's pauses are not the step's): the first loads the compiled
+    search and warms the caches, once a job."""
+    t0 = time.perf_counter()
+    fb, ff = flows.flow(b, a), flows.flow(a, b)
+    t_flow = time.perf_counter() - t0
+    styled = np.array(read(a), np.float32)  # writable like a real keyframe's (numba compiles per array type)
+    prop = Propagator(read(a), styled, settings, device, backend, key_regions=regions(a) if regions else None)
+    args = (read(b), fb, None, reliability_weights(fb, ff), regions(b) if regions else None)
+    times = []
+    for _ in range(3):
+        prop.start()
+        t0 = time.perf_counter()
+        prop.step(*args)
+        times.append(time.perf_counter() - t0)
+    return t_flow + min(times[1:])

@@ -37,6 +37,7 @@ import numpy as np
 
 from . import fast, identity, jobdir
 from .errors import StylizeError
+from .optimize import level_iterations
 from .frames import read_image, resize
 from .regions import composite
 
@@ -131,6 +132,18 @@ class FastMode:
     def skipped(self):
         return self.job.first_missing()
 
+    def work(self, start, keys=None):
+        """The work left (``progress.Progress``): the keyframes' iterations to optimise and the synthesis
+        steps (``fast.step_counts``) from frame ``start``, for ``keys`` (default: those known before the
+        clip is read)."""
+        keys = self.keyframes() if keys is None else keys
+        if start >= len(self.job.src):
+            return {}
+        todo = [k for k in keys if k not in self.painted and k >= start and not self._cached(k).exists()]
+        levels = sum(level_iterations(self.s.iterations, self.s.coarse_to_fine))
+        return {"optimise": len(todo) * levels,
+                "synthesis": sum(fast.step_counts(len(self.job.src), keys, start).values())}
+
     def _cached(self, k):
         return self.job.out / KEYFRAME_DIR / jobdir.frame_name(k, ".npy")
 
@@ -153,13 +166,22 @@ class FastMode:
             return  # finished: propagate would synthesise the last segment again for nothing
         keys = self._planned()
         (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
+        guide = (lambda i: job.region_masks(i).transpose(1, 2, 0)) if job.regions else None
+        work = self.work(start, keys)
+        if job.progress:
+            job.progress.plan(work)
+            if work["optimise"] and work["synthesis"] and n > 1:  # the synthesis' rate before any is done
+                a = max(k for k in keys if k <= max(start - 1, 0))
+                b = a + 1 if a + 1 < n else a - 1
+                job.progress.prior("synthesis", fast.time_step(job.content, job, a, b, self.synthesis, job.device,
+                                                               self.backend, guide))
         for k in keys:  # in order, first: their iterations are the progress of their frames
             if k not in self.painted and k >= start and not self._cached(k).exists():
                 img = job._stylize(k, 1, job.content(k), None, (), self.s.iterations)
                 with job.timed("io"):
                     job.save_array(job.out / KEYFRAME_DIR, k, img)
         images = _Keyframes(keys, self._image)
-        guide = (lambda i: job.region_masks(i).transpose(1, 2, 0)) if job.regions else None
+        counts = fast.step_counts(n, keys, start)
         for i, img, info in fast.propagate(job.content, n, images, job, self.synthesis, job.device,
                                            start, self.backend, regions=guide):
             if i in self.painted:
@@ -168,7 +190,8 @@ class FastMode:
                 img = composite(img, job.content(i), job.regions.keep(job.region_masks(i)))
             job.timings["synthesis"] += info.get("seconds", 0.0)
             if job.progress:
-                job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4))
+                job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis",
+                                  amount=counts[i])
             yield i, img, info
 
     def _painted_full(self, k):

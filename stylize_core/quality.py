@@ -30,7 +30,13 @@ from . import jobdir
 from .ahead import ahead
 from .consistency import long_term_weights
 from .errors import StylizeError
+from .optimize import level_iterations
 from .vgg import MEAN_PIXEL
+
+
+def _levels(iterations, s):
+    """Iterations a frame of ``iterations`` runs over its pyramid levels (what its progress events count)."""
+    return sum(level_iterations(iterations, s.coarse_to_fine))
 
 
 class QualityMode:
@@ -76,6 +82,16 @@ class QualityMode:
             done = [self.job.frame_file(i).exists() for i in range(n)]
             return done.index(False) if False in done else n
         return sum(self._finished(p, i) for p in range(1, self.s.passes + 1) for i in range(n))
+
+    def work(self, skipped):
+        """The work left (``progress.Progress``): iterations of every pyramid level, of every unit left."""
+        s, n = self.s, len(self.job.src)
+        if s.passes == 1 and not s.offsets:
+            return {"optimise": (n - skipped) * _levels(s.iterations, s)}
+        if s.passes == 1:
+            later = max(n - max(skipped, 1), 0)
+            return {"optimise": (skipped == 0) * _levels(s.iterations, s) + later * _levels(s.iterations_later, s)}
+        return {"optimise": (n * s.passes - skipped) * _levels(s.pass_iterations, s)}
 
     def frames(self, skipped):
         return self._single_pass(skipped) if self.s.passes == 1 else self._multi_pass()

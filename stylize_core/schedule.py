@@ -369,7 +369,8 @@ class Job:
     def _start(self, frames, passes, skipped):
         """The ``start`` event, the warnings so far, then (if work is left) the check of the flows."""
         if self.progress:
-            self.progress.start(frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id)
+            self.progress.start(frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id,
+                                work=self.mode.work(skipped))
             for message in self.warnings:
                 self.progress.warning(message)
         if skipped < frames * passes and isinstance(self.flows, VectorPassFlows):

@@ -3,13 +3,17 @@
 Most tests use the torch backend (``--fast-backend torch``: the GPU path, and no compilation).
 """
 import json
+import statistics
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import generated_clip, run_cli
+from conftest import ROOT, generated_clip, run_cli
 from stylize_core.frames import read_image, write_png
 
 W, H, N = 64, 48, 6
@@ -261,3 +265,22 @@ def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
     assert warning == ["fast mode: keyframes added for shot cuts at frame 4 (paint them with --keyframe N=IMAGE "
                        "to keep your own look there; --keyframe-zoom 0: none for changes of view)"]
     assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == ["frame_00001.npy", "frame_00004.npy"]
+
+
+@pytest.mark.parametrize("extra", [["--fast-backend", "torch"], ["--keyframe-every", "6"]], ids=["one-key", "three"])
+def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, extra):
+    """The ETA of every progress event against the time the run then took: it used to count every frame as
+    a keyframe (the first event said 124x the run, the median 50x)."""
+    clip = generated_clip(tmp_path, 16, (96, 64))
+    cmd = [sys.executable, "-m", "stylize_core", "stylize", str(clip / "in"), "--style", str(clip / "style.png"),
+           "--out", str(clip / "out"), "--progress", "json", "--vgg", "random:4", "--iterations", "60",
+           "--mode", "fast", *extra]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    events = [(time.monotonic(), json.loads(line)) for line in proc.stdout]
+    assert proc.wait(120) == 0
+    end = next(t for t, e in events if e["event"] == "done")
+    ratios = [e["eta"] / (end - t) for t, e in events
+              if e["event"] == "progress" and e["eta"] is not None and end - t > 0.3]
+    assert len(ratios) > 20
+    assert 0.4 < statistics.median(ratios) < 2.5, sorted(ratios)
+    assert 1 / 3 < ratios[4] < 3, ratios[:5]  # after 5 iterations of the first keyframe

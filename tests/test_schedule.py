@@ -185,7 +185,8 @@ def test_warped_first_pass_chains_the_neighbour(tmp_path, recorded):
     j = job(tmp_path, static_clip(tmp_path / "in"), passes=2, first_pass="warped", init="random")
     j.run()
     assert recorded[0]["init"] is None
-    assert np.abs(recorded[1]["init"] - recorded[0]["out"]).max() < 1e-5
+    # the earlier result as the pass stores it (float16: what a resumed job reads back)
+    assert np.abs(recorded[1]["init"] - recorded[0]["out"]).max() < 1e-3
 
 
 @pytest.mark.parametrize("passes", [1, 2])
