@@ -26,6 +26,7 @@ and their pass indices are never touched. The ``sequencer`` route renders a ``ma
 isolated like the strip, at the same timeline frames, into its own folder.
 """
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -199,10 +200,12 @@ def source_frames(request, scene):
 
 
 def clear(folder):
-    """Create ``folder``, or empty it of an earlier export (frames of another length, another route)."""
+    """Create ``folder``, or remove from it an earlier export's files (frames of another length, another
+    route): its frame files and marker only, never another file."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
-        old.unlink()
+        if old.is_file() and (old.name == DONE or re.fullmatch(r"frame_\d{5,}\.(png|exr)", old.name)):
+            old.unlink()
 
 
 def export(request):

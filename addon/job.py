@@ -295,7 +295,7 @@ def engine_options(settings, prefs, vgg, flow):
     if settings.mode == "FAST" and settings.keyframe_every:
         options["keyframe-every"] = settings.keyframe_every
     for field in properties.TUNABLES:
-        if getattr(settings, "use_" + field):
+        if getattr(settings, "use_" + field) and properties.applies(settings, field):
             options[field.replace("_", "-")] = getattr(settings, field)
     return options
 

@@ -7,7 +7,7 @@ import bpy
 import bpy.utils.previews
 
 from . import compat, job, status
-from .properties import FLOWS, TUNABLES, preset_value
+from .properties import FLOWS, TUNABLES, applies, preset_value
 
 _previews = None  # thumbnails of style images, keyed by absolute path and modification time
 
@@ -92,6 +92,7 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         col = layout.column(heading="Override")
         for field in TUNABLES:
             row = col.row(align=True)
+            row.active = applies(settings, field)  # greyed: the mode does not use it (and it is not sent)
             row.prop(settings, "use_" + field, text="")
             if getattr(settings, "use_" + field):
                 row.prop(settings, field)

@@ -54,6 +54,14 @@ TUNABLES = {
 }
 
 
+def applies(settings, field):
+    """True if the engine uses ``field`` in the chosen mode (its ``info --json`` ``mode_options``; True
+    until the worker is probed): an override the mode ignores is neither sent nor editable."""
+    result = status.probe(wait=False) or {}
+    options = result.get("mode_options", {}).get(settings.mode.lower())
+    return options is None or field in options
+
+
 def preset_value(settings, field):
     """The engine's value of ``field`` under the chosen preset, or None until the worker is probed."""
     result = status.probe(wait=False) or {}

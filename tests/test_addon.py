@@ -525,6 +525,28 @@ def test_every_setting_reaches_the_engine_zero_included(addon, tmp_path):
         for field in values:
             setattr(s, "use_" + field, False)
         assert engine_settings() == Settings.from_preset(preset)
+    # Fast mode: the overrides it has no use for (the engine's info --json says which) are not sent, so the
+    # engine, which refuses an option that would be ignored, takes the job
+    s.mode, s.preset = "FAST", "standard"
+    for field, value in values.items():
+        setattr(s, "use_" + field, True)
+        setattr(s, field, value)
+    got = engine_settings()
+    assert (got.mode, got.strength, got.scale, got.iterations) == ("fast", 0.0, 0.25, 3)
+    assert (got.temporal_weight, got.iterations_later) == (200.0, 200)  # the preset's: not sent
+    for field in values:
+        setattr(s, "use_" + field, False)
+
+
+def test_export_clears_only_its_own_files(addon, tmp_path):
+    """A re-export empties its folder of the earlier export's frames, and of nothing else."""
+    from addon import export
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in ("frame_00001.png", "frame_00002.exr", export.DONE, "notes.txt", "frame_1.png"):
+        (folder / name).write_text("x")
+    export.clear(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_1.png", "notes.txt"]
 
 
 def test_override_box_starts_from_the_presets_value(addon):
