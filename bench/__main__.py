@@ -1,6 +1,7 @@
 """``python -m bench NAME [options]``: run one benchmark, or all of them, and print markdown tables.
 
-NAME is one of consistency, flow, scenes, speed, pictures, fast, fast_learned, reliability, regions, schedule, history, hd, all; ``python -m bench NAME --help``
+NAME is one of consistency, flow, scenes, speed, pictures, fast, fast_learned, reliability, regions, schedule, history, hd,
+mobilenet_layers, all; ``python -m bench NAME --help``
 lists the options. Figures go to ``--out`` (default bench/results/).
 """
 import argparse
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "schedule": "bench.schedule",
     "history": "bench.history",
     "hd": "bench.hd",
+    "mobilenet_layers": "bench.mobilenet_layers",
 }
 
 
