@@ -274,6 +274,11 @@ def engine_request(settings, vector, regions=False):
                        f"(available: {', '.join(probe['flows'])}): choose another in Motion")
 
     p = status.prefs()
+    if p and p.network == "MOBILENET":
+        if not probe.get("mobilenet"):
+            raise JobError(f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'} "
+                           "(for the worker Python: Preferences > Add-ons > Video Style Transfer > Install PyTorch)")
+        return style, engine_options(settings, p, "mobilenet", flow)
     vgg = bpy.path.abspath(p.weights) if p and p.weights else None
     if vgg and not vgg.startswith("random") and not Path(vgg).is_file():
         raise JobError(f"VGG-19 weights not found: {vgg} (Preferences > Add-ons > Video Style Transfer)")
@@ -281,8 +286,8 @@ def engine_request(settings, vector, regions=False):
         raise JobError(f"{probe['weights_error']} (or set the weights file in the add-on's preferences)")
     if not vgg and not probe["weights"] and not bpy.app.online_access:
         raise JobError("The VGG-19 weights (548 MB) must be downloaded once, but online access is off: "
-                       "enable Preferences > System > Network > Allow Online Access, or set the weights "
-                       "file in the add-on's preferences")
+                       "enable Preferences > System > Network > Allow Online Access, set the weights "
+                       "file in the add-on's preferences, or choose Loss Network: MobileNetV2 (offline) there")
     return style, engine_options(settings, p, vgg, flow)
 
 

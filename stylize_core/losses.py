@@ -39,9 +39,11 @@ def content_loss(features, target):
     return torch.mean((features.float() - target.float()) ** 2)
 
 
-def style_loss(grams, targets):
-    """Sum over layers of the mean squared Gram difference."""
-    return sum(torch.mean((g - t) ** 2) for g, t in zip(grams, targets))
+def style_loss(grams, targets, weights=None):
+    """Sum over layers of the mean squared Gram difference, times each layer's weight (the network's
+    ``style_weights``: 1 for VGG-19's layers)."""
+    weights = weights or (1.0,) * len(grams)
+    return sum(w * torch.mean((g - t) ** 2) for g, t, w in zip(grams, targets, weights))
 
 
 def tv_loss(image):

@@ -76,6 +76,11 @@ HISTORIES = (50, 20, 10)  # shorter L-BFGS histories tried, longest first (the l
 MIN_SCALE_FACTOR = 0.25   # the automatic scale goes down to this fraction of the requested one
 CPU_HEAP_FACTOR = 3       # measured growth of the peak RSS per L-BFGS history vector / its size
 GB = 1024 ** 3
+# MobileNetV2 (``--network mobilenet``, ``mobilenet.py``) up to its deepest loss layer (block13_expand), forward +
+# backward of the style losses: measured peak RSS growth 0.72-0.74 GB at 1024x436 (1640 bytes a pixel; VGG-19
+# 2900), 0.51-0.55 GB with checkpointing (1190); its weights are 3.5 M floats.
+MOBILENET_BYTES = {False: 1640, True: 1190}
+MOBILENET_WEIGHTS = 3_500_000
 
 
 def _layers(w, h):
@@ -119,19 +124,22 @@ def _checkpointed(w, h):
     return kept, max(largest, seg)
 
 
-def estimate(size, settings, device="cpu", input_size=None, iterations=None, checkpoint=False):
+def estimate(size, settings, device="cpu", input_size=None, iterations=None, checkpoint=False, network="vgg19"):
     """Peak memory of a run at processing ``size = (W, H)``: dict of parts and ``total``, in bytes.
 
     ``iterations`` (default: the largest of the settings) bounds the L-BFGS history length;
     ``input_size = (W, H)`` of the frames on disk (default ``size``); ``checkpoint``: the VGG
-    runs with activation checkpointing. See the module doc.
+    runs with activation checkpointing; ``network``: ``vgg19`` (counted from its layers, module doc)
+    or ``mobilenet`` (measured: ``MOBILENET_BYTES``). See the module doc.
     """
     w, h = size
     p = w * h
     layers = _layers(w, h)
     a = sum(c * n for _, c, n in layers)
     feats = {"relu" + name[4:]: c * n for name, c, n in layers}
-    if checkpoint:
+    if network == "mobilenet":
+        parts = {"activations": MOBILENET_BYTES[bool(checkpoint)] * p}
+    elif checkpoint:
         kept, largest = _checkpointed(w, h)
         parts = {"activations": FLOAT * (2 * kept + largest + 3 * p)}
     else:
@@ -145,15 +153,20 @@ def estimate(size, settings, device="cpu", input_size=None, iterations=None, che
         history = min(max(iterations - 1, 0), s.lbfgs_history)
         heap = CPU_HEAP_FACTOR if str(device).startswith("cpu") else 1
         parts["optimizer"] = FLOAT * 3 * p * (2 * history * heap + 5)
-    grams = sum(c * c for name, c, _ in layers if "relu" + name[4:] in STYLE_LAYERS)
-    parts["targets"] = FLOAT * (3 * 3 * p + feats[CONTENT_LAYER] + grams)
+    if network == "mobilenet":  # Grams of 32, 96, 144, 192, 576 channels; content: 192 channels at stride 8
+        grams, content = 32 ** 2 + 96 ** 2 + 144 ** 2 + 192 ** 2 + 576 ** 2, 192 * p // 64
+    else:
+        grams = sum(c * c for name, c, _ in layers if "relu" + name[4:] in STYLE_LAYERS)
+        content = feats[CONTENT_LAYER]
+    parts["targets"] = FLOAT * (3 * 3 * p + content + grams)
     offsets = len(s.offsets) if s.passes == 1 else (1 if s.passes >= s.temporal_from_pass else 0)
     kept = (max(s.offsets, default=0) + 1) if s.passes == 1 else 2
     parts["temporal"] = FLOAT * (13 * p * offsets + 3 * p * kept * (offsets > 0 or s.passes > 1))
     wi, hi = input_size or size
     parts["frames"] = FLOAT * 2 * 3 * wi * hi
-    parts["network"] = FLOAT * sum(c_in * c * 9 + c for c_in, (_, c, _) in
-                                   zip([3] + [c for _, c, _ in layers[:-1]], layers))
+    parts["network"] = FLOAT * (MOBILENET_WEIGHTS if network == "mobilenet" else
+                                sum(c_in * c * 9 + c for c_in, (_, c, _) in zip([3] + [c for _, c, _ in layers[:-1]],
+                                                                                 layers)))
     parts["total"] = sum(parts.values())
     return parts
 
@@ -211,11 +224,11 @@ def _cgroup_left(root="/sys/fs/cgroup"):
     return None if limit == "max" else max(int(limit) - current, 0)
 
 
-def max_scale(input_size, settings, device, free, checkpoint=False):
+def max_scale(input_size, settings, device, free, checkpoint=False, network="vgg19"):
     """Largest ``--scale`` (rounded down to 2 decimals) whose estimate fits in ``free`` bytes, or None."""
     def fits(scale):
         return estimate(processing_size(input_size, scale), settings, device, input_size,
-                        checkpoint=checkpoint)["total"] <= free
+                        checkpoint=checkpoint, network=network)["total"] <= free
     if not fits(0.01):
         return None
     lo, hi = 0.01, settings.scale
@@ -266,22 +279,22 @@ def _and(items):
 CHECKPOINT_NOTE = "activation checkpointing (~1.35x the time per iteration)"
 
 
-def plan(input_size, settings, device="cpu", free=None):
+def plan(input_size, settings, device="cpu", free=None, network="vgg19"):
     """The :class:`Plan` of a run of frames of ``input_size = (W, H)`` on ``device`` with ``free``
-    bytes (default :func:`available`): the requested ``settings`` if their estimate fits, else
-    the fallbacks of the module doc in order; StylizeError (the estimate, a scale that would
-    fit) when none fits."""
+    bytes (default :func:`available`) and the loss ``network`` (``estimate``): the requested
+    ``settings`` if their estimate fits, else the fallbacks of the module doc in order; StylizeError
+    (the estimate, a scale that would fit) when none fits."""
     s = settings
     free = available(device) if free is None else free
     size = processing_size(input_size, s.scale)
-    need = estimate(size, s, device, input_size)["total"]
+    need = estimate(size, s, device, input_size, network=network)["total"]
     if free is None or need <= free:
         return Plan(s, False, size, need, need, free, [], str(device))
 
     def attempt(history, checkpoint, scale):
         t = _with(s, lbfgs_history=history, scale=scale)
         sz = processing_size(input_size, scale)
-        total = estimate(sz, t, device, input_size, checkpoint=checkpoint)["total"]
+        total = estimate(sz, t, device, input_size, checkpoint=checkpoint, network=network)["total"]
         if total > free:
             return None
         changes = ([f"--lbfgs-history {history}"] if history != s.lbfgs_history else []) + \
@@ -298,14 +311,15 @@ def plan(input_size, settings, device="cpu", free=None):
         if found:
             return found
     least = _with(s, lbfgs_history=shortest)
-    scale = max_scale(input_size, least, device, free, checkpoint=True)
+    scale = max_scale(input_size, least, device, free, checkpoint=True, network=network)
     if scale and scale >= MIN_SCALE_FACTOR * s.scale:
         return attempt(shortest, True, scale)
     name = str(device).split(":")[0].upper()
     advice = (f"use --scale {scale:.2f} or lower" if scale else
               "not even --scale 0.01 fits; free some memory")
     if lbfgs and scale:
-        adam = estimate(size, _with(s, optimizer="adam"), device, input_size, checkpoint=True)["total"]
+        adam = estimate(size, _with(s, optimizer="adam"), device, input_size, checkpoint=True,
+                        network=network)["total"]
         advice += f", or --optimizer adam (needs {adam / GB:.1f} GB at this scale with checkpointing)"
     raise StylizeError(f"not enough {name} memory: this run needs about {need / GB:.1f} GB at "
                        f"{size[0]}x{size[1]} (--scale {s.scale:g}), {free / GB:.1f} GB is available, "

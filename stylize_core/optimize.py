@@ -6,10 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from .lbfgs import LBFGS
-from .losses import (CONTENT_LAYER, STYLE_LAYERS, content_loss, gram, style_loss, temporal_loss,
-                     tv_loss)
+from .losses import content_loss, gram, style_loss, temporal_loss, tv_loss
 
-LAYERS = (CONTENT_LAYER,) + STYLE_LAYERS
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
 
 
@@ -122,8 +120,9 @@ class Stylizer:
         self._grams = {}  # (image, size[, the frame's luminance statistics]) and blends -> Gram targets
 
     def features(self, x):
-        """Loss-layer features of ``x`` in Caffe units (the network folds in its ``feature_scale``)."""
-        return self.vgg(x, LAYERS)
+        """Loss-layer features of ``x`` (the network's ``content_layer`` and ``style_layers``; VGG-19's in
+        Caffe units: the network folds in its ``feature_scale``)."""
+        return self.vgg(x, (self.vgg.content_layer, *self.vgg.style_layers))
 
     def image_grams(self, k, size, frame=None):
         """Gram matrices of style image ``k`` for frames of ``size`` = (H, W) (the image resized
@@ -144,7 +143,7 @@ class Stylizer:
             target = style_size(image.shape[:2], size, self.settings)
             with torch.no_grad():
                 feats = self.features(resize(to_tensor(image, self.device), target))
-                self._grams[key] = [gram(feats[name]) for name in STYLE_LAYERS]
+                self._grams[key] = [gram(feats[name]) for name in self.vgg.style_layers]
         return self._grams[key]
 
     def blend_grams(self, blend, size, frame=None):
@@ -152,7 +151,7 @@ class Stylizer:
         per_image = [self.image_grams(k, size, frame) for k, _ in blend]
         if len(blend) == 1 and blend[0][1] == 1.0:
             return per_image[0]
-        return [sum(w * g[n] for (_, w), g in zip(blend, per_image)) for n in range(len(STYLE_LAYERS))]
+        return [sum(w * g[n] for (_, w), g in zip(blend, per_image)) for n in range(len(self.vgg.style_layers))]
 
     def style_grams(self, size, frame=None):
         """Gram targets for frames of ``size`` = (H, W): the style image's, or the blend's
@@ -165,14 +164,15 @@ class Stylizer:
         s = self.settings
         size = tuple(content.shape[-2:])
         with torch.no_grad():
-            target = self.features(content)[CONTENT_LAYER]
+            target = self.features(content)[self.vgg.content_layer]
         grams = self.style_grams(size, frame)
         style_w = s.style_weight * s.strength
+        net = self.vgg
 
         def f(x):
             feats = self.features(x)
-            parts = {"content": content_loss(feats[CONTENT_LAYER], target),
-                     "style": style_loss([gram(feats[n]) for n in STYLE_LAYERS], grams),
+            parts = {"content": net.content_scale * content_loss(feats[net.content_layer], target),
+                     "style": style_loss([gram(feats[n]) for n in net.style_layers], grams, net.style_weights),
                      "tv": tv_loss(x)}
             parts["temporal"] = sum((temporal_loss(x, w, c) for w, c in temporal), x.new_zeros(()))
             total = (s.content_weight * parts["content"] + style_w * parts["style"]

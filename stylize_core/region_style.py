@@ -26,7 +26,7 @@ weights stay global: a kept region still takes part in it.
 import torch
 import torch.nn.functional as F
 
-from .losses import CONTENT_LAYER, STYLE_LAYERS, content_loss, guided_gram, style_loss, temporal_loss, tv_loss
+from .losses import content_loss, guided_gram, style_loss, temporal_loss, tv_loss
 from .optimize import Stylizer, to_tensor
 from .regions import composite
 
@@ -57,13 +57,14 @@ class RegionStylizer(Stylizer):
         masks = _area(self._masks, size)                        # (1, R, H, W)
         with torch.no_grad():
             feats = self.features(content)
-        target = feats[CONTENT_LAYER]
+        net = self.vgg
+        target = feats[net.content_layer]
         shares = masks.mean((0, 2, 3)).tolist()
         terms = []   # (weight s_r a_r, targets per layer, masks per layer)
         for r, (blend, strength) in enumerate(self.regions):
             if blend is None or shares[r] < MIN_SHARE or strength == 0:
                 continue
-            layer_masks = [_area(masks[:, r:r + 1], feats[n].shape[-2:]) for n in STYLE_LAYERS]
+            layer_masks = [_area(masks[:, r:r + 1], feats[n].shape[-2:]) for n in net.style_layers]
             terms.append((strength * shares[r], self.blend_grams(blend, size, frame), layer_masks))
         kept = [r for r, (blend, _) in enumerate(self.regions) if blend is None]
         keep = masks[:, kept].sum(1, keepdim=True) if kept else None
@@ -74,8 +75,9 @@ class RegionStylizer(Stylizer):
             style = x.new_zeros(())
             for weight, grams, layer_masks in terms:
                 style = style + weight * style_loss(
-                    [guided_gram(feats[n], m) for n, m in zip(STYLE_LAYERS, layer_masks)], grams)
-            parts = {"content": content_loss(feats[CONTENT_LAYER], target), "style": style, "tv": tv_loss(x)}
+                    [guided_gram(feats[n], m) for n, m in zip(net.style_layers, layer_masks)], grams, net.style_weights)
+            parts = {"content": net.content_scale * content_loss(feats[net.content_layer], target), "style": style,
+                     "tv": tv_loss(x)}
             parts["temporal"] = sum((temporal_loss(x, w, c) for w, c in temporal), x.new_zeros(()))
             parts["keep"] = torch.mean(keep * ((x - content) * 255.0) ** 2) if keep is not None else x.new_zeros(())
             total = (s.content_weight * parts["content"] + style_w * parts["style"] + s.tv_weight * parts["tv"]

@@ -36,7 +36,7 @@ from .region_style import RegionStylizer
 from .fast_mode import FastMode
 from .quality import QualityMode
 from .warp import warp_numpy
-from .weights import identity as weights_identity, load_vgg, resolve as resolve_weights
+from .weights import identity as weights_identity, kind as weights_kind, load_vgg, resolve as resolve_weights
 
 MANIFEST = jobdir.MANIFEST
 MODES = {"quality": QualityMode, "fast": FastMode}
@@ -98,6 +98,8 @@ class Job:
         movie file to encode the frames into at the end (checked with the folder: ``jobdir``)."""
         if (out is None) == (jobs is None):
             raise ValueError("give exactly one of out and jobs")
+        if settings.pooling != "max" and str(vgg) == "mobilenet":
+            raise StylizeError("--pooling applies to the VGG-19 networks; MobileNetV2 has no pooling to choose")
         if flow_dir is not None and settings.flow not in ("flo", "vector"):
             raise StylizeError(f"--flow-dir applies only with --flow flo or vector; it would be ignored here "
                                f"(--flow {settings.flow})")
@@ -139,7 +141,7 @@ class Job:
         # Before anything is recorded: the memory plan (memory.py). It may lower the L-BFGS history
         # or the scale, or checkpoint the VGG; the identity keeps the requested settings, the
         # manifest the effective ones (``settings``) and the plan (``memory``).
-        self.memory = memory.plan(self.size, settings, self.device)
+        self.memory = memory.plan(self.size, settings, self.device, network=weights_kind(vgg))
         self.settings = self.mode.s = s = self.memory.settings
         self.proc = self.memory.size
         if self.memory.warning:

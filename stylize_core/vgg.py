@@ -45,6 +45,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .errors import StylizeError
+from .losses import CONTENT_LAYER, STYLE_LAYERS
 
 # (name, out_channels) per conv; "M" = pooling. Same order as torchvision's cfg "E".
 _CFG = [("conv1_1", 64), ("conv1_2", 64), "M",
@@ -62,7 +63,14 @@ PREPROCESSING = ("torchvision", "caffe")
 
 
 class VGG19Features(nn.Module):
-    """``features`` of VGG-19 up to relu5_1; ``width_divisor`` > 1 builds a slim network for tests."""
+    """``features`` of VGG-19 up to relu5_1; ``width_divisor`` > 1 builds a slim network for tests.
+
+    The loss layers (the paper's): content ``relu4_2``, style ``relu1_1`` ... ``relu5_1``, equally weighted.
+    """
+    content_layer = CONTENT_LAYER
+    style_layers = STYLE_LAYERS
+    style_weights = (1.0,) * len(STYLE_LAYERS)
+    content_scale = 1.0  # the paper's loss weights apply as they are (Caffe units)
 
     def __init__(self, width_divisor=1, pooling="max", preprocessing="torchvision"):
         super().__init__()

