@@ -11,7 +11,7 @@ from pathlib import Path
 from . import __version__, errors
 from .errors import StylizeError
 from .progress import make_progress
-from .settings import CHOICES, CLI_OPTIONS, FIELDS, PRESET_DESCRIPTIONS, PRESETS, Flag, Settings, flag
+from .settings import CLI_OPTIONS, FIELDS, PRESET_DESCRIPTIONS, PRESETS, Flag, Settings, flag, mode_options
 
 def _preset_table(field):
     """The option's value in each preset: ``200.0`` if all agree, else ``draft: 0.5; standard: 1.0; ...``."""
@@ -26,7 +26,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with its usage errors on one line (``error: ...``, exit code 2)."""
 
     def error(self, message):
-        self.exit(2, f"error: {message} (python -m stylize_core {self.prog.split()[-1]} --help lists the options)\n")
+        self.exit(2, f"error: {message} ({self.prog} --help lists the options)\n")
 
 
 def _positive_int(text):
@@ -153,21 +153,35 @@ def parse_keyframes(values):
 DEBUG = "STYLIZE_DEBUG"  # set: an internal error also prints its traceback
 
 
-def _on_sigterm(*_):
+def _on_interrupt(*_):
+    """SIGINT and SIGTERM: stop the job (as Ctrl-C), once: a second signal while it winds down (records its
+    status, lets the work ahead finish) is ignored instead of breaking that off."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def main(argv=None):
+    """The CLI; returns the exit code (0, 1 for an error, 130 when interrupted; usage errors exit 2)."""
     args = build_parser().parse_args(argv)
     if args.command == "info":
         return _info(args.json)
+    handlers = {s: signal.signal(s, _on_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _main(args)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
+def _main(args):
     kind = args.progress or ("bar" if sys.stderr.isatty() else "none")
     progress = make_progress(kind)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    from .schedule import run  # imports torch: after argument parsing so --help stays fast
-    from . import outputs
-    from .regions import RegionOptions, parse_weighted
     try:
+        from .schedule import run  # imports torch: after argument parsing so --help stays fast
+        from . import outputs
+        from .regions import RegionOptions, parse_weighted
+        _check_given(args)
         settings = _settings(args)
         where = args.out if args.out is not None else getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT
         outputs.check_out(where, "--out" if args.out is not None else "--jobs")
@@ -187,8 +201,9 @@ def main(argv=None):
         return 0
     except KeyboardInterrupt:
         progress.error("interrupted")
-        print(f"interrupted: finished frames in {args.out or args.jobs} are kept; run the same command to resume",
-              file=sys.stderr)
+        where = args.out or (f"{args.jobs}/<job id>" if getattr(args, "jobs", None) else None)
+        print(f"interrupted: finished frames in {where} are kept; run the same command to resume" if where else
+              "interrupted", file=sys.stderr)
         return 130
     except (StylizeError, OSError, MemoryError) as e:  # MemoryError: outside the optimisation's own report
         return _fail(progress, errors.message(e))
@@ -197,6 +212,18 @@ def main(argv=None):
             traceback.print_exc()
         return _fail(progress, f"internal error, please report it: {errors.message(e)} "
                                f"(set {DEBUG}=1 for the traceback)")
+
+
+PATH_OPTIONS = {"input": "the input", "regions": "--regions", "matte": "--matte", "region_map": "--region-map",
+                "regions_layer": "--regions-layer", "vgg": "--network", "video": "--video", "flow_dir": "--flow-dir"}
+
+
+def _check_given(args):
+    """An option given an empty value (``--regions ""``) is an error, not the option left out."""
+    for dest, name in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None and not str(value).strip():
+            raise StylizeError(f"{name} is empty: give {'a movie or a folder of frames' if dest == 'input' else 'a value'}")
 
 
 def _fail(progress, message):
@@ -212,9 +239,7 @@ def _info(as_json):
     r = {"engine": __version__, "python": sys.version.split()[0], "executable": sys.executable,
          "presets": {name: Settings.from_preset(name).to_dict() for name in PRESETS},
          "preset_descriptions": PRESET_DESCRIPTIONS,
-         "mode_options": {mode: [n for n in CLI_OPTIONS if all(k != "mode" or v == mode
-                                                              for k, v in FIELDS[n].metadata["applies"])]
-                          for mode in CHOICES["mode"]}}
+         "mode_options": mode_options()}
     try:
         from .regions import LAYERS
         r["region_layers"] = list(LAYERS)
@@ -252,7 +277,7 @@ def _demo(args, settings, progress):
     out = Path(args.out)
     clip, style = out / "input", out / "style.png"
     demo.make_clip(clip, frames=args.frames)
-    demo.make_style(style)
+    demo.make_painting(style)
     vgg = args.vgg
     if vgg is None and weights.find_weights() is None:
         try:
@@ -260,10 +285,15 @@ def _demo(args, settings, progress):
                 raise StylizeError("VGG-19 weights not found and --no-download was given")
             weights.download()
         except StylizeError as e:
-            print(f"warning: {e}\nwarning: the demo goes on with a randomly initialised VGG-19: "
-                  "it exercises the whole pipeline, but the pictures are not real style transfer",
-                  file=sys.stderr)
-            vgg = "random"
+            from .mobilenet import find_model
+            try:
+                find_model()
+                vgg, why = "mobilenet", ("the demo goes on with the MobileNetV2 style predictor (--network mobilenet, "
+                                         "real pretrained features, no download)")
+            except StylizeError as missing:
+                vgg, why = "random", (f"the demo goes on with a randomly initialised VGG-19 ({missing}): it exercises "
+                                      "the whole pipeline, but the pictures are not real style transfer")
+            print(f"warning: {e}\nwarning: {why}", file=sys.stderr)
     run(clip, style, out / "stylized", settings, video=args.video or out / "stylized.mp4", vgg=vgg,
         device=args.device, progress=progress, max_frames=args.max_frames, restart=args.restart,
         allow_download=not args.no_download)

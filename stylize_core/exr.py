@@ -6,17 +6,41 @@ e.g. ``ViewLayer.Combined.R`` or ``ViewLayer.Vector.X``. Both layouts, and plain
 ``R, G, B`` files, are read the same way here: the channels of all parts are
 merged by name.
 """
+import os
+import sys
+from contextlib import contextmanager
+
 import numpy as np
 import OpenEXR
 
-from .errors import StylizeError
+from .errors import STDOUT_LOCK, StylizeError
+
+
+@contextmanager
+def _stdout_to_stderr():
+    """OpenEXR prints its warnings about a damaged file on the C++ stdout, where ``--progress json`` writes
+    its events: they go to stderr instead (the events wait for ``STDOUT_LOCK`` meanwhile)."""
+    with STDOUT_LOCK:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _open(path, header_only=False):
     try:
-        return OpenEXR.File(str(path), separate_channels=True, header_only=header_only)
+        with _stdout_to_stderr():
+            f = OpenEXR.File(str(path), separate_channels=True, header_only=header_only)
     except Exception as e:  # the bindings raise RuntimeError/ValueError with terse messages
         raise StylizeError(f"cannot read EXR file {path}: {e}") from None
+    if not header_only and (not f.parts or any(not p.channels for p in f.parts)):
+        raise StylizeError(f"cannot decode EXR file {os.path.basename(path)}: truncated or corrupt (its pixels "
+                           "could not be read)")
+    return f
 
 
 def channel_names(path):
@@ -68,8 +92,9 @@ def read_channels(path, names):
 
 
 def linear_to_srgb(x):
-    """sRGB transfer function (Blender's "Standard" view transform), clipped to [0, 1]."""
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    """sRGB transfer function (Blender's "Standard" view transform), clipped to [0, 1]; a render's NaN
+    pixels become 0 and infinite ones 1 (a single NaN would otherwise make every loss NaN)."""
+    x = np.clip(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     return np.where(x <= 0.0031308, 12.92 * x,
                     1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
 

@@ -231,8 +231,9 @@ def _extract(path, out_dir, max_frames):
     fps = cap.get(cv2.CAP_PROP_FPS)
     fps = fps if np.isfinite(fps) and fps > 0 else None
     os.makedirs(out_dir, exist_ok=True)
-    for name in os.listdir(out_dir):                          # stale marker / temp files
-        if name == MARKER or ".tmp" in name:
+    before = (_read_marker(out_dir) or {}).get("frames", 0)  # frames an earlier decode wrote
+    for name in os.listdir(out_dir):                          # stale marker / temp files of our own names
+        if name == MARKER or re.fullmatch(r"(frame_\d{5,}\.png|extracted\.json)\.tmp\d+", name):
             os.remove(os.path.join(out_dir, name))
     n, t0, png, shape = 0, None, None, None
     try:
@@ -262,8 +263,8 @@ def _extract(path, out_dir, max_frames):
     if n == 0:
         raise StylizeError(f"{path}: movie has no frames")
     for name in os.listdir(out_dir):                          # frames of an older, longer extraction
-        m = re.fullmatch(r"frame_(\d+)\.png", name)
-        if m and int(m.group(1)) > n:
+        m = re.fullmatch(r"frame_(\d{5,})\.png", name)
+        if m and n < int(m.group(1)) <= before:
             os.remove(os.path.join(out_dir, name))
     return {"frames": n, "fps": fps, "width": shape[1], "height": shape[0], "complete": complete}
 
@@ -284,7 +285,7 @@ def read_image(path, what="image", orient=False, alpha=False):
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
-        raise StylizeError(f"cannot read {what} {path}: {e.strerror}") from None
+        raise StylizeError(f"cannot read {what} {path}: {e.strerror or e}") from None
     flags = (cv2.IMREAD_UNCHANGED if alpha else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if not orient:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
@@ -310,7 +311,16 @@ def load_style(path, max_side=None):
         raise StylizeError(f"style image not found: {path}")
     if os.path.isdir(path):
         raise StylizeError(f"style image {path} is a folder, not an image")
-    img = read_image(path, what="style image", orient=True)
+    if not os.path.isfile(path):
+        raise StylizeError(f"style image {path} is not a regular file (a pipe or device): give an image file")
+    img, alpha = read_image(path, what="style image", orient=True, alpha=True)
+    if alpha is not None and alpha.min() < 1:
+        raise StylizeError(f"style image {path} has transparent pixels (alpha below 1 on {np.mean(alpha < 1):.1%} "
+                           "of it): the colours there are not part of the painting; flatten it onto a background "
+                           "first")
+    if min(img.shape[:2]) < 16:
+        raise StylizeError(f"style image {path} is {img.shape[1]}x{img.shape[0]} px: too small to carry a style "
+                           "(at least 16 px a side)")
     h, w = img.shape[:2]
     if max_side and max(h, w) > max_side:
         s = max_side / max(h, w)

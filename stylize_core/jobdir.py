@@ -4,26 +4,28 @@ Layout (the one place these names are spelt):
 
 - ``job.json``: the manifest (``MANIFEST``), written under a temporary name and renamed;
 - ``frame_00001.png`` ...: the output frames, 1-based (:func:`frame_name`);
-- ``flow/<method>-<preset>-<scale>/flow_AAAAA_BBBBB.flo``: the flow cache (``FLOW``);
+- ``flow/<method>-<preset>-<scale>/flow_AAAAA_BBBBB.flo``: the flow cache (``FLOW``, ``flow.cache_key``);
 - ``keyframes/frame_NNNNN.npy``: fast mode's optimised keyframes (``KEYFRAMES``);
 - ``passes/pass_NN/frame_NNNNN.npy``: multi-pass intermediates (``PASSES``);
 - ``input/frame_NNNNN.png``, ``input/extracted.json``: a decoded movie (``INPUT``).
 
 Ownership. The manifest's ``owns`` records what the jobs of this folder wrote: ``frames`` (frames
-``1..frames`` by their names above), ``folders`` (the top-level folders above that a job used) and
-``videos`` (the absolute paths of the ``--video`` files written). The engine
+``1..frames`` by their names above), ``folders`` (the folders above that a job used, relative:
+``flow/dis-medium-1.0``, ``keyframes``, ``passes``, ``input``) and ``videos`` (the absolute paths of
+the ``--video`` files written). It is written before the job writes anything else. The engine
 
 - deletes only what ``owns`` names, and inside an owned folder only files of the engine's own
   names (a user's file dropped there stays);
-- refuses, in one line and before anything is written, a folder that is or contains the
-  input; an input (style image, painted keyframe, region maps, flows) inside one of the
-  folders or names above; a folder holding frame files, a ``job.json`` or one of the folders
-  above that no manifest records (frames of another tool, the user's own ``flow/``) where the
-  job would write; and a ``--video`` file it did not write;
-- records ``status`` ``running``, ``done``, ``failed`` (with ``error``) or ``interrupted``;
-  a job that failed before finishing a frame does not block another job in its folder (there is
-  nothing of it to keep); any other job there needs ``--restart``, which discards what the old
-  job owns (its flows are kept when the input is the same: they depend on the frames only).
+- refuses, in one line and before anything is written: an OUTDIR that is, contains or is inside
+  a folder the job reads (the clip, region maps, mattes, flows); an input file (a style image, a
+  painted keyframe, a region map) where the job writes or deletes; a folder holding frame files,
+  a ``job.json`` or one of the folders above that no manifest records (frames of another tool,
+  the user's own ``flow/``) where the job would write; and a ``--video`` file it did not write.
+  Paths are compared with symbolic links resolved;
+- records ``status`` ``starting``, ``running``, ``done``, ``failed`` (with ``error``) or
+  ``interrupted``; a job that failed before finishing a frame does not block another job in its
+  folder (there is nothing of it to keep); any other job there needs ``--restart``, which discards
+  what the old job owns (its flows are kept when the input is the same: they depend on the frames).
 
 A manifest of an engine before ``owns`` existed counts as owning its ``frames`` and the folders
 above: that engine wrote them.
@@ -39,6 +41,7 @@ MANIFEST = "job.json"
 FLOW, KEYFRAMES, PASSES, INPUT = "flow", "keyframes", "passes", "input"
 FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT)
 FRAME_RE = re.compile(r"frame_(\d{5,})\.png")
+OWN_FILES = {FLOW: "flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy"}  # what discard deletes
 
 
 def frame_name(i, ext=".png"):
@@ -51,43 +54,98 @@ def pass_folder(p):
     return Path(PASSES) / f"pass_{p:02d}"
 
 
+def real(path):
+    """``path`` absolute, with symbolic links resolved (what the file system will actually touch)."""
+    return Path(os.path.realpath(os.fspath(path)))
+
+
 def _within(path, folder):
-    """True if ``path`` is ``folder`` or inside it (both absolute, normalised)."""
+    """True if ``path`` is ``folder`` or inside it (both from :func:`real`)."""
     return path == folder or folder in path.parents
 
 
-def _abs(path):
-    return Path(os.path.abspath(os.fspath(path)))
+def _plural(names, one, many):
+    return one if len(names) == 1 else many
 
 
 class JobFolder:
     """OUTDIR of one job. ``flag``: how the user named it (``--out`` or ``--jobs``), for messages."""
 
     def __init__(self, out, flag="--out"):
-        self.path, self.flag = _abs(out), flag
-        self.old = None  # the manifest found there, once read()
+        self.path, self.flag = real(out), flag
+        self.old = None       # the manifest found there (claim)
+        self.record = None    # the manifest as last written
 
     def frame(self, i):
         return self.path / frame_name(i)
 
     # -- before anything is written ----------------------------------------------------
-    def check_inputs(self, inputs, folders):
-        """``inputs``: ``{what: path}`` of everything the job reads; ``folders``: the top-level folders
-        it writes. Refuse an OUTDIR that is or contains the clip, and any input where the job writes."""
-        for what, path in inputs.items():
-            if path is None or not os.fspath(path):
+    def claim(self, identity, frames, uses, restart, inputs, video=None):
+        """Check that the job may use this folder; nothing is written. Returns the differences from
+        the job found there (empty for the same job or none).
+
+        ``frames``: the clip's length, None if not known yet (a movie not decoded); ``uses``: the
+        folders it writes (relative, as in ``owns``); ``inputs``: ``{what: (path, is_folder)}`` of
+        everything it reads; ``video``: the ``--video`` path or None."""
+        from .identity import differences  # identity imports cv2: keep this module light
+        old = self.read() if self.path.is_dir() else None
+        n_owned, owned, videos = self.owned(old)
+        self._check_inputs(inputs, owned | set(uses), video)
+        if self.path.is_dir():
+            self._check_foreign(frames, uses, n_owned, owned)
+        if video is not None and real(video).exists() and str(real(video)) not in videos:
+            raise StylizeError(f"--video {video} exists and was not written by this job: it is never overwritten; "
+                               "choose another file name")
+        if old is None:
+            return []
+        diff = differences(old.get("identity"), identity)
+        if diff and not restart and not self.discardable(old):
+            fix = "use --restart to discard it" + (", or choose another --out" if self.flag == "--out" else "")
+            raise StylizeError(f"{self.path} holds another job (differs in: {', '.join(diff)}); {fix}")
+        return diff
+
+    def _check_inputs(self, inputs, written, video):
+        """Refuse an OUTDIR that is, contains or is inside a folder the job reads, an input file inside what
+        the job writes or deletes (``written``: relative folders; the manifest and frame names), and a
+        ``--video`` that is an input."""
+        for what, (path, is_folder) in inputs.items():
+            if path is None:
                 continue
-            p = _abs(path)
-            if what == "input" and _within(p, self.path):
-                where = "is" if p == self.path else "contains"
-                raise StylizeError(f"{self.flag} {self.path} {where} the input {p}: the job would write beside "
-                                   "(and --restart delete) your frames; choose an output folder outside the input")
-            if not _within(p, self.path) or p == self.path:
+            p = real(path)
+            if video is not None and real(video) == p:
+                raise StylizeError(f"--video {video} is the {what}: choose another file name for the movie")
+            if is_folder and (_within(p, self.path) or _within(self.path, p)):
+                where = "is" if p == self.path else "contains" if _within(p, self.path) else "is inside"
+                raise StylizeError(f"{self.flag} {self.path} {where} the {what} {p}: the job would mix its files "
+                                   "with yours (and --restart would delete some); choose an output folder outside it")
+            if video is not None and is_folder and _within(real(video), p):
+                raise StylizeError(f"--video {video} is inside the {what} {p}: choose a file name outside it")
+            if is_folder or not _within(p, self.path) or p == self.path:
                 continue
-            top = p.relative_to(self.path).parts[0]
-            if top in folders or top == MANIFEST or FRAME_RE.fullmatch(top):
-                raise StylizeError(f"{what} {p} is inside {self.path / top}, which this job writes and "
-                                   "--restart deletes; move it out of the output folder first")
+            rel = p.relative_to(self.path)
+            hit = next((w for w in sorted(written) if _within(p, self.path / w)), None)
+            if hit or rel.parts[0] == MANIFEST or FRAME_RE.fullmatch(rel.parts[0]):
+                place = f"inside {self.path / hit}" if hit else "one of the files"
+                raise StylizeError(f"the {what} {p} is {place} this job writes (and --restart deletes); move it "
+                                   "out of the output folder first")
+
+    def _check_foreign(self, frames, uses, n_owned, owned):
+        """Refuse frame files beyond the owned ones (where the job writes) and used folders no manifest records."""
+        tops = {Path(w).parts[0] for w in owned}
+        foreign = []
+        for name in sorted(os.listdir(self.path)):
+            m = FRAME_RE.fullmatch(name)
+            if m and n_owned < int(m.group(1)) and (frames is None or int(m.group(1)) <= frames):
+                foreign.append(name)
+        for use in uses:
+            top = Path(use).parts[0]
+            if (self.path / top).exists() and top not in tops and top + "/" not in foreign:
+                foreign.append(top + "/")
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            them = _plural(foreign, "it is", "they are")
+            raise StylizeError(f"{self.path} holds {shown}, which no job of this engine wrote there; {them} not its to "
+                               f"resume or replace (--restart included): choose another {self.flag}")
 
     def read(self):
         """The manifest there (a dict), None if there is none; a file that is not one of ours is refused."""
@@ -101,7 +159,7 @@ class JobFolder:
             why = getattr(e, "strerror", None) or "not valid JSON"
             raise StylizeError(f"{path} cannot be read ({why}): this folder's job is unknown, so nothing in it "
                                f"is touched; choose another {self.flag}") from None
-        if not isinstance(old, dict) or "identity" not in old or "job" not in old:
+        if not _is_manifest(old):
             raise StylizeError(f"{path} is not a manifest of this engine: nothing in {self.path} is touched; "
                                f"choose another {self.flag}")
         self.old = old
@@ -122,71 +180,48 @@ class JobFolder:
         n, _, _ = self.owned(old)
         return sum(self.frame(i).exists() for i in range(n))
 
-    def claim(self, identity, frames, folders, restart, video=None):
-        """Check that the job may use this folder (before anything is written); returns the
-        differences from the old job (empty for the same job or none).
-
-        ``frames``: the clip's length, or None if not known yet (a movie not decoded); ``folders``:
-        the top-level folders it writes; ``video``: the ``--video`` path or None."""
-        from .identity import differences  # identity imports cv2: keep this module light
-        old = self.read() if self.path.is_dir() else None
-        n_owned, owned, videos = self.owned(old)
-        if self.path.is_dir():
-            foreign = sorted(name for name in os.listdir(self.path)
-                             if (name in folders and name not in owned and (self.path / name).exists())
-                             or ((m := FRAME_RE.fullmatch(name)) and int(m.group(1)) > n_owned
-                                 and (frames is None or int(m.group(1)) <= frames)))
-            if foreign:
-                foreign = [n + "/" if (self.path / n).is_dir() else n for n in foreign]
-                shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-                raise StylizeError(f"{self.path} holds {shown}, which no job of this engine wrote there; they are "
-                                   f"not its to resume or replace (--restart included): choose another {self.flag}")
-        if video is not None and _abs(video).exists() and str(_abs(video)) not in videos:
-            raise StylizeError(f"--video {video} exists and was not written by this job: it is never overwritten; "
-                               "remove it or choose another file name")
-        if old is None:
-            return []
-        diff = differences(old.get("identity"), identity)
-        if diff and not restart and not self.discardable(old):
-            fix = "use --restart to discard it" + (", or choose another --out" if self.flag == "--out" else "")
-            raise StylizeError(f"{self.path} holds another job (differs in: {', '.join(diff)}); {fix}")
-        return diff
-
     def discardable(self, old):
         """A job that failed before finishing a frame: nothing of it is worth keeping."""
         return old.get("status") == "failed" and self.finished_frames(old) == 0
 
     # -- when the job starts ------------------------------------------------------------
-    def start(self, record, identity, frames, folders, restart, video=None):
-        """Discard what the old job owns if it is replaced (``restart``, or another job that failed
-        before finishing a frame), then write the manifest ``record`` with ``owns`` and status running."""
-        old = self.old
+    def reserve(self, record, frames, uses, restart, video=None):
+        """Discard what the old job owns if it is replaced (``restart``, or another job that failed before
+        finishing a frame), then record ``record`` (job and identity at least) with what this job will own,
+        status ``starting``: before the job writes anything else (e.g. decodes a movie). Returns the record."""
+        old, identity = self.old, record["identity"]
         n_owned, owned, videos = self.owned()
         replaced = old is not None and (restart or (identity != old.get("identity") and self.discardable(old)))
         if replaced:
             same_input = (old.get("identity") or {}).get("input") == identity.get("input")
             self.discard(n_owned, owned, keep_flows=same_input)
             n_owned = 0
+            owned = {w for w in owned if same_input and Path(w).parts[0] == FLOW} if old.get("owns") else set()
         if video is not None:
-            videos = videos | {str(_abs(video))}
-        record = {**record, "owns": {"frames": max(n_owned, frames), "folders": sorted(owned | set(folders)),
-                                     "videos": sorted(videos)}}
-        if old and not replaced:  # the same job: what it found out before (Vector-pass checks, plan)
-            record = {**{k: v for k, v in old.items() if k in ("flow_sources",)}, **record}
-        return self.write({**record, "status": "running"})
+            videos = videos | {str(real(video))}
+        kept = {k: v for k, v in (old or {}).items() if k == "flow_sources"} if old and not replaced else {}
+        owns = {"frames": max(n_owned, frames or 0), "folders": sorted(owned | set(uses)), "videos": sorted(videos)}
+        return self.write({**kept, **record, "owns": owns, "status": "starting"})
+
+    def start(self, record, frames):
+        """The full manifest ``record`` (status ``running``), keeping what :meth:`reserve` recorded."""
+        owns = dict(self.record["owns"], frames=max(self.record["owns"]["frames"], frames))
+        return self.write({**self.record, **record, "owns": owns, "status": "running"})
 
     def discard(self, frames, folders, keep_flows=False):
-        """Delete the frames ``1..frames`` and the engine's files in ``folders`` (not ``input/``, a
-        decoded movie reused while the movie is unchanged; not ``flow/`` with ``keep_flows``)."""
+        """Delete the frames ``1..frames`` and the engine's files in ``folders`` (not ``input/``, a decoded
+        movie reused while the movie is unchanged; not the flow cache with ``keep_flows``)."""
         for i in range(frames):
             self.frame(i).unlink(missing_ok=True)
-        patterns = {FLOW: "*/flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy"}
+        legacy = self.old is not None and "owns" not in self.old
         for folder in folders:
-            if folder not in patterns or (folder == FLOW and keep_flows):
+            top = Path(folder).parts[0]
+            if top not in OWN_FILES or (top == FLOW and keep_flows):
                 continue
-            for p in (self.path / folder).glob(patterns[folder]):
+            pattern = ("*/" if legacy and top == FLOW else "") + OWN_FILES[top]
+            for p in (self.path / folder).glob(pattern):
                 p.unlink()
-            for d in sorted((self.path / folder).glob("*/"), reverse=True):
+            for d in sorted((self.path / folder).glob("**/"), reverse=True):
                 _rmdir_if_empty(d)
 
     def write(self, record):
@@ -195,7 +230,20 @@ class JobFolder:
         tmp = self.path / (MANIFEST + ".tmp")
         tmp.write_text(json.dumps(record, indent=2, allow_nan=False))
         os.replace(tmp, self.path / MANIFEST)
+        self.record = record
         return record
+
+
+def _is_manifest(old):
+    """The shape of a manifest this engine wrote (a hand-edited or foreign file is not trusted)."""
+    if not isinstance(old, dict) or not isinstance(old.get("identity"), dict) or not isinstance(old.get("job"), str):
+        return False
+    if not isinstance(old.get("frames", 0), (int, type(None))) or isinstance(old.get("frames"), bool):
+        return False
+    owns = old.get("owns", {})
+    return isinstance(owns, dict) and isinstance(owns.get("frames", 0), int) and \
+        all(isinstance(owns.get(k, []), list) and all(isinstance(v, str) for v in owns.get(k, []))
+            for k in ("folders", "videos"))
 
 
 def _rmdir_if_empty(d):

@@ -3,6 +3,8 @@ import json
 import sys
 import time
 
+from .errors import STDOUT_LOCK
+
 
 class Progress:
     """Counts the work done and estimates the time left (``eta``, seconds) from a cost model.
@@ -135,8 +137,9 @@ class JsonProgress(Progress):
     def emit(self, event, **fields):
         if "pass_" in fields:
             fields["pass"] = fields.pop("pass_")
-        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-        sys.stdout.flush()
+        with STDOUT_LOCK:
+            sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+            sys.stdout.flush()
 
     def warning(self, message):
         self.emit("warning", message=message)

@@ -28,7 +28,7 @@ import torch
 from . import __version__, ahead, errors, identity, jobdir, vector_check
 from .consistency import reliability
 from .errors import StylizeError
-from .flow import VectorPassFlows, make_flow_source
+from .flow import VectorPassFlows, cache_key, make_flow_source
 from .frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from . import memory, regions as regions_
@@ -103,6 +103,9 @@ class Job:
         if flow_dir is not None and settings.flow not in ("flo", "vector"):
             raise StylizeError(f"--flow-dir applies only with --flow flo or vector; it would be ignored here "
                                f"(--flow {settings.flow})")
+        if flow_dir is not None and not os.path.isdir(flow_dir):
+            raise StylizeError(f"--flow-dir {flow_dir} " + ("is not a folder" if os.path.exists(flow_dir) else
+                                                            "not found") + ": give the folder of the flow files")
         self.styles = style_blend(style_path)
         self.settings, self.progress = settings, progress
         self.warnings = []  # reported after the ``start`` event
@@ -124,44 +127,45 @@ class Job:
             source, self.styles, settings, weights_identity(vgg), self._flow_files_digest(flow_dir, max_frames),
             mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
-        self.out = Path(os.path.abspath(out if out is not None else Path(jobs) / self.job_id))
-        self.folder = jobdir.JobFolder(self.out, "--out" if out is not None else "--jobs")
-        self.video = video
-        uses = self._folders(movie)
-        self.folder.check_inputs(self._inputs(input_path, flow_dir, keyframes, regions), uses)
-        same = not self.folder.claim(self.identity, None if movie else len(self.src), uses, restart, video)
+        self.folder = jobdir.JobFolder(out if out is not None else Path(jobs) / self.job_id,
+                                       "--out" if out is not None else "--jobs")
+        self.out, self.video = self.folder.path, video
+        frames = None if movie else len(self.src)
+        if not movie:  # before anything is written (a movie, once it is decoded)
+            self._prepare(vgg)
+        same = not self.folder.claim(self.identity, frames, self._folders(movie, settings), restart,
+                                     self._inputs(input_path, flow_dir, keyframes, regions), video)
         self._same_threads(self.folder.old if same and not restart else None)
-        if movie:  # decoded into OUTDIR/input/ once the folder is known to be this job's to use
-            self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
-            if self.regions:
-                self.regions.check(len(self.src), max_frames is None)
-        self.size = self.src.size
-        settings.check_size(self.size, [(img.shape[1], img.shape[0]) for img in self.style_images.values()])
-        self.mode.check()  # before the output folder holds anything of this job
-        # Before anything is recorded: the memory plan (memory.py). It may lower the L-BFGS history
-        # or the scale, or checkpoint the VGG; the identity keeps the requested settings, the
-        # manifest the effective ones (``settings``) and the plan (``memory``).
-        self.memory = memory.plan(self.size, settings, self.device, network=weights_kind(vgg))
-        self.settings = self.mode.s = s = self.memory.settings
-        self.proc = self.memory.size
-        if self.memory.warning:
-            self.warnings.append(self.memory.warning)
-        self.record = self.folder.start(self._record(input_path), self.identity, len(self.src), uses, restart,
-                                        video)
-        with self.recording():  # from here on a failure is recorded in the manifest
-            net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
-            net.checkpoint = self.memory.checkpoint
-            if torch.device(self.device).type == "cuda":
-                torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
-            self.stylizer = self._make_stylizer(net)
-            self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
-                s.flow, self.src.read, self.proc, cache_dir=self.out / jobdir.FLOW, preset=s.flow_preset,
-                scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
-                exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
-                if self.mode.needs_flow() else None
+        self.record = self.folder.reserve({"job": self.job_id, "identity": self.identity, "engine": __version__},
+                                          frames, self._folders(movie, settings), restart, video)
         self._results = {}
         self.timings = dict.fromkeys(self.mode.stages, 0.0)
         self._timings_lock = threading.Lock()
+        with self.recording():  # from here on a failure is recorded in the manifest
+            self._open(input_path, movie, source, max_frames, vgg, allow_download, flow_dir)
+
+    def _open(self, input_path, movie, source, max_frames, vgg, allow_download, flow_dir):
+        """The rest of the set-up, once the folder is this job's: the movie decoded, the memory plan, the
+        full manifest, the network, the stylizer and the flows."""
+        if movie:  # decoded into OUTDIR/input/ now that the folder is recorded as this job's
+            self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
+            if self.regions:
+                self.regions.check(len(self.src), max_frames is None)
+            self._prepare(vgg)
+        s = self.settings
+        uses = sorted(set(self.record["owns"]["folders"]) | set(self._folders(movie, s)))
+        self.record = self.folder.start({**self._record(input_path), "owns": dict(self.record["owns"], folders=uses)},
+                                        len(self.src))
+        net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
+        net.checkpoint = self.memory.checkpoint
+        if torch.device(self.device).type == "cuda":
+            torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
+        self.stylizer = self._make_stylizer(net)
+        self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
+            s.flow, self.src.read, self.proc, cache_dir=self.out / jobdir.FLOW, preset=s.flow_preset,
+            scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
+            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
+            if self.mode.needs_flow() else None
 
     @contextmanager
     def timed(self, stage):
@@ -215,23 +219,39 @@ class Job:
             return str(Path(self.styles[0][0]).resolve())
         return [[str(Path(p).resolve()), w] for p, w in self.styles]
 
+    def _prepare(self, vgg):
+        """Once the frames are known: the settings against their sizes and the style images'
+        (``Settings.check_size``), the mode's checks, and the memory plan (``memory.py``), which may lower
+        the L-BFGS history or the scale, or checkpoint the network; the identity keeps the requested
+        settings, the manifest the effective ones (``settings``) and the plan (``memory``)."""
+        self.size = self.src.size
+        self.settings.check_size(self.size, [(img.shape[1], img.shape[0]) for img in self.style_images.values()])
+        self.mode.check()
+        self.memory = memory.plan(self.size, self.settings, self.device, network=weights_kind(vgg))
+        self.settings = self.mode.s = self.memory.settings
+        self.proc = self.memory.size
+        if self.memory.warning:
+            self.warnings.append(self.memory.warning)
+
     def _inputs(self, input_path, flow_dir, painted, regions):
-        """``{what: path}`` of every file or folder the job reads (``jobdir.JobFolder.check_inputs``)."""
-        inputs = {"input": input_path, "--flow-dir": flow_dir}
+        """``{what: (path, is a folder)}`` of everything the job reads (``jobdir.JobFolder.claim``)."""
+        inputs = {"input": (input_path, os.path.isdir(input_path)),
+                  "--flow-dir": (flow_dir, flow_dir is not None and os.path.isdir(flow_dir))}
         for k, path in (painted or {}).items():
-            inputs[f"keyframe {k + 1} image"] = path
-        for p in self.style_images:
-            inputs[f"style image {os.path.basename(p)}"] = p
+            inputs[f"keyframe {k + 1} image"] = (path, False)
+        for n, p in enumerate(self.style_images):
+            inputs[f"style image {n + 1}" if len(self.style_images) > 1 else "style image"] = (p, False)
         if regions:
-            inputs.update({"--regions": None if regions.source == regions_.INPUT else regions.source,
-                           "--matte": regions.matte, "--region-map": regions.region_map})
+            inputs.update({"--regions folder": (None if regions.source == regions_.INPUT else regions.source, True),
+                           "--matte folder": (regions.matte, True), "--region-map": (regions.region_map, False)})
         return inputs
 
-    def _folders(self, movie):
-        """The top-level folders of OUTDIR this job writes (``jobdir``)."""
-        s, uses = self.settings, []
-        if self.mode.needs_flow() and s.flow != "flo":
-            uses.append(jobdir.FLOW)  # the flow cache (also the Vector pass's fallback)
+    def _folders(self, movie, s):
+        """The folders of OUTDIR this job writes (relative: ``jobdir``'s ``owns``)."""
+        uses = []
+        if self.mode.needs_flow() and s.flow != "flo":  # the flow cache (also the Vector pass's fallback)
+            method = "dis" if s.flow == "vector" else s.flow
+            uses.append(f"{jobdir.FLOW}/{cache_key(method, s.flow_preset, min(s.flow_scale * s.scale, 1.0))}")
         if s.mode == "fast":
             uses.append(jobdir.KEYFRAMES)
         elif s.passes > 1:

@@ -103,11 +103,37 @@ PRESET_DESCRIPTIONS = {
 
 # -- the options: one declaration each (type, range, help, where it applies) ------------------------
 MIN_SIDE = 16  # px: the smallest frame side the loss network takes (relu5_1 is at 1/16 of it)
-QUALITY, FAST, MULTI_PASS, ADAM, LBFGS, LONG = (
-    ("mode", "quality"), ("mode", "fast"), ("passes", ">1"), ("optimizer", "adam"), ("optimizer", "lbfgs"),
-    ("temporal", "long"))
-ESTIMATED = ("flow", ("dis", "deepflow", "raft", "vector"))  # vector: estimated where the pass is wrong
-PRESET_FLOWS = ("flow", ("dis", "raft", "vector"))
+def flag(name):
+    """The CLI option of a Settings field: ``style_weight`` -> ``--style-weight``."""
+    return "--" + name.replace("_", "-")
+
+
+class When:
+    """Where an option has an effect: ``test(settings)``; ``text`` says where, ``now(settings)`` what is set."""
+
+    def __init__(self, test, text, now):
+        self.test, self.text, self.now = test, text, now
+
+
+def _is(key, *values):
+    return When(lambda s: getattr(s, key) in values, f"{flag(key)} {' or '.join(values)}",
+                lambda s: f"{flag(key)} {getattr(s, key)}")
+
+
+QUALITY, FAST, ADAM, LBFGS = _is("mode", "quality"), _is("mode", "fast"), _is("optimizer", "adam"), \
+    _is("optimizer", "lbfgs")
+MULTI_PASS = When(lambda s: s.passes > 1, "more than one pass (--passes)", lambda s: f"--passes {s.passes}")
+ONE_PASS = When(lambda s: s.passes == 1, "one pass (--passes 1; more passes use --pass-iterations)",
+                lambda s: f"--passes {s.passes}")
+LONG = When(lambda s: s.temporal == "long", "--temporal long", lambda s: f"--temporal {s.temporal}")
+TEMPORAL = When(lambda s: s.mode == "quality" and (s.passes > 1 or s.temporal != "none"), "the temporal loss "
+                "(--mode quality, and --temporal short or long, or more than one pass)",
+                lambda s: f"--mode {s.mode}, --temporal {s.temporal}, --passes {s.passes}")
+FLOWS = When(lambda s: s.mode == "fast" or s.passes > 1 or s.temporal != "none", "optical flow (fast mode, the "
+             "temporal loss or more than one pass)", lambda s: f"--mode {s.mode}, --temporal {s.temporal}")
+ESTIMATED = _is("flow", "dis", "deepflow", "raft", "vector")  # vector: estimated where the pass is wrong
+PRESET_FLOWS = _is("flow", "dis", "raft", "vector")
+EARLY_STOP = When(lambda s: s.tolerance > 0, "early stopping (--tolerance above 0)", lambda s: "--tolerance 0")
 
 
 class Number:
@@ -219,7 +245,7 @@ class Settings:
     content_weight: float = option(1.0, Number(0, 1e6), "content loss weight (alpha)")
     style_weight: float = option(20.0, Number(0, 1e6), "style loss weight (beta)")
     strength: float = option(1.0, Number(0, 100), "style strength, multiplies the style weight")
-    temporal_weight: float = option(200.0, Number(0, 1e6), "temporal loss weight (gamma)", (QUALITY,))
+    temporal_weight: float = option(200.0, Number(0, 1e6), "temporal loss weight (gamma)", (TEMPORAL,))
     tv_weight: float = option(2e-4, Number(0, 1e3), "total-variation weight")
     preserve_colors: bool = option(False, Flag(), "luminance-only transfer: keep the colours of the input; the "
                                    "style's luminance is matched to each frame's mean and std first (Gatys et al. "
@@ -237,19 +263,19 @@ class Settings:
                                 "bytes per processed pixel; lowered automatically when a run does not fit)", (LBFGS,))
     adam_lr: float = option(10.0, Number(0, 255, lo_open=True), "Adam step in 0..255 pixel units", (ADAM,))
     iterations: int = option(400, Number(1, 100000, integer=True), "iterations for the first frame (fast mode: "
-                             "each keyframe)")
+                             "each keyframe)", (ONE_PASS,))
     iterations_later: int = option(200, Number(1, 100000, integer=True), "iterations for later frames "
-                                   "(prevWarped init)", (QUALITY,))
+                                   "(prevWarped init)", (QUALITY, ONE_PASS))
     tolerance: float = option(1e-4, Number(0, 1), "early stop when the loss changes less than this (relative) "
                               "over --tolerance-window iterations; 0 = never")
     tolerance_window: int = option(10, Number(1, 10000, integer=True), "early stop: iterations the loss change "
-                                   "is measured over")
+                                   "is measured over", (EARLY_STOP,))
     coarse_to_fine: int = option(1, Number(1, 8, integer=True), "pyramid levels, each half the size of the next "
                                  "(1 = off); the coarser levels run the iterations, full size half of them")
     temporal: str = option("long", Choice("none", "short", "long"), "temporal loss: none, short (previous frame) "
-                           "or long (--long-term offsets)", (QUALITY,))
+                           "or long (--long-term offsets)", (QUALITY, ONE_PASS))
     long_term: tuple = option((1, 10, 20, 40), Offsets(), "earlier frames for the long-term loss, "
-                              "comma-separated", (QUALITY, LONG))
+                              "comma-separated", (QUALITY, ONE_PASS, LONG))
     passes: int = option(1, Number(1, 100, integer=True), "number of passes; > 1 runs the multi-pass algorithm",
                          (QUALITY,))
     pass_iterations: int = option(100, Number(1, 100000, integer=True), "multi-pass: iterations per frame and "
@@ -263,13 +289,13 @@ class Settings:
                           (QUALITY, MULTI_PASS))
     reliability_widen: float = option(0.0, Number(0, 64, unit=" px"), "pixels (processing size) by which the "
                                       "regions the temporal loss leaves out grow, with a ramp as wide (0 = the "
-                                      "hard mask)", (QUALITY,))
+                                      "hard mask)", (TEMPORAL,))
     flow: str = option("dis", Choice("dis", "deepflow", "raft", "flo", "vector"), "flow source: dis, deepflow, "
                        "raft, flo (--flow-dir) or vector (Blender EXR Vector pass)")
     flow_preset: str = option("medium", Choice("ultrafast", "fast", "medium"), "DIS preset: ultrafast, fast or "
-                              "medium (RAFT: small for ultrafast/fast, large for medium)", (PRESET_FLOWS,))
+                              "medium (RAFT: small for ultrafast/fast, large for medium)", (FLOWS, PRESET_FLOWS))
     flow_scale: float = option(1.0, Number(0, 4, lo_open=True), "compute flow at this fraction of the "
-                               "processing size", (ESTIMATED,))
+                               "processing size (at most the frames' size)", (FLOWS, ESTIMATED))
     seed: int = option(0, Number(0, 2 ** 31 - 1, integer=True), "random seed")
     mode: str = option("quality", Choice("quality", "fast"), "quality (every frame optimised) or fast (keyframes "
                        "optimised, the other frames synthesised from them by patch search: seconds a frame "
@@ -291,6 +317,10 @@ class Settings:
             problem = f.metadata["kind"].check(getattr(self, f.name))
             if problem:
                 raise StylizeError(f"{flag(f.name)} {problem}")
+        if self.flow_scale > 1 and self.flow_scale * self.scale > 1:
+            raise StylizeError(f"--flow-scale {self.flow_scale:g} with --scale {self.scale:g} would estimate the flow "
+                               f"at {self.flow_scale * self.scale:g}x the frames' size; at most "
+                               f"{_round_down(1 / self.scale)} (the frames' own size)")
         if self.passes > 1 and self.temporal_from_pass > self.passes:
             raise StylizeError(f"--temporal-from-pass {self.temporal_from_pass} is after the last of the "
                                f"{self.passes} passes: the temporal loss would never be used")
@@ -302,14 +332,12 @@ class Settings:
         """Refuse each option in ``given`` (the names the user set) that has no effect with these settings
         (``option``'s ``applies``): e.g. ``--blend`` with one pass, ``--keyframe-every`` in quality mode."""
         for name in given:
-            for key, value in FIELDS[name].metadata["applies"]:
-                allowed = value if isinstance(value, tuple) else (value,)
-                ok = self.passes > 1 if value == ">1" else getattr(self, key) in allowed
-                if not ok:
-                    where = ("more than one pass (--passes)" if value == ">1" else
-                             f"{flag(key)} {' or '.join(allowed)}")
-                    raise StylizeError(f"{flag(name)} applies only with {where}; it would be ignored here "
-                                       f"({flag(key)} {getattr(self, key)})")
+            if getattr(self, name) == FIELDS[name].default and name == "passes":
+                continue  # --passes 1: what every mode runs anyway
+            for when in FIELDS[name].metadata["applies"]:
+                if not when.test(self):
+                    raise StylizeError(f"{flag(name)} applies only with {when.text}; it would be ignored here "
+                                       f"({when.now(self)})")
 
     @classmethod
     def from_preset(cls, name="standard", **overrides):
@@ -359,16 +387,20 @@ class Settings:
         if min(pw, ph) / 2 ** (levels - 1) < MIN_SIDE:
             fit = 1 + int(math.log2(min(pw, ph) / MIN_SIDE))
             raise StylizeError(f"--coarse-to-fine {levels}: the coarsest level of the {pw}x{ph} px processing "
-                               f"size would be below {MIN_SIDE} px; at most {fit} level{'s' if fit > 1 else ''} "
-                               "fit")
+                               f"size would be below {MIN_SIDE} px; at most {fit} "
+                               f"{'levels fit' if fit > 1 else 'level fits'}")
         from .optimize import style_size  # torch: imported when a job checks its sizes
+        top = FIELDS["style_scale"].metadata["kind"].hi
         for sw, sh in style_sizes:
             th, tw = style_size((sh, sw), (ph, pw), self, clamp=False)
             if min(th, tw) < MIN_SIDE:
-                need = MIN_SIDE / min(style_size((sh, sw), (ph, pw), replace(self, style_scale=1.0), clamp=False))
+                at_one = min(style_size((sh, sw), (ph, pw), replace(self, style_scale=1.0), clamp=False))
+                need = MIN_SIDE / at_one if at_one else math.inf
+                fix = (f"use --style-scale {_round_up(need)} or more" if need <= top else
+                       f"no --style-scale up to {top:g} is enough: use a less elongated style image")
                 raise StylizeError(f"--style-scale {self.style_scale:g} makes a {sw}x{sh} style image {tw}x{th} px "
                                    f"for {pw}x{ph} px frames; the loss network needs at least {MIN_SIDE} px a "
-                                   f"side: use --style-scale {_round_up(need)} or more")
+                                   f"side: {fix}")
 
 
 def _round_up(x):
@@ -377,17 +409,25 @@ def _round_up(x):
     return f"{math.ceil(x * 10 ** digits) / 10 ** digits:g}"
 
 
+def _round_down(x):
+    digits = 1 - int(math.floor(math.log10(x)))
+    return f"{math.floor(x * 10 ** digits) / 10 ** digits:g}"
+
+
 def _at_least(need, side):
     return _round_up(need / side)
-
-
-def flag(name):
-    """The CLI option of a Settings field: ``style_weight`` -> ``--style-weight``."""
-    return "--" + name.replace("_", "-")
 
 
 FIELDS = {f.name: f for f in fields(Settings)}
 CHOICES = {name: f.metadata["kind"].values for name, f in FIELDS.items()
            if isinstance(f.metadata["kind"], Choice) and name != "preset"}
 CLI_OPTIONS = [name for name, f in FIELDS.items() if f.metadata.get("cli", True)]
+
+
+def mode_options():
+    """``{mode: [settings it uses]}`` (with the other settings at their defaults): the add-on offers only these."""
+    modes = (QUALITY, FAST, TEMPORAL)
+    return {mode: [n for n in CLI_OPTIONS if all(w.test(Settings(mode=mode)) for w in FIELDS[n].metadata["applies"]
+                                                 if w in modes)]
+            for mode in CHOICES["mode"]}
 

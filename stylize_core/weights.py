@@ -113,6 +113,7 @@ def resolve(spec=None, allow_download=True):
             raise StylizeError(f"VGG-19 weights not found: put {FILENAME} at {hub_path()}, "
                                f"pass --vgg PATH, or set {ENV}=PATH")
         path = download()
+    check_header(path)  # a wrong file is refused before the job writes anything
     return path
 
 

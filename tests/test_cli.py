@@ -249,8 +249,8 @@ def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
 
 def test_paper_options_reach_the_manifest(clip, capsys):
     """The paper's options as CLI flags: recorded in the manifest's settings; a bad choice is one line."""
-    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST,
-            "--preset", "paper-multipass", "--flow", "dis", "--pass-iterations", "2", "--passes", "3",
+    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", "--vgg", "random:8",
+            "--progress", "json", "--preset", "paper-multipass", "--flow", "dis", "--pass-iterations", "2", "--passes", "3",
             "--style-match", "area", "--reliability-widen", "1.5", "--tolerance-window", "5"]
     code, _, err = run_cli(args, capsys)  # the preset's temporal loss from pass 8: never, in 3 passes
     assert code == 1 and "--temporal-from-pass 8 is after the last of the 3 passes" in err

@@ -111,12 +111,12 @@ def test_style_settings_and_weights_are_part_of_the_id(clip, tmp_path):
     assert len(ids) == 9
     assert job_id(clip, vgg="random") == job_id(clip, vgg="random:1")
     fake = tmp_path / "vgg19-dcbb9e9d.pth"  # a weights file is identified by its name and size
-    fake.write_bytes(b"x" * 100)
+    fake.write_bytes(b"PK\x03\x04" + b"x" * 96)  # a zip archive's start: what a torch file begins with
     assert weights.identity(weights.resolve(fake)) == "vgg19-dcbb9e9d.pth:100"
     ident = json.loads((clip / "jobs" / base / "job.json").read_text())["identity"]
     assert identity.job_id({**ident, "weights": "vgg19-dcbb9e9d.pth:100"}) not in ids
     caffe = tmp_path / "vgg19-d01eb7cb.pth"  # the Caffe weights (--vgg caffe): another job
-    caffe.write_bytes(b"x" * 100)
+    caffe.write_bytes(b"PK\x03\x04" + b"x" * 96)
     assert weights.identity(weights.resolve(caffe)) == "vgg19-d01eb7cb.pth:100"
     assert job_id(clip, preset="draft", **{k: v for k, v in Settings().to_dict().items()
                                              if k not in ("preset", "long_term")},

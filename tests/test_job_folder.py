@@ -42,13 +42,15 @@ def assert_refused(code, events, err, *expected):
 def test_the_input_folder_as_output_is_refused(clip, capsys, restart):
     before = contents(clip / "in")
     code, events, err = stylize(clip, capsys, clip / "in", *restart)
-    assert_refused(code, events, err, f"--out {clip / 'in'} is the input", "outside the input")
+    assert_refused(code, events, err, f"--out {clip / 'in'} is the input", "choose an output folder outside it")
     code, events, err = stylize(clip, capsys, clip, *restart)  # a folder that contains the input
     assert_refused(code, events, err, f"--out {clip} contains the input")
     assert contents(clip / "in") == before and not (clip / "in" / "job.json").exists()
 
 
-def test_the_users_flow_folder_in_out_is_read_not_deleted(clip, capsys):
+def test_the_users_flow_folder_in_out_is_never_deleted(clip, capsys):
+    """The user's precomputed flows in OUT/flow (a fresh job used to delete them): refused while they are an
+    input there, and when the job would write its flow cache there; read from outside it."""
     out = clip / "out"
     flows = out / "flow"
     flows.mkdir(parents=True)
@@ -56,13 +58,14 @@ def test_the_users_flow_folder_in_out_is_read_not_deleted(clip, capsys):
         for x, y in ((a, a + 1), (a + 1, a)):
             flowio.write_flo(flows / f"flow_{x:05d}_{y:05d}.flo", np.zeros((32, 48, 2), np.float32))
     mine = contents(flows)
-    for extra in ([], ["--strength", "2", "--restart"]):
+    for extra in ([], ["--restart"]):
         code, events, err = stylize(clip, capsys, out, "--flow", "flo", "--flow-dir", flows, *extra)
-        assert code == 0, err
-        assert contents(flows) == mine
-    # a job that would write its flow cache there is refused instead of mixing with them
-    code, events, err = stylize(clip, capsys, out, "--restart")
-    assert_refused(code, events, err, "holds flow/, which no job of this engine wrote there")
+        assert_refused(code, events, err, f"--out {out} contains the --flow-dir {flows}")
+        code, events, err = stylize(clip, capsys, out, *extra)  # a job that would write its flow cache there
+        assert_refused(code, events, err, "holds flow/, which no job of this engine wrote there")
+        assert contents(flows) == mine and sorted(os.listdir(out)) == ["flow"]
+    code, events, err = stylize(clip, capsys, clip / "elsewhere", "--flow", "flo", "--flow-dir", flows)
+    assert code == 0, err
     assert contents(flows) == mine
 
 
@@ -79,7 +82,7 @@ def test_restart_removes_only_what_the_job_wrote(clip, capsys):
     assert sorted(p.name for p in out.glob("frame_*")) == ["frame_00001.png", "frame_00002.png"]
     assert not list((out / "keyframes").glob("*.npy"))  # the fast job's keyframe: discarded
     owns = json.loads((out / "job.json").read_text())["owns"]
-    assert owns["frames"] == 2 and "keyframes" in owns["folders"] and "flow" in owns["folders"]
+    assert owns == {"frames": 2, "folders": ["flow/dis-medium-1.0"], "videos": []}  # the fast job's: discarded
 
 
 def test_an_input_where_the_job_writes_is_refused(clip, capsys):
@@ -91,7 +94,8 @@ def test_an_input_where_the_job_writes_is_refused(clip, capsys):
     write_png(painted, np.full((32, 48, 3), 0.3, np.float32))
     before = painted.read_bytes()
     code, events, err = stylize(clip, capsys, out, *fast, "--keyframe", f"2={painted}", "--restart")
-    assert_refused(code, events, err, f"keyframe 2 image {painted} is inside", "move it out of the output folder")
+    assert_refused(code, events, err, f"keyframe 2 image {painted} is one of the files this job writes",
+                   "move it out of the output folder")
     assert painted.read_bytes() == before
 
 
@@ -126,10 +130,12 @@ def test_a_failed_job_is_recorded_and_does_not_block_a_changed_rerun(clip, capsy
     code, events, err = stylize(clip, capsys, out, "--style", clip / "thin.png", "--style-scale", "0.2")
     assert code == 1
     assert not out.exists()  # refused before anything was written: no manifest to block anything
-    code, events, err = stylize(clip, capsys, out, "--flow", "flo", "--flow-dir", clip / "nowhere")  # fails later
-    assert code == 1 and "flow folder not found" in err
+    (clip / "no_flows").mkdir()
+    code, events, err = stylize(clip, capsys, out, "--mode", "fast", "--flow", "flo", "--flow-dir",
+                                clip / "no_flows")  # fails once recorded, before its first frame
+    assert code == 1 and "missing flow file" in err
     record = json.loads((out / "job.json").read_text())
-    assert record["status"] == "failed" and "flow folder not found" in record["error"]
+    assert record["status"] == "failed" and "missing flow file" in record["error"]
     code, events, err = stylize(clip, capsys, out, "--strength", "2")  # another job, no --restart needed
     assert code == 0, err
     assert json.loads((out / "job.json").read_text())["status"] == "done"

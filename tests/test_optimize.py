@@ -85,7 +85,8 @@ def test_preserve_colors_keeps_chrominance(vgg):
 def test_preserve_colors_matches_the_style_luminance_to_the_frame(vgg):
     """Gatys et al. 2017: the style's luminance gets the frame's mean and std before its Grams are taken,
     so a dark painting on a bright frame gives the targets of a bright one."""
-    from stylize_core.optimize import gram, luminance, match_luminance, resize, to_tensor, STYLE_LAYERS
+    from stylize_core.losses import STYLE_LAYERS
+    from stylize_core.optimize import gram, luminance, match_luminance, resize, to_tensor
     style = 0.1 + 0.2 * texture(32, 32, 7)            # dark, low contrast
     frame = 0.4 + 0.5 * texture(32, 48, 6)            # bright, high contrast
     grey_style, grey_frame = luminance(style), luminance(frame)

@@ -14,7 +14,7 @@ from conftest import generated_clip, run_cli
 from stylize_core import cli
 from stylize_core.settings import CLI_OPTIONS, FIELDS, Settings, flag
 
-FAST = ["--vgg", "random:8", "--iterations", "2", "--progress", "json"]
+FAST = ["--vgg", "random:8", "--progress", "json"]
 # option -> [(bad value, text the error line must hold)]; "{clip}" is the test's folder.
 OTHER = {
     "--style": [("", "--style is empty"), ("{clip}/missing.png", "style image not found"),
@@ -35,6 +35,8 @@ OTHER = {
                    ("2", "--keyframe needs --mode fast")],
     "--preset": [("bogus", "invalid choice: 'bogus'")],
     "--vgg": [("random:x", "expected random or random:N"), ("{clip}/missing.pth", "VGG-19 weights not found")],
+    "--network": [("", "--network is empty"), ("{clip}/missing.onnx", "MobileNet model not found"),
+                  ("{clip}/style.png", "VGG-19 weights")],
     "--device": [("tpu", "invalid choice: 'tpu'")],
     "--video": [("{clip}/out.gif", "unsupported video format .gif"), ("{clip}/in", "is a folder")],
     "--max-frames": [("0", "must be at least 1, got 0"), ("abc", "expected a whole number")],
@@ -113,7 +115,13 @@ def test_other_options_refuse_bad_values(clip, capsys, option):
     (["--mode", "fast", "--passes", "3"], "--passes 3 applies to --mode quality"),
     (["--preset", "paper-multipass", "--mode", "fast"], "--passes 15 (from --preset paper-multipass) applies"),
     (["--keyframe-every", "10"], "--keyframe-every applies only with --mode fast"),
-    (["--mode", "fast", "--temporal-weight", "5"], "--temporal-weight applies only with --mode quality"),
+    (["--mode", "fast", "--temporal-weight", "5"], "--temporal-weight applies only with the temporal loss"),
+    (["--temporal", "none", "--temporal-weight", "5"], "--temporal-weight applies only with the temporal loss"),
+    (["--passes", "2", "--pass-iterations", "2", "--iterations", "40"], "--iterations applies only with one pass"),
+    (["--passes", "2", "--pass-iterations", "2", "--temporal", "short"], "--temporal applies only with one pass"),
+    (["--tolerance", "0", "--tolerance-window", "50"], "--tolerance-window applies only with early stopping"),
+    (["--flow-scale", "4"], "--flow-scale 4 with --scale 1 would estimate the flow at 4x the frames' size"),
+    (["--temporal", "none", "--flow-preset", "fast"], "--flow-preset applies only with optical flow"),
     (["--mode", "fast", "--iterations-later", "5"], "--iterations-later applies only with --mode quality"),
     (["--blend", "0.3"], "--blend applies only with more than one pass"),
     (["--adam-lr", "5"], "--adam-lr applies only with --optimizer adam"),
@@ -143,7 +151,7 @@ def test_what_is_accepted_works(clip, capsys):
     crashed the process for some thin sizes), the smallest scale, huge but equal blend weights."""
     style = clip / "style.png"
     code, lines, _ = stylize(clip, capsys, "--flow-scale", "0.2", "--scale", "0.5", "--style", f"{style}:1e308",
-                             "--style", f"{style}:1e308", "--max-frames", "2", out="ok")
+                             "--style", f"{style}:1e308", "--max-frames", "2", "--iterations", "2", out="ok")
     assert code == 0, lines
     record = json.loads((clip / "ok" / "job.json").read_text())
     assert [w for _, w in record["style"]] == [0.5, 0.5]  # normalised, not 0/0

@@ -99,3 +99,19 @@ def test_the_temporal_loss_lowers_flicker_of_real_stylisations(style, distance):
     e_alone, e_tied = (warping_error(s_t, img, pair["flow"], pair["mask"]) for img in (alone, tied))
     assert e_tied < 0.25 * e_alone, (e_tied, e_alone)
     assert_real_stylisation(distance, style_img, pair["t1"], tied)  # consistent, and still the style
+
+
+def test_the_demo_shows_real_style_transfer_offline(tmp_path, capsys, distance):
+    """``./dev demo`` without VGG-19 weights and offline: a real painting as the style, the MobileNetV2
+    network, and frames that take the painting's style (it used to run a random network)."""
+    from stylize_core import cli
+    code = cli.main(["demo", "--out", str(tmp_path), "--frames", "3", "--no-download", "--progress", "none"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "goes on with the MobileNetV2 style predictor" in err and "randomly initialised" not in err
+    assert "arbitrary_predict.onnx" in (tmp_path / "stylized" / "job.json").read_text()
+    painting = read_image(tmp_path / "style.png")
+    for i in range(1, 4):
+        name = f"frame_{i:05d}.png"
+        assert_real_stylisation(distance, painting, read_image(tmp_path / "input" / name),
+                                read_image(tmp_path / "stylized" / name), share=0.6)

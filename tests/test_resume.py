@@ -13,7 +13,7 @@ import torch
 from conftest import generated_clip
 from stylize_core import cli, frames, schedule
 
-COMMON = ["--vgg", "random:8", "--iterations", "12", "--progress", "none", "--tolerance", "0"]
+COMMON = ["--vgg", "random:8", "--progress", "none", "--tolerance", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,10 @@ def interrupted_at(frame, monkeypatch):
     monkeypatch.setattr(schedule, "write_png", write_then_stop)
 
 
-@pytest.mark.parametrize("mode", [["--iterations-later", "6"], ["--iterations-later", "6", "--passes", "3", "--pass-iterations", "6"],
-                                  ["--mode", "fast", "--fast-backend", "torch"]], ids=["single", "multi", "fast"])
+@pytest.mark.parametrize("mode", [["--iterations", "12", "--iterations-later", "6"],
+                                  ["--passes", "3", "--pass-iterations", "6"],
+                                  ["--mode", "fast", "--fast-backend", "torch", "--iterations", "12"]],
+                         ids=["single", "multi", "fast"])
 def test_resumed_equals_uninterrupted(clip, monkeypatch, capsys, mode):
     args = ["stylize", str(clip / "in"), "--style", str(clip / "style.png"), *COMMON, *mode]
     name = "-".join(mode)
@@ -56,8 +58,8 @@ def test_resumed_equals_uninterrupted(clip, monkeypatch, capsys, mode):
 
 
 def test_resume_uses_the_thread_count_the_job_started_with(clip, monkeypatch, capsys, threads):
-    args = ["stylize", str(clip / "in"), "--style", str(clip / "style.png"), *COMMON, "--iterations-later", "6",
-            "--progress", "json"]
+    args = ["stylize", str(clip / "in"), "--style", str(clip / "style.png"), *COMMON, "--iterations", "12",
+            "--iterations-later", "6", "--progress", "json"]
     torch.set_num_threads(1)
     assert cli.main([*args, "--out", str(clip / "one")]) == 0
     with monkeypatch.context() as m:
