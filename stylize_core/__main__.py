@@ -3,7 +3,7 @@ import sys
 
 from .cli import main
 
-code = main()
+code = main(process=True)
 from . import ahead  # noqa: E402 -- imported by the run already; cheap
 
 if not ahead.settle():  # a thread still inside OpenCV/torch: skip the teardown that would race it

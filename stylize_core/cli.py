@@ -1,6 +1,7 @@
 """Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR`` and ``demo``."""
 import argparse
 import json
+from dataclasses import replace
 import os
 import re
 import signal
@@ -96,7 +97,7 @@ def build_parser():
     dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
                         description="Generate a short clip and a style image into OUTDIR and stylise it.")
     dm.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    dm.add_argument("--frames", type=int, default=12, help="clip length (default: 12)")
+    dm.add_argument("--frames", type=_positive_int, default=12, metavar="N", help="clip length (default: 12)")
     _common(dm, preset="draft")
     return p
 
@@ -161,8 +162,10 @@ def _on_interrupt(*_):
     raise KeyboardInterrupt
 
 
-def main(argv=None):
-    """The CLI; returns the exit code (0, 1 for an error, 130 when interrupted; usage errors exit 2)."""
+def main(argv=None, process=False):
+    """The CLI; returns the exit code (0, 1 for an error, 130 when interrupted; usage errors exit 2). ``process``:
+    the whole process is this command (``__main__``): from the end on, SIGINT and SIGTERM are ignored (the process
+    is leaving); otherwise the caller's signal handlers are put back."""
     args = build_parser().parse_args(argv)
     if args.command == "info":
         return _info(args.json)
@@ -171,7 +174,7 @@ def main(argv=None):
         return _main(args)
     finally:
         for s, h in handlers.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_IGN if process else h)
 
 
 def _main(args):
@@ -275,7 +278,12 @@ def _demo(args, settings, progress):
     from . import demo, weights
     from .schedule import run
     out = Path(args.out)
-    clip, style = out / "input", out / "style.png"
+    clip, style, marker = out / "input", out / "style.png", out / "demo.json"
+    if out.is_dir() and any(out.iterdir()) and not marker.is_file():
+        raise StylizeError(f"{out} holds files the demo did not write: it writes its clip, style image and results "
+                           "there, so choose a new or empty --out")
+    out.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"demo": __version__}))
     demo.make_clip(clip, frames=args.frames)
     demo.make_painting(style)
     vgg = args.vgg
@@ -294,6 +302,9 @@ def _demo(args, settings, progress):
                 vgg, why = "random", (f"the demo goes on with a randomly initialised VGG-19 ({missing}): it exercises "
                                       "the whole pipeline, but the pictures are not real style transfer")
             print(f"warning: {e}\nwarning: {why}", file=sys.stderr)
+    # The clip is 256x144: stylised at its own size (the draft preset's half size leaves too few pixels for the
+    # deeper layers of a real network: the MobileNetV2's style distance stayed at 0.9x the input's, 0.55x here).
+    settings = replace(settings, scale=1.0)
     run(clip, style, out / "stylized", settings, video=args.video or out / "stylized.mp4", vgg=vgg,
         device=args.device, progress=progress, max_frames=args.max_frames, restart=args.restart,
         allow_download=not args.no_download)

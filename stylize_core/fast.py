@@ -102,6 +102,9 @@ def prepare_keyframe(styled, size, name="keyframe"):
     h, w = styled.shape[:2]
     if (w, h) == tuple(size):
         return styled
+    if min(w, h) < 16:
+        raise StylizeError(f"{name} is {w}x{h} px: too small to be carried to {size[0]}x{size[1]} frames "
+                           "(at least 16 px a side)")
     if abs((w / h) / (size[0] / size[1]) - 1) > 0.01:
         raise StylizeError(f"{name} is {w}x{h} but the frames are {size[0]}x{size[1]}: "
                            "the aspect ratios differ, crop or pad the painting to the frame's shape")

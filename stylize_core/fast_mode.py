@@ -37,7 +37,7 @@ import numpy as np
 
 from . import fast, identity, jobdir
 from .errors import StylizeError
-from .optimize import level_iterations
+from .optimize import level_iterations, luminance, with_colors_of
 from .frames import read_image, resize
 from .regions import composite
 
@@ -70,7 +70,8 @@ class FastMode:
         keys = {}
         for k, path in sorted(self.painted.items()):
             if not os.path.isfile(path):
-                what = "is a folder, not an image" if os.path.isdir(path) else "not found"
+                what = ("is a folder, not an image" if os.path.isdir(path) else
+                        "is not a regular file (a pipe or device)" if os.path.exists(path) else "not found")
                 raise StylizeError(f"keyframe {k + 1}: painted image {path} {what}")
             keys[str(k + 1)] = identity.image_digest(path, what=f"keyframe {k + 1} image")
         return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
@@ -188,6 +189,8 @@ class FastMode:
                 img = self._painted_full(i)  # at the output size: not resampled twice
             elif job.regions and job.regions.has_keep and i not in keys:
                 img = composite(img, job.content(i), job.regions.keep(job.region_masks(i)))
+            if self.s.preserve_colors and i not in keys:  # the frame's own colours, as its keyframe has
+                img = with_colors_of(luminance(img), job.content(i))
             job.timings["synthesis"] += info.get("seconds", 0.0)
             if job.progress:
                 job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis",

@@ -124,7 +124,10 @@ def parse_region(value):
                            "e.g. --region 3=oil.jpg:0.8")
     if rest == KEEP:
         return label, Region()
-    path, strength = parse_weighted(rest, f"--region {label}")
+    try:
+        path, strength = parse_weighted(rest)
+    except StylizeError:
+        raise StylizeError(f"--region {value}: the strength after ':' must be a number from 0 to 100") from None
     return label, _region(((path, 1.0),), strength, f"--region {value}")
 
 
@@ -495,6 +498,11 @@ class Regions:
             _digest_update(h, data)
         self.digest, self.labels = h.hexdigest(), labels
         self.frames = frames
+
+    def unused(self):
+        """Labels the mapping lists that no frame has (after :meth:`check`): the job warns about them (a typo
+        in a label, or another layer than the one meant)."""
+        return [k for k in self.mapping.entries if k != DEFAULT and k not in (self.labels or ())]
 
     def identity(self, digest_file):
         """Decoded maps, their source and layer, and the mapping with each style by content."""

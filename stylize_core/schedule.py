@@ -121,6 +121,7 @@ class Job:
         self.style_images = self.regions.styles if self.regions else {p: load_style(p) for p, _ in self.styles}
         if self.regions and not movie:
             self.regions.check(len(self.src), max_frames is None)  # before anything is recorded
+            self._warn_unused_labels()
         mode_identity = self.mode.identity()
         vgg = resolve_weights(vgg, allow_download)  # a download happens here, once, before the id
         self.identity = identity.job_identity(
@@ -151,6 +152,7 @@ class Job:
             self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
             if self.regions:
                 self.regions.check(len(self.src), max_frames is None)
+                self._warn_unused_labels()
             self._prepare(vgg)
         s = self.settings
         uses = sorted(set(self.record["owns"]["folders"]) | set(self._folders(movie, s)))
@@ -218,6 +220,13 @@ class Job:
         if len(self.styles) == 1:
             return str(Path(self.styles[0][0]).resolve())
         return [[str(Path(p).resolve()), w] for p, w in self.styles]
+
+    def _warn_unused_labels(self):
+        unused = self.regions.unused()
+        if unused:
+            self.warnings.append(f"{self.regions.what}: no frame has label{'s' if len(unused) > 1 else ''} "
+                                 f"{', '.join(unused)}: {'their' if len(unused) > 1 else 'its'} style is not used "
+                                 f"(labels present: {', '.join(sorted(self.regions.labels, key=str)) or 'none'})")
 
     def _prepare(self, vgg):
         """Once the frames are known: the settings against their sizes and the style images'

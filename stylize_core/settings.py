@@ -218,7 +218,8 @@ class Offsets:
     def check(self, value):
         if not isinstance(value, tuple) or not value or not all(isinstance(j, int) and 1 <= j <= 10000
                                                                  for j in value):
-            return f"must be frame offsets from 1 to 10000, e.g. 1,10,20,40, got {value!r}"
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else repr(value)
+            return f"must be frame offsets from 1 to 10000, e.g. 1,10,20,40, got {shown}"
         if len(set(value)) != len(value):
             return f"names an offset twice: {','.join(map(str, value))}"
         return None
