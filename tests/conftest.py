@@ -34,6 +34,11 @@ def run_cli(args, capsys):
     return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
 
 
+def contents(folder):
+    """``{relative path: bytes}`` of every file under ``folder`` (to show that nothing in it changed)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
 def generated_clip(folder, frames, size):
     """``folder/in/`` a generated clip of ``frames`` frames of ``size`` (W, H), ``folder/style.png``."""
     from stylize_core import demo

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import generated_clip, run_cli
+from conftest import contents, generated_clip, run_cli
 from stylize_core import flowio
 from stylize_core.frames import write_png
 
@@ -20,11 +20,6 @@ FAST = [*COMMON, "--iterations-later", "2"]
 @pytest.fixture
 def clip(tmp_path):
     return generated_clip(tmp_path, 3, (48, 32))
-
-
-def contents(folder):
-    """``{relative path: bytes}`` of every file under ``folder``."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def stylize(clip, capsys, out, *extra):
