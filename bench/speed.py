@@ -29,7 +29,7 @@ from torch import nn
 from stylize_core.consistency import reliability
 from stylize_core.demo import make_clip, make_style
 from stylize_core.flow import estimate
-from stylize_core.optimize import LAYERS, Stylizer
+from stylize_core.optimize import Stylizer
 from stylize_core.settings import Settings
 from stylize_core.warp import warp_numpy
 
@@ -98,9 +98,14 @@ def counting_host_reads(fn):
     return result, len(reads)
 
 
+def loss_layers(vgg):
+    """The network's loss layers: its content layer and style layers."""
+    return (vgg.content_layer, *vgg.style_layers)
+
+
 def conv_flops(vgg, height, width):
-    """Forward FLOPs of the convolutions that produce ``LAYERS`` for one image (from layer shapes)."""
-    last = max(vgg.index[name] for name in LAYERS)
+    """Forward FLOPs of the convolutions that produce the loss layers for one image (from layer shapes)."""
+    last = max(vgg.index[name] for name in loss_layers(vgg))
     flops, h, w = 0, height, width
     for module in list(vgg.features)[:last + 1]:
         if isinstance(module, nn.Conv2d):
@@ -116,7 +121,7 @@ def vgg_seconds(vgg, height, width, repeats, device="cpu"):
     x = torch.rand(1, 3, height, width, device=device, requires_grad=True)
 
     def step():
-        loss = sum(f.square().mean() for f in vgg(x, LAYERS).values())
+        loss = sum(f.square().mean() for f in vgg(x, loss_layers(vgg)).values())
         loss.backward()
     step()
     return min(_seconds(step, device) for _ in range(repeats))
