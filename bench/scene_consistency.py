@@ -43,15 +43,15 @@ def option(args, name, quick, default):
 
 def variants(args):
     """(label, Settings) of each run."""
-    base = dict(iterations=option(args, "iterations", 2, 100),
-                iterations_later=option(args, "iterations_later", 1, 50), tolerance=0.0)
-    single = dict(temporal="long", long_term=(1, 2, GAP))
+    one = dict(iterations=option(args, "iterations", 2, 100),
+               iterations_later=option(args, "iterations_later", 1, 50))  # multi-pass runs refuse them
+    single = dict(temporal="long", long_term=(1, 2, GAP), **one)
     multi = dict(passes=option(args, "passes", 2, 4), pass_iterations=option(args, "pass_iterations", 1, 25))
-    rows = [("per-frame", dict(temporal="none"))]
+    rows = [("per-frame", dict(temporal="none", **one))]
     for flow, name in (("dis", "DIS"), ("vector", "Vector pass")):
         rows += [(f"{name}, single-pass long-term", dict(flow=flow, **single)),
                  (f"{name}, multi-pass x{multi['passes']}", dict(flow=flow, **multi))]
-    return [(label, Settings.from_preset("standard", **base, **extra)) for label, extra in rows]
+    return [(label, Settings.from_preset("standard", tolerance=0.0, **extra)) for label, extra in rows]
 
 
 def clip_errors(frames, forward, backward, gap):
