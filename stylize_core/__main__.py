@@ -1,7 +1,10 @@
 import os
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C while torch and OpenCV are imported: nothing has started
+    sys.exit(130)
 
 code = main(process=True)
 from . import ahead  # noqa: E402 -- imported by the run already; cheap

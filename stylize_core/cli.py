@@ -17,9 +17,12 @@ from .settings import CLI_OPTIONS, FIELDS, PRESET_DESCRIPTIONS, PRESETS, Flag, S
 def _preset_table(field):
     """The option's value in each preset: ``200.0`` if all agree, else ``draft: 0.5; standard: 1.0; ...``."""
     default = getattr(Settings(), field)
-    values = {name: PRESETS[name].get(field, default) for name in PRESETS}
-    if len(set(map(str, values.values()))) == 1:
-        return str(default)
+    def shown(v):
+        return ",".join(map(str, v)) if isinstance(v, tuple) else ("on" if v else "off") if isinstance(v, bool) \
+            else str(v)
+    values = {name: shown(PRESETS[name].get(field, default)) for name in PRESETS}
+    if len(set(values.values())) == 1:
+        return shown(default)
     return "; ".join(f"{name}: {v}" for name, v in values.items())
 
 
@@ -284,6 +287,8 @@ def _demo(args, settings, progress):
                            "there, so choose a new or empty --out")
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"demo": __version__}))
+    for old in clip.glob("frame_*.png") if clip.is_dir() else ():  # the demo's own earlier clip (its folder)
+        old.unlink()
     demo.make_clip(clip, frames=args.frames)
     demo.make_painting(style)
     vgg = args.vgg

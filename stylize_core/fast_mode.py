@@ -94,7 +94,7 @@ class FastMode:
         img, alpha = read_image(self.painted[k], what=f"keyframe {k + 1} image", alpha=True)
         if alpha is not None and alpha.min() < 1:
             share = float(np.mean(alpha < 1))
-            raise StylizeError(f"{self._name(k)} has transparent pixels (alpha below 1 on {share:.1%} of it): its "
+            raise StylizeError(f"{self._name(k)} has transparent pixels (alpha below 1 on {_share(share)} of it): its "
                                "colours there would become the frame; flatten it onto an opaque background first")
         return fast.prepare_keyframe(img, size, self._name(k))
 
@@ -201,6 +201,11 @@ class FastMode:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return self._painted(k, self.job.size)
+
+
+def _share(x):
+    """A share as a percentage that is never shown as 0%."""
+    return f"{x:.1%}" if x >= 0.001 else "under 0.1%"
 
 
 class _Keyframes(Mapping):

@@ -70,6 +70,26 @@ class FrameSource:
         return img
 
 
+def check_path(path, what):
+    """A path OpenCV and the OS can take: StylizeError for one that is not valid UTF-8 (OpenCV's movie reader and
+    writer crashed the process on such names)."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise StylizeError(f"{what} {os.fsdecode(path)!r}: the path is not valid UTF-8; rename it") from None
+
+
+def regular_file(path, what):
+    """StylizeError unless ``path`` is a regular file (a pipe would block the job forever, a broken link is
+    no file)."""
+    if not os.path.isfile(path):
+        why = ("not found" if not os.path.lexists(path) else "a broken link" if os.path.islink(path) and
+               not os.path.exists(path) else "a folder, not a file" if os.path.isdir(path) else
+               "not a regular file (a pipe or device)")
+        raise StylizeError(f"{what} {path}: {why}")
+    return path
+
+
 def is_movie(path):
     """True for an existing file with a movie extension (``MOVIE_EXTS``)."""
     return os.path.isfile(path) and os.fspath(path).lower().endswith(MOVIE_EXTS)
@@ -86,6 +106,7 @@ def open_input(path, work_dir, max_frames=None, digest=None):
     decoding a movie there).
     """
     path = os.fspath(path)
+    check_path(path, "input")
     if max_frames is not None and max_frames < 1:
         raise StylizeError(f"max_frames must be at least 1, got {max_frames}")
     if not os.path.exists(path):
@@ -93,6 +114,7 @@ def open_input(path, work_dir, max_frames=None, digest=None):
     if os.path.isdir(path):
         return _open_folder(path, max_frames)
     if path.lower().endswith(MOVIE_EXTS):
+        regular_file(path, "input movie")
         return _open_movie(path, os.fspath(work_dir), max_frames, digest)
     raise StylizeError(f"{path}: not a supported input; expected a movie "
                        f"({'/'.join(MOVIE_EXTS)}) or a folder of frames ({'/'.join(FRAME_EXTS)})")
@@ -104,9 +126,10 @@ def natural_key(name):
 
 
 def _open_folder(folder, max_frames):
-    names = sorted((n for n in os.listdir(folder)
-                    if n.lower().endswith(FRAME_EXTS) and not n.startswith(".")
-                    and os.path.isfile(os.path.join(folder, n))), key=natural_key)
+    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(FRAME_EXTS) and not n.startswith(".")
+                    and not os.path.isdir(os.path.join(folder, n))), key=natural_key)
+    for n in names:  # a frame that is a broken link or a pipe is an error, not a frame left out
+        regular_file(os.path.join(folder, n), "frame")
     if not names:
         raise StylizeError(f"{folder}: no frames found (expected {'/'.join(FRAME_EXTS)} files)")
     names = names[:max_frames]
@@ -278,6 +301,7 @@ def read_image(path, what="image", orient=False, alpha=False):
     applies a JPEG's EXIF orientation.
     """
     path = os.fspath(path)
+    regular_file(path, what)
     if path.lower().endswith(".exr"):
         from . import exr
         rgb = np.clip(exr.read_rgb(path), 0.0, 1.0).astype(np.float32)
@@ -315,7 +339,7 @@ def load_style(path, max_side=None):
         raise StylizeError(f"style image {path} is not a regular file (a pipe or device): give an image file")
     img, alpha = read_image(path, what="style image", orient=True, alpha=True)
     if alpha is not None and alpha.min() < 1:
-        raise StylizeError(f"style image {path} has transparent pixels (alpha below 1 on {np.mean(alpha < 1):.1%} "
+        raise StylizeError(f"style image {path} has transparent pixels (alpha below 1 on {max(np.mean(alpha < 1), 0.001):.1%} "
                            "of it): the colours there are not part of the painting; flatten it onto a background "
                            "first")
     if min(img.shape[:2]) < 16:

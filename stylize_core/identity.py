@@ -46,6 +46,8 @@ ID_LENGTH = 12
 
 def file_digest(path):
     """SHA-1 (hex) of a file's bytes, read in 1 MiB chunks."""
+    from .frames import regular_file
+    regular_file(path, "file")
     h = hashlib.sha1()
     try:
         with open(path, "rb") as f:

@@ -41,6 +41,7 @@ MANIFEST = "job.json"
 FLOW, KEYFRAMES, PASSES, INPUT = "flow", "keyframes", "passes", "input"
 FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT)
 FRAME_RE = re.compile(r"frame_(\d{5,})\.png")
+CACHE_KEY_RE = re.compile(r"(dis|raft)-(ultrafast|fast|medium)-[0-9.]+|deepflow-[0-9.]+")  # flow.cache_key's names
 OWN_FILES = {FLOW: "flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy"}  # what discard deletes
 
 
@@ -220,6 +221,8 @@ class JobFolder:
                 continue
             pattern = ("*/" if legacy and top == FLOW else "") + OWN_FILES[top]
             for p in (self.path / folder).glob(pattern):
+                if legacy and top == FLOW and not CACHE_KEY_RE.fullmatch(p.parent.name):
+                    continue  # an older engine's flow cache folders have its key names, no others
                 p.unlink()
             for d in sorted((self.path / folder).glob("**/"), reverse=True):
                 _rmdir_if_empty(d)
@@ -240,10 +243,17 @@ def _is_manifest(old):
         return False
     if not isinstance(old.get("frames", 0), (int, type(None))) or isinstance(old.get("frames"), bool):
         return False
+    threads = old.get("threads", 1)
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024:
+        return False
     owns = old.get("owns", {})
-    return isinstance(owns, dict) and isinstance(owns.get("frames", 0), int) and \
-        all(isinstance(owns.get(k, []), list) and all(isinstance(v, str) for v in owns.get(k, []))
-            for k in ("folders", "videos"))
+    if not (isinstance(owns, dict) and isinstance(owns.get("frames", 0), int) and
+            all(isinstance(owns.get(k, []), list) and all(isinstance(v, str) for v in owns.get(k, []))
+                for k in ("folders", "videos"))):
+        return False
+    # an owned folder is one of the layout's, inside OUTDIR: never an absolute path or a way out with ".."
+    return all(Path(f).parts and Path(f).parts[0] in FOLDERS and not Path(f).is_absolute() and ".." not in Path(f).parts
+               for f in owns.get("folders", []))
 
 
 def _rmdir_if_empty(d):

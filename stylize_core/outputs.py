@@ -40,6 +40,8 @@ def check_out(out, flag="--out"):
 
 def check_video(video, out):
     """StylizeError unless ``video`` has a known extension and its folder (``out`` or an existing one) is writable."""
+    from .frames import check_path
+    check_path(os.fspath(video), "--video")
     video = Path(video)
     if video.is_dir():
         raise StylizeError(f"--video {video} is a folder; give a file name such as {video / 'clip.mp4'}")

@@ -5,6 +5,8 @@ import time
 
 from .errors import STDOUT_LOCK
 
+clock = time.monotonic  # the seconds every estimate is measured in (a test runs the model on a clock of its own)
+
 
 class Progress:
     """Counts the work done and estimates the time left (``eta``, seconds) from a cost model.
@@ -27,7 +29,7 @@ class Progress:
 
     def __init__(self):
         self.units = self.done_units = 0
-        self.t0 = self.unit_t0 = self.last = time.monotonic()
+        self.t0 = self.unit_t0 = self.last = clock()
         self.frames = self.passes = 0
         self._left, self._done, self._spent, self._priors = {}, {}, {}, {}
         self.unit = None  # (kind, frame, pass, amount, started) of the step events under way
@@ -37,7 +39,7 @@ class Progress:
         ``{kind: amount}`` still to do (the mode's ``work``)."""
         self.frames, self.passes = frames, passes
         self.units, self.done_units = frames * passes - skipped, 0
-        self.t0 = self.unit_t0 = self.last = time.monotonic()
+        self.t0 = self.unit_t0 = self.last = clock()
         self.plan(work or {})
         self.emit("start", frames=frames, passes=passes, width=size[0], height=size[1],
                   skipped=skipped, out=None if out is None else str(out), job=job)
@@ -46,13 +48,13 @@ class Progress:
         """``{kind: amount}`` of the work still to do from now on (replaces the earlier plan); the time
         until now was spent planning (no unit's)."""
         self._left = {k: float(v) for k, v in work.items() if v}
-        self.last = time.monotonic()
+        self.last = clock()
 
     def prior(self, kind, seconds):
         """Seconds an amount of 1 of ``kind`` is expected to take until one is measured (the time it took
         to find out is no unit's)."""
         self._priors[kind] = seconds
-        self.last = time.monotonic()
+        self.last = clock()
 
     def _close(self):
         if self.unit is not None:
@@ -73,7 +75,7 @@ class Progress:
 
     def eta(self, fraction=0.0):
         """Seconds left (None until something has been measured); ``fraction`` of the current unit is done."""
-        now = time.monotonic()
+        now = clock()
         left, current = 0.0, None
         if self.unit is not None:
             kind, _, _, amount, started = self.unit
@@ -90,7 +92,7 @@ class Progress:
     def step(self, frame, pass_, iteration, iterations, loss, kind="optimise", amount=None):
         """``iteration`` of ``iterations`` of frame ``frame``'s unit of ``kind`` (0-based frame), which
         amounts to ``amount`` (default ``iterations``) of that kind."""
-        now = time.monotonic()
+        now = clock()
         if self.unit is None or self.unit[:3] != (kind, frame, pass_):
             self._close()
             self.unit = (kind, frame, pass_, float(iterations if amount is None else amount), self.last)
@@ -109,13 +111,13 @@ class Progress:
     def frame(self, frame, path):
         """Frame ``frame`` (0-based) is written (``path``); with the default plan, one unit is done."""
         self.done_units += 1
-        self.unit_t0 = time.monotonic()
+        self.unit_t0 = clock()
         self.emit("frame", frame=frame + 1, frames=self.frames, path=str(path))
 
     def done(self, out, timings=None, paths=()):
         """``timings``: seconds spent per stage (flow, consistency, optimise, io);
         ``paths``: the output frame files in frame order."""
-        self.emit("done", frames=self.frames, out=str(out), seconds=round(time.monotonic() - self.t0, 2),
+        self.emit("done", frames=self.frames, out=str(out), seconds=round(clock() - self.t0, 2),
                   timings=timings or {}, paths=[str(p) for p in paths])
 
     def error(self, message):

@@ -68,6 +68,8 @@ def parse_weighted(value, what="--style"):
     """``"a.jpg:0.7"`` -> ``("a.jpg", 0.7)``; the suffix counts only if it is a number, so
     ``C:\\art\\a.jpg`` stays a path (weight 1)."""
     path, sep, tail = str(value).rpartition(":")
+    if sep and path and not tail:
+        raise StylizeError(f"{what} {value}: the weight after ':' is missing")
     if sep and path:
         try:
             weight = float(tail)
@@ -135,6 +137,8 @@ def load_region_map(path):
     """``--region-map FILE.json`` -> ``{label: Region}``. Entries: ``"keep"``, an image path, or
     ``{"style": path or [[path, weight], ...], "strength": s}``; relative paths are relative
     to the JSON file."""
+    from .frames import regular_file
+    regular_file(path, "--region-map")
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

@@ -28,7 +28,7 @@ import torch
 from . import __version__, ahead, errors, identity, jobdir, vector_check
 from .consistency import reliability
 from .errors import StylizeError
-from .flow import VectorPassFlows, cache_key, make_flow_source
+from .flow import VectorPassFlows, cache_key, flow_filename, make_flow_source
 from .frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_video
 from .optimize import Stylizer
 from . import memory, regions as regions_
@@ -168,6 +168,20 @@ class Job:
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
             exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
             if self.mode.needs_flow() else None
+        if s.flow == "flo" and self.flows is not None:
+            self._check_flo_files(flow_dir)
+
+    def _check_flo_files(self, flow_dir):
+        """Every ``.flo`` file the job will read exists, before the first frame (not hours into the clip)."""
+        s, n = self.settings, len(self.src)
+        steps = s.offsets if s.mode == "quality" and s.passes == 1 else (1,)
+        for j in steps:
+            for i in range(j, n):
+                for a, b in ((i, i - j), (i - j, i)):
+                    path = Path(flow_dir) / flow_filename(a, b)
+                    if not path.is_file():
+                        raise StylizeError(f"missing flow file {path} (flow from frame {a + 1} to frame {b + 1}); "
+                                           "--flow flo needs both directions of every pair the job uses")
 
     @contextmanager
     def timed(self, stage):

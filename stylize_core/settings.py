@@ -123,7 +123,7 @@ def _is(key, *values):
 QUALITY, FAST, ADAM, LBFGS = _is("mode", "quality"), _is("mode", "fast"), _is("optimizer", "adam"), \
     _is("optimizer", "lbfgs")
 MULTI_PASS = When(lambda s: s.passes > 1, "more than one pass (--passes)", lambda s: f"--passes {s.passes}")
-ONE_PASS = When(lambda s: s.passes == 1, "one pass (--passes 1; more passes use --pass-iterations)",
+ONE_PASS = When(lambda s: s.passes == 1, "one pass (--passes 1)",
                 lambda s: f"--passes {s.passes}")
 LONG = When(lambda s: s.temporal == "long", "--temporal long", lambda s: f"--temporal {s.temporal}")
 TEMPORAL = When(lambda s: s.mode == "quality" and (s.passes > 1 or s.temporal != "none"), "the temporal loss "
@@ -133,6 +133,8 @@ FLOWS = When(lambda s: s.mode == "fast" or s.passes > 1 or s.temporal != "none",
              "temporal loss or more than one pass)", lambda s: f"--mode {s.mode}, --temporal {s.temporal}")
 ESTIMATED = _is("flow", "dis", "deepflow", "raft", "vector")  # vector: estimated where the pass is wrong
 PRESET_FLOWS = _is("flow", "dis", "raft", "vector")
+SEEDED = When(lambda s: s.mode == "fast" or s.init == "random", "something random (--init random, or fast "
+              "mode's patch search)", lambda s: f"--mode {s.mode}, --init {s.init}")
 EARLY_STOP = When(lambda s: s.tolerance > 0, "early stopping (--tolerance above 0)", lambda s: "--tolerance 0")
 
 
@@ -292,12 +294,13 @@ class Settings:
                                       "regions the temporal loss leaves out grow, with a ramp as wide (0 = the "
                                       "hard mask)", (TEMPORAL,))
     flow: str = option("dis", Choice("dis", "deepflow", "raft", "flo", "vector"), "flow source: dis, deepflow, "
-                       "raft, flo (--flow-dir) or vector (Blender EXR Vector pass)")
+                       "raft, flo (--flow-dir) or vector (Blender EXR Vector pass)", (FLOWS,))
     flow_preset: str = option("medium", Choice("ultrafast", "fast", "medium"), "DIS preset: ultrafast, fast or "
                               "medium (RAFT: small for ultrafast/fast, large for medium)", (FLOWS, PRESET_FLOWS))
     flow_scale: float = option(1.0, Number(0, 4, lo_open=True), "compute flow at this fraction of the "
                                "processing size (at most the frames' size)", (FLOWS, ESTIMATED))
-    seed: int = option(0, Number(0, 2 ** 31 - 1, integer=True), "random seed")
+    seed: int = option(0, Number(0, 2 ** 31 - 1, integer=True), "random seed (noise of --init random; fast "
+                       "mode's patch search)", (SEEDED,))
     mode: str = option("quality", Choice("quality", "fast"), "quality (every frame optimised) or fast (keyframes "
                        "optimised, the other frames synthesised from them by patch search: seconds a frame "
                        "instead of minutes)")

@@ -26,7 +26,7 @@ OTHER = {
     "--matte": [("{clip}/missing", "--matte")],
     "--region": [("3", "expected LABEL=IMAGE[:STRENGTH] or LABEL=keep"),
                  ("3={clip}/style.png:1e30", "a region's strength must be in [0, 100], got 1e+30")],
-    "--region-map": [("{clip}/missing.json", "cannot read --region-map"), ("{clip}/style.png", "not valid JSON")],
+    "--region-map": [("{clip}/missing.json", "missing.json: not found"), ("{clip}/style.png", "not valid JSON")],
     "--out": [("", "--out is empty")],
     "--jobs": [("", "--jobs is empty")],
     "--flow-dir": [("{clip}/in", "--flow-dir applies only with --flow flo or vector")],
@@ -130,6 +130,9 @@ def test_other_options_refuse_bad_values(clip, capsys, option):
     (["--flow", "deepflow", "--flow-preset", "fast"], "--flow-preset applies only with --flow dis or raft or vector"),
     (["--passes", "3", "--temporal-from-pass", "4"], "--temporal-from-pass 4 is after the last of the 3 passes"),
     (["--long-term", "1,1"], "--long-term names an offset twice: 1,1"),
+    (["--temporal", "none", "--flow", "deepflow"], "--flow applies only with optical flow"),
+    (["--seed", "5"], "--seed applies only with something random"),
+    (["--style", "{clip}/style.png:"], "the weight after ':' is missing"),
     (["--strength", "1e30"], "--strength must be in [0, 100], got 1e+30"),
     (["--keyframe-zoom", "nan", "--mode", "fast"], "--keyframe-zoom must be in (1, 100] or 0 (off), got nan"),
     (["--tolerance", "nan"], "--tolerance must be in [0, 1], got nan"),
@@ -141,7 +144,7 @@ def test_other_options_refuse_bad_values(clip, capsys, option):
     (["--style-scale", "1e-4"], "--style-scale 0.0001 makes a 48x48 style image 0x0 px for 48x32 px frames"),
 ])
 def test_combinations_and_sizes_are_refused(clip, capsys, args, expected):
-    code, lines, _ = stylize(clip, capsys, *args)
+    code, lines, _ = stylize(clip, capsys, *[a.format(clip=clip) for a in args])
     assert code == 1 and len(lines) == 1 and expected in lines[0], lines
     assert not (clip / "out").exists()
 

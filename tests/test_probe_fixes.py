@@ -214,3 +214,64 @@ def test_a_second_interrupt_while_the_job_winds_down_is_ignored(clip):
     err = proc.stderr.read()
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert json.loads((clip / "out" / "job.json").read_text())["status"] == "interrupted"
+
+
+# -- a third probe ---------------------------------------------------------------------------------------------
+def test_pipes_broken_links_and_odd_names_are_one_line(clip, capsys, tmp_path):
+    fifo = tmp_path / "map.json"
+    os.mkfifo(fifo)
+    refused(stylize(clip, capsys, *QUALITY, "--matte", clip / "in", "--region-map", fifo, out=clip / "o1"),
+            "not a regular file")  # used to hang
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    os.mkfifo(flows / "flow_00002_00001.flo")
+    refused(stylize(clip, capsys, *QUALITY, "--flow", "flo", "--flow-dir", flows, out=clip / "o2"),
+            "not a regular file")  # used to hang
+    (clip / "in" / "frame_00009.png").symlink_to(tmp_path / "nowhere.png")
+    refused(stylize(clip, capsys, *QUALITY, out=clip / "o3"), "frame_00009.png: a broken link")  # was skipped
+    (clip / "in" / "frame_00009.png").unlink()
+    bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/v\xfe.mp4")
+    refused(stylize(clip, capsys, *QUALITY, "--video", bad, out=clip / "o4"), "is not valid UTF-8")  # segfault
+
+
+def test_missing_flo_files_are_found_before_the_first_frame(clip, capsys, tmp_path):
+    (tmp_path / "flows").mkdir()
+    refused(stylize(clip, capsys, *QUALITY, "--flow", "flo", "--flow-dir", tmp_path / "flows"), "missing flow file")
+    assert not list((clip / "out").glob("frame_*"))  # it used to write frame 1 first
+
+
+@pytest.mark.parametrize("edit", [{"owns": {"frames": 3, "folders": ["flow/../../victim"], "videos": []}},
+                                  {"threads": "x"}, {"threads": 100000}])
+def test_a_manifest_that_would_reach_outside_outdir_or_break_torch_is_refused(clip, capsys, tmp_path, edit):
+    victim = clip / "victim"
+    victim.mkdir()
+    (victim / "flow_00001_00002.flo").write_text("mine")
+    assert stylize(clip, capsys, *QUALITY)[0] == 0
+    record = {**json.loads((clip / "out" / "job.json").read_text()), **edit}
+    (clip / "out" / "job.json").write_text(json.dumps(record))
+    refused(stylize(clip, capsys, *QUALITY, "--restart"), "is not a manifest of this engine")
+    assert (victim / "flow_00001_00002.flo").read_text() == "mine"
+
+
+def test_an_older_engines_manifest_never_deletes_a_users_flow_folder(clip, capsys):
+    out = clip / "out"
+    assert stylize(clip, capsys, *QUALITY)[0] == 0
+    record = json.loads((out / "job.json").read_text())
+    del record["owns"]
+    (out / "job.json").write_text(json.dumps(record))
+    (out / "flow" / "mine").mkdir()
+    (out / "flow" / "mine" / "flow_00001_00002.flo").write_text("mine")
+    frame = clip / "in" / "frame_00001.png"
+    img = cv2.imread(str(frame))
+    img[0, 0, 0] ^= 1
+    cv2.imwrite(str(frame), img)  # another input: the old flows go, but only the engine's own cache folders
+    assert stylize(clip, capsys, *QUALITY, "--restart")[0] == 0
+    assert (out / "flow" / "mine" / "flow_00001_00002.flo").read_text() == "mine"
+
+
+def test_the_demo_clears_its_own_earlier_clip(tmp_path, capsys):
+    from stylize_core import cli
+    for frames in ("3", "2"):
+        assert cli.main(["demo", "--out", str(tmp_path), "--frames", frames, "--vgg", "random:8", "--progress",
+                         "none", "--restart"]) == 0
+    assert sorted(p.name for p in (tmp_path / "input").iterdir()) == ["frame_00001.png", "frame_00002.png"]
