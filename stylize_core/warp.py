@@ -18,7 +18,8 @@ def flow_to_tensor(flow, device=None):
     """``(H, W, 2)`` numpy flow -> ``(1, 2, H, W)`` float32 tensor."""
     if isinstance(flow, torch.Tensor):
         return flow.to(device) if device is not None else flow
-    return torch.from_numpy(np.ascontiguousarray(flow, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
+    flow = np.ascontiguousarray(flow, dtype=np.float32)
+    return torch.from_numpy(flow if flow.flags.writeable else flow.copy()).permute(2, 0, 1)[None].to(device)
 
 
 def sample_positions(flow):
@@ -55,7 +56,10 @@ def warp(image, flow):
 
 def warp_numpy(image, flow):
     """numpy convenience: ``image`` (H, W, C) float, ``flow`` (H, W, 2) -> (warped, valid (H, W))."""
-    img = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    img = np.ascontiguousarray(image, dtype=np.float32)
+    if not img.flags.writeable:  # a cached, read-only frame: torch warns on read-only memory
+        img = img.copy()
+    img = torch.from_numpy(img).permute(2, 0, 1)[None]
     out, valid = warp(img, flow)
     return out[0].permute(1, 2, 0).numpy(), valid[0, 0].numpy()
 

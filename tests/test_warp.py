@@ -62,3 +62,15 @@ def test_compose_two_shifts_adds_them():
     twice = warp_numpy(warp_numpy(img, bc)[0], ab)[0]
     np.testing.assert_allclose(once[2:-3, 4:-3], twice[2:-3, 4:-3], atol=1e-4)
     assert valid[2:-3, 4:-3].all()
+
+
+def test_read_only_arrays_warp_without_a_warning():
+    """The schedule's cached frames are read-only: torch used to print a UserWarning for each on stderr."""
+    import warnings
+    from stylize_core.warp import warp_numpy
+    img, flow = np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.float32)
+    img.flags.writeable = flow.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, _ = warp_numpy(img, flow)
+    assert np.array_equal(out, img)
