@@ -74,6 +74,8 @@ class JobFolder:
 
     def __init__(self, out, flag="--out"):
         self.path, self.flag = real(out), flag
+        given = Path(os.path.abspath(os.fspath(out)))
+        self.named = str(self.path) if given == self.path else f"{given} (that is {self.path})"  # for messages
         self.old = None       # the manifest found there (claim)
         self.record = None    # the manifest as last written
 
@@ -117,7 +119,7 @@ class JobFolder:
                 raise StylizeError(f"--video {video} is the {what}: choose another file name for the movie")
             if is_folder and (_within(p, self.path) or _within(self.path, p)):
                 where = "is" if p == self.path else "contains" if _within(p, self.path) else "is inside"
-                raise StylizeError(f"{self.flag} {self.path} {where} the {what} {p}: the job would mix its files "
+                raise StylizeError(f"{self.flag} {self.named} {where} the {what} {p}: the job would mix its files "
                                    "with yours (and --restart would delete some); choose an output folder outside it")
             if video is not None and is_folder and _within(real(video), p):
                 raise StylizeError(f"--video {video} is inside the {what} {p}: choose a file name outside it")

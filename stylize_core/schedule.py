@@ -255,6 +255,18 @@ class Job:
         self.proc = self.memory.size
         if self.memory.warning:
             self.warnings.append(self.memory.warning)
+        if self._no_style():
+            self.warnings.append(f"no style is applied: {self._no_style()}; the frames come out as the input "
+                                 "(smoothed by the total-variation term)")
+
+    def _no_style(self):
+        """Why nothing would be stylised (a style weight of 0, every region kept or at strength 0), or None."""
+        s = self.settings
+        if s.style_weight * s.strength == 0:
+            return f"{'--style-weight' if s.style_weight == 0 else '--strength'} is 0"
+        if self.regions and all(r.keep or r.strength == 0 for r in self.regions.mapping.regions):
+            return "every region is kept or has strength 0"
+        return None
 
     def _inputs(self, input_path, flow_dir, painted, regions):
         """``{what: (path, is a folder)}`` of everything the job reads (``jobdir.JobFolder.claim``)."""

@@ -275,3 +275,11 @@ def test_the_demo_clears_its_own_earlier_clip(tmp_path, capsys):
         assert cli.main(["demo", "--out", str(tmp_path), "--frames", frames, "--vgg", "random:8", "--progress",
                          "none", "--restart"]) == 0
     assert sorted(p.name for p in (tmp_path / "input").iterdir()) == ["frame_00001.png", "frame_00002.png"]
+
+
+@pytest.mark.parametrize("extra, why", [(["--strength", "0"], "--strength is 0"),
+                                        (["--style-weight", "0"], "--style-weight is 0")])
+def test_a_job_that_applies_no_style_says_so(clip, capsys, extra, why):
+    code, events, err = stylize(clip, capsys, *QUALITY, *extra)
+    assert code == 0, err
+    assert any(e["event"] == "warning" and f"no style is applied: {why}" in e["message"] for e in events)
