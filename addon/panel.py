@@ -141,6 +141,7 @@ class SEQUENCER_PT_stylize_keyframes(bpy.types.Panel):
         status.draw_wrapped(layout, "The strip's first frame (and the first after each cut) is stylised and "
                                     "carried to the others. Add frames to stylise too, or give one your painted "
                                     "version of it.", icon="INFO")
+        layout.prop(settings, "keyframe_method")
         layout.prop(settings, "keyframe_every")
         row = layout.row()
         row.template_list("SEQUENCER_UL_stylize_keyframes", "", settings, "keyframes", settings, "keyframe_index",

@@ -273,6 +273,11 @@ def _info(as_json):
             r["mobilenet"] = str(find_model())
         except StylizeError as e:
             r["mobilenet"], r["mobilenet_error"] = "", str(e)
+        from . import feedforward
+        try:  # fast mode's feedforward keyframes: both of the package's arbitrary-style files
+            r["feedforward"] = [str(p) for p in feedforward.model_files()]
+        except StylizeError as e:
+            r["feedforward"], r["feedforward_error"] = [], str(e)
     print(json.dumps(r) if as_json else "\n".join(f"{k}: {v}" for k, v in r.items()))
     return 1 if "error" in r else 0
 

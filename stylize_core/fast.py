@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import seams
 from .ahead import ahead
 from .consistency import reliability
 from .errors import StylizeError
@@ -74,6 +75,7 @@ class FastSettings:
     lost_from_guide: bool = True   # an unreliable pixel starts its search from the advected match (not random)
     lost_rounds: int = 1           # search rounds over the pixels that lost their guide (2: same quality, slower)
     outlier: float = 4.0           # a tracked pixel whose cost exceeds outlier x median joins them
+    combine: str = "select"        # between two keyframes: select (seams.py: one synthesis a pixel) or blend
     seed: int = 0
 
     def __post_init__(self):
@@ -230,6 +232,7 @@ class Propagator:
     def start(self):
         """Back to the keyframe: identity match, output = the stylised keyframe."""
         self.nnf = self.grid.clone()
+        self.best = torch.zeros(len(self.grid), device=self.device)
         self.output = self.key_styled
         self.stats = {}
         return self.output_numpy()
@@ -322,7 +325,8 @@ class Propagator:
                 b = self._random(p, b, radii)
                 b = self._try(p, self._rand(len(p), 2) * torch.tensor([w - 1, h - 1], device=self.device), b)
             best[p] = b
-            self._propagate(everyone, best, 1)   # let the tracked borders settle
+            best = self._propagate(everyone, best, 1)   # let the tracked borders settle
+        self.best = best
         return lost
 
     # -- one frame -------------------------------------------------------------------
@@ -339,6 +343,13 @@ class Propagator:
         ok = step(frame, np.asarray(flow_to_prev, np.float32), np.asarray(c, np.float32), regions)
         self.stats = {"lost": float(1 - ok.mean()), "seconds": time.perf_counter() - t0}
         return self.output_numpy()
+
+    def cost_numpy(self):
+        """The last step's match cost of every pixel ``(H, W)`` (the guided patch error of :meth:`_cost`: colour,
+        temporal and positional terms less the coherence bonus; lower = a better match to the keyframe)."""
+        w, h = self.size
+        c = self.best.cpu().numpy() if torch.is_tensor(self.best) else self.best
+        return np.asarray(c, np.float32).reshape(h, w)
 
     def _step_numba(self, frame, flow, c, regions=None):
         from . import fast_numba as nb
@@ -365,7 +376,7 @@ class Propagator:
         lost = ~okb | (cost > s.outlier * max(med, 1e-4))
         nb.search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 1, 2 * s.lost_rounds,
                   np.float32(med), seed)
-        self.nnf = nnf
+        self.nnf, self.best = nnf, cost
         m = nnf.reshape(h, w, 2)
         self.output = np.clip(cv2.remap(self.key_np, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
                                         borderMode=cv2.BORDER_REPLICATE), 0, 1)
@@ -592,7 +603,7 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
                                                                     lambda pair: inputs(*pair)):
             t_flow = time.perf_counter() - t0
             img = prop.step(frame, fb, None, weights, frame_regions)
-            yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key)
+            yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key), prop.cost_numpy(), fb
             t0 = time.perf_counter()
 
     def styled_key(k):
@@ -601,7 +612,7 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
     # before the first keyframe: backward from it, then emitted in order
     first, last = keys[0], keys[-1]
     if first > 0 and start < first:
-        held = {i: (img, info) for i, img, info in pass_(first, range(first - 1, -1, -1))}
+        held = {i: (img, info) for i, img, info, _, _ in pass_(first, range(first - 1, -1, -1))}
         for i in range(start, first):
             yield i, held[i][0], held[i][1]
     for a, b in zip(keys, keys[1:] + [None]):
@@ -609,21 +620,30 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
             yield a, styled_key(a), {"key": a}
         if b is None:
             if a + 1 < n:
-                for i, img, info in pass_(a, range(a + 1, n)):
+                for i, img, info, _, _ in pass_(a, range(a + 1, n)):
                     if i >= start:
                         yield i, img, info
             break
         if b - a < 2 or start >= b:
             continue
-        back = {i: (np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), info)
-                for i, img, info in pass_(b, range(b - 1, a, -1))}
-        for i, img, info in pass_(a, range(a + 1, b)):
+        back = {i: (np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), info, cost.astype(np.float16))
+                for i, img, info, cost, _ in pass_(b, range(b - 1, a, -1))}
+        chosen = None  # seams.choose: the pixels that take B's synthesis, carried along the segment
+        for i, img, info, cost, flow_to_prev in pass_(a, range(a + 1, b)):
             wa = dict(plan[i][1])[a]
-            other = back[i][0].astype(np.float32) / 255
+            other, other_info, other_cost = back.pop(i)
+            other = other.astype(np.float32) / 255
+            extra = {"blend": wa}
+            if s.combine == "select":
+                chosen = seams.choose(cost, other_cost.astype(np.float32), wa,
+                                      None if chosen is None else seams.carry(chosen, flow_to_prev))
+                out = seams.composite(img, other, chosen)
+                extra["from_b"] = float(chosen.mean())
+            else:
+                out = blend(img, other, wa)
             if i >= start:
-                yield i, blend(img, other, wa), \
-                    dict(info, seconds=info["seconds"] + back[i][1]["seconds"],
-                         flow_seconds=info["flow_seconds"] + back[i][1]["flow_seconds"], blend=wa)
+                yield i, out, dict(info, seconds=info["seconds"] + other_info["seconds"],
+                                   flow_seconds=info["flow_seconds"] + other_info["flow_seconds"], **extra)
 
 
 def step_counts(n, keys, start=0):

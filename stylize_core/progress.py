@@ -103,7 +103,7 @@ class Progress:
             self._close()
         elapsed = now - self.t0
         self.emit("progress", frame=frame + 1, frames=self.frames, pass_=pass_, passes=self.passes,
-                  iteration=iteration, iterations=iterations, loss=loss,
+                  iteration=iteration, iterations=iterations, loss=loss, kind=kind,
                   seconds=round(now - self.unit_t0, 3),
                   eta=None if eta is None else round(eta, 1),
                   fraction=None if eta is None else round(elapsed / max(elapsed + eta, 1e-9), 4))

@@ -56,6 +56,9 @@ class QualityMode:
     def needs_flow(self):
         return self.s.passes > 1 or bool(self.s.offsets)
 
+    def needs_network(self):
+        return True
+
     def identity(self):
         """What this mode adds to the job identity besides the settings: nothing."""
         return None

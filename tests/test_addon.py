@@ -527,14 +527,23 @@ def test_every_setting_reaches_the_engine_zero_included(addon, tmp_path):
             setattr(s, "use_" + field, False)
         assert engine_settings() == Settings.from_preset(preset)
     # Fast mode: the overrides it has no use for (the engine's info --json says which) are not sent, so the
-    # engine, which refuses an option that would be ignored, takes the job
+    # engine, which refuses an option that would be ignored, takes the job; the iterations are the optimised
+    # keyframes', the refinement the network's
     s.mode, s.preset = "FAST", "standard"
+    values["keyframe_iterations"] = 5
     for field, value in values.items():
         setattr(s, "use_" + field, True)
         setattr(s, field, value)
+    s.keyframe_method = "OPTIMISE"
     got = engine_settings()
-    assert (got.mode, got.strength, got.scale, got.iterations) == ("fast", 0.0, 0.25, 3)
-    assert (got.temporal_weight, got.iterations_later) == (200.0, 200)  # the preset's: not sent
+    assert (got.mode, got.keyframe_method, got.strength, got.scale, got.iterations) == \
+        ("fast", "optimise", 0.0, 0.25, 3)
+    assert (got.temporal_weight, got.iterations_later, got.keyframe_iterations) == (200.0, 200, 0)  # not sent
+    s.keyframe_method = "FEEDFORWARD"
+    got = engine_settings()
+    assert (got.keyframe_method, got.iterations, got.keyframe_iterations) == ("feedforward", 400, 5)
+    s.keyframe_method = "AUTO"
+    assert engine_settings().keyframe_method == "auto"
     for field in values:
         setattr(s, "use_" + field, False)
 
@@ -551,9 +560,12 @@ def test_the_offline_network_is_sent_when_chosen(addon, tmp_path):
     before = prefs.network, prefs.weights
     try:
         prefs.network, prefs.weights = "MOBILENET", str(tmp_path / "missing.pth")
-        j = job.prepare(bpy.context)
-        j.cancel()
-        assert j.options["vgg"] == "mobilenet"
+        for mode, method, sent in (("QUALITY", "AUTO", "mobilenet"), ("FAST", "OPTIMISE", "mobilenet"),
+                                   ("FAST", "AUTO", None)):  # fast mode's network keyframes need no loss network
+            scene.video_stylize.mode, scene.video_stylize.keyframe_method = mode, method
+            j = job.prepare(bpy.context)
+            j.cancel()
+            assert j.options["vgg"] == sent, (mode, method)
     finally:
         prefs.network, prefs.weights = before
 
@@ -717,6 +729,7 @@ def test_missing_weights_file_in_the_environment_is_named(addon, tmp_path, monke
     monkeypatch.setenv("STYLIZE_VGG19", str(tmp_path / "nope.pth"))
     worker.forget_probes()
     bpy.context.preferences.addons["addon"].preferences.weights = ""
+    bpy.context.scene.video_stylize.mode = "QUALITY"  # fast mode's network keyframes need no weights
     bpy.context.preferences.system.use_online_access = False
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
@@ -947,6 +960,9 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     assert cli._settings(args).keyframe_every == 0
     s.keyframe_every = 2
     assert cli._settings(engine_args()).keyframe_every == 2
+    assert cli._settings(args).keyframe_method == "auto" and args.vgg is None  # the network needs no VGG-19
+    assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["keyframe_method"]
+            .enum_items} == set(CHOICES["keyframe_method"])
     s.mode = "QUALITY"  # the list is kept, not sent
     args = engine_args()
     assert cli._settings(args).mode == "quality" and args.keyframe is None and args.keyframe_every is None
@@ -964,7 +980,7 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     assert panel.SEQUENCER_PT_stylize_keyframes.poll(bpy.context)
     panel.SEQUENCER_PT_stylize_keyframes.draw(SimpleNamespace(layout=FakeLayout(calls)), bpy.context)
     assert [c[1][0] for c in calls if c[0] == "template_list"] == ["SEQUENCER_UL_stylize_keyframes"]
-    assert [c[1][1] for c in calls if c[0] == "prop"] == ["keyframe_every"]
+    assert [c[1][1] for c in calls if c[0] == "prop"] == ["keyframe_method", "keyframe_every"]
     assert [c[1][0] for c in calls if c[0] == "operator"] == ["sequencer.stylize_keyframe_add",
                                                             "sequencer.stylize_keyframe_remove"]
     s.mode = "QUALITY"

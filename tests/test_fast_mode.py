@@ -14,7 +14,8 @@ from conftest import generated_clip, run_cli
 from stylize_core.frames import read_image, write_png
 
 W, H, N = 64, 48, 6
-FAST = ["--mode", "fast", "--fast-backend", "torch", "--vgg", "random:8", "--iterations", "3",
+FAST = ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch", "--vgg", "random:8",
+        "--iterations", "3",
         "--progress", "json"]
 ORANGE, BLUE = np.array([1.0, 0.55, 0.0], np.float32), np.array([0.05, 0.2, 0.9], np.float32)
 
@@ -172,7 +173,7 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
             code, events, err = stylize(clip, capsys, *args, "--max-frames", "3", where=where)
             assert_user_error(code, events, err, *expected)
             assert not (clip / where[1]).exists(), (values, where)  # nothing recorded, nothing to refuse later
-    quality = [v for v in FAST if v not in ("--mode", "fast", "--fast-backend", "torch")]
+    quality = [v for v in FAST if v not in ("--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")]
     code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
                                  *quality, "--keyframe", f"2={good}", "--max-frames", "3"], capsys)
     assert_user_error(code, events, err, "--keyframe needs --mode fast")
@@ -264,39 +265,50 @@ def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
     assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == ["frame_00001.npy", "frame_00004.npy"]
 
 
-@pytest.mark.parametrize("extra", [[], ["--keyframe-every", "6"]], ids=["one-key", "three"])
+OPTIMISED = ["--keyframe-method", "optimise", "--vgg", "random:8", "--iterations", "60", "--tolerance", "0"]
+
+
+@pytest.mark.parametrize("extra", [OPTIMISED, [*OPTIMISED, "--keyframe-every", "6"],
+                                   ["--keyframe-method", "feedforward", "--keyframe-every", "6"]],
+                         ids=["one-key", "three", "feedforward"])
 def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, capsys, monkeypatch, extra):
     """The ETA of every progress event of a real fast-mode job against the time the job then took, on a clock
-    that advances only with the work (10 ms an optimiser iteration, 2 ms a synthesis step: the machine's load
-    cannot move it). It used to count every frame as a keyframe: the first event said 124x the run, the median
-    50x."""
-    from stylize_core import fast, optimize, progress
+    that advances only with the work (0.1 s an optimiser iteration, 0.5 s a feedforward keyframe, 20 ms a
+    synthesis step: the machine's load cannot move it). It used to count every frame as a keyframe: the first
+    event said 124x the run, the median 50x."""
+    from stylize_core import fast, feedforward, optimize, progress
     now = [0.0]
     monkeypatch.setattr(progress, "clock", lambda: now[0])
-    monkeypatch.setattr(fast, "time_step", lambda *a, **k: 0.002)  # what the probe measures on this clock
+    monkeypatch.setattr(fast, "time_step", lambda *a, **k: 0.02)  # what the probe measures on this clock
     real_step, real_stylize, real_emit = fast.Propagator.step, optimize.Stylizer.stylize, progress.Progress.emit
 
     def step(self, *a, **k):
-        now[0] += 0.002
+        now[0] += 0.02
         return real_step(self, *a, **k)
 
     def stylize(self, content, *a, on_step=None, **k):
         def tick(i, n, loss):
-            now[0] += 0.01
+            now[0] += 0.1
             on_step(i, n, loss)
         return real_stylize(self, content, *a, on_step=tick if on_step else None, **k)
+
+    real_feed = feedforward.Feedforward.stylize
+
+    def feed(self, *a, **k):
+        now[0] += 0.5
+        return real_feed(self, *a, **k)
 
     events = []
     monkeypatch.setattr(fast.Propagator, "step", step)
     monkeypatch.setattr(optimize.Stylizer, "stylize", stylize)
+    monkeypatch.setattr(feedforward.Feedforward, "stylize", feed)
     monkeypatch.setattr(progress.JsonProgress, "emit", lambda self, event, **f: events.append((now[0], event, f)))
     clip = generated_clip(tmp_path, 16, (48, 32))
     code, _, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
-                            "--progress", "json", "--vgg", "random:8", "--iterations", "60", "--tolerance", "0",
-                            "--mode", "fast", "--fast-backend", "torch", *extra], capsys)
+                            "--progress", "json", "--mode", "fast", "--fast-backend", "torch", *extra], capsys)
     assert code == 0, err
     end = next(t for t, e, _ in events if e == "done")
     ratios = [f["eta"] / (end - t) for t, e, f in events if e == "progress" and f["eta"] is not None and end - t > 0]
-    assert len(ratios) > 60
+    assert len(ratios) > (60 if "optimise" in extra else 12)
     assert 0.8 < statistics.median(ratios) < 1.25, sorted(ratios)
     assert 0.8 < ratios[0] < 1.25 and max(ratios) < 2, ratios[:5]

@@ -66,7 +66,7 @@ def test_the_users_flow_folder_in_out_is_never_deleted(clip, capsys):
 
 def test_restart_removes_only_what_the_job_wrote(clip, capsys):
     out = clip / "out"
-    assert stylize(clip, capsys, out, "--mode", "fast", "--fast-backend", "torch")[0] == 0
+    assert stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")[0] == 0
     (out / "notes.txt").write_text("mine")
     (out / "keyframes" / "sketch.png").write_bytes(b"mine too")
     (out / "flow" / "README").write_text("and this")
@@ -83,7 +83,7 @@ def test_restart_removes_only_what_the_job_wrote(clip, capsys):
 def test_an_input_where_the_job_writes_is_refused(clip, capsys):
     """A painting made over an earlier result in place (OUT/frame_00002.png) would be deleted by --restart."""
     out = clip / "out"
-    fast = ["--mode", "fast", "--fast-backend", "torch"]
+    fast = ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch"]
     assert stylize(clip, capsys, out, *fast)[0] == 0
     painted = out / "frame_00002.png"
     write_png(painted, np.full((32, 48, 3), 0.3, np.float32))
@@ -126,7 +126,7 @@ def test_a_failed_job_is_recorded_and_does_not_block_a_changed_rerun(clip, capsy
     assert code == 1
     assert not out.exists()  # refused before anything was written: no manifest to block anything
     (clip / "no_flows").mkdir()
-    code, events, err = stylize(clip, capsys, out, "--mode", "fast", "--flow", "flo", "--flow-dir",
+    code, events, err = stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--flow", "flo", "--flow-dir",
                                 clip / "no_flows")  # fails once recorded, before its first frame
     assert code == 1 and "missing flow file" in err
     record = json.loads((out / "job.json").read_text())

@@ -66,7 +66,9 @@ def assert_real_stylisation(distance, style_img, inp, out, share=0.5):
 
 
 @pytest.mark.parametrize("mode", [["--iterations", "200", "--iterations-later", "100"],
-                                  ["--mode", "fast", "--iterations", "200"]], ids=["quality", "fast"])
+                                  ["--mode", "fast", "--keyframe-method", "optimise", "--iterations", "200"],
+                                  ["--mode", "fast", "--keyframe-method", "feedforward"]],
+                         ids=["quality", "fast", "fast-feedforward"])
 def test_each_mode_stylises_for_real(tmp_path, capsys, clip, style, distance, mode):
     out = tmp_path / "out"
     code, events, err = run_cli(["stylize", clip, "--style", style, "--out", out, *COMMON, *mode], capsys)

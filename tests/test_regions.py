@@ -20,7 +20,7 @@ from stylize_core.warp import warp_numpy
 from stylize_core.weights import load_vgg
 
 FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--progress", "json"]
-FAST_MODE = [v for v in FAST if v not in ("--iterations-later", "3")]  # fast mode has no later iterations
+FAST_MODE = [*(v for v in FAST if v not in ("--iterations-later", "3")), "--keyframe-method", "optimise"]  # no later iterations
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,8 @@ def interrupted_at(frame, monkeypatch):
 
 @pytest.mark.parametrize("mode", [["--iterations", "12", "--iterations-later", "6"],
                                   ["--passes", "3", "--pass-iterations", "6"],
-                                  ["--mode", "fast", "--fast-backend", "torch", "--iterations", "12"]],
+                                  ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch",
+                                   "--iterations", "12"]],
                          ids=["single", "multi", "fast"])
 def test_resumed_equals_uninterrupted(clip, monkeypatch, capsys, mode):
     args = ["stylize", str(clip / "in"), "--style", str(clip / "style.png"), *COMMON, *mode]
