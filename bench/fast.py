@@ -420,9 +420,9 @@ def run(args):
                 "per-frame": evaluate(seq, seq.refs, args=args), "blend": evaluate(seq, run_blend(seq), args=args),
                 "stabilised fast": evaluate(seq, run_blend(seq, outs), args=args)}   # the optional stabilisation
         lost = seq.lost
-        cuts, changes = fast.plan_keyframes(lambda i: seq.frames[i], len(frames_), Flows(frames_))
-        if cuts or changes:  # the engine's default keyframes: the first, cuts, changes of view
-            keys = tuple(sorted({0, *cuts, *changes}))
+        cuts, changes, drifts = fast.plan_keyframes(lambda i: seq.frames[i], len(frames_), Flows(frames_))
+        if cuts or changes or drifts:  # the engine's default keyframes: the first, cuts, changes of view, drift
+            keys = tuple(sorted({0, *cuts, *changes, *drifts}))
             rows[f"fast, default keys {'/'.join(map(str, keys))}"] = evaluate(seq, run_fast(seq, args, keys)[0], keys,
                                                                               args)
         every = 30 if len(frames_) > 45 else 0

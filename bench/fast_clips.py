@@ -25,6 +25,8 @@ keyframes and middle frame.
 """
 import glob
 import json
+import tempfile
+from pathlib import Path
 import statistics
 import sys
 import time
@@ -54,7 +56,8 @@ def add_arguments(parser):
     parser.add_argument("--combine", default="select,blend", help="segment composites to compare")
     parser.add_argument("--keyframe-method", default="feedforward", help="optimise | feedforward | auto")
     parser.add_argument("--eta-table", action="store_true", help="print predicted vs actual time left")
-    parser.add_argument("--work", default="/tmp/bench_fast_clips", help="folder for the jobs")
+    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "bench_fast_clips"),
+                        help="folder for the clips' frames and the jobs (default: in the system's temporary folder)")
 
 
 def clip_folder(args, name):
@@ -62,7 +65,7 @@ def clip_folder(args, name):
     path, first, count = CLIPS[name]
     if args.quick:
         count = min(count, 6)
-    folder = f"{args.work}/input_{name}_{args.scale:g}_{count}"
+    folder = f"{args.work}/input_{name}_{args.scale * (0.125 if args.quick else 1):g}_{count}"
     if len(glob.glob(folder + "/frame_*.png")) == count:
         return folder
     import os
@@ -150,7 +153,7 @@ def run(args):
                          for i in range(1, len(inputs))])
         sheet_rows = []
         for combine in args.combine.split(","):
-            out = f"{args.work}/{name}_{combine}"
+            out = f"{folder}_{combine}"
             frames, keys, events, seconds, record = run_engine(args, folder, style_path, combine, out)
             ks = sorted(keys)
             dk = [distance(f, keys[min(ks, key=lambda k: (abs(k - i), k))]) for i, f in enumerate(frames)]
@@ -166,17 +169,17 @@ def run(args):
             gr = [gradient(p) for p in per_frame]
             sharp = np.mean([a.mean() / max(b.mean(), 1e-8) for a, b in zip(g, gr)])
             rev = [(m < 0.5) for m in masks]
-            sharp_rev = np.mean([g[i + 1][r].mean() / max(gr[i + 1][r].mean(), 1e-8)
-                                 for i, r in enumerate(rev) if r.sum() > 16] or [float("nan")])
+            sharp_rev = [g[i + 1][r].mean() / max(gr[i + 1][r].mean(), 1e-8)
+                         for i, r in enumerate(rev) if r.sum() > 16]
             key_s = record["timings"]["optimise"]
             synthesised = len(frames) - len(ks)
             fps = synthesised / max(seconds - key_s, 1e-6)
             eta = eta_ratios(events, seconds)
             r = [p / a for _, p, a in eta]
             table.add(name, f"{w}x{h}", len(frames), "/".join(str(k + 1) for k in ks), combine, max(dk),
-                      float(np.mean(dk)), max(ratios) if ratios else float("nan"), e / e_ref, sharp, sharp_rev,
-                      seconds, key_s, fps, statistics.median(r) if r else float("nan"),
-                      max(r, key=lambda x: abs(np.log(x))) if r else float("nan"))
+                      float(np.mean(dk)), max(ratios) if ratios else "-", e / e_ref, sharp,
+                      float(np.mean(sharp_rev)) if sharp_rev else "-", seconds, key_s, fps,
+                      statistics.median(r) if r else "-", max(r, key=lambda x: abs(np.log(x))) if r else "-")
             if args.eta_table:
                 t = Table("at s", "predicted left s", "actual left s", title=f"ETA, {name} {combine}")
                 for at, p, a in eta[::max(1, len(eta) // 12)]:

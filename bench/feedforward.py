@@ -25,11 +25,11 @@ from stylize_core.frames import resize
 
 from .common import StyleDistance, Table, grid, labelled, print_header, read_image, real_style_path, write_image
 
-SIDES = (256, 384, 512, 768, None)  # None: the frame's own size
+SIDES = (256, 384, 512, 768, None)  # None: the frame's own size (quick: 256 and None)
 
 
 def add_arguments(parser):
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per size (the minimum is reported)")
+    parser.add_argument("--repeats", type=int, help="timed runs per size (the minimum is reported; default 3, quick 1)")
 
 
 def edges(img):
@@ -90,7 +90,7 @@ def speed(args, ff, images):
         for n in (1, 2):
             torch.set_num_threads(n)
             ff.stylize(img, side=None)  # warm-up
-            best = min(_timed(lambda: ff.stylize(img, side=None)) for _ in range(args.repeats))
+            best = min(_timed(lambda: ff.stylize(img, side=None)) for _ in range(args.repeats or (1 if args.quick else 3)))
             cells.append(best)
         t.add(name, *cells)
     torch.set_num_threads(threads)
@@ -116,7 +116,7 @@ def sides(args, ff, images, style, distance):
     for name, img in images.items():
         tiles = [labelled(img, f"input {distance(img, style):.3f}")]
         t.add(name, "input", distance(img, style), 1.0, 0.0)
-        for side in SIDES:
+        for side in ((256, None) if args.quick else SIDES):
             t0 = time.perf_counter()
             out = ff.stylize(img, side=side)
             sec = time.perf_counter() - t0

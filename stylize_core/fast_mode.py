@@ -3,14 +3,18 @@
 The method is ``fast.py``'s (guided patch synthesis after Jamriska et al. 2019, see
 docs/fast_mode.md); this module gives it to ``schedule.Job``:
 
-- keyframes: the first frame, the first frame of every shot after a cut and every frame
-  where the view has changed too much (``fast.plan_keyframes``: a keyframe cannot carry its
-  look into a shot it never showed, and strokes carried through a push-in are magnified),
+- keyframes: the first frame, the first frame of every shot after a cut, every frame
+  where the view has changed too much and every frame a quick synthesis of thumbnails no
+  longer explains (``fast.plan_keyframes``: a keyframe cannot carry its look into a shot it
+  never showed, strokes carried through a push-in are magnified, new content is filled with
+  ill-fitting patches),
   every ``keyframe_every``-th frame after the first (0 = none), every frame named with ``--keyframe N`` (1-based like the output names)
   and every frame given a painted image (``--keyframe N=IMAGE``), which replaces the
   automatic keyframe there;
-- an automatic keyframe is stylised by the job's quality ``Stylizer`` with the first-frame
-  ``iterations`` (its iterations are reported as ``progress`` of that frame) and kept in
+- an automatic keyframe is stylised (``keyframe_method``, ``auto`` resolved by :meth:`FastMode._method`)
+  by Ghiasi et al.'s feedforward network (``feedforward.py``: about a second; optionally refined by
+  ``keyframe_iterations`` of the quality ``Stylizer`` from there), or by the quality ``Stylizer`` with
+  the first-frame ``iterations`` (its iterations are reported as ``progress`` of that frame), and kept in
   ``OUTDIR/keyframes/frame_NNNNN.npy`` (float16, written atomically), so a resumed job
   does not optimise it again and an interrupted and an uninterrupted run give the same frames;
 - a painted keyframe is checked before anything is recorded: its frame must be in the
@@ -146,17 +150,24 @@ class FastMode:
         and those not given already are named in one warning."""
         job, given = self.job, self.keyframes()
         if "shot_cuts" not in job.record:
-            cuts, changes = fast.plan_keyframes(job.content, len(job.src), job, self.s.keyframe_zoom)
-            keys = sorted(set(given) | set(cuts) | set(changes))
+            cuts, changes, drifts = fast.plan_keyframes(job.content, len(job.src), job, self.s.keyframe_zoom,
+                                                        self.s.keyframe_drift, given)
+            keys = sorted(set(given) | set(cuts) | set(changes) | set(drifts))
             job._write_manifest({**job.record, "keyframes": [k + 1 for k in keys],
-                                 "shot_cuts": [t + 1 for t in cuts], "content_changes": [t + 1 for t in changes]})
+                                 "shot_cuts": [t + 1 for t in cuts], "content_changes": [t + 1 for t in changes],
+                                 "synthesis_drift": [t + 1 for t in drifts]})
             added = [f"{what} at frame{'s' if len(ts) > 1 else ''} {', '.join(str(t + 1) for t in ts)}"
                      for what, ts in (("shot cuts", [t for t in cuts if t not in given]),
-                                      ("large changes of view", [t for t in changes if t not in given])) if ts]
+                                      ("large changes of view", [t for t in changes if t not in given]),
+                                      ("frames the synthesis no longer explains",
+                                       [t for t in drifts if t not in given])) if ts]
+            offs = [hint for hint, ts in (("--keyframe-zoom 0: none for changes of view", changes),
+                                          ("--keyframe-drift 0: none where the synthesis drifts", drifts))
+                    if [t for t in ts if t not in given]]
             if added and job.progress:
                 job.progress.warning(f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
-                                     "--keyframe N=IMAGE to keep your own look there; --keyframe-zoom 0: "
-                                     "none for changes of view)")
+                                     "--keyframe N=IMAGE to keep your own look there"
+                                     + "".join(f"; {o}" for o in offs) + ")")
         return [k - 1 for k in job.record["keyframes"]]
 
     def manifest(self):

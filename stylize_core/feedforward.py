@@ -217,7 +217,8 @@ def style_square(img):
 
 
 def _tensor(img, device):
-    return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None].to(device)  # a copy: frames may be read-only
+    # a copy: the job's cached frames are read-only
+    return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
 
 
 class Feedforward:

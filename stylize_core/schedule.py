@@ -130,7 +130,8 @@ class Job:
                                  "(--keyframe-iterations N refines them with it)")
         vgg = resolve_weights(vgg, allow_download) if self.mode.needs_network() else None
         self.identity = identity.job_identity(
-            source, self.styles, settings, weights_identity(vgg) if vgg is not None else None, self._flow_files_digest(flow_dir, max_frames),
+            source, self.styles, settings, weights_identity(vgg) if vgg is not None else None,
+            self._flow_files_digest(flow_dir, max_frames),
             mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
         self.folder = jobdir.JobFolder(out if out is not None else Path(jobs) / self.job_id,

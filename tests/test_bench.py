@@ -135,6 +135,17 @@ def test_all_benchmarks_quick(tmp_path):
     assert {"input", "fast", "per-frame"} <= {r["method"] for r in fast_rows}
     assert all(distance_ok(r["dist key"]) and distance_ok(r["dist style"]) for r in fast_rows), fast_rows
     assert "contact sheet (input | region map | result" in out
+    # feedforward keyframes: the torch network agrees with onnxruntime; its results are near the style
+    agree = {r["comparison"]: r for r in table(found, "torch float vs onnxruntime int8")}
+    assert agree["as computed"]["correlation"] > 0.95 and agree["both blurred (sigma 2 px)"]["correlation"] > 0.98
+    sides = table(found, "the size the network runs at")
+    inputs = {r["frame"]: r["style dist"] for r in sides if r["runs at (shorter side)"] == "input"}
+    assert all(r["style dist"] < inputs[r["frame"]] for r in sides if r["runs at (shorter side)"] != "input")
+    # fast mode end to end: every clip with both composites, the style kept near the keyframes
+    clips = table(found, "Fast mode, end to end")
+    assert {(r["clip"], r["combine"]) for r in clips} == {(c, m) for c in ("sintel", "cockatoo", "cockatoo2", "tree")
+                                                          for m in ("select", "blend")}
+    assert all(distance_ok(r["dist key max"]) and r["frames/s after keyframes"] > 0 for r in clips), clips
 
 
 def test_fast_learned_quick(tmp_path):

@@ -173,7 +173,8 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
             code, events, err = stylize(clip, capsys, *args, "--max-frames", "3", where=where)
             assert_user_error(code, events, err, *expected)
             assert not (clip / where[1]).exists(), (values, where)  # nothing recorded, nothing to refuse later
-    quality = [v for v in FAST if v not in ("--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")]
+    quality = [v for v in FAST if v not in ("--mode", "fast", "--keyframe-method", "optimise", "--fast-backend",
+                                            "torch")]
     code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
                                  *quality, "--keyframe", f"2={good}", "--max-frames", "3"], capsys)
     assert_user_error(code, events, err, "--keyframe needs --mode fast")
@@ -261,7 +262,7 @@ def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
     assert manifest["shot_cuts"] == [4] and manifest["content_changes"] == [] and manifest["keyframes"] == [1, 4]
     warning = [e["message"] for e in events if e["event"] == "warning"]
     assert warning == ["fast mode: keyframes added for shot cuts at frame 4 (paint them with --keyframe N=IMAGE "
-                       "to keep your own look there; --keyframe-zoom 0: none for changes of view)"]
+                       "to keep your own look there)"]
     assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == ["frame_00001.npy", "frame_00004.npy"]
 
 

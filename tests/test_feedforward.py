@@ -194,3 +194,16 @@ def test_bad_style_images_are_one_line(tmp_path, capsys):
                                      "--keyframe-method", "feedforward"], capsys)
         assert code == 1 and len(err.strip().splitlines()) == 1 and expected in err, err
         assert not (tmp_path / "out").exists()
+
+
+@needs_package
+def test_a_damaged_network_file_is_one_line(tmp_path):
+    from stylize_core.errors import StylizeError
+    good = mobilenet.find_model(file=feedforward.TRANSFORM_FILE)
+    cut = tmp_path / "arbitrary_transform.onnx"
+    cut.write_bytes(good.read_bytes()[:100000])
+    with pytest.raises(StylizeError) as caught:
+        feedforward.TransformNetwork(cut)
+    assert len(str(caught.value).splitlines()) == 1 and str(cut) in str(caught.value)
+    with pytest.raises(StylizeError, match="is not Ghiasi et al.'s style transfer network"):
+        feedforward.TransformNetwork(mobilenet.find_model())  # the other file of the pair

@@ -126,7 +126,8 @@ def test_a_failed_job_is_recorded_and_does_not_block_a_changed_rerun(clip, capsy
     assert code == 1
     assert not out.exists()  # refused before anything was written: no manifest to block anything
     (clip / "no_flows").mkdir()
-    code, events, err = stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--flow", "flo", "--flow-dir",
+    code, events, err = stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--flow", "flo",
+                                "--flow-dir",
                                 clip / "no_flows")  # fails once recorded, before its first frame
     assert code == 1 and "missing flow file" in err
     record = json.loads((out / "job.json").read_text())

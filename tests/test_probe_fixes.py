@@ -168,7 +168,8 @@ def test_nan_pixels_of_a_render_do_not_poison_the_losses(tmp_path, capsys):
 def test_fast_mode_keeps_the_frames_colours_with_preserve_colors(tmp_path, capsys):
     clip = generated_clip(tmp_path, 4, (48, 32))
     code, _, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
-                            *COMMON, "--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch", "--preserve-colors"], capsys)
+                            *COMMON, "--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch",
+                            "--preserve-colors"], capsys)
     assert code == 0, err
     yiq = np.array([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
     for i in range(4):
