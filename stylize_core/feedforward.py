@@ -246,6 +246,8 @@ class Feedforward:
         side below ``MIN_SIDE`` enlarged to it), or with the shorter side at ``side`` px (at most the content's;
         the bench's comparison), the style weakened towards the content's own for ``strength`` < 1."""
         import cv2
+        if strength <= 0:
+            return np.array(content, np.float32)  # no style: the frame itself (T(c, P(c)) would restyle it)
         h, w = content.shape[:2]
         k = max(1.0, MIN_SIDE / min(h, w)) if side is None else min(1.0, side / min(h, w))
         small = content if k == 1 else cv2.resize(content, (max(4, round(w * k)), max(4, round(h * k))),

@@ -258,8 +258,11 @@ class Job:
         self.size = self.src.size
         self.settings.check_size(self.size, [(img.shape[1], img.shape[0]) for img in self.style_images.values()])
         self.mode.check()
-        self.memory = memory.plan(self.size, self.settings, self.device,
-                                  network=weights_kind(vgg) if vgg is not None else "mobilenet")
+        if vgg is not None:
+            self.memory = memory.plan(self.size, self.settings, self.device, network=weights_kind(vgg))
+        else:  # no optimisation (feedforward keyframes): nothing to fit by a lower history or scale
+            size = memory.processing_size(self.size, self.settings.scale)
+            self.memory = memory.Plan(self.settings, False, size, None, None, None, [], str(self.device))
         self.settings = self.mode.s = self.memory.settings
         self.proc = self.memory.size
         if self.memory.warning:

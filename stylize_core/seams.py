@@ -89,14 +89,18 @@ def composite(a, b, take_b, falloff=FALLOFF, weight=None):
 def _screened_solve(rhs, lam):
     """D with (lam - Laplacian) D = rhs, Neumann boundaries (the 5-point graph Laplacian), per channel."""
     h, w = rhs.shape[:2]
-    ph, pw = h + h % 2, w + w % 2  # cv2.dct takes even sizes: mirror one row/column (kept Neumann)
+    # cv2.dct takes even sizes: an odd axis is extended by its mirror image (twice as long), whose Neumann
+    # solution restricted to the first half is this one's (the mirror's boundary is a symmetry line)
+    ph, pw = (2 * h if h % 2 else h), (2 * w if w % 2 else w)
     ky = 2 - 2 * np.cos(np.pi * np.arange(ph) / ph)
     kx = 2 - 2 * np.cos(np.pi * np.arange(pw) / pw)
     denom = (lam + ky[:, None] + kx[None, :]).astype(np.float32)
     out = np.empty_like(rhs)
     for ch in range(rhs.shape[2]):
         x = rhs[..., ch]
-        if (ph, pw) != (h, w):
-            x = np.pad(x, ((0, ph - h), (0, pw - w)))  # zero right-hand side beyond: a reflected copy is not
+        if ph != h:
+            x = np.concatenate([x, x[::-1]], 0)
+        if pw != w:
+            x = np.concatenate([x, x[:, ::-1]], 1)
         out[..., ch] = cv2.idct(cv2.dct(np.ascontiguousarray(x)) / denom)[:h, :w]
     return out

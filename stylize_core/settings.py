@@ -139,11 +139,13 @@ ESTIMATED = _is("flow", "dis", "deepflow", "raft", "vector")  # vector: estimate
 PRESET_FLOWS = _is("flow", "dis", "raft", "vector")
 SEEDED = When(lambda s: s.mode == "fast" or s.init == "random", "something random (--init random, or fast "
               "mode's patch search)", lambda s: f"--mode {s.mode}, --init {s.init}")
-OPTIMISED = When(lambda s: s.mode == "quality" or s.keyframe_method == "optimise", "--mode quality or "
-                 "--keyframe-method optimise (auto and feedforward stylise fast mode's keyframes with the "
-                 "feedforward network; --keyframe-iterations refines them)",
+# ``auto`` passes both OPTIMISED and FEEDFORWARD here; fast_mode.FastMode checks the given options again once it
+# has resolved ``auto`` for the device (``Settings.given``).
+OPTIMISED = When(lambda s: s.mode == "quality" or s.keyframe_method != "feedforward", "--mode quality or "
+                 "optimised keyframes (--keyframe-method optimise; feedforward keyframes are the network's, "
+                 "--keyframe-iterations refines them)",
                  lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}")
-LOSS = When(lambda s: s.mode == "quality" or s.keyframe_method == "optimise" or s.keyframe_iterations > 0,
+LOSS = When(lambda s: s.mode == "quality" or s.keyframe_method != "feedforward" or s.keyframe_iterations > 0,
             "an optimisation (--mode quality, --keyframe-method optimise, or --keyframe-iterations above 0)",
             lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}, --keyframe-iterations "
                       f"{s.keyframe_iterations}")
@@ -388,6 +390,7 @@ class Settings:
                     raise StylizeError(f"{flag(k)}: {e}") from None
         settings = cls(preset=name, **{**PRESETS[name], **given})
         settings.check_applies(given)
+        settings.given = tuple(given)  # not a field: what was asked for, checked again once auto is resolved
         return settings
 
     @property

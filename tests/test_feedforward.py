@@ -172,7 +172,8 @@ def test_without_the_package_feedforward_is_one_line_and_auto_says_what_it_costs
 
 
 @pytest.mark.parametrize("args, expected", [
-    (["--iterations", "5"], "--iterations applies only with --mode quality or --keyframe-method optimise"),
+    (["--iterations", "5"], "--iterations applies only with --mode quality or optimised keyframes"),
+    (["--iterations", "5"], "--keyframe-method auto is feedforward here"),
     (["--keyframe-method", "feedforward", "--style-weight", "5"], "--style-weight applies only with an optimisation"),
     (["--keyframe-method", "optimise", "--keyframe-iterations", "5"],
      "--keyframe-iterations applies only with fast mode's feedforward keyframes"),
@@ -207,3 +208,19 @@ def test_a_damaged_network_file_is_one_line(tmp_path):
     assert len(str(caught.value).splitlines()) == 1 and str(cut) in str(caught.value)
     with pytest.raises(StylizeError, match="is not Ghiasi et al.'s style transfer network"):
         feedforward.TransformNetwork(mobilenet.find_model())  # the other file of the pair
+
+
+@needs_package
+def test_no_style_means_the_frames_and_no_memory_plan_shrinks_them(clip, capsys, monkeypatch):
+    """--strength 0: the keyframe is the frame (the network with the frame's own embedding restyled it, 0.117
+    from the input); and a feedforward job, which optimises nothing, is never scaled down to fit an optimiser's
+    memory estimate (it was: 1651x929 for 1920x1080 frames with 4 GB free)."""
+    from stylize_core import memory
+    monkeypatch.setattr(memory, "available", lambda device: 1 << 20)  # 1 MB free: any optimiser plan fails
+    code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward", "--strength", "0",
+                                "--max-frames", "2")
+    assert code == 0, err
+    record = json.loads((clip / "out" / "job.json").read_text())
+    assert record["memory"]["fallbacks"] == [] and record["memory"]["size"] == [W, H]
+    key, frame = read_image(clip / "out" / "frame_00001.png"), read_image(clip / "in" / "frame_00001.png")
+    assert np.abs(key - frame).max() <= 1 / 255
