@@ -317,6 +317,9 @@ def test_movie_strip(addon, tmp_path):
     assert int(np.argmin(errors)) == 1 and errors[1] < 4
     assert strip_names(sed) == ["busy", "clip", "clip (stylized)", "later"]
     assert len(bpy.data.scenes) == 1
+    # the add-on's defaults (Fast, Keyframes By: Auto) on this CPU: keyframes by the network, no loss network
+    record = json.loads(next(job_folder().rglob("job.json")).read_text())
+    assert record["identity"]["fast"]["keyframe_method"] == "feedforward" and record["identity"]["weights"] is None
 
 
 @pytest.mark.skipif(bpy.app.version < (5, 0, 0), reason="bpy 4.x cannot size a meta strip from Python: "
