@@ -24,6 +24,7 @@ from stylize_core.feedforward import Feedforward, TransformNetwork, available, s
 from stylize_core.frames import resize
 
 from .common import StyleDistance, Table, grid, labelled, print_header, read_image, real_style_path, write_image
+from .fast import gradient
 
 SIDES = (256, 384, 512, 768, None)  # None: the frame's own size (quick: 256 and None)
 
@@ -32,14 +33,11 @@ def add_arguments(parser):
     parser.add_argument("--repeats", type=int, help="timed runs per size (the minimum is reported; default 3, quick 1)")
 
 
-def edges(img):
-    g = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)
-    return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
-
-
 def edge_corr(a, b):
+    """Correlation of the gradient magnitudes (``bench.fast.gradient``) of ``a`` and ``b``: the content kept."""
     b = resize(b, (a.shape[1], a.shape[0])) if a.shape != b.shape else b
-    return float(np.corrcoef(edges(a).ravel(), edges(b).ravel())[0, 1])
+    return float(np.corrcoef(gradient(np.ascontiguousarray(a)).ravel(),
+                             gradient(np.ascontiguousarray(b)).ravel())[0, 1])
 
 
 def frames(args):
