@@ -9,9 +9,9 @@ The package root is ``addon/`` plus ``blender_manifest.toml``, with the engine
 vendored as ``vendor/stylize_core`` (the worker puts ``vendor/`` on its PYTHONPATH).
 Unless ``--no-wheels``, the OpenEXR and opencv-contrib-python-headless wheels
 (versions from requirements.txt) are fetched with ``pip download`` for every Python
-that a supported Blender runs (``BLENDER_PYTHONS``: a zip with only the 3.11 wheels is
-refused whole by Blender 5.1+) into ``build/wheels/<platform>/`` (kept as a cache) and
-listed in the manifest, from which Blender installs the ones matching its Python;
+that a supported Blender runs (``BLENDER_PYTHONS`` and ``DISTRIBUTION_PYTHONS``: a zip
+with only the 3.11 wheels is refused whole by Blender 5.1+, one without 3.14's by
+Debian's 5.2) into ``build/wheels/<platform>/`` (kept as a cache) and listed in the manifest, from which Blender installs the ones matching its Python;
 without them the worker needs those packages in its own Python. PyTorch is not
 bundled (too large): users install it from the add-on's preferences.
 
@@ -35,6 +35,11 @@ WHEEL_PACKAGES = ("OpenEXR", "opencv-contrib-python-headless")
 # The Python of each supported Blender series: (first Blender version, Python), oldest first.
 # The manifest's blender_version_min is the first row's version. ./dev asks this table too.
 BLENDER_PYTHONS = (((4, 2), "3.11"), ((5, 1), "3.13"))
+# Pythons that Linux distributions build a supported Blender on, besides the official builds' above (Debian's
+# Blender 5.2 runs on Python 3.14). Blender refuses a zip whose wheels lack its Python ("This Python version
+# (3.14) isn't compatible with (3.13, 3.11)"); the zip carries wheels for all of them. Measured: a 3.14 OpenEXR
+# wheel adds 1.8 MB to a 58 MB zip (OpenCV's wheel is abi3, one for every Python), so one zip, not one per Python.
+DISTRIBUTION_PYTHONS = ("3.14",)
 # Blender platform -> pip platform tags (pip also accepts older compatible tags of each).
 PIP_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64", "manylinux2014_x86_64"],
@@ -53,6 +58,12 @@ def python_of_blender(version):
     if not found:
         sys.exit(f"error: Blender {version} is older than the oldest supported ({BLENDER_PYTHONS[0][0]})")
     return found[-1]
+
+
+def bundled_pythons():
+    """Every Python the zip has wheels for, oldest first."""
+    found = {py for _, py in BLENDER_PYTHONS} | set(DISTRIBUTION_PYTHONS)
+    return sorted(found, key=lambda v: tuple(map(int, v.split("."))))
 
 
 def host_platform():
@@ -76,7 +87,7 @@ def download_wheels(platforms, cache):
     for plat in platforms:
         tags = [arg for tag in PIP_PLATFORMS[plat] for arg in ("--platform", tag)]
         found[plat] = set()
-        for python in sorted({py for _, py in BLENDER_PYTHONS}):
+        for python in bundled_pythons():
             folder = cache / plat / f"py{python}"
             folder.mkdir(parents=True, exist_ok=True)
             try:

@@ -17,6 +17,8 @@ the render's Cryptomatte Object pass; on a movie or image strip the white part o
 Everything else takes the main style, or is kept (``region_rest``). ``job.strip_regions`` and
 ``job.scene_regions`` turn them into the engine's region map.
 """
+import inspect
+
 import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
@@ -140,14 +142,8 @@ class StylizeRegion(bpy.types.PropertyGroup):
         return self.object if self.kind == "OBJECT" else self.collection
 
 
-class StylizeSettings(bpy.types.PropertyGroup):
-    """What the Run button does with the active strip."""
-    __annotations__ = {
-        **TUNABLES,
-        **{"use_" + f: BoolProperty(name="Override", update=_take_preset_value(f),
-                                    description="Use this value instead of the preset's") for f in TUNABLES},
-    }
-
+class _Settings:
+    """What the Run button does with the active strip (the declared part of ``StylizeSettings``)."""
     style_image: StringProperty(name="Style Image", subtype="FILE_PATH", options=compat.PATH,
                                 description="Painting or picture whose style is transferred")
     preset: EnumProperty(name="Preset", default="standard", items=[
@@ -198,6 +194,21 @@ class StylizeSettings(bpy.types.PropertyGroup):
     add_to_sequencer: BoolProperty(name="Add to Sequencer",
                                    description="Also add the stylised frames to the sequencer as an image strip")
 
+
+
+# The settings with each tunable and its override box. Built with ``type`` from one dict: a class body that
+# assigns ``__annotations__`` and also declares annotated names loses the declared ones on Python 3.14
+# (PEP 649/749: the assignment replaces the lazily built annotations), which broke the panel on Blender 5.2.
+StylizeSettings = type("StylizeSettings", (bpy.types.PropertyGroup,), {
+    "__doc__": "What the Run button does with the active strip.",
+    "__module__": __name__,
+    "__annotations__": {
+        **TUNABLES,
+        **{"use_" + f: BoolProperty(name="Override", update=_take_preset_value(f),
+                                    description="Use this value instead of the preset's") for f in TUNABLES},
+        **inspect.get_annotations(_Settings),
+    },
+})
 
 classes = (StylizeKeyframe, StylizeRegion, StylizeSettings)
 

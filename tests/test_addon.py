@@ -271,7 +271,7 @@ def test_default_zip_installs_and_stylizes_a_scene_strip(blender, tmp_path, monk
     assert "blender_manifest.toml" in names and "vendor/stylize_core/cli.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     wheels = [n for n in names if n.endswith(".whl")]
-    for tag in ("cp311", "cp313"):  # Blender 4.2-5.0 and 5.1+: one zip for both
+    for tag in ("cp311", "cp313", "cp314"):  # Blender 4.2-5.0, 5.1+, Debian's 5.2: one zip for all
         assert any(f"openexr-3.5.3-{tag}-{tag}" in w.lower() for w in wheels), wheels
 
     module = "bl_ext.user_default.video_style_transfer"
