@@ -240,6 +240,7 @@ class RENDER_PT_stylize_animation(bpy.types.Panel):
     bl_context = "output"
     bl_label = "Style Transfer"
     bl_options = {"DEFAULT_CLOSED"}
+    bl_ui_units_x = 18  # the width of Render > Stylize Animation…'s pop-up (the default cut its labels short)
 
     def draw(self, context):
         settings = context.scene.video_stylize

@@ -100,6 +100,26 @@ class InstallState:
 
 INSTALL = InstallState()
 
+# Asked of the worker's Python before pip runs: has it pip, and is it a system Python (PEP 668's marker)?
+_PIP_CHECK = ("import importlib.util, os, sysconfig; print('stylize-pip', importlib.util.find_spec('pip') is not None, "
+              "os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))")
+
+
+def pip_problem(python):
+    """Why pip cannot install PyTorch for the interpreter ``python`` (one line with the fix), or None.
+    A system Python under PEP 668 with pip is fine: ``--target`` installs into the add-on's folder."""
+    try:
+        done = subprocess.run([python, "-c", _PIP_CHECK], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"The worker Python ({python}) does not run ({e}): choose another in Worker Python"
+    answer = next((line.split()[1:] for line in done.stdout.splitlines() if line.startswith("stylize-pip ")), None)
+    if answer is None or answer[0] == "True":
+        return None
+    system = " (a system Python, PEP 668)" if answer[1] == "True" else ""
+    return (f"The worker Python ({python}) has no pip{system}, so PyTorch cannot be installed for it: make a "
+            f"virtual environment ({python} -m venv ~/stylize-venv) and choose ~/stylize-venv/bin/python as "
+            "Worker Python")
+
 
 class STYLIZE_OT_install_torch(bpy.types.Operator):
     """pip-install PyTorch for the worker's Python into this add-on's user folder"""
@@ -113,6 +133,9 @@ class STYLIZE_OT_install_torch(bpy.types.Operator):
         if not bpy.app.online_access:
             self.report({"ERROR"}, "Installing PyTorch downloads it: enable Preferences > System > "
                                    "Network > Allow Online Access first")
+            return False
+        if problem := pip_problem(status.worker_python()):
+            self.report({"ERROR"}, problem)
             return False
         p = status.prefs()
         INSTALL.start(install_command(p.torch_variant if p else "CPU"))

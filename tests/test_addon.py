@@ -775,6 +775,29 @@ def test_install_torch_runs_pip_for_the_worker_python(addon, tmp_path):
     assert "Successfully installed torch" in Path(preferences.INSTALL.log_path).read_text()
 
 
+def test_install_torch_without_pip_says_what_to_do(addon, tmp_path):
+    """A distribution's Python without pip (Debian's python3, under PEP 668: the real-window test's case)
+    is refused in one line naming the fix, before any pip process runs; nothing is installed."""
+    from addon import preferences, status
+    marker = tmp_path / "pip-ran"
+    stdlib = tmp_path / "stdlib"
+    stdlib.mkdir()
+    (stdlib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\n")
+    system_python = fake_python(tmp_path / "python3", (
+        "import importlib.util, pathlib, runpy, sys, sysconfig\n"
+        f"if sys.argv[1] == '-m': pathlib.Path({str(marker)!r}).touch(); sys.exit('No module named pip')\n"
+        "sys.modules['pip'] = None  # no pip here\n"
+        f"sysconfig.get_path = lambda name, *a, **k: {str(stdlib)!r}\n"
+        "exec(sys.argv[2])\n"))
+    bpy.context.preferences.addons["addon"].preferences.python = system_python
+    bpy.context.preferences.system.use_online_access = True
+    with pytest.raises(RuntimeError, match=r"has no pip \(a system Python, PEP 668\), so PyTorch cannot be "
+                                           r"installed for it: make a virtual environment .* -m venv "):
+        bpy.ops.stylize.install_torch()
+    assert not marker.exists() and not Path(status.site_packages()).joinpath("torch").exists()
+    assert preferences.pip_problem(sys.executable) is None  # this one has pip
+
+
 def test_engine_error_is_reported(addon, tmp_path):
     (tmp_path / "not-an-image.png").write_text("hello")
     bpy.context.scene.video_stylize.style_image = str(tmp_path / "not-an-image.png")

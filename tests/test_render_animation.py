@@ -83,6 +83,32 @@ def test_writes_the_frames_at_the_output_path_with_the_vector_flow(addon, tmp_pa
     assert json.loads((job.folder / "output.json").read_text())["complete"] is True
 
 
+def test_the_frames_are_converted_alike_without_numpy(addon, tmp_path, monkeypatch):
+    """Debian's Blender has no numpy (its real-window test found the delivery failing with
+    "No module named 'numpy'"): the pure-Python conversion gives the same linear pixels."""
+    from addon import output
+    rng = np.random.default_rng(1)
+    frame, alpha = tmp_path / "frame.png", tmp_path / "alpha.png"
+    cv2.imwrite(str(frame), rng.integers(0, 256, (6, 5, 3), np.uint8))
+    cv2.imwrite(str(alpha), rng.integers(0, 256, (6, 5, 4), np.uint8))
+    results = []
+    for hidden in (False, True):
+        if hidden:
+            monkeypatch.setattr(output, "_numpy", lambda: None)
+        image = output.stylised_image(frame, alpha)
+        buf = np.empty(6 * 5 * 4, np.float32)
+        image.pixels.foreach_get(buf)
+        bpy.data.images.remove(image)
+        results.append(buf.reshape(6, 5, 4))
+    with_numpy, without = results
+    assert np.array_equal(with_numpy, without)
+    bgr = cv2.imread(str(frame))[::-1] / 255  # Blender's rows start at the bottom
+    srgb = bgr[..., ::-1]
+    expected = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    assert np.abs(without[..., :3] - expected).max() < 1e-6
+    assert np.abs(without[..., 3] - cv2.imread(str(alpha), cv2.IMREAD_UNCHANGED)[::-1, :, 3] / 255).max() < 1e-6
+
+
 def test_existing_files_are_kept_unless_overwrite_and_the_strip_option(addon, tmp_path):
     scene = shot_scene(tmp_path, frames=2)
     plain = Path(scene.render.frame_path(frame=2))

@@ -1,0 +1,131 @@
+"""The add-on in a real Blender window: Debian's Blender (4.3.2 on Python 3.13, 5.2.2 on Python 3.14)
+under Xvfb, the zip installed with Blender's own installer, driven by real X input (``driver.py``).
+
+Run by ``./dev test-gui VERSION`` (as root: the chroot and its mounts), which sets
+``STYLIZE_GUI_BLENDER``. Screenshots, Blender's log and each scenario's ``result.json`` are kept
+in ``out/gui/VERSION/SCENARIO/``. The engine runs with a random narrow VGG (``random:8``), the
+draft preset and 2 iterations on a 24-frame 128x96 clip, so a job takes seconds.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import harness
+
+VERSION = os.environ["STYLIZE_GUI_BLENDER"]
+OUT = harness.ROOT / "out" / "gui" / VERSION
+WORKER = Path(os.environ.get("STYLIZE_TEST_WORKER_PYTHON", sys.executable)).absolute()
+FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def gui():
+    """The chroot (built or reused), a fresh output folder with the freshly built zip and the test clip."""
+    start = time.monotonic()
+    root = harness.chroot(VERSION)
+    built = time.monotonic() - start
+    shutil.rmtree(OUT, ignore_errors=True)
+    (OUT / "data" / "frames").mkdir(parents=True)
+    done = subprocess.run([sys.executable, str(harness.ROOT / "build_addon.py"), "--dist", str(OUT / "dist")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (zip_path,) = (OUT / "dist").glob("*.zip")
+    shutil.copy2(zip_path, OUT / "addon.zip")
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(OUT / "data" / "style.png"),
+                cv2.resize((rng.random((8, 8, 3)) * 255).astype(np.uint8), (128, 128)))
+    for i in range(FRAMES):
+        img = np.zeros((96, 128, 3), np.uint8)
+        img[:] = (8 * i, 100, 200)
+        cv2.rectangle(img, (5 + 3 * i, 20), (40 + 3 * i, 60), (255, 255, 255), -1)
+        cv2.imwrite(str(OUT / "data" / "frames" / f"img_{i:03d}.png"), img)
+    print(f"\nBlender {VERSION}: {harness.blender_version(root)}, chroot ready in {built:.1f} s")
+    return root
+
+
+def run(gui, scenario):
+    """Run ``scenario`` in a fresh Blender; its result, after checking that it ended well and that
+    Blender's log holds no Python error."""
+    start = time.monotonic()
+    done = harness.run_session(gui, OUT, scenario, WORKER)
+    took = time.monotonic() - start
+    folder = OUT / scenario
+    log = (folder / "blender.log").read_text(errors="replace") if (folder / "blender.log").exists() else ""
+    assert (folder / "result.json").exists(), f"no result (exit {done.returncode}):\n{done.stdout}\n{log[-3000:]}"
+    result = json.loads((folder / "result.json").read_text())
+    print(f"{scenario}: {took:.1f} s in all, {result.get('seconds')} s in Blender; {result['steps']}")
+    assert result.get("ok"), result.get("error")
+    problems = [line for line in log.splitlines() if "Traceback" in line or line.startswith(("Error", "ERROR"))]
+    assert not problems, log[-3000:]
+    assert result["blender"].startswith(VERSION + ".") and done.returncode == 0, done.stdout
+    return result
+
+
+def screenshot(scenario, name):
+    path = OUT / scenario / f"{name}.png"
+    image = cv2.imread(str(path))
+    assert image is not None and image.shape[:2] == harness.SCREEN[::-1], path
+    return image
+
+
+def test_installs_and_the_panels_draw(gui):
+    result = run(gui, "draw")
+    installed = (OUT / "home" / "installed").read_text()
+    print(installed.strip())
+    assert result["python"].startswith({"4.3": "3.13.", "5.2": "3.14."}[VERSION])
+    assert result["category"] == "Stylize" and result["probe"]["torch"].startswith("2.")
+    left, top, right, bottom = result["screenshots"]["sidebar"]
+    x, y = result["button"]  # the Stylize button lies in the sidebar, found under the mouse
+    assert left <= x <= right and top <= y <= bottom
+    panel = screenshot("draw", "sidebar")[top:bottom, left:right]
+    assert panel.std() > 20  # drawn: text and the style thumbnail, not an empty region
+
+
+def test_a_click_runs_the_job_and_the_ui_stays_responsive(gui):
+    result = run(gui, "stylize")
+    job = result["run"]
+    assert job["state"] == "done" and not job["error"]
+    first, second = job["fractions"]
+    assert 0 < first < second < 1  # progress seen twice while it ran
+    left, top, right, bottom = result["screenshots"]["run-progress-1"]
+    a = screenshot("stylize", "run-progress-1")[top:bottom, left:right].astype(int)
+    b = screenshot("stylize", "run-progress-2")[top:bottom, left:right].astype(int)
+    assert (np.abs(a - b).max(axis=2) > 30).sum() > 200  # the bar moved on screen
+    assert job["ticks"] >= 10 and job["max_gap"] < 1.0  # a 0.1 s timer kept firing
+    source, new = sorted(result["strips_after"], key=lambda s: s[1])
+    assert result["strips_before"] == [source] and source[:3] == ["clip", 1, "IMAGE"]
+    assert new[:3] == ["clip (stylized)", 2, "IMAGE"] and result["frames"] == FRAMES
+
+
+def test_esc_stops_a_job_and_keeps_the_source_and_earlier_output(gui):
+    result = run(gui, "cancel")
+    assert result["first"]["state"] == "done"
+    second = result["second"]
+    assert second["state"] == "cancelled" and not second["error"] and second["fraction"] < 1
+    assert result["first_unchanged"] and result["first_files"] >= FRAMES and result["strips_unchanged"]
+
+
+def test_render_menu_popup_writes_the_frames(gui):
+    result = run(gui, "render")
+    render = result["render"]
+    assert render["state"] == "done" and not render["error"], render
+    assert render["files"] == ["shot_0001.png", "shot_0002.png", "shot_0003.png"]
+    frame = cv2.imread(str(OUT / "render" / "render" / "shot_0002.png"))
+    assert frame.shape == (48, 64, 3) and frame.std() > 1
+    screenshot("render", "render-popup")
+
+
+def test_install_pytorch_for_a_system_python_is_one_clear_message(gui):
+    result = run(gui, "install")
+    assert "No module named 'numpy'" in result["probe"]["error"]  # Debian's python3: not a worker
+    errors = [r for r in result["reports"] if "pip" in r]
+    assert len(errors) == 1 and "has no pip (a system Python, PEP 668)" in errors[0], result["reports"]
+    assert "-m venv" in errors[0] and result["install_lines"] == [] and result["site_packages"] == []
