@@ -6,6 +6,7 @@ process whose command and output the preferences show.
 """
 import collections
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -100,25 +101,32 @@ class InstallState:
 
 INSTALL = InstallState()
 
-# Asked of the worker's Python before pip runs: has it pip, and is it a system Python (PEP 668's marker)?
-_PIP_CHECK = ("import importlib.util, os, sysconfig; print('stylize-pip', importlib.util.find_spec('pip') is not None, "
-              "os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), 'EXTERNALLY-MANAGED')))")
+# Asked of the worker's Python before pip runs: has it pip, and is it a system Python (not a virtual environment,
+# with PEP 668's marker in its standard library)?
+_PIP_CHECK = ("import importlib.util, os, sys, sysconfig; print('stylize-pip', importlib.util.find_spec('pip') is not None, "
+              "sys.prefix == sys.base_prefix and os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), "
+              "'EXTERNALLY-MANAGED')))")
 
 
 def pip_problem(python):
     """Why pip cannot install PyTorch for the interpreter ``python`` (one line with the fix), or None.
     A system Python under PEP 668 with pip is fine: ``--target`` installs into the add-on's folder."""
     try:
-        done = subprocess.run([python, "-c", _PIP_CHECK], capture_output=True, text=True, timeout=60)
+        done = subprocess.run([python, "-c", _PIP_CHECK], capture_output=True, text=True, timeout=60,
+                              creationflags=worker._NO_WINDOW)
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"The worker Python ({python}) does not run ({e}): choose another in Worker Python"
     answer = next((line.split()[1:] for line in done.stdout.splitlines() if line.startswith("stylize-pip ")), None)
     if answer is None or answer[0] == "True":
         return None
-    system = " (a system Python, PEP 668)" if answer[1] == "True" else ""
-    return (f"The worker Python ({python}) has no pip{system}, so PyTorch cannot be installed for it: make a "
-            f"virtual environment ({python} -m venv ~/stylize-venv) and choose ~/stylize-venv/bin/python as "
-            "Worker Python")
+    venv = Path.home() / "stylize-venv"
+    bin_python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    if answer[1] == "True":
+        return (f"The worker Python ({python}) is a system Python without pip (PEP 668), so PyTorch cannot be "
+                f"installed for it: make a virtual environment ({python} -m venv {venv}; on Debian and Ubuntu "
+                f"install python3-venv first) and choose {bin_python} as Worker Python")
+    return (f"The worker Python ({python}) has no pip, so PyTorch cannot be installed for it: run {python} -m "
+            f"ensurepip, or choose an interpreter with pip as Worker Python")
 
 
 class STYLIZE_OT_install_torch(bpy.types.Operator):

@@ -788,14 +788,23 @@ def test_install_torch_without_pip_says_what_to_do(addon, tmp_path):
         f"if sys.argv[1] == '-m': pathlib.Path({str(marker)!r}).touch(); sys.exit('No module named pip')\n"
         "sys.modules['pip'] = None  # no pip here\n"
         f"sysconfig.get_path = lambda name, *a, **k: {str(stdlib)!r}\n"
+        "sys.base_prefix = sys.prefix  # no virtual environment\n"
         "exec(sys.argv[2])\n"))
     bpy.context.preferences.addons["addon"].preferences.python = system_python
     bpy.context.preferences.system.use_online_access = True
-    with pytest.raises(RuntimeError, match=r"has no pip \(a system Python, PEP 668\), so PyTorch cannot be "
-                                           r"installed for it: make a virtual environment .* -m venv "):
+    venv = Path.home() / "stylize-venv"
+    with pytest.raises(RuntimeError, match=r"is a system Python without pip \(PEP 668\), so PyTorch cannot be "
+                                           rf"installed for it: make a virtual environment \(.* -m venv {venv}; .*"
+                                           rf"python3-venv first\) and choose {venv}/bin/python as Worker Python"):
         bpy.ops.stylize.install_torch()
     assert not marker.exists() and not Path(status.site_packages()).joinpath("torch").exists()
     assert preferences.pip_problem(sys.executable) is None  # this one has pip
+    # a virtual environment without pip (python -m venv --without-pip) is no system Python, whatever its base has
+    plain = tmp_path / "venv-without-pip"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(plain)], check=True)
+    problem = preferences.pip_problem(str(plain / "bin" / "python"))
+    assert problem.endswith("has no pip, so PyTorch cannot be installed for it: run "
+                            f"{plain / 'bin' / 'python'} -m ensurepip, or choose an interpreter with pip as Worker Python")
 
 
 def test_engine_error_is_reported(addon, tmp_path):

@@ -5,7 +5,7 @@ steps: it yields the seconds to wait, drives the window with real X input (``xdo
 moves, clicks, keys), takes screenshots (ImageMagick's ``import -window root``) and records what
 it saw in ``/gui/SCENARIO/result.json``, which ``test_gui.py`` asserts on the host. A button is
 found as a user's eye would, by its place on screen: the mouse hovers each height of the
-region and Blender's Copy Python Command (Ctrl+Shift+C) tells which button is under it.
+region and Blender's Copy Python Command (bound to Ctrl+Alt+Shift+C) tells which button is under it.
 """
 import hashlib
 import json
@@ -82,7 +82,8 @@ def wait(condition, timeout, what, interval=0.1):
 def find_button(where, command, step=12, x=None, span=None):
     """Screen position of the button in region ``where`` (or in ``span`` = (top, bottom) screen rows)
     whose Python command contains ``command``: the mouse hovers each height of a column and
-    Ctrl+Shift+C (Copy Python Command) puts the command of the button under it on the clipboard."""
+    Ctrl+Alt+Shift+C (Copy Python Command, ``copy_command_key``) puts the command of the button under
+    it on the clipboard."""
     wm = bpy.context.window_manager
     if where is not None:
         left, top, right, bottom = rect(where)
@@ -110,8 +111,10 @@ def screen_pixels():
     """The screen now: its width and its RGB bytes, row by row from the top."""
     path = "/tmp/screen.ppm"
     subprocess.run(["import", "-window", "root", "-depth", "8", f"PPM:{path}"], check=True)
-    _magic, width, _rows, _maxval, pixels = Path(path).read_bytes().split(maxsplit=4)  # binary PPM
-    return int(width), pixels
+    data = Path(path).read_bytes()
+    _magic, width, rows = data.split(maxsplit=3)[:3]  # binary PPM: P6 W H 255, then W*H RGB bytes
+    width, rows = int(width), int(rows)
+    return width, data[-width * rows * 3:]
 
 
 def button_below(x, top, min_rows=20):

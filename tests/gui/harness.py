@@ -1,18 +1,21 @@
 """The host side of the real-window tests: a cached Debian chroot with Debian's Blender, and one
 Blender session in it under Xvfb, driven by ``driver.py``.
 
-Each session runs in its own mount and PID namespaces (``unshare --mount --pid --fork``): the
+Each session runs in its own mount, PID and network namespaces (``unshare --mount --pid --net``): the
 chroot's ``/proc``, ``/tmp``, the test's output folder (``/gui``) and the worker's venv
 (read-only, at its own path, with the interpreter it links to) are mounted there only, so
 they vanish with the session, and killing it (a timeout, a failed test, Ctrl-C) ends every
 process it started, Xvfb, Blender and the engine's worker included. Nothing stays mounted
-on the host, even on failure.
+on the host, even on failure. The network namespace (no network inside) keeps Xvfb's display
+socket private too, so two sessions can run at once.
 
 Blender versions: 4.3 (Debian trixie, Blender 4.3.2 on Python 3.13) and 5.2 (sid, Blender
 5.2.2 LTS on Python 3.14).
 """
 import hashlib
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -50,22 +53,23 @@ def chroot(version, log=print):
     if (root / ".ready").is_file():
         return root
     cache.mkdir(parents=True, exist_ok=True)
-    for old in cache.glob(f"{suite}-*"):
-        if old.is_dir() and old != root:
-            if mounted_under(old):
-                sys.exit(f"error: {old} has mounts ({mounted_under(old)[0]}): unmount them before it is rebuilt")
-            log(f"removing {old.name} (an older recipe)")
-            shutil.rmtree(old)
-        elif old.is_file():
-            old.unlink()
+    ours = re.compile(rf"{suite}-[0-9a-f]{{12}}(\.building)?")  # only this harness's builds, never other files
+    for old in cache.iterdir():
+        if not ours.fullmatch(old.name) or not old.is_dir():
+            continue
+        if mounted_under(old):
+            sys.exit(f"error: {old} has mounts ({mounted_under(old)[0]}): unmount them before it is rebuilt")
+        log(f"removing {old.name} (an older recipe or an unfinished build)")
+        shutil.rmtree(old)
     building = cache / f"{suite}-{key}.building"
-    shutil.rmtree(building, ignore_errors=True)
     log(f"building the Blender {version} chroot ({suite}) in {root}: a few minutes, once")
     done = subprocess.run(["bash", str(RECIPE), suite, str(building)], capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"error: building the {suite} chroot failed:\n{done.stderr[-3000:]}")
+    (building / ".ready").write_text(done.stdout)  # marked before the rename: a root is complete or absent
     building.rename(root)
-    (root / ".ready").write_text(done.stdout)
+    for log_file in cache.glob(f"{suite}-{key}.building.*.log"):
+        log_file.unlink()
     return root
 
 
@@ -78,26 +82,29 @@ def worker_binds(python):
     installation its ``bin/python`` links to."""
     python = Path(python)
     venv = python.parent.parent
-    real = python.resolve()
-    base = real.parent.parent
-    return [p for p in dict.fromkeys((venv, base)) if p != Path("/usr")]
+    base = python.resolve().parent.parent
+    if base == Path("/usr"):  # the chroot's /usr is Debian's own, with another Python
+        sys.exit(f"error: the worker {python} runs the system's {python.resolve()}, which the GUI chroot does not "
+                 "have: make the worker venv from a Python installed outside /usr (pyenv, /opt, /usr/local)")
+    return list(dict.fromkeys((venv, base)))
 
 
 def session_command(root, out, binds, argv, env):
     """The command running ``argv`` inside the chroot ``root`` in new mount and PID namespaces, with
     ``out`` as ``/gui`` and each of ``binds`` read-only at its own path."""
+    q = shlex.quote
     r = str(root)
     lines = ["set -e",
-             f"mount -t proc proc {r}/proc",
-             f"mount -t tmpfs -o size=2g tmpfs {r}/tmp",
-             f"mount -t tmpfs tmpfs {r}/dev/shm",
-             f"mkdir -p {r}/gui",
-             f"mount --bind '{out}' {r}/gui"]
+             f"mount -t proc proc {q(r + '/proc')}",
+             f"mount -t tmpfs -o size=2g tmpfs {q(r + '/tmp')}",
+             f"mount -t tmpfs tmpfs {q(r + '/dev/shm')}",
+             f"mkdir -p {q(r + '/gui')}",
+             f"mount --bind {q(str(out))} {q(r + '/gui')}"]
     for path in binds:
-        lines += [f"mkdir -p '{r}{path}'", f"mount --bind -o ro '{path}' '{r}{path}'"]
-    environment = " ".join(f"{k}='{v}'" for k, v in env.items())
-    lines.append(f"exec chroot {r} /usr/bin/env -i {environment} " + " ".join(f"'{a}'" for a in argv))
-    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child",
+        lines += [f"mkdir -p {q(r + str(path))}", f"mount --bind -o ro {q(str(path))} {q(r + str(path))}"]
+    environment = " ".join(q(f"{k}={v}") for k, v in env.items())
+    lines.append(f"exec chroot {q(r)} /usr/bin/env -i {environment} " + " ".join(map(q, argv)))
+    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--net",
             "sh", "-c", "\n".join(lines)]
 
 
@@ -116,8 +123,12 @@ def run_session(root, out, scenario, worker, timeout=240):
     try:
         output, _ = process.communicate(timeout=timeout)
     except BaseException:
-        os.killpg(process.pid, signal.SIGKILL)  # --kill-child: the namespace's processes die with it
-        process.communicate()
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # --kill-child: the namespace's processes die with it
+        except ProcessLookupError:
+            pass
+        output, _ = process.communicate()
+        (out / scenario / "session.log").write_text(output or "")
         raise
     (out / scenario / "session.log").write_text(output)
     return subprocess.CompletedProcess(cmd, process.returncode, output, "")

@@ -22,4 +22,4 @@ if [ ! -e "$HOME/installed" ]; then
     echo "installed in $(( ($(date +%s%N) - start) / 1000000 )) ms" | tee "$HOME/installed"
 fi
 blender -p 0 0 ${STYLIZE_GUI_SCREEN%x*} ${STYLIZE_GUI_SCREEN#*x} --python /gui/driver.py -- "$scenario" \
-    >"$out/blender.log" 2>&1 || echo "blender exited with $?"
+    >"$out/blender.log" 2>&1 || { echo "blender exited with $?"; exit 1; }

@@ -127,5 +127,6 @@ def test_install_pytorch_for_a_system_python_is_one_clear_message(gui):
     result = run(gui, "install")
     assert "No module named 'numpy'" in result["probe"]["error"]  # Debian's python3: not a worker
     errors = [r for r in result["reports"] if "pip" in r]
-    assert len(errors) == 1 and "has no pip (a system Python, PEP 668)" in errors[0], result["reports"]
+    assert len(errors) == 1 and "is a system Python without pip (PEP 668)" in errors[0], result["reports"]
+    assert "install python3-venv first" in errors[0] and "~" not in errors[0]
     assert "-m venv" in errors[0] and result["install_lines"] == [] and result["site_packages"] == []
