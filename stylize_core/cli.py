@@ -1,4 +1,5 @@
-"""Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR`` and ``demo``."""
+"""Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR``, ``preview INPUT --at N ...``
+(one frame, reused by the job), ``info`` and ``demo``."""
 import argparse
 import json
 from dataclasses import replace
@@ -47,8 +48,29 @@ def build_parser():
     p = _Parser(prog="python -m stylize_core",
                                 description="Artistic style transfer for videos (Ruder et al. 2016).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    st = sub.add_parser("stylize", help="stylise a clip",
-                        description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ...")
+    _job_parser(sub.add_parser("stylize", help="stylise a clip",
+                               description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ..."))
+    pv = _job_parser(sub.add_parser(
+        "preview", help="stylise one frame of a clip, as the job with the same options would",
+        description="Stylise frame N of a movie or a folder of frames into OUTDIR/preview/frame_NNNNN.png, with "
+                    "the options of the stylize job it previews: fast mode makes it a keyframe (kept for the "
+                    "job, which does not stylise it again), quality mode optimises it as a first frame (frame 1 "
+                    "in a single pass is kept as the job's first finished frame). Same OUTDIR (or --jobs) and "
+                    "options as the job."))
+    pv.add_argument("--at", type=_positive_int, required=True, metavar="N",
+                    help="the frame to preview (1-based, like the output names)")
+    info = sub.add_parser("info", help="what this installation offers (torch, devices, flows, weights)")
+    info.add_argument("--json", action="store_true", help="one JSON object (default: text)")
+    dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
+                        description="Generate a short clip and a style image into OUTDIR and stylise it.")
+    dm.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
+    dm.add_argument("--frames", type=_positive_int, default=12, metavar="N", help="clip length (default: 12)")
+    _common(dm, preset="draft")
+    return p
+
+
+def _job_parser(st):
+    """The options of a job on a clip (``stylize``, ``preview``)."""
     st.add_argument("input", help="movie file (mp4/avi/mov/mkv/webm) or folder of frames (png/jpg/exr)")
     st.add_argument("--style", action="append", metavar="IMAGE[:WEIGHT]",
                     help="style image; repeat for a blend (--style a.jpg:0.7 --style b.jpg:0.3, weights "
@@ -95,14 +117,7 @@ def build_parser():
             st.add_argument(flag(name), dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             st.add_argument(flag(name), dest=name, default=None, metavar=name.split("_")[-1].upper(), help=text)
-    info = sub.add_parser("info", help="what this installation offers (torch, devices, flows, weights)")
-    info.add_argument("--json", action="store_true", help="one JSON object (default: text)")
-    dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
-                        description="Generate a short clip and a style image into OUTDIR and stylise it.")
-    dm.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    dm.add_argument("--frames", type=_positive_int, default=12, metavar="N", help="clip length (default: 12)")
-    _common(dm, preset="draft")
-    return p
+    return st
 
 
 def _common(p, preset="standard"):
@@ -184,13 +199,15 @@ def _main(args):
     kind = args.progress or ("bar" if sys.stderr.isatty() else "none")
     progress = make_progress(kind)
     try:
-        from .schedule import run  # imports torch: after argument parsing so --help stays fast
+        from .schedule import Job  # imports torch: after argument parsing so --help stays fast
         from . import outputs
         from .regions import RegionOptions, parse_weighted
         _check_given(args)
         settings = _settings(args)
         where = args.out if args.out is not None else getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT
         outputs.check_out(where, "--out" if args.out is not None else "--jobs")
+        if args.command == "preview" and args.video:
+            raise StylizeError("--video applies to stylize: a preview is one image (OUTDIR/preview/)")
         if args.video:
             outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
@@ -199,10 +216,14 @@ def _main(args):
                                 args.region_map)
         regions.check()
         styles = [parse_weighted(v) for v in args.style or ()] or None
-        paths = run(args.input, styles, args.out, settings, video=args.video, vgg=args.vgg,
-                    device=args.device, progress=progress, max_frames=args.max_frames,
-                    flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download,
-                    jobs=args.jobs, keyframes=parse_keyframes(args.keyframe), regions=regions or None)
+        job = Job(args.input, styles, args.out, settings, video=args.video, vgg=args.vgg,
+                  device=args.device, progress=progress, max_frames=args.max_frames,
+                  flow_dir=args.flow_dir, restart=args.restart, allow_download=not args.no_download,
+                  jobs=args.jobs, keyframes=parse_keyframes(args.keyframe), regions=regions or None)
+        if args.command == "preview":
+            print(f"preview: {job.preview(args.at - 1)}", file=sys.stderr)
+            return 0
+        paths = job.run()
         print(f"done: {paths[0].parent if paths else args.out}", file=sys.stderr)
         return 0
     except KeyboardInterrupt:

@@ -204,6 +204,28 @@ class FastMode:
             work["feedforward"] = len(todo)
         return work
 
+    def preview(self, k):
+        """Frame ``k`` as a keyframe (``Job.preview``): the painting, the cached keyframe, else stylised now and
+        cached in ``keyframes/`` (an automatic keyframe depends on its frame and the settings only), where a job
+        that has ``k`` as a keyframe finds it. Returns (image at the processing size, False)."""
+        job = self.job
+        if k not in self.painted and not self._cached(k).exists():
+            (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
+            img = self._stylize(k)
+            with job.timed("io"):
+                job.save_array(job.out / KEYFRAME_DIR, k, img)
+        return self._image(k), False
+
+    def preview_work(self, k):
+        """The work of :meth:`preview` (``progress.Progress``)."""
+        if k in self.painted or self._cached(k).exists():
+            return {}
+        iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
+        work = {"optimise": sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0}
+        if self.keyframe_method == "feedforward":
+            work["feedforward"] = 1
+        return work
+
     def _cached(self, k):
         return self.job.out / KEYFRAME_DIR / jobdir.frame_name(k, ".npy")
 

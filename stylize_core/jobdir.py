@@ -22,8 +22,8 @@ the ``--video`` files written). It is written before the job writes anything els
   a ``job.json`` or one of the folders above that no manifest records (frames of another tool,
   the user's own ``flow/``) where the job would write; and a ``--video`` file it did not write.
   Paths are compared with symbolic links resolved;
-- records ``status`` ``starting``, ``running``, ``done``, ``failed`` (with ``error``) or
-  ``interrupted``; a job that failed before finishing a frame does not block another job in its
+- records ``status`` ``starting``, ``running``, ``done``, ``previewed`` (``preview``: one frame
+  made, which the job resumes from), ``failed`` (with ``error``) or ``interrupted``; a job that failed before finishing a frame does not block another job in its
   folder (there is nothing of it to keep); any other job there needs ``--restart``, which discards
   what the old job owns (its flows are kept when the input is the same: they depend on the frames).
 
@@ -38,11 +38,13 @@ from pathlib import Path
 from .errors import StylizeError
 
 MANIFEST = "job.json"
-FLOW, KEYFRAMES, PASSES, INPUT = "flow", "keyframes", "passes", "input"
-FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT)
+FLOW, KEYFRAMES, PASSES, INPUT, PREVIEW = "flow", "keyframes", "passes", "input", "preview"
+FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT, PREVIEW)
+LEGACY_FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT)  # what a manifest of an engine before ``owns`` owned
 FRAME_RE = re.compile(r"frame_(\d{5,})\.png")
 CACHE_KEY_RE = re.compile(r"(dis|raft)-(ultrafast|fast|medium)-[0-9.]+|deepflow-[0-9.]+")  # flow.cache_key's names
-OWN_FILES = {FLOW: "flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy"}  # what discard deletes
+OWN_FILES = {FLOW: "flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy",
+             PREVIEW: "frame_*.png"}  # what discard deletes
 
 
 def frame_name(i, ext=".png"):
@@ -175,7 +177,7 @@ class JobFolder:
             return 0, set(), set()
         owns = old.get("owns")
         if owns is None:  # an engine before "owns": it wrote its frames and these folders
-            return int(old.get("frames") or 0), set(FOLDERS), set()
+            return int(old.get("frames") or 0), set(LEGACY_FOLDERS), set()
         return int(owns.get("frames", 0)), set(owns.get("folders", ())), set(owns.get("videos", ()))
 
     def finished_frames(self, old=None):

@@ -96,6 +96,21 @@ class QualityMode:
             return {"optimise": (skipped == 0) * _levels(s.iterations, s) + later * _levels(s.iterations_later, s)}
         return {"optimise": (n * s.passes - skipped) * _levels(s.pass_iterations, s)}
 
+    def preview(self, k):
+        """Frame ``k`` optimised as a first frame (no temporal term, ``--iterations``: ``Job.preview``). In a single
+        pass frame 1 is the job's own first frame: kept as its finished frame (True), or read back if finished."""
+        job, s = self.job, self.s
+        first = k == 0 and s.passes == 1
+        if first and job.frame_file(0).exists():
+            return job.result(0), False
+        return job._stylize(k, 1, job.content(k), None, (), s.iterations), first
+
+    def preview_work(self, k):
+        """The work of :meth:`preview` (``progress.Progress``)."""
+        if k == 0 and self.s.passes == 1 and self.job.frame_file(0).exists():
+            return {}
+        return {"optimise": _levels(self.s.iterations, self.s)}
+
     def frames(self, skipped):
         return self._single_pass(skipped) if self.s.passes == 1 else self._multi_pass()
 

@@ -299,6 +299,7 @@ class Job:
         if self.mode.needs_flow() and s.flow != "flo":  # the flow cache (also the Vector pass's fallback)
             method = "dis" if s.flow == "vector" else s.flow
             uses.append(f"{jobdir.FLOW}/{cache_key(method, s.flow_preset, min(s.flow_scale * s.scale, 1.0))}")
+        uses.append(jobdir.PREVIEW)  # written by ``preview`` only, owned by every job so that --restart clears it
         if s.mode == "fast":
             uses.append(jobdir.KEYFRAMES)
         elif s.passes > 1:
@@ -485,6 +486,35 @@ class Job:
         if self.progress:
             self.progress.done(self.out, timings, paths)
         return paths
+
+    def preview(self, k):
+        """Frame ``k`` (0-based) alone, as this job makes it, written to ``OUTDIR/preview/frame_NNNNN.png`` at
+        the output size; returns that path. What the job can reuse stays where it looks for it (the mode's
+        ``preview``: fast mode's keyframe cache, quality mode's first finished frame), so the job with the same
+        identity does not compute it again. The manifest's status is ``previewed``."""
+        n = len(self.src)
+        if not 0 <= k < n:
+            raise StylizeError(f"--at {k + 1} is not a frame of the clip (frames 1-{n})")
+        with self.recording():
+            t0 = time.monotonic()
+            if self.progress:
+                self.progress.start(1, 1, self.size, out=self.out, job=self.job_id, work=self.mode.preview_work(k))
+                for message in self.warnings:
+                    self.progress.warning(message)
+            img, finished = self.mode.preview(k)
+            path = self.out / jobdir.PREVIEW / jobdir.frame_name(k)
+            with self.timed("io"):
+                path.parent.mkdir(exist_ok=True)
+                write_png(path, resize(img, self.size))
+                if finished and not self.frame_file(k).exists():
+                    write_png(self.frame_file(k), resize(img, self.size))
+            timings = {key: round(v, 3) for key, v in self.timings.items()}
+            self._write_manifest({**self.record, "status": "previewed", "timings": timings,
+                                  "preview": {"frame": k + 1, "seconds": round(time.monotonic() - t0, 2)}})
+            if self.progress:
+                self.progress.frame(k, path)
+                self.progress.done(self.out, timings, [path])
+        return path
 
     @staticmethod
     def save_array(d, i, img):

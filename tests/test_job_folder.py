@@ -77,7 +77,8 @@ def test_restart_removes_only_what_the_job_wrote(clip, capsys):
     assert sorted(p.name for p in out.glob("frame_*")) == ["frame_00001.png", "frame_00002.png"]
     assert not list((out / "keyframes").glob("*.npy"))  # the fast job's keyframe: discarded
     owns = json.loads((out / "job.json").read_text())["owns"]
-    assert owns == {"frames": 2, "folders": ["flow/dis-medium-1.0"], "videos": []}  # the fast job's: discarded
+    # the fast job's keyframes/: discarded; preview/ (the previews of a job) is every job's
+    assert owns == {"frames": 2, "folders": ["flow/dis-medium-1.0", "preview"], "videos": []}
 
 
 def test_an_input_where_the_job_writes_is_refused(clip, capsys):
