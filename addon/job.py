@@ -75,8 +75,9 @@ def refuse_if_running():
         raise JobError(f"A stylize job is already running ({current.label}): wait for it or cancel it")
 
 
-def prepare(context, scene_name="", strip_name=""):
-    """Check everything a strip's run needs and return a new Job (now ``current``), or raise JobError."""
+def prepare(context, scene_name="", strip_name="", preview=False):
+    """Check everything a strip's run needs and return a new Job (now ``current``), or raise JobError.
+    ``preview``: a PreviewJob of the scene's current frame instead (the same engine request)."""
     global current, refused
     refuse_if_running()
     scene = bpy.data.scenes.get(scene_name) if scene_name else compat.sequencer_scene(context)
@@ -101,7 +102,14 @@ def prepare(context, scene_name="", strip_name=""):
     style, options = engine_request(settings, vector, regions is not None)
     first, end = compat.visible_range(strip)
     options["keyframe"] = keyframe_options(settings, range(first, end), f"strip '{strip.name}'")
-    current = Job(scene, strip, style, options, vector, regions)
+    if preview:
+        at = scene.frame_current - first + 1
+        if not first <= scene.frame_current < end:
+            raise JobError(f"Frame {scene.frame_current} is not shown by strip '{strip.name}' (frames {first}-"
+                           f"{end - 1}): move the playhead onto the strip to preview it")
+        current = PreviewJob(scene, strip, style, options, vector, regions, at)
+    else:
+        current = Job(scene, strip, style, options, vector, regions)
     current.warnings += warnings
     refused = ""
     return current
@@ -482,15 +490,20 @@ class Job:
             return
         self._export_done(done)
 
+    command = "stylize"  # the engine's command (PreviewJob: ``preview``)
+
+    def _engine_options(self):
+        return dict(self.options)
+
     def _export_done(self, done):
         """Start the engine on the exported frames (the export's warnings came as events)."""
-        options = dict(self.options)
+        options = self._engine_options()
         if done["vector"]:
             options["flow"] = "vector"
         if self.regions:
             options.update(self.region_options())
         python = status.worker_python()
-        cmd = worker.engine_command(python, self.frames, self.style, self.results, options)
+        cmd = worker.engine_command(python, self.frames, self.style, self.results, options, self.command)
         self.results.mkdir(parents=True, exist_ok=True)
         self.process = worker.Process(cmd, env=status.worker_env(python), cwd=self.folder,
                                       log_path=self.folder / "worker.log")
@@ -590,6 +603,62 @@ class Job:
     def _fail(self, message):
         self.state, self.stage, self.error = "failed", "Failed", message
         self._cleanup()
+
+
+PREVIEW_IMAGE, PREVIEW_INPUT = "Stylize Preview", "Stylize Preview Input"  # the images a preview replaces
+
+
+class PreviewJob(Job):
+    """One frame of the strip stylised as its job would (the engine's ``preview --at N``, same request, same job
+    folder): the engine keeps what the job reuses (fast mode: the frame as a keyframe; quality mode: frame 1).
+    The result replaces the image ``PREVIEW_IMAGE``, the input frame ``PREVIEW_INPUT``."""
+    command = "preview"
+
+    def __init__(self, scene, strip, style, options, vector, regions, at):
+        super().__init__(scene, strip, style, options, vector, regions)
+        self.at = at  # 1-based frame of the strip
+
+    @property
+    def label(self):
+        return f"frame {self.at} of strip '{self.strip_name}'"
+
+    @property
+    def summary(self):
+        return f"Previewed frame {self.at} of '{self.strip_name}'"
+
+    def _engine_options(self):
+        return {**self.options, "at": self.at}
+
+    def _stylize(self):
+        self.count = 1  # the engine writes one image
+        super()._stylize()
+
+    def _stylized(self):
+        self.result_name = show_preview(Path(self.paths[0]), self.frames / export.frame_name(self.at - 1, ".png"))
+        self._lap("import")
+        self._done()
+
+
+def show_preview(path, source):
+    """Load the preview ``path`` into the image ``PREVIEW_IMAGE`` and the input frame ``source`` into
+    ``PREVIEW_INPUT`` (replaced on each preview; the panel shows both side by side), the preview in every
+    Image Editor. Returns the preview image's name."""
+    images = {}
+    for name, file in ((PREVIEW_IMAGE, path), (PREVIEW_INPUT, source)):
+        image = bpy.data.images.get(name)
+        if image is None:
+            image = bpy.data.images.load(str(file), check_existing=False)
+            image.name = name
+        else:
+            image.filepath = str(file)
+            image.reload()
+        images[name] = image
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                area.spaces.active.image = images[PREVIEW_IMAGE]
+                area.tag_redraw()
+    return images[PREVIEW_IMAGE].name
 
 
 JOB_FOLDER_RENDER = "render-animation"  # "<scene>.render-animation": a strip's folder name never has a "-"

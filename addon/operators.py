@@ -1,4 +1,4 @@
-"""``sequencer.stylize_strip`` and ``render.stylize_animation`` (modal with a timer in the UI,
+"""``sequencer.stylize_strip``, ``sequencer.stylize_preview`` and ``render.stylize_animation`` (modal with a timer in the UI,
 synchronous in background mode), ``sequencer.stylize_cancel`` and the keyframe list's
 ``sequencer.stylize_keyframe_add/remove``, and the region list's ``stylize.region_add/remove``."""
 import atexit
@@ -130,6 +130,23 @@ class SEQUENCER_OT_stylize_strip(StylizeRun, bpy.types.Operator):
         return jobs.prepare(context, self.scene, self.strip)
 
 
+class SEQUENCER_OT_stylize_preview(StylizeRun, bpy.types.Operator):
+    """Stylise the current frame of the active strip with the current settings and show it (the image
+    'Stylize Preview'); the strip's job reuses it (fast mode: as a keyframe; quality mode: its first frame)"""
+    bl_idname = "sequencer.stylize_preview"
+    bl_label = "Preview Frame"
+
+    strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
+                          description="Name of the strip to preview (default: the active strip)")
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene holding the strip (default: the sequencer's scene)")
+
+    poll = SEQUENCER_OT_stylize_strip.poll
+
+    def prepare(self, context):
+        return jobs.prepare(context, self.scene, self.strip, preview=True)
+
+
 class RENDER_OT_stylize_animation(StylizeRun, bpy.types.Operator):
     """Render the scene's animation with the Vector pass, stylise it and write the frames to the
     output path (or the chosen folder); the scene's Style Transfer settings apply"""
@@ -249,7 +266,7 @@ def cancel_running(*_args):
         jobs.current.cancel()
 
 
-classes = (SEQUENCER_OT_stylize_strip, RENDER_OT_stylize_animation, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
+classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_preview, RENDER_OT_stylize_animation, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
            SEQUENCER_OT_stylize_keyframe_remove, STYLIZE_OT_region_add, STYLIZE_OT_region_remove)
 
 

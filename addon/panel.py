@@ -111,6 +111,23 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         supported = strip is not None and strip.type in job.SUPPORTED
         row.operator("sequencer.stylize_strip", icon="BRUSH_DATA",
                      text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip")
+        if supported:
+            row.operator("sequencer.stylize_preview", icon="IMAGE_DATA", text="Preview Frame")
+        draw_preview(layout)
+
+
+def draw_preview(layout):
+    """The last preview beside its input frame, as thumbnails (the images ``job.PREVIEW_INPUT`` and
+    ``job.PREVIEW_IMAGE``; full size in an Image Editor)."""
+    images = [bpy.data.images.get(name) for name in (job.PREVIEW_INPUT, job.PREVIEW_IMAGE)]
+    if not all(images):
+        return
+    row = layout.row()
+    for image, label in zip(images, ("Input", "Preview")):
+        col = row.column(align=True)
+        col.label(text=label)
+        if icon := style_icon(image.filepath):
+            col.template_icon(icon_value=icon, scale=5.0)
 
 
 class SEQUENCER_UL_stylize_keyframes(bpy.types.UIList):

@@ -37,12 +37,12 @@ def environment(paths):
     return env
 
 
-def engine_command(python, frames, style, jobs, options):
+def engine_command(python, frames, style, jobs, options, command="stylize"):
     """The engine command line, its output in ``jobs/<job id>/`` (no ``--style`` if ``style`` is None:
     regions name theirs); ``options`` maps long option
     names to values: True = a flag, None or False = left out, a list = the option once per item,
-    anything else (0 too) = its value."""
-    cmd = [python, "-m", ENGINE, "stylize", str(frames), *(["--style", str(style)] if style else []),
+    anything else (0 too) = its value. ``command``: ``stylize``, or ``preview`` (with an ``at`` option)."""
+    cmd = [python, "-m", ENGINE, command, str(frames), *(["--style", str(style)] if style else []),
            "--jobs", str(jobs)]
     for name, value in options.items():
         if isinstance(value, list):

@@ -1042,3 +1042,33 @@ def test_image_strip_in_fast_mode_with_a_painted_keyframe(addon, tmp_path):
         return (np.abs(img.reshape(-1, 3).astype(float) - (0, 128, 255)).sum(1) < 30).mean()
     assert orange(cv2.imread(str(files[3]))) > 0.5  # carried forward from the painting ...
     assert orange(clip_frame(3)) == 0  # ... not from the input frame
+
+
+def test_preview_frame_shows_the_current_frame_and_the_job_reuses_it(addon, tmp_path):
+    """Preview Frame on an image strip (fast mode, keyframes by the network): the images 'Stylize Preview' and
+    'Stylize Preview Input' at the strip's size, the frame a keyframe the engine kept; the strip's job then
+    stylises no keyframe again (the engine's ``optimise`` time 0) and its frame is the preview."""
+    from addon import job
+    scene = bpy.context.scene
+    sed = scene.sequence_editor_create()
+    src = image_strip(sed, "pics", make_frames(tmp_path / "pics", 4), 1, 10)
+    sed.active_strip = src
+    s = scene.video_stylize
+    s.keyframe_method = "FEEDFORWARD"
+    scene.frame_current = 9  # before the strip
+    with pytest.raises(RuntimeError, match=r"Frame 9 is not shown by strip 'pics' \(frames 10-13\): move the playhead"):
+        bpy.ops.sequencer.stylize_preview()
+    scene.frame_current = 10
+    assert bpy.ops.sequencer.stylize_preview() == {"FINISHED"}
+    assert strip_names(sed) == ["pics"]  # no strip added
+    preview, shown = bpy.data.images[job.PREVIEW_IMAGE], bpy.data.images[job.PREVIEW_INPUT]
+    assert tuple(preview.size) == (W, H) == tuple(shown.size)
+    assert Path(preview.filepath).name == "frame_00001.png" and Path(preview.filepath).parent.name == "preview"
+    assert "preview" in (job_folder() / "worker.log").read_text().split("\n")[0]
+    kept = cv2.imread(preview.filepath)
+    assert stylize() == {"FINISHED"}
+    engine = json.loads((Path(job.current.out) / "job.json").read_text())
+    assert engine["status"] == "done" and engine["timings"]["optimise"] == 0.0  # the keyframe was not redone
+    new = sed.active_strip
+    first = cv2.imread(str(Path(bpy.path.abspath(new.directory)) / new.elements[0].filename))
+    assert np.array_equal(first, kept)

@@ -70,6 +70,12 @@ def sidebar():
     return region(area("SEQUENCE_EDITOR"), "UI")
 
 
+def column(fraction):
+    """The screen column at ``fraction`` of the sidebar's width (Stylize and Preview Frame share a row)."""
+    left, _top, right, _bottom = rect(sidebar())
+    return left + round((right - left) * fraction)
+
+
 def wait(condition, timeout, what, interval=0.1):
     """Yield until ``condition()`` is true; fails after ``timeout`` seconds."""
     end = time.monotonic() + timeout
@@ -256,7 +262,7 @@ def current():
 def run_job(name, timeout=150):
     """Click the panel's Stylize button and follow the job to its end, with two screenshots of its
     progress and a ticker that measures the UI's responsiveness."""
-    pos = yield from find_button(sidebar(), "sequencer.stylize_strip")
+    pos = yield from find_button(sidebar(), "sequencer.stylize_strip", x=column(0.3))
     click(pos)
     yield from wait(lambda: current() is not None and current().running, 15, "the job to start")
     ticker = Ticker()
@@ -283,7 +289,7 @@ def run_job(name, timeout=150):
 def draw():
     """The sidebar and Output Properties draw (the log is checked for tracebacks on the host)."""
     yield from setup()
-    result["button"] = yield from find_button(sidebar(), "sequencer.stylize_strip")
+    result["button"] = yield from find_button(sidebar(), "sequencer.stylize_strip", x=column(0.3))
     screenshot("sidebar", sidebar())
 
 
@@ -313,7 +319,7 @@ def cancel():
         if hasattr(bpy.context.scene.sequence_editor, "strips_all") else \
         bpy.context.scene.sequence_editor.sequences_all["clip"]
     yield 0.5
-    pos = yield from find_button(sidebar(), "sequencer.stylize_strip")
+    pos = yield from find_button(sidebar(), "sequencer.stylize_strip", x=column(0.3))
     click(pos)
     yield from wait(lambda: current().running and 0.05 < current().fraction < 0.5, 60, "the second job's progress")
     screenshot("second-running", sidebar())
@@ -393,7 +399,34 @@ def install():
     screenshot("after-install", sidebar())
 
 
-SCENARIOS = {f.__name__: f for f in (draw, stylize, cancel, render, install)}
+def preview():
+    """Preview Frame in fast mode (keyframes by the network): the panel's input and preview thumbnails, the
+    preview in an Image Editor, and the time from the click to the image shown."""
+    yield from setup(mode="FAST")
+    bpy.context.scene.frame_current = 5
+    editor = area("PROPERTIES")
+    editor.type = "IMAGE_EDITOR"  # where the preview shows full size
+    yield 0.5
+    pos = yield from find_button(sidebar(), "sequencer.stylize_preview", x=column(0.8))
+    click(pos)
+    clicked = time.monotonic()
+    yield from wait(lambda: current() is not None and not current().running and current().state != "running",
+                    60, "the preview", interval=0.05)
+    seconds = time.monotonic() - clicked
+    yield 1.0
+    screenshot("preview-panel", sidebar())
+    editor = area("IMAGE_EDITOR")
+    result["preview"] = {"state": current().state, "error": current().error, "seconds": round(seconds, 2),
+                         "timings": current().timings, "shown": getattr(editor.spaces.active.image, "name", None),
+                         "screenshot_editor": rect(region(editor, "WINDOW")),
+                         "strips": strips()}
+    with bpy.context.temp_override(window=window(), area=editor, region=region(editor, "WINDOW")):
+        bpy.ops.image.view_all(fit_view=True)
+    yield 0.5
+    screenshot("preview-editor", region(editor, "WINDOW"))
+
+
+SCENARIOS = {f.__name__: f for f in (draw, stylize, cancel, render, install, preview)}
 
 
 def start():

@@ -130,3 +130,14 @@ def test_install_pytorch_for_a_system_python_is_one_clear_message(gui):
     assert len(errors) == 1 and "is a system Python without pip (PEP 668)" in errors[0], result["reports"]
     assert "install python3-venv first" in errors[0] and "~" not in errors[0]
     assert "-m venv" in errors[0] and result["install_lines"] == [] and result["site_packages"] == []
+
+
+def test_preview_frame_shows_the_frame_in_the_panel_and_an_image_editor(gui):
+    result = run(gui, "preview")
+    preview = result["preview"]
+    assert preview["state"] == "done" and not preview["error"], preview
+    assert preview["shown"] == "Stylize Preview" and [s[0] for s in preview["strips"]] == ["clip"]
+    print(f"preview: {preview['seconds']} s from the click to the image ({preview['timings']})")
+    left, top, right, bottom = result["screenshots"]["preview-editor"]
+    editor = screenshot("preview", "preview-editor")[top:bottom, left:right]
+    assert editor.std() > 20  # the stylised frame fills the editor, not its empty grey
