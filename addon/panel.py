@@ -20,6 +20,7 @@ def style_icon(path):
     key = f"{path}:{os.path.getmtime(path)}"
     if key not in _previews:
         _previews.load(key, path, "IMAGE")
+        _previews[key].image_size[:]  # loaded now: Blender 5.2 loads it later, drawing a spinner until some redraw
     return _previews[key].icon_id
 
 

@@ -418,6 +418,7 @@ def preview():
     editor = area("IMAGE_EDITOR")
     result["preview"] = {"state": current().state, "error": current().error, "seconds": round(seconds, 2),
                          "timings": current().timings, "shown": getattr(editor.spaces.active.image, "name", None),
+                         "image": bpy.data.images["Stylize Preview"].filepath,
                          "screenshot_editor": rect(region(editor, "WINDOW")),
                          "strips": strips()}
     with bpy.context.temp_override(window=window(), area=editor, region=region(editor, "WINDOW")):

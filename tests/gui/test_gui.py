@@ -141,3 +141,16 @@ def test_preview_frame_shows_the_frame_in_the_panel_and_an_image_editor(gui):
     left, top, right, bottom = result["screenshots"]["preview-editor"]
     editor = screenshot("preview", "preview-editor")[top:bottom, left:right]
     assert editor.std() > 20  # the stylised frame fills the editor, not its empty grey
+    image = cv2.imread(str(OUT / "preview" / Path(preview["image"]).relative_to("/gui/preview")))
+    left, top, right, bottom = result["screenshots"]["preview-panel"]
+    assert shown_at(screenshot("preview", "preview-panel")[top:bottom, left:right], image) > 0.8  # its thumbnail
+
+
+def shown_at(screen, image):
+    """How well ``image`` appears somewhere in ``screen`` at some thumbnail size (best normalised correlation)."""
+    best = 0.0
+    for width in range(40, 200, 4):
+        small = cv2.resize(image, (width, round(width * image.shape[0] / image.shape[1])), interpolation=cv2.INTER_AREA)
+        if small.shape[0] < screen.shape[0] and small.shape[1] < screen.shape[1]:
+            best = max(best, float(cv2.matchTemplate(screen, small, cv2.TM_CCOEFF_NORMED).max()))
+    return best
