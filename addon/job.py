@@ -492,6 +492,11 @@ class Job:
 
     command = "stylize"  # the engine's command (PreviewJob: ``preview``)
 
+    @property
+    def outputs(self):
+        """How many images the engine writes: every frame (PreviewJob: one)."""
+        return self.count
+
     def _engine_options(self):
         return dict(self.options)
 
@@ -531,8 +536,8 @@ class Job:
             self._fail(f"Stylization failed ({reason}). Log: {self.folder / 'worker.log'}")
             return
         missing = [p for p in self.paths if not Path(p).is_file()]
-        if len(self.paths) != self.count or missing:
-            self._fail(f"The engine finished with {len(self.paths) - len(missing)} of {self.count} frames. "
+        if len(self.paths) != self.outputs or missing:
+            self._fail(f"The engine finished with {len(self.paths) - len(missing)} of {self.outputs} frames. "
                        f"Log: {self.folder / 'worker.log'}")
             return
         self._stylized()
@@ -629,9 +634,7 @@ class PreviewJob(Job):
     def _engine_options(self):
         return {**self.options, "at": self.at}
 
-    def _stylize(self):
-        self.count = 1  # the engine writes one image
-        super()._stylize()
+    outputs = 1  # the engine writes one image
 
     def _stylized(self):
         self.result_name = show_preview(Path(self.paths[0]), self.frames / export.frame_name(self.at - 1, ".png"))

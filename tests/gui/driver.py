@@ -196,8 +196,7 @@ def strips():
     sed = bpy.context.scene.sequence_editor
     if sed is None:
         return []
-    every = sed.strips_all if hasattr(sed, "strips_all") else sed.sequences_all
-    return sorted([s.name, s.channel, s.type, getattr(s, "directory", "")] for s in every)
+    return sorted([s.name, s.channel, s.type, getattr(s, "directory", "")] for s in addon().compat.strips_all(sed))
 
 
 # -- set-up ------------------------------------------------------------------------------------------------------
@@ -235,8 +234,7 @@ def setup(mode="QUALITY", strip=True, python=None):
     if strip:
         frames = sorted((DATA / "frames").glob("*.png"))
         sed = scene.sequence_editor_create()
-        new = (sed.strips if hasattr(sed, "strips") else sed.sequences).new_image(
-            "clip", str(frames[0]), 1, 1)
+        new = addon().compat.strips(sed).new_image("clip", str(frames[0]), 1, 1)
         for f in frames[1:]:
             new.elements.append(f.name)
         sed.active_strip = new
@@ -315,13 +313,12 @@ def cancel():
     s = bpy.context.scene.video_stylize
     s.use_strength, s.strength = True, 3.0  # another look: another job, slower (about 0.5 s a frame)
     s.iterations = s.iterations_later = 40
-    bpy.context.scene.sequence_editor.active_strip = bpy.context.scene.sequence_editor.strips_all["clip"] \
-        if hasattr(bpy.context.scene.sequence_editor, "strips_all") else \
-        bpy.context.scene.sequence_editor.sequences_all["clip"]
+    sed = bpy.context.scene.sequence_editor
+    sed.active_strip = addon().compat.strips_all(sed)["clip"]
     yield 0.5
     pos = yield from find_button(sidebar(), "sequencer.stylize_strip", x=column(0.3))
     click(pos)
-    yield from wait(lambda: current().running and 0.05 < current().fraction < 0.5, 60, "the second job's progress")
+    yield from wait(lambda: current().running and 0.05 < current().fraction < 0.5, 150, "the second job's progress")
     screenshot("second-running", sidebar())
     fraction = current().fraction
     xdo("key", "Escape")
