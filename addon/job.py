@@ -510,9 +510,12 @@ class Job:
         python = status.worker_python()
         cmd = worker.engine_command(python, self.frames, self.style, self.results, options, self.command)
         self.results.mkdir(parents=True, exist_ok=True)
-        self.process = worker.Process(cmd, env=status.worker_env(python), cwd=self.folder,
-                                      log_path=self.folder / "worker.log")
+        self.process = self._engine(cmd, python)
         self.phase, self.stage, self.fraction, self.detail = "stylize", "Starting the engine", 0.0, ""
+
+    def _engine(self, cmd, python):
+        """Run the engine command ``cmd``: a process of its own (PreviewJob: the warm engine)."""
+        return worker.Process(cmd, env=status.worker_env(python), cwd=self.folder, log_path=self.folder / "worker.log")
 
     def region_options(self):
         """The engine's region options; writes the region map (``REGION_MAP``) into the job folder.
@@ -636,10 +639,30 @@ class PreviewJob(Job):
 
     outputs = 1  # the engine writes one image
 
+    def _save(self):
+        warm_engine()  # started (if not running) now: its imports overlap the export
+        super()._save()
+
+    def _engine(self, cmd, python):
+        """The preview runs in the warm engine (``worker.Server``): torch and the networks stay loaded for the
+        next preview; a cancel ends it."""
+        return warm_engine().run(cmd, self.folder / "worker.log")
+
     def _stylized(self):
         self.result_name = show_preview(Path(self.paths[0]), self.frames / export.frame_name(self.at - 1, ".png"))
         self._lap("import")
         self._done()
+
+
+WARM_ENGINE_LOG = "warm-engine.log"  # in ``jobs_root()``: the warm engine's own output (each preview's is in its job folder)
+
+
+def warm_engine():
+    """The warm engine (``worker.server``) for the worker interpreter of the preferences."""
+    python = status.worker_python()
+    root = jobs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return worker.server(python, status.worker_env(python), root / WARM_ENGINE_LOG)
 
 
 def show_preview(path, source):

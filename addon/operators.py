@@ -8,7 +8,7 @@ import bpy
 from bpy.app.handlers import persistent
 from bpy.props import StringProperty
 
-from . import compat
+from . import compat, worker
 from . import job as jobs
 
 
@@ -275,10 +275,13 @@ def register():
         bpy.utils.register_class(cls)
     bpy.app.handlers.load_pre.append(cancel_running)
     atexit.register(cancel_running)
+    atexit.register(worker.stop_server)
 
 
 def unregister():
     cancel_running()
+    worker.stop_server()  # the warm engine of the previews
+    atexit.unregister(worker.stop_server)
     atexit.unregister(cancel_running)
     bpy.app.handlers.load_pre.remove(cancel_running)
     for cls in reversed(classes):

@@ -75,14 +75,14 @@ def parse_event(line):
 class Process:
     """A child process whose stdout lines a daemon thread queues; stderr goes to a log file."""
 
-    def __init__(self, cmd, env=None, cwd=None, log_path=None):
+    def __init__(self, cmd, env=None, cwd=None, log_path=None, stdin=False):
         self.cmd = [str(c) for c in cmd]
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None
         if self.log:
             self.log.write("$ " + subprocess.list2cmdline(self.cmd) + "\n")
             self.log.flush()
         self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            self.cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self.log or subprocess.STDOUT, env=env, cwd=cwd, text=True,
             encoding="utf-8", errors="replace", creationflags=_NO_WINDOW)
         self.lines = queue.Queue()
@@ -126,6 +126,100 @@ class Process:
     def _close_log(self):
         if self.log and not self.log.closed:
             self.log.close()
+
+
+class Server:
+    """A warm engine, ``python -m stylize_core serve`` (see the engine's ``serve.py``): one command per request,
+    torch and the networks kept loaded between them. Started ahead of need (``warm``), so that its imports
+    overlap the export; ``run`` sends a command, ``ServedRun`` reads its events."""
+
+    def __init__(self, python, env, log_path):
+        self.key = (python, tuple(sorted(env.items())))
+        self.process = Process([python, "-m", ENGINE, "serve"], env=env, log_path=log_path, stdin=True)
+        self.busy = False
+
+    @property
+    def alive(self):
+        return self.process.proc.poll() is None
+
+    def run(self, cmd, log_path):
+        """Send the engine command ``cmd`` (``engine_command``'s: run here without its ``python -m stylize_core``);
+        a ``ServedRun``. ``log_path``: where its text output goes."""
+        self.busy = True
+        argv = cmd[cmd.index(ENGINE) + 1:]
+        request = json.dumps({"argv": [str(a) for a in argv], "log": str(log_path)})
+        with open(log_path, "a", encoding="utf-8") as log:  # what was asked, as a Process logs its command line
+            log.write(f"$ (warm engine, pid {self.process.proc.pid}) {subprocess.list2cmdline(argv)}\n")
+        self.process.proc.stdin.write(request + "\n")
+        self.process.proc.stdin.flush()
+        return ServedRun(self)
+
+    def stop(self):
+        self.process.stop()
+
+
+class ServedRun:
+    """One command run by a ``Server``, read like a ``Process``: ``drain`` (its lines), ``returncode`` (None until
+    its ``served`` event), ``stop`` (ends the server: a cancelled command leaves nothing warm behind)."""
+
+    def __init__(self, server):
+        self.server, self.code = server, None
+
+    @property
+    def pid(self):
+        return self.server.process.proc.pid
+
+    def drain(self):
+        lines = []
+        if self.code is not None:
+            return lines
+        for line in self.server.process.drain():
+            event = parse_event(line)
+            if event and event["event"] == "served":
+                self.code, self.server.busy = event["code"], False
+                break
+            if not (event and event["event"] == "ready"):
+                lines.append(line)
+        return lines
+
+    @property
+    def returncode(self):
+        if self.code is None and not self.server.alive:
+            self.drain()  # what it wrote before it ended
+            if self.code is None:
+                self.code = self.server.process.returncode
+                if self.code is None:
+                    return None
+                self.code = self.code or 1  # it ended inside a command (a crash): not a success
+        return self.code
+
+    def stop(self, timeout=5.0):
+        if self.code is None:
+            self.server.stop()
+
+
+_server = None
+
+
+def server(python, env, log_path):
+    """The warm engine for ``python`` and ``env``: the running one if it has that interpreter and environment and
+    is idle, else a new one (the old one stopped)."""
+    global _server
+    key = (python, tuple(sorted(env.items())))
+    if _server is not None and (_server.key != key or not _server.alive or _server.busy):
+        _server.stop()
+        _server = None
+    if _server is None:
+        _server = Server(python, env, log_path)
+    return _server
+
+
+def stop_server():
+    """End the warm engine, if any (unregister, Blender's exit)."""
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
 
 
 # Runs inside the worker's interpreter with the worker's environment: prints one JSON line.

@@ -1,7 +1,7 @@
 """``python -m bench NAME [options]``: run one benchmark, or all of them, and print markdown tables.
 
 NAME is one of consistency, flow, scenes, speed, pictures, fast, fast_learned, reliability, regions, schedule, history,
-hd, mobilenet_layers, feedforward, fast_clips, all; ``python -m bench NAME --help``
+hd, mobilenet_layers, feedforward, fast_clips, preview, all; ``python -m bench NAME --help``
 lists the options. Figures go to ``--out`` (default bench/results/).
 """
 import argparse
@@ -26,6 +26,7 @@ BENCHMARKS = {
     "mobilenet_layers": "bench.mobilenet_layers",
     "feedforward": "bench.feedforward",
     "fast_clips": "bench.fast_clips",
+    "preview": "bench.preview",
 }
 
 

@@ -61,6 +61,10 @@ def build_parser():
                     help="the frame to preview (1-based, like the output names)")
     info = sub.add_parser("info", help="what this installation offers (torch, devices, flows, weights)")
     info.add_argument("--json", action="store_true", help="one JSON object (default: text)")
+    sub.add_parser("serve", help="a warm engine: one stylize/preview command per JSON line on stdin",
+                   description="Run one stylize or preview command per JSON line on stdin "
+                               '({"argv": [...], "log": PATH}), torch and the networks kept loaded; each ends '
+                               'with the event {"event": "served", "code": C}. Ends with stdin.')
     dm = sub.add_parser("demo", help="stylise a generated clip with built-in defaults",
                         description="Generate a short clip and a style image into OUTDIR and stylise it.")
     dm.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
@@ -189,6 +193,9 @@ def main(argv=None, process=False):
         return _info(args.json)
     handlers = {s: signal.signal(s, _on_interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if args.command == "serve":
+            from .serve import serve
+            return serve()
         return _main(args)
     finally:
         for s, h in handlers.items():

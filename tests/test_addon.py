@@ -59,6 +59,7 @@ def addon(blender, tmp_path, monkeypatch):
         job.current = None
     from addon import worker
     worker.forget_probes()
+    worker.stop_server()
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -1064,8 +1065,14 @@ def test_preview_frame_shows_the_current_frame_and_the_job_reuses_it(addon, tmp_
     preview, shown = bpy.data.images[job.PREVIEW_IMAGE], bpy.data.images[job.PREVIEW_INPUT]
     assert tuple(preview.size) == (W, H) == tuple(shown.size)
     assert Path(preview.filepath).name == "frame_00001.png" and Path(preview.filepath).parent.name == "preview"
-    assert "preview" in (job_folder() / "worker.log").read_text().split("\n")[0]
+    log = (job_folder() / "worker.log").read_text()
+    assert "warm engine" in log.split("\n")[0] and "preview" in log.split("\n")[0]
     kept = cv2.imread(preview.filepath)
+    warm = job.current.process.pid
+    scene.frame_current = 11  # the next preview: the same engine, torch and the networks already loaded
+    assert bpy.ops.sequencer.stylize_preview() == {"FINISHED"}
+    assert job.current.process.pid == warm and Path(preview.filepath).name == "frame_00002.png"
+    assert tuple(preview.size) == (W, H)
     assert stylize() == {"FINISHED"}
     engine = json.loads((Path(job.current.out) / "job.json").read_text())
     assert engine["status"] == "done" and engine["timings"]["optimise"] == 0.0  # the keyframe was not redone

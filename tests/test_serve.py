@@ -1,0 +1,106 @@
+"""The warm engine (``python -m stylize_core serve``): commands run one after another in one process, their
+events each ended by ``served``; bad requests answered without ending it; an interrupt ends it."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stylize_core import jobdir
+from stylize_core.demo import make_style
+from stylize_core.frames import write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def clip(tmp_path):
+    frames = tmp_path / "in"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        write_png(frames / jobdir.frame_name(i), rng.random((48, 64, 3)).astype(np.float32))
+    make_style(str(tmp_path / "style.png"), (48, 48))
+    return frames, tmp_path / "style.png"
+
+
+def start():
+    return subprocess.Popen([sys.executable, "-m", "stylize_core", "serve"], cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def send(server, request):
+    """Send one request; its events up to and including ``served``."""
+    server.stdin.write((request if isinstance(request, str) else json.dumps(request)) + "\n")
+    server.stdin.flush()
+    events = []
+    while not events or events[-1]["event"] != "served":
+        line = server.stdout.readline()
+        assert line, f"the server ended: {server.stderr.read()[-2000:]}"
+        events.append(json.loads(line))
+    return events
+
+
+def preview_request(frames, style, out, at, log, *extra):
+    return {"argv": ["preview", str(frames), "--style", str(style), "--out", str(out), "--at", str(at),
+                     "--network", "random:8", "--preset", "draft", "--iterations", "2", "--progress", "json", *extra],
+            "log": str(log)}
+
+
+def test_two_previews_in_one_process_then_bad_requests_then_end_of_input(clip, tmp_path):
+    frames, style = clip
+    server = start()
+    try:
+        assert json.loads(server.stdout.readline()) == {"event": "ready"}
+        log = tmp_path / "worker.log"
+        first = send(server, preview_request(frames, style, tmp_path / "out", 1, log))
+        second = send(server, preview_request(frames, style, tmp_path / "out", 3, log))
+        for events, at in ((first, 1), (second, 3)):
+            assert events[-1] == {"event": "served", "code": 0}
+            assert events[0]["event"] == "start"
+            done = [e for e in events if e["event"] == "done"]
+            assert done and done[0]["paths"] == [str(tmp_path / "out" / jobdir.PREVIEW / jobdir.frame_name(at - 1))]
+            assert Path(done[0]["paths"][0]).is_file()
+        assert log.read_text().count("preview: ") == 2  # the commands' text output went to the request's log
+        # a refusal of the engine: its error event and code 1; the server goes on
+        refused = send(server, preview_request(frames, style, tmp_path / "out", 7, log))
+        assert refused[-1] == {"event": "served", "code": 1}
+        assert any(e["event"] == "error" and "7" in e["message"] for e in refused)
+        bad = send(server, "not json")
+        assert bad[-1] == {"event": "served", "code": 2} and bad[0]["event"] == "error"
+        assert "bad request" in bad[0]["message"]
+        other = send(server, {"argv": ["info"]})
+        assert other[0]["message"] == "bad request: serve runs stylize or preview, not 'info'"
+        usage = send(server, {"argv": ["preview", str(frames)], "log": str(log)})  # no --at: argparse's usage error
+        assert usage[-1] == {"event": "served", "code": 2} and "--at" in log.read_text()
+        server.stdin.close()
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_an_interrupted_command_ends_the_server_and_keeps_the_job_resumable(clip, tmp_path):
+    frames, style = clip
+    server = start()
+    try:
+        assert json.loads(server.stdout.readline())["event"] == "ready"
+        request = preview_request(frames, style, tmp_path / "out", 1, tmp_path / "log")
+        request["argv"][request["argv"].index("2")] = "100000"  # iterations: long enough to be interrupted
+        server.stdin.write(json.dumps(request) + "\n")
+        server.stdin.flush()
+        while json.loads(server.stdout.readline())["event"] != "progress":
+            pass
+        server.send_signal(signal.SIGTERM)
+        events = [json.loads(line) for line in server.stdout]
+        assert events[-1] == {"event": "served", "code": 130}
+        assert server.wait(30) == 130
+        assert json.loads((tmp_path / "out" / jobdir.MANIFEST).read_text())["status"] != "done"
+    finally:
+        server.kill()
+        server.wait()
