@@ -152,11 +152,16 @@ def animation_frames(scene):
     return range(scene.frame_start, scene.frame_end + 1, max(scene.frame_step, 1))
 
 
+def render_range(scene, request):
+    """The scene frames of a ``render`` request: its ``frames`` (a preview's), else the animation's."""
+    return request.get("frames") or animation_frames(scene)
+
+
 def render_frames(scene, request):
     """Route ``render``: (suffix, render(index, path), warnings, vector_problem) for a scene's own
-    frame range at its output size, as Render Animation renders it."""
+    frame range (or the request's ``frames``) at its output size, as Render Animation renders it."""
     layer = scene.view_layers[request["layer"]]
-    return layer_frames(scene, layer, animation_frames(scene), request["vector"], request.get("alpha_folder"),
+    return layer_frames(scene, layer, render_range(scene, request), request["vector"], request.get("alpha_folder"),
                         request.get("cryptomatte", False))
 
 
@@ -185,7 +190,7 @@ def moving_ortho_camera(scene, layer, frames):
 def source_frames(request, scene):
     """(count, suffix, render, warnings, vector_problem) of the request's route."""
     if request["route"] == "render":
-        return (len(animation_frames(scene)), *render_frames(scene, request))
+        return (len(render_range(scene, request)), *render_frames(scene, request))
     sed = scene.sequence_editor
     strip = sed and compat.strips_all(sed).get(request["strip"])
     if strip is None:

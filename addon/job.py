@@ -115,14 +115,19 @@ def prepare(context, scene_name="", strip_name="", preview=False):
     return current
 
 
-def prepare_render(context, scene_name=""):
+def prepare_render(context, scene_name="", preview=False):
     """Check everything a scene's render-animation run needs and return a new RenderJob (now
-    ``current``), or raise JobError. The output options are the scene's settings."""
+    ``current``), or raise JobError. The output options are the scene's settings. ``preview``: a
+    RenderPreviewJob of the scene's current frame instead (rendered alone)."""
     global current, refused
     refuse_if_running()
     scene, layer = render_scene(context, scene_name)
     settings = scene.video_stylize
     frames = export.animation_frames(scene)
+    if preview:
+        current = render_preview(scene, layer, settings, frames)
+        refused = ""
+        return current
     targets = render_targets(scene, frames)
     vector, warnings = render_flow(scene, settings.flow)
     regions = scene_regions(settings, scene) if settings.use_regions else None
@@ -134,6 +139,23 @@ def prepare_render(context, scene_name=""):
     current.warnings += warnings
     refused = ""
     return current
+
+
+def render_preview(scene, layer, settings, frames):
+    """A RenderPreviewJob of ``scene``'s current frame (one of the animation's ``frames``), or raise JobError."""
+    at = scene.frame_current
+    if at not in frames:
+        step = f", step {frames.step}" if frames.step != 1 else ""
+        raise JobError(f"Frame {at} is not rendered by Render Animation (frames {frames[0]}-{frames[-1]}{step}): move "
+                       "the playhead into the scene's frame range to preview it")
+    regions = scene_regions(settings, scene) if settings.use_regions else None
+    style, options = engine_request(settings, False, regions is not None)  # one frame: no motion
+    # refused as the animation's job would be; the keyframe at this frame (painted or not) is the preview's frame 1
+    n = str(frames.index(at) + 1)
+    options["keyframe"] = ["1" + v[len(n):] for v in keyframe_options(settings, frames, f"the frame range of scene "
+                                                                                      f"'{scene.name}'")
+                           if v.split("=")[0] == n]
+    return RenderPreviewJob(scene, layer, style, options, regions, at)
 
 
 def render_scene(context, scene_name):
@@ -613,7 +635,9 @@ class Job:
         self._cleanup()
 
 
-PREVIEW_IMAGE, PREVIEW_INPUT = "Stylize Preview", "Stylize Preview Input"  # the images a preview replaces
+PREVIEW_IMAGES = {"preview": "Stylize Preview", "input": "Stylize Preview Input",  # the images a preview replaces,
+                  "compare": "Stylize Preview Compare"}  # by the engine's ``preview`` event's kinds
+PREVIEW_IMAGE, PREVIEW_INPUT = PREVIEW_IMAGES["preview"], PREVIEW_IMAGES["input"]
 
 
 class PreviewJob(Job):
@@ -625,6 +649,7 @@ class PreviewJob(Job):
     def __init__(self, scene, strip, style, options, vector, regions, at):
         super().__init__(scene, strip, style, options, vector, regions)
         self.at = at  # 1-based frame of the strip
+        self.files = {}  # the engine's ``preview`` event: {kind: path} of ``PREVIEW_IMAGES``'s kinds
 
     @property
     def label(self):
@@ -648,8 +673,18 @@ class PreviewJob(Job):
         next preview; a cancel ends it."""
         return warm_engine().run(cmd, self.folder / "worker.log")
 
+    def _on_engine_event(self, e):
+        super()._on_engine_event(e)
+        if e["event"] == "preview":
+            self.files = {kind: e[kind] for kind in PREVIEW_IMAGES if kind in e}
+
     def _stylized(self):
-        self.result_name = show_preview(Path(self.paths[0]), self.frames / export.frame_name(self.at - 1, ".png"))
+        files = self.files
+        if set(files) != set(PREVIEW_IMAGES):
+            self._fail(f"The engine wrote no preview event (an older engine?). Log: {self.folder / 'worker.log'}")
+            return
+        scene = bpy.data.scenes.get(self.scene_name)
+        self.result_name = show_preview(files, scene is not None and scene.video_stylize.preview_side_by_side)
         self._lap("import")
         self._done()
 
@@ -665,29 +700,59 @@ def warm_engine():
     return worker.server(python, status.worker_env(python), root / WARM_ENGINE_LOG)
 
 
-def show_preview(path, source):
-    """Load the preview ``path`` into the image ``PREVIEW_IMAGE`` and the input frame ``source`` into
-    ``PREVIEW_INPUT`` (replaced on each preview; the panel shows both side by side), the preview in every
-    Image Editor. Returns the preview image's name."""
-    images = {}
-    for name, file in ((PREVIEW_IMAGE, path), (PREVIEW_INPUT, source)):
+def show_preview(files, side_by_side=False):
+    """Load the engine's preview ``files`` (``{kind: path}``: preview, input, compare) into the images
+    ``PREVIEW_IMAGES`` (replaced on each preview; the panel shows the input and the preview side by side) and show
+    the preview (``side_by_side``: the compare image) in every Image Editor. Returns the preview image's name."""
+    for kind, name in PREVIEW_IMAGES.items():
         image = bpy.data.images.get(name)
         if image is None:
-            image = bpy.data.images.load(str(file), check_existing=False)
+            image = bpy.data.images.load(str(files[kind]), check_existing=False)
             image.name = name
         else:
-            image.filepath = str(file)
+            image.filepath = str(files[kind])
             image.reload()
-        images[name] = image
+    show_in_editors(side_by_side)
+    return PREVIEW_IMAGE
+
+
+def show_in_editors(side_by_side):
+    """Every Image Editor shows the last preview: beside its input (the compare image) or alone."""
+    image = bpy.data.images.get(PREVIEW_IMAGES["compare" if side_by_side else "preview"])
+    if image is None:
+        return
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
             if area.type == "IMAGE_EDITOR":
-                area.spaces.active.image = images[PREVIEW_IMAGE]
+                area.spaces.active.image = image
                 area.tag_redraw()
-    return images[PREVIEW_IMAGE].name
 
 
 JOB_FOLDER_RENDER = "render-animation"  # "<scene>.render-animation": a strip's folder name never has a "-"
+JOB_FOLDER_RENDER_PREVIEW = "render-preview"  # "<scene>.render-preview": a render preview's own job
+
+
+class RenderPreviewJob(PreviewJob):
+    """The scene's current frame rendered alone (its view layer, the Cryptomatte pass for regions) and stylised
+    as the preview of a one-frame job of its own: the animation's job, whose identity holds every frame, does
+    not reuse it."""
+
+    def __init__(self, scene, layer, style, options, regions, at):
+        self._start(scene, JOB_FOLDER_RENDER_PREVIEW, 1, style, options, regions)
+        self.route, self.layer, self.vector, self.scene_frame = "render", layer.name, False, at
+        self.at, self.files = 1, {}
+
+    @property
+    def label(self):
+        return f"frame {self.scene_frame} of scene '{self.scene_name}'"
+
+    @property
+    def summary(self):
+        return f"Previewed frame {self.scene_frame} of scene '{self.scene_name}'"
+
+    def _export_request(self):
+        return {"layer": self.layer, "vector": False, "cryptomatte": bool(self.regions), "alpha_folder": None,
+                "frames": [self.scene_frame]}
 
 
 class RenderJob(Job):

@@ -1,4 +1,5 @@
-"""``sequencer.stylize_strip``, ``sequencer.stylize_preview`` and ``render.stylize_animation`` (modal with a timer in the UI,
+"""``sequencer.stylize_strip``, ``sequencer.stylize_preview``, ``render.stylize_animation`` and
+``render.stylize_preview`` (modal with a timer in the UI,
 synchronous in background mode), ``sequencer.stylize_cancel`` and the keyframe list's
 ``sequencer.stylize_keyframe_add/remove``, and the region list's ``stylize.region_add/remove``."""
 import atexit
@@ -165,6 +166,21 @@ class RENDER_OT_stylize_animation(StylizeRun, bpy.types.Operator):
         return jobs.prepare_render(context, self.scene)
 
 
+class RENDER_OT_stylize_preview(StylizeRun, bpy.types.Operator):
+    """Render the scene's current frame, stylise it with the scene's Style Transfer settings and show it (the
+    image 'Stylize Preview')"""
+    bl_idname = "render.stylize_preview"
+    bl_label = "Preview Frame"
+
+    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
+                          description="Scene to preview (default: the active scene)")
+
+    poll = RENDER_OT_stylize_animation.poll
+
+    def prepare(self, context):
+        return jobs.prepare_render(context, self.scene, preview=True)
+
+
 class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
     """Stop the running stylize job; finished frames are kept so the next run resumes"""
     bl_idname = "sequencer.stylize_cancel"
@@ -266,7 +282,8 @@ def cancel_running(*_args):
         jobs.current.cancel()
 
 
-classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_preview, RENDER_OT_stylize_animation, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
+classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_preview, RENDER_OT_stylize_animation,
+           RENDER_OT_stylize_preview, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
            SEQUENCER_OT_stylize_keyframe_remove, STYLIZE_OT_region_add, STYLIZE_OT_region_remove)
 
 

@@ -114,12 +114,12 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
                      text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip")
         if supported:
             row.operator("sequencer.stylize_preview", icon="IMAGE_DATA", text="Preview Frame")
-        draw_preview(layout)
+        draw_preview(layout, scene.video_stylize)
 
 
-def draw_preview(layout):
+def draw_preview(layout, settings):
     """The last preview beside its input frame, as thumbnails (the images ``job.PREVIEW_INPUT`` and
-    ``job.PREVIEW_IMAGE``; full size in an Image Editor)."""
+    ``job.PREVIEW_IMAGE``; full size in an Image Editor, alone or side by side with its input)."""
     images = [bpy.data.images.get(name) for name in (job.PREVIEW_INPUT, job.PREVIEW_IMAGE)]
     if not all(images):
         return
@@ -129,6 +129,7 @@ def draw_preview(layout):
         col.label(text=label)
         if icon := style_icon(image.filepath):
             col.template_icon(icon_value=icon, scale=5.0)
+    layout.prop(settings, "preview_side_by_side")
 
 
 class SEQUENCER_UL_stylize_keyframes(bpy.types.UIList):
@@ -267,13 +268,15 @@ class RENDER_PT_stylize_animation(bpy.types.Panel):
         col.prop(settings, "output_folder")
         col.prop(settings, "overwrite_output")
         col.prop(settings, "add_to_sequencer")
-        draw_job(self.layout, self.draw_run)
+        draw_job(self.layout, lambda layout: self.draw_run(layout, settings))
 
     @staticmethod
-    def draw_run(layout):
+    def draw_run(layout, settings):
         row = layout.row()
         row.scale_y = 1.5
         row.operator("render.stylize_animation", icon="BRUSH_DATA")
+        row.operator("render.stylize_preview", icon="IMAGE_DATA", text="Preview Frame")
+        draw_preview(layout, settings)
 
 
 class RENDER_PT_stylize_regions(bpy.types.Panel):

@@ -184,6 +184,9 @@ class _Settings:
                                                           "region, as it shows at the same frames; it may be "
                                                           "muted")
     matte: PointerProperty(type=StylizeRegion, name="Matte Look", description="The look of the matte's white part")
+    preview_side_by_side: BoolProperty(name="Side by Side", update=lambda self, _context: _show_preview(self),
+                                       description="Image Editors show the last preview beside its input frame "
+                                                   "(input left); off: the preview alone")
     # Render > Stylize Animation (``render.stylize_animation``) only:
     output_folder: StringProperty(name="Output Folder", subtype="DIR_PATH", options=compat.PATH,
                                   description="Folder for the stylised frames (named like the scene's output "
@@ -194,6 +197,11 @@ class _Settings:
     add_to_sequencer: BoolProperty(name="Add to Sequencer",
                                    description="Also add the stylised frames to the sequencer as an image strip")
 
+
+
+def _show_preview(settings):
+    from . import job  # job imports this module
+    job.show_in_editors(settings.preview_side_by_side)
 
 
 # The settings with each tunable and its override box. Built with ``type`` from one dict: a class body that

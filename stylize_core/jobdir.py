@@ -44,12 +44,21 @@ LEGACY_FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT)  # what a manifest of an engin
 FRAME_RE = re.compile(r"frame_(\d{5,})\.png")
 CACHE_KEY_RE = re.compile(r"(dis|raft)-(ultrafast|fast|medium)-[0-9.]+|deepflow-[0-9.]+")  # flow.cache_key's names
 OWN_FILES = {FLOW: "flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy",
-             PREVIEW: "frame_*.png"}  # what discard deletes
+             PREVIEW: "**/frame_*.png"}  # what discard deletes
+PREVIEW_KINDS = ("preview", "input", "compare")  # what ``preview`` writes of a frame (see ``preview_files``)
 
 
 def frame_name(i, ext=".png"):
     """File name of 0-based frame ``i``: ``frame_00001.png`` (``ext`` ``.npy`` for arrays)."""
     return f"frame_{i + 1:05d}{ext}"
+
+
+def preview_files(out, i):
+    """The files a preview of 0-based frame ``i`` writes in the job folder ``out``, by ``PREVIEW_KINDS``: the
+    stylised frame ``preview/frame_NNNNN.png``, the input frame as the engine read it ``preview/input/...`` and
+    both side by side (input left) ``preview/compare/...``, all at the output size (compare: twice as wide)."""
+    folder = Path(out) / PREVIEW
+    return {kind: (folder if kind == "preview" else folder / kind) / frame_name(i) for kind in PREVIEW_KINDS}
 
 
 def pass_folder(p):

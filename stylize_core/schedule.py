@@ -489,7 +489,8 @@ class Job:
 
     def preview(self, k):
         """Frame ``k`` (0-based) alone, as this job makes it, written to ``OUTDIR/preview/frame_NNNNN.png`` at
-        the output size; returns that path. What the job can reuse stays where it looks for it (the mode's
+        the output size, with the input frame and both side by side (``jobdir.preview_files``; the ``preview``
+        event names the three); returns the preview's path. What the job can reuse stays where it looks for it (the mode's
         ``preview``: fast mode's keyframe cache, quality mode's first finished frame), so the job with the same
         identity does not compute it again. The manifest's status is ``previewed``."""
         n = len(self.src)
@@ -502,17 +503,22 @@ class Job:
                 for message in self.warnings:
                     self.progress.warning(message)
             img, finished = self.mode.preview(k)
-            path = self.out / jobdir.PREVIEW / jobdir.frame_name(k)
+            files = jobdir.preview_files(self.out, k)
+            path = files["preview"]
             with self.timed("io"):
-                path.parent.mkdir(exist_ok=True)
-                write_png(path, resize(img, self.size))
+                shown, source = resize(img, self.size), resize(self.src.read(k), self.size)
+                for kind, picture in (("preview", shown), ("input", source),
+                                      ("compare", np.concatenate([source, shown], axis=1))):
+                    files[kind].parent.mkdir(parents=True, exist_ok=True)
+                    write_png(files[kind], picture)
                 if finished and not self.frame_file(k).exists():
-                    write_png(self.frame_file(k), resize(img, self.size))
+                    write_png(self.frame_file(k), shown)
             timings = {key: round(v, 3) for key, v in self.timings.items()}
             self._write_manifest({**self.record, "status": "previewed", "timings": timings,
                                   "preview": {"frame": k + 1, "seconds": round(time.monotonic() - t0, 2)}})
             if self.progress:
                 self.progress.frame(k, path)
+                self.progress.emit("preview", frame=k + 1, **{kind: str(p) for kind, p in files.items()})
                 self.progress.done(self.out, timings, [path])
         return path
 

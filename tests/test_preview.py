@@ -73,6 +73,17 @@ def test_a_quality_preview_of_a_later_frame_is_not_a_finished_frame(clip, capsys
     code, events, err = cli("preview", clip, capsys, QUALITY, "--at", "4")
     assert code == 0, err
     assert work_events(events) == [4] and (clip / "out" / "preview" / "frame_00004.png").exists()
+    # the preview event names the preview, the input frame as the engine read it, and both side by side
+    shown = [e for e in events if e["event"] == "preview"]
+    folder = clip / "out" / "preview"
+    assert shown == [{"event": "preview", "frame": 4, "preview": str(folder / "frame_00004.png"),
+                      "input": str(folder / "input" / "frame_00004.png"),
+                      "compare": str(folder / "compare" / "frame_00004.png")}]
+    source, preview = read_image(clip / "in" / "frame_00004.png"), read_image(shown[0]["preview"])
+    assert np.abs(read_image(shown[0]["input"]) - source).max() <= 1 / 255 + 1e-6
+    compare = read_image(shown[0]["compare"])
+    assert compare.shape == (H, 2 * W, 3)
+    assert np.array_equal(compare[:, :W], read_image(shown[0]["input"])) and np.array_equal(compare[:, W:], preview)
     assert not list((clip / "out").glob("frame_*.png"))  # frame 4 of the job follows frame 3: not this one
     code, events, err = cli("stylize", clip, capsys, QUALITY)
     assert code == 0 and events[0]["skipped"] == 0 and work_events(events) == list(range(1, N + 1)), err
@@ -84,7 +95,7 @@ def test_restart_clears_the_previews_and_another_look_is_another_job(clip, capsy
     assert code == 1 and "holds another job (differs in: settings.strength" in err
     code, _, err = cli("stylize", clip, capsys, QUALITY, "--strength", "2", "--restart")
     assert code == 0, err
-    assert not (clip / "out" / "preview").exists()
+    assert not (clip / "out" / "preview").exists()  # with its input/ and compare/ folders
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -237,6 +237,39 @@ def test_bad_input_is_refused_with_its_message(addon, tmp_path):
     assert not (tmp_path / "render").exists() and not list(tmp_path.glob("blender_stylize_jobs/*/*"))
 
 
+def test_preview_frame_renders_the_current_frame_alone_and_shows_it(addon, tmp_path):
+    """Render > Stylize Animation's Preview Frame: the scene's current frame rendered alone and stylised (fast
+    mode, keyframe by the network); the three preview images (preview, input, side by side) at the output size;
+    nothing written at the output path; the scene's settings as they were; a frame outside the range refused."""
+    from addon import job
+    scene = shot_scene(tmp_path)
+    s = scene.video_stylize
+    s.mode, s.keyframe_method = "FAST", "FEEDFORWARD"
+    scene.frame_current = 9
+    with pytest.raises(RuntimeError, match=r"Frame 9 is not rendered by Render Animation \(frames 1-3\): move the "
+                                           "playhead into the scene's frame range"):
+        with bpy.context.temp_override(scene=scene):
+            bpy.ops.render.stylize_preview()
+    inputs = {}
+    for frame in (1, 3):
+        scene.frame_current = frame
+        before = settings_of(scene)
+        with bpy.context.temp_override(scene=scene):
+            assert bpy.ops.render.stylize_preview() == {"FINISHED"}
+        assert settings_of(scene) == before
+        done = current()
+        assert done.summary == f"Previewed frame {frame} of scene 'shot'" and done.folder.name == "shot.render-preview"
+        assert files(done.frames) == ["export.json", "frame_00001.exr"]  # this frame alone was rendered
+        images = {kind: bpy.data.images[name] for kind, name in job.PREVIEW_IMAGES.items()}
+        assert tuple(images["preview"].size) == (OUT_W, OUT_H) == tuple(images["input"].size)
+        assert tuple(images["compare"].size) == (2 * OUT_W, OUT_H)
+        inputs[frame] = cv2.imread(images["input"].filepath).astype(int)
+    # the (dimly lit) cube crosses the view: its pixels' mean column moved, each preview rendered its own frame
+    columns = {f: np.nonzero(img.max(axis=2) > 4)[1] for f, img in inputs.items()}
+    assert min(len(c) for c in columns.values()) > 10 and abs(columns[1].mean() - columns[3].mean()) > 2
+    assert not (tmp_path / "render").exists()  # nothing at the output path
+
+
 def test_render_engine_without_the_vector_pass_uses_estimated_flow(addon, tmp_path):
     scene = shot_scene(tmp_path, frames=2)
     scene.render.engine = "BLENDER_WORKBENCH"
@@ -295,7 +328,7 @@ def test_output_panel_and_render_menu_draw(addon, monkeypatch):
                                            bpy.context)
     props = [c[1][1] for c in calls if c[0] == "prop"]
     assert {"style_image", "mode", "preset", "output_folder", "overwrite_output", "add_to_sequencer"} <= set(props)
-    assert [c[1][0] for c in calls if c[0] == "operator"] == ["render.stylize_animation"]
+    assert [c[1][0] for c in calls if c[0] == "operator"] == ["render.stylize_animation", "render.stylize_preview"]
     entries = []
 
     class Menu:  # records the entry and the panel it opens
