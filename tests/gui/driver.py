@@ -398,30 +398,67 @@ def install():
 
 def preview():
     """Preview Frame in fast mode (keyframes by the network): the panel's input and preview thumbnails, the
-    preview in an Image Editor, and the time from the click to the image shown."""
+    preview in an Image Editor (alone, then Side by Side), the time from the click to the image shown and a
+    0.1 s timer's gaps meanwhile; then a 1920x1080 strip previewed at two frames (the warm engine's times)."""
     yield from setup(mode="FAST")
-    bpy.context.scene.frame_current = 5
+    scene = bpy.context.scene
+    scene.frame_current = 5
     editor = area("PROPERTIES")
     editor.type = "IMAGE_EDITOR"  # where the preview shows full size
     yield 0.5
-    pos = yield from find_button(sidebar(), "sequencer.stylize_preview", x=column(0.8))
-    click(pos)
-    clicked = time.monotonic()
-    yield from wait(lambda: current() is not None and not current().running and current().state != "running",
-                    60, "the preview", interval=0.05)
-    seconds = time.monotonic() - clicked
+    seconds, ticker = yield from click_preview()
     yield 1.0
     screenshot("preview-panel", sidebar())
     editor = area("IMAGE_EDITOR")
+    gaps = ticker.gaps()
     result["preview"] = {"state": current().state, "error": current().error, "seconds": round(seconds, 2),
                          "timings": current().timings, "shown": getattr(editor.spaces.active.image, "name", None),
                          "image": bpy.data.images["Stylize Preview"].filepath,
-                         "screenshot_editor": rect(region(editor, "WINDOW")),
+                         "ticks": len(gaps) + 1, "max_gap": round(max(gaps), 3) if gaps else None,
                          "strips": strips()}
     with bpy.context.temp_override(window=window(), area=editor, region=region(editor, "WINDOW")):
         bpy.ops.image.view_all(fit_view=True)
     yield 0.5
     screenshot("preview-editor", region(editor, "WINDOW"))
+    scene.video_stylize.preview_side_by_side = True  # the panel's Side by Side box (its update shows the comparison)
+    yield 0.3
+    with bpy.context.temp_override(window=window(), area=editor, region=region(editor, "WINDOW")):
+        bpy.ops.image.view_all(fit_view=True)
+    yield 0.5
+    result["preview"]["side_by_side"] = {"shown": getattr(editor.spaces.active.image, "name", None),
+                                         "image": bpy.data.images["Stylize Preview Compare"].filepath}
+    screenshot("preview-side-by-side", region(editor, "WINDOW"))
+    # 1920x1080: the strip "hd" (the sequencer renders at the scene's size), previewed at two of its frames
+    sed = scene.sequence_editor
+    frames = sorted((DATA / "hd").glob("*.png"))
+    hd = addon().compat.strips(sed).new_image("hd", str(frames[0]), 2, 30)
+    for f in frames[1:]:
+        hd.elements.append(f.name)
+    sed.active_strip = hd
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    scene.video_stylize.preview_side_by_side = False
+    result["preview"]["hd"] = []
+    for frame in (30, 31):
+        scene.frame_current = frame
+        yield 0.5
+        seconds, _ = yield from click_preview()
+        result["preview"]["hd"].append({"frame": frame, "state": current().state, "error": current().error,
+                                        "seconds": round(seconds, 2), "timings": current().timings,
+                                        "size": list(bpy.data.images["Stylize Preview"].size)})
+    yield 0.5
+    screenshot("preview-hd", region(editor, "WINDOW"))
+
+
+def click_preview():
+    """Click Preview Frame; (seconds from the click to the image shown, the Ticker that ran meanwhile)."""
+    pos = yield from find_button(sidebar(), "sequencer.stylize_preview", x=column(0.8))
+    click(pos)
+    clicked = time.monotonic()
+    ticker = Ticker()
+    yield from wait(lambda: current() is not None and not current().running and current().state != "running",
+                    60, "the preview", interval=0.05)
+    ticker.running = False
+    return time.monotonic() - clicked, ticker
 
 
 SCENARIOS = {f.__name__: f for f in (draw, stylize, cancel, render, install, preview)}
