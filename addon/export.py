@@ -79,7 +79,7 @@ def isolate(sequence_editor, name):
 def sequencer_frames(scene, strip, matte=None):
     """Route ``sequencer``: (suffix, render(index, path)) for the strip as the sequencer shows it;
     with ``matte`` (``{"strip", "folder"}``) each frame of that strip at the same timeline frame too,
-    as ``frame_name(index)`` in its folder."""
+    under the frame's own name in its folder."""
     isolate(scene.sequence_editor, strip.name)
     apply([(scene.render, "resolution_percentage", 100), (scene.render, "use_sequencer", True),
            (scene.view_settings, "view_transform", "Standard"), (scene.view_settings, "look", "None"),
@@ -92,7 +92,7 @@ def sequencer_frames(scene, strip, matte=None):
         render_still(scene, path)
         if matte:
             isolate(scene.sequence_editor, matte["strip"])
-            render_still(scene, Path(matte["folder"]) / frame_name(index, ".png"))
+            render_still(scene, Path(matte["folder"]) / Path(path).with_suffix(".png").name)
             isolate(scene.sequence_editor, strip.name)
     return ".png", render
 
@@ -121,7 +121,7 @@ def layer_frames(scene, layer, frames, vector=True, alpha_folder=None, cryptomat
         scene.frame_set(frames[index])
         render_still(scene, path, layer)
         if alpha_folder is not None:
-            save_alpha(scene, Path(alpha_folder) / frame_name(index, ".png"))
+            save_alpha(scene, Path(alpha_folder) / Path(path).with_suffix(".png").name)
     return ".exr", render_frame, warnings, problem
 
 
@@ -227,10 +227,12 @@ def export(request):
     count, suffix, render, warnings, problem = source_frames(request, scene)
     for w in warnings + ([f"{problem}: using estimated optical flow"] if problem else []):
         emit("warning", message=w)
-    for i in range(count):
-        path = folder / frame_name(i, suffix)
+    indices = range(count) if request.get("only") is None else [request["only"]]  # a preview: one frame alone
+    count = len(indices)
+    for n, i in enumerate(indices):
+        path = folder / frame_name(n, suffix)
         render(i, path)
-        emit("frame", frame=i + 1, frames=count, path=str(path))
+        emit("frame", frame=n + 1, frames=count, path=str(path))
     vector = request["route"] in ("scene", "render") and request.get("vector", True)
     done = {"frames": count, "vector": vector and problem is None,
             "warnings": warnings + ([problem] if problem else [])}
@@ -245,7 +247,8 @@ def main(request_json):
     ``sequencer`` | ``scene`` with strip, or ``render`` (the scene's frame range) with layer (a view
     layer's name) and alpha_folder (or null); ``scene`` and ``render`` with vector (render the Vector
     pass) and cryptomatte (the Cryptomatte Object pass), ``sequencer`` with matte (``{"strip",
-    "folder"}`` or absent); ``export.json`` is written when all frames are."""
+    "folder"}`` or absent); ``only`` (optional): the 0-based index of the one frame to export (as
+    ``frame_00001``); ``export.json`` is written when all frames are."""
     try:
         emit("done", **export(json.loads(request_json)))
     except Exception as e:

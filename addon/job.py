@@ -151,11 +151,16 @@ def render_preview(scene, layer, settings, frames):
     regions = scene_regions(settings, scene) if settings.use_regions else None
     style, options = engine_request(settings, False, regions is not None)  # one frame: no motion
     # refused as the animation's job would be; the keyframe at this frame (painted or not) is the preview's frame 1
-    n = str(frames.index(at) + 1)
-    options["keyframe"] = ["1" + v[len(n):] for v in keyframe_options(settings, frames, f"the frame range of scene "
-                                                                                      f"'{scene.name}'")
-                           if v.split("=")[0] == n]
+    options["keyframe"] = one_frame_keyframes(keyframe_options(settings, frames, f"the frame range of scene "
+                                                                                f"'{scene.name}'"),
+                                              frames.index(at) + 1)
     return RenderPreviewJob(scene, layer, style, options, regions, at)
+
+
+def one_frame_keyframes(values, n):
+    """``keyframe_options``' values for the one-frame clip of the clip's 1-based frame ``n``: its keyframe (painted
+    or not) as frame 1, the others dropped."""
+    return ["1" + v[len(str(n)):] for v in values if v.split("=")[0] == str(n)]
 
 
 def render_scene(context, scene_name):
@@ -641,15 +646,22 @@ PREVIEW_IMAGE, PREVIEW_INPUT = PREVIEW_IMAGES["preview"], PREVIEW_IMAGES["input"
 
 
 class PreviewJob(Job):
-    """One frame of the strip stylised as its job would (the engine's ``preview --at N``, same request, same job
-    folder): the engine keeps what the job reuses (fast mode: the frame as a keyframe; quality mode: frame 1).
-    The result replaces the image ``PREVIEW_IMAGE``, the input frame ``PREVIEW_INPUT``."""
+    """One frame of the strip stylised as its job would: that frame exported alone (``preview-frames/``, the
+    same export request otherwise), the engine's ``preview --at 1`` of it with the strip's options and results
+    folder, whose shared looks (the engine's ``looks.py``) the strip's job finds (fast mode: the frame as a
+    keyframe; quality mode: frame 1). The results replace the images ``PREVIEW_IMAGES``."""
     command = "preview"
 
     def __init__(self, scene, strip, style, options, vector, regions, at):
         super().__init__(scene, strip, style, options, vector, regions)
         self.at = at  # 1-based frame of the strip
+        self.count = 1
+        self.frames, self.mattes = self.folder / "preview-frames", self.folder / "preview-matte"
+        self.options = {**options, "keyframe": one_frame_keyframes(options.get("keyframe", []), at)}
         self.files = {}  # the engine's ``preview`` event: {kind: path} of ``PREVIEW_IMAGES``'s kinds
+
+    def _export_request(self):
+        return {**super()._export_request(), "only": self.at - 1}
 
     @property
     def label(self):
@@ -660,7 +672,7 @@ class PreviewJob(Job):
         return f"Previewed frame {self.at} of '{self.strip_name}'"
 
     def _engine_options(self):
-        return {**self.options, "at": self.at}
+        return {**self.options, "at": 1}  # the exported frame alone
 
     outputs = 1  # the engine writes one image
 
@@ -733,14 +745,13 @@ JOB_FOLDER_RENDER_PREVIEW = "render-preview"  # "<scene>.render-preview": a rend
 
 
 class RenderPreviewJob(PreviewJob):
-    """The scene's current frame rendered alone (its view layer, the Cryptomatte pass for regions) and stylised
-    as the preview of a one-frame job of its own: the animation's job, whose identity holds every frame, does
-    not reuse it."""
+    """The scene's current frame rendered alone (its view layer, the Cryptomatte pass for regions, no Vector pass:
+    the animation's job renders one, so it does not find this look) and stylised as a one-frame job's preview."""
 
     def __init__(self, scene, layer, style, options, regions, at):
         self._start(scene, JOB_FOLDER_RENDER_PREVIEW, 1, style, options, regions)
         self.route, self.layer, self.vector, self.scene_frame = "render", layer.name, False, at
-        self.at, self.files = 1, {}
+        self.files = {}
 
     @property
     def label(self):

@@ -279,6 +279,11 @@ class FastMode:
             yield i, img, info
 
     def _stylize(self, k):
+        """Automatic keyframe ``k`` at the processing size (the jobs root's shared look if a preview of the frame
+        alone made it: ``Job.shared_look``)."""
+        return self.job.shared_look(k, "keyframe", lambda: self._make_keyframe(k))
+
+    def _make_keyframe(self, k):
         """Automatic keyframe ``k`` at the processing size: optimised (``--iterations``), or by the feedforward
         network (``_feed``), refined by ``--keyframe-iterations`` from there if asked."""
         job, s = self.job, self.s

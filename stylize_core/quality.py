@@ -103,7 +103,14 @@ class QualityMode:
         first = k == 0 and s.passes == 1
         if first and job.frame_file(0).exists():
             return job.result(0), False
-        return job._stylize(k, 1, job.content(k), None, (), s.iterations), first
+        return self._first(k), first
+
+    def _first(self, k, content=None):
+        """Frame ``k`` optimised as a first frame (no temporal term, ``--iterations``), or the jobs root's shared
+        look if a preview of the frame alone made it (``Job.shared_look``)."""
+        job = self.job
+        return job.shared_look(k, "first", lambda: job._stylize(k, 1, job.content(k) if content is None else content,
+                                                                None, (), self.s.iterations))
 
     def preview_work(self, k):
         """The work of :meth:`preview` (``progress.Progress``)."""
@@ -126,7 +133,7 @@ class QualityMode:
         for i, (content, prepared) in ahead(range(start, n), self._single_inputs):
             earlier = [j for j in s.offsets if i - j >= 0]
             if not earlier:
-                img = job._stylize(i, 1, content, None, (), s.iterations)
+                img = self._first(i, content)
             else:
                 pairs = [job.reliable_warp(job.result(i - j), i, i - j, ready)
                          for j, ready in zip(earlier, prepared)]

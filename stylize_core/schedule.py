@@ -37,6 +37,7 @@ from .region_style import RegionStylizer
 from .fast_mode import FastMode
 from .quality import QualityMode
 from .warp import warp_numpy
+from .looks import Looks, frame_digest, key as looks_key
 from .weights import identity as weights_identity, kind as weights_kind, load_vgg, resolve as resolve_weights
 
 MANIFEST = jobdir.MANIFEST
@@ -134,6 +135,7 @@ class Job:
             self._flow_files_digest(flow_dir, max_frames),
             mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
+        self.looks = Looks(jobs) if jobs is not None else None  # what the jobs of this root share (looks.py)
         self.folder = jobdir.JobFolder(out if out is not None else Path(jobs) / self.job_id,
                                        "--out" if out is not None else "--jobs")
         self.out, self.video = self.folder.path, video
@@ -355,6 +357,22 @@ class Job:
             pass
 
     # -- frames, flows, results -------------------------------------------------------
+    def shared_look(self, k, what, make):
+        """Frame ``k`` stylised as ``what`` (``looks.key``): from the jobs root's shared looks (a preview of this
+        frame alone made it with the same look), else ``make()``, then stored there. Without ``--jobs``:
+        ``make()``."""
+        if self.looks is None:
+            return make()
+        with self.timed("io"):
+            key = looks_key(what, frame_digest(self.src, k), self.proc, self.identity)
+            img = self.looks.get(key)
+        if img is None or img.shape[:2] != (self.proc[1], self.proc[0]):
+            img = make()
+            with self.timed("io"):
+                self.looks.put(key, img)
+            img = img.astype(np.float16).astype(np.float32)  # as stored: the job that finds it makes the same pixels
+        return img
+
     def frame_file(self, i):
         """Output frame ``i`` (0-based): ``OUTDIR/frame_00001.png`` ... (``jobdir.frame_name``)."""
         return self.folder.frame(i)

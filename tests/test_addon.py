@@ -1052,7 +1052,8 @@ def test_preview_frame_shows_the_current_frame_and_the_job_reuses_it(addon, tmp_
     from addon import job
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
-    src = image_strip(sed, "pics", make_frames(tmp_path / "pics", 4), 1, 10)
+    sources = make_frames(tmp_path / "pics", 4)
+    src = image_strip(sed, "pics", sources, 1, 10)
     sed.active_strip = src
     s = scene.video_stylize
     s.keyframe_method = "FEEDFORWARD"
@@ -1065,14 +1066,19 @@ def test_preview_frame_shows_the_current_frame_and_the_job_reuses_it(addon, tmp_
     preview, shown = bpy.data.images[job.PREVIEW_IMAGE], bpy.data.images[job.PREVIEW_INPUT]
     assert tuple(preview.size) == (W, H) == tuple(shown.size)
     assert Path(preview.filepath).name == "frame_00001.png" and Path(preview.filepath).parent.name == "preview"
+    # the current frame was exported alone (not the strip's 4): the preview's input is the strip's frame 1
+    assert sorted(p.name for p in (job_folder() / "preview-frames").iterdir()) == ["export.json", "frame_00001.png"]
+    assert np.abs(cv2.imread(shown.filepath).astype(int) - cv2.imread(str(sources[0]))).max() <= 1
     log = (job_folder() / "worker.log").read_text()
     assert "warm engine" in log.split("\n")[0] and "preview" in log.split("\n")[0]
     kept = cv2.imread(preview.filepath)
     warm = job.current.process.pid
     scene.frame_current = 11  # the next preview: the same engine, torch and the networks already loaded
     assert bpy.ops.sequencer.stylize_preview() == {"FINISHED"}
-    assert job.current.process.pid == warm and Path(preview.filepath).name == "frame_00002.png"
-    assert tuple(preview.size) == (W, H)
+    assert job.current.process.pid == warm and tuple(preview.size) == (W, H)
+    assert np.abs(cv2.imread(shown.filepath).astype(int) - cv2.imread(str(sources[1]))).max() <= 1  # frame 11
+    scene.frame_current = 10
+    assert bpy.ops.sequencer.stylize_preview() == {"FINISHED"}  # frame 10 again: the one the job is checked on
     assert stylize() == {"FINISHED"}
     engine = json.loads((Path(job.current.out) / "job.json").read_text())
     assert engine["status"] == "done" and engine["timings"]["optimise"] == 0.0  # the keyframe was not redone

@@ -2,6 +2,7 @@
 reused by that job (nothing computed twice), and bad input in one line."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,3 +113,32 @@ def test_bad_preview_requests_are_one_line(clip, capsys, extra, message):
     assert code in (1, 2) and message in err and len(err.strip().splitlines()) == 1, err
     assert not (clip / "out" / "preview").exists()
     assert {k: v for k, v in contents(clip).items() if not k.startswith("out/")} == before
+
+
+@pytest.mark.parametrize("options, job_options, kind", [(FAST_OPTIMISE, ["--keyframe", "3"], "keyframe"),
+                                                        (QUALITY, [], "first")], ids=["fast", "quality"])
+def test_a_preview_of_the_frame_alone_is_shared_with_the_clips_job_under_one_jobs_root(clip, capsys, options, job_options,
+                                                                                            kind):
+    """The add-on previews the current frame exported alone (a one-frame job); the whole clip's job under the same
+    ``--jobs`` root finds that frame's look (``looks.py``) and does not stylise it again; another look does."""
+    import shutil
+    frame = 3 if kind == "keyframe" else 1
+    alone = clip / "alone"
+    alone.mkdir()
+    shutil.copy(clip / "in" / f"frame_{frame:05d}.png", alone / "frame_00001.png")
+    jobs = clip / "jobs"
+    code, events, err = run_cli(["preview", alone, "--style", clip / "style.png", "--jobs", jobs, "--at", "1",
+                                 *options], capsys)
+    assert code == 0 and work_events(events) == [1], err
+    assert len(list((jobs / "looks").glob("*.npy"))) == 1
+    preview = read_image(events[-1]["paths"][0])
+    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
+                                 *job_options], capsys)
+    assert code == 0, err
+    assert frame not in work_events(events) and work_events(events)  # the previewed frame came from the shared look
+    out = Path(events[-1]["paths"][0]).parent
+    assert np.array_equal(read_image(out / f"frame_{frame:05d}.png"), preview)
+    # another look (strength) is another key: stylised again
+    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
+                                 *job_options, "--strength", "2"], capsys)
+    assert code == 0 and frame in work_events(events), err

@@ -451,12 +451,13 @@ def preview():
 
 def click_preview():
     """Click Preview Frame; (seconds from the click to the image shown, the Ticker that ran meanwhile)."""
+    before = current()
     pos = yield from find_button(sidebar(), "sequencer.stylize_preview", x=column(0.8))
     click(pos)
     clicked = time.monotonic()
     ticker = Ticker()
-    yield from wait(lambda: current() is not None and not current().running and current().state != "running",
-                    60, "the preview", interval=0.05)
+    yield from wait(lambda: current() not in (None, before) and not current().running, 60, "the preview",
+                    interval=0.05)
     ticker.running = False
     return time.monotonic() - clicked, ticker
 
