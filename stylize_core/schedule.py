@@ -30,7 +30,7 @@ from . import __version__, ahead, errors, identity, jobdir, vector_check
 from .consistency import reliability
 from .errors import StylizeError
 from .flow import VectorPassFlows, cache_key, flow_filename, make_flow_source
-from .frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_video
+from .frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_pngs, write_video
 from .optimize import Stylizer
 from . import memory, regions as regions_
 from .region_style import RegionStylizer
@@ -525,10 +525,10 @@ class Job:
             path = files["preview"]
             with self.timed("io"):
                 shown, source = resize(img, self.size), resize(self.src.read(k), self.size)
-                for kind, picture in (("preview", shown), ("input", source),
-                                      ("compare", np.concatenate([source, shown], axis=1))):
-                    files[kind].parent.mkdir(parents=True, exist_ok=True)
-                    write_png(files[kind], picture)
+                for p in files.values():
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                write_pngs([(files["preview"], shown), (files["input"], source),
+                            (files["compare"], np.concatenate([source, shown], axis=1))])
                 if finished and not self.frame_file(k).exists():
                     write_png(self.frame_file(k), shown)
             timings = {key: round(v, 3) for key, v in self.timings.items()}
