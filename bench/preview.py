@@ -3,7 +3,8 @@
 - Fast mode, feedforward keyframe, a Sintel frame resized to ``--size`` (default 1920x1080): the wall time of
   the whole command (process start, imports, the network, the frame's I/O), ``--repeats`` runs each cold (a
   fresh process per preview) and warm (requests to one ``python -m stylize_core serve``, as the add-on sends
-  them), each in a fresh job folder; the target is <= 3 s.
+  them), each in a fresh ``--jobs`` root, on a one-frame clip (the add-on exports the current frame alone);
+  the target is <= 3 s.
 - Quality mode, frame 1 at ``--quality-size`` (default 512x218): the draft preset's preview against the
   standard preset's (the standard keyframe: the frame a standard job optimises first), measured in this one
   run, cold and warm; the target is draft <= 1/10 of standard.
@@ -71,7 +72,7 @@ class Warm:
 def preview(input_dir, out, style, *options, warm=None):
     """Run the preview of frame 1 (a CLI process, or a request to the ``warm`` engine); (wall seconds, the
     manifest's timings, the preview image)."""
-    argv = ["preview", str(input_dir), "--out", str(out), "--style", str(style), "--at", "1", "--no-download",
+    argv = ["preview", str(input_dir), "--jobs", str(out), "--style", str(style), "--at", "1", "--no-download",
             *options]
     t0 = time.monotonic()
     if warm is None:
@@ -83,8 +84,9 @@ def preview(input_dir, out, style, *options, warm=None):
     seconds = time.monotonic() - t0
     if code:
         raise SystemExit(f"preview failed ({code}): {why}")
-    manifest = json.loads((out / jobdir.MANIFEST).read_text())
-    return seconds, manifest.get("timings", {}), read_image(out / jobdir.PREVIEW / jobdir.frame_name(0))
+    (folder,) = [p.parent for p in out.glob(f"*/{jobdir.MANIFEST}")]
+    manifest = json.loads((folder / jobdir.MANIFEST).read_text())
+    return seconds, manifest.get("timings", {}), read_image(jobdir.preview_files(folder, 0)["preview"])
 
 
 def run(args):
@@ -95,7 +97,7 @@ def run(args):
     sheet = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        frames = clip(tmp / "fast_in", size)
+        frames = clip(tmp / "fast_in", size, frames=1)  # as the add-on sends it: the current frame alone
         table = Table("engine", "run", "end to end s", "job's own s", "stylise s", "io s",
                       title=f"Fast mode, feedforward keyframe, {size[0]}x{size[1]} (target <= 3 s end to end)")
         walls = {"cold": [], "warm": []}
@@ -116,7 +118,7 @@ def run(args):
         sheet_in = read_image(frames / jobdir.frame_name(0), small)
         row = [labelled(sheet_in, "input"), labelled(resize(img, small), "fast preview")]
         if not args.no_quality:
-            qframes = clip(tmp / "quality_in", qsize)
+            qframes = clip(tmp / "quality_in", qsize, frames=1)
             table = Table("preset", "engine", "end to end s", "optimise s",
                           title=f"Quality mode, frame 1 at {qsize[0]}x{qsize[1]}, network {network} "
                                 "(target: draft <= 1/10 of standard)")

@@ -53,10 +53,21 @@ def frame_name(i, ext=".png"):
     return f"frame_{i + 1:05d}{ext}"
 
 
+COMPARE_WIDTH = 1280  # px: the widest side of a preview's comparison (1920x1080: 2560x720, encoded in ~0.1 s)
+
+
+def compare_size(size):
+    """(W, H) of each side of a preview's comparison for frames of ``size``: the frame's, at most
+    ``COMPARE_WIDTH`` wide (the aspect ratio kept)."""
+    w, h = size
+    return (w, h) if w <= COMPARE_WIDTH else (COMPARE_WIDTH, max(1, round(h * COMPARE_WIDTH / w)))
+
+
 def preview_files(out, i):
     """The files a preview of 0-based frame ``i`` writes in the job folder ``out``, by ``PREVIEW_KINDS``: the
     stylised frame ``preview/frame_NNNNN.png``, the input frame as the engine read it ``preview/input/...`` and
-    both side by side (input left) ``preview/compare/...``, all at the output size (compare: twice as wide)."""
+    both side by side (input left) ``preview/compare/...``, at the output size (compare: each side at
+    ``compare_size``)."""
     folder = Path(out) / PREVIEW
     return {kind: (folder if kind == "preview" else folder / kind) / frame_name(i) for kind in PREVIEW_KINDS}
 

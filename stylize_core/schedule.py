@@ -527,8 +527,9 @@ class Job:
                 shown, source = resize(img, self.size), resize(self.src.read(k), self.size)
                 for p in files.values():
                     p.parent.mkdir(parents=True, exist_ok=True)
+                half = jobdir.compare_size(self.size)
                 write_pngs([(files["preview"], shown), (files["input"], source),
-                            (files["compare"], np.concatenate([source, shown], axis=1))])
+                            (files["compare"], np.concatenate([resize(source, half), resize(shown, half)], axis=1))])
                 if finished and not self.frame_file(k).exists():
                     write_png(self.frame_file(k), shown)
             timings = {key: round(v, 3) for key, v in self.timings.items()}

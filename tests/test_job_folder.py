@@ -161,3 +161,9 @@ def test_a_manifest_of_an_older_engine_owns_its_frames(clip, capsys):
     code, _, err = stylize(clip, capsys, out, "--strength", "2", "--max-frames", "1", "--restart")
     assert code == 0, err
     assert [p.name for p in out.glob("frame_*")] == ["frame_00001.png"]
+
+
+def test_a_previews_comparison_keeps_small_frames_and_shrinks_wide_ones():
+    from stylize_core import jobdir
+    assert jobdir.compare_size((64, 48)) == (64, 48) and jobdir.compare_size((1280, 720)) == (1280, 720)
+    assert jobdir.compare_size((1920, 1080)) == (1280, 720) and jobdir.compare_size((4096, 1716)) == (1280, 536)
