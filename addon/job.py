@@ -9,7 +9,8 @@ processes, so Blender never blocks for long.
 Each strip of each .blend file has a folder, ``//stylize_jobs/<file>/<scene>.<strip>/``
 (a scene's render animation: ``<scene>.render-animation/``; a temporary folder for an
 unsaved file), holding ``frames/`` (the export),
-``stylized/<job id>/`` (the engine's outputs) and the logs. The job's identity is the
+``stylized/<job id>/`` (the engine's outputs; ``stylized/looks/`` what previews stylised), ``preview-frames/``
+(a preview's one exported frame) and the logs. The job's identity is the
 engine's: it names its output folder by the content of the frames, the style and the
 settings (``--jobs``), so a changed scene, file, style or setting is another job in
 another folder, a finished result that a strip shows is never overwritten, and an
@@ -521,7 +522,7 @@ class Job:
 
     @property
     def outputs(self):
-        """How many images the engine writes: every frame (PreviewJob: one)."""
+        """How many frames the engine's ``done`` event names: every frame (PreviewJob: one, the preview)."""
         return self.count
 
     def _engine_options(self):
@@ -541,7 +542,9 @@ class Job:
         self.phase, self.stage, self.fraction, self.detail = "stylize", "Starting the engine", 0.0, ""
 
     def _engine(self, cmd, python):
-        """Run the engine command ``cmd``: a process of its own (PreviewJob: the warm engine)."""
+        """Run the engine command ``cmd``: a process of its own (PreviewJob: the warm engine, which ends first here:
+        the job's memory plan sees the device's memory without it)."""
+        worker.stop_server()
         return worker.Process(cmd, env=status.worker_env(python), cwd=self.folder, log_path=self.folder / "worker.log")
 
     def region_options(self):
@@ -674,7 +677,7 @@ class PreviewJob(Job):
     def _engine_options(self):
         return {**self.options, "at": 1}  # the exported frame alone
 
-    outputs = 1  # the engine writes one image
+    outputs = 1  # the ``done`` event names the preview (its input and comparison come in the ``preview`` event)
 
     def _save(self):
         warm_engine()  # started (if not running) now: its imports overlap the export
@@ -751,7 +754,7 @@ class RenderPreviewJob(PreviewJob):
     def __init__(self, scene, layer, style, options, regions, at):
         self._start(scene, JOB_FOLDER_RENDER_PREVIEW, 1, style, options, regions)
         self.route, self.layer, self.vector, self.scene_frame = "render", layer.name, False, at
-        self.files = {}
+        self.files = {}  # as PreviewJob's
 
     @property
     def label(self):

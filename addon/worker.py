@@ -1,4 +1,5 @@
-"""Child processes: the engine worker, the environment probe and pip. No bpy in here.
+"""Child processes: the engine worker, the warm engine of the previews (``python -m stylize_core serve``), the
+environment probe and pip. No bpy in here.
 
 The engine runs as ``python -m stylize_core stylize ... --progress json``; a reader
 thread puts its stdout lines into a queue that the add-on drains on a timer, so
@@ -130,11 +131,11 @@ class Process:
 
 class Server:
     """A warm engine, ``python -m stylize_core serve`` (see the engine's ``serve.py``): one command per request,
-    torch and the networks kept loaded between them. Started ahead of need (``warm``), so that its imports
-    overlap the export; ``run`` sends a command, ``ServedRun`` reads its events."""
+    torch and the networks kept loaded between them. Started ahead of need (the add-on's ``job.warm_engine``), so
+    that its imports overlap the export; ``run`` sends a command, ``ServedRun`` reads its events."""
 
     def __init__(self, python, env, log_path):
-        self.key = (python, tuple(sorted(env.items())))
+        self.key = server_key(python, env)
         self.process = Process([python, "-m", ENGINE, "serve"], env=env, log_path=log_path, stdin=True)
         self.busy = False
 
@@ -163,14 +164,14 @@ class ServedRun:
     its ``served`` event), ``stop`` (ends the server: a cancelled command leaves nothing warm behind)."""
 
     def __init__(self, server):
-        self.server, self.code = server, None
+        self.server, self.code, self.pending = server, None, []
 
     @property
     def pid(self):
         return self.server.process.proc.pid
 
     def drain(self):
-        lines = []
+        lines, self.pending = self.pending, []
         if self.code is not None:
             return lines
         for line in self.server.process.drain():
@@ -185,7 +186,7 @@ class ServedRun:
     @property
     def returncode(self):
         if self.code is None and not self.server.alive:
-            self.drain()  # what it wrote before it ended
+            self.pending += self.drain()  # what it wrote before it ended: for the next ``drain``
             if self.code is None:
                 self.code = self.server.process.returncode
                 if self.code is None:
@@ -201,11 +202,16 @@ class ServedRun:
 _server = None
 
 
+def server_key(python, env):
+    """What a warm engine is started with: another interpreter or environment is another engine."""
+    return python, tuple(sorted(env.items()))
+
+
 def server(python, env, log_path):
     """The warm engine for ``python`` and ``env``: the running one if it has that interpreter and environment and
     is idle, else a new one (the old one stopped)."""
     global _server
-    key = (python, tuple(sorted(env.items())))
+    key = server_key(python, env)
     if _server is not None and (_server.key != key or not _server.alive or _server.busy):
         _server.stop()
         _server = None
@@ -215,7 +221,7 @@ def server(python, env, log_path):
 
 
 def stop_server():
-    """End the warm engine, if any (unregister, Blender's exit)."""
+    """End the warm engine, if any (unregister, Blender's exit, a job that is not a preview, new packages)."""
     global _server
     if _server is not None:
         _server.stop()
@@ -267,9 +273,11 @@ def _probe_into_cache(key, python, env):
 
 
 def forget_probes():
-    """Drop cached probe results (after installing packages or changing the interpreter)."""
+    """Drop cached probe results (after installing packages or changing the interpreter), and end the warm
+    engine, which imported the packages as they were."""
     with _probes_lock:
         _probes.clear()
+    stop_server()
 
 
 def is_own_python(python):

@@ -1,5 +1,5 @@
 """Command line: ``python -m stylize_core stylize INPUT --style STYLE --out OUTDIR``, ``preview INPUT --at N ...``
-(one frame, reused by the job), ``info`` and ``demo``."""
+(one frame, reused by the job), ``serve`` (a warm engine: ``serve.py``), ``info`` and ``demo``."""
 import argparse
 import json
 from dataclasses import replace

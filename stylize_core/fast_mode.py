@@ -206,12 +206,12 @@ class FastMode:
 
     def preview(self, k):
         """Frame ``k`` as a keyframe (``Job.preview``): the painting, the cached keyframe, else stylised now and
-        cached in ``keyframes/`` (an automatic keyframe depends on its frame and the settings only), where a job
-        that has ``k`` as a keyframe finds it. Returns (image at the processing size, False)."""
+        cached in ``keyframes/`` (where this job finds it) and in the jobs root's looks (where a job of the whole
+        clip finds it: ``looks.py``). Returns (image at the processing size, False)."""
         job = self.job
         if k not in self.painted and not self._cached(k).exists():
             (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
-            img = self._stylize(k)
+            img = self._stylize(k, write=True)
             with job.timed("io"):
                 job.save_array(job.out / KEYFRAME_DIR, k, img)
         return self._image(k), False
@@ -278,10 +278,10 @@ class FastMode:
                                   amount=counts[i])
             yield i, img, info
 
-    def _stylize(self, k):
+    def _stylize(self, k, write=False):
         """Automatic keyframe ``k`` at the processing size (the jobs root's shared look if a preview of the frame
-        alone made it: ``Job.shared_look``)."""
-        return self.job.shared_look(k, "keyframe", lambda: self._make_keyframe(k))
+        alone made it: ``Job.shared_look``; ``write``: a preview's, stored there)."""
+        return self.job.shared_look(k, "keyframe", lambda: self._make_keyframe(k), write)
 
     def _make_keyframe(self, k):
         """Automatic keyframe ``k`` at the processing size: optimised (``--iterations``), or by the feedforward

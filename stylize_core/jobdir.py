@@ -53,7 +53,7 @@ def frame_name(i, ext=".png"):
     return f"frame_{i + 1:05d}{ext}"
 
 
-COMPARE_WIDTH = 1280  # px: the widest side of a preview's comparison (1920x1080: 2560x720, encoded in ~0.1 s)
+COMPARE_WIDTH = 1280  # px: the width of each side of a preview's comparison at most (1920x1080: 2560x720)
 
 
 def compare_size(size):

@@ -103,14 +103,14 @@ class QualityMode:
         first = k == 0 and s.passes == 1
         if first and job.frame_file(0).exists():
             return job.result(0), False
-        return self._first(k), first
+        return self._first(k, write=True), first
 
-    def _first(self, k, content=None):
+    def _first(self, k, content=None, write=False):
         """Frame ``k`` optimised as a first frame (no temporal term, ``--iterations``), or the jobs root's shared
-        look if a preview of the frame alone made it (``Job.shared_look``)."""
+        look if a preview of the frame alone made it (``Job.shared_look``; ``write``: a preview's, stored there)."""
         job = self.job
         return job.shared_look(k, "first", lambda: job._stylize(k, 1, job.content(k) if content is None else content,
-                                                                None, (), self.s.iterations))
+                                                                None, (), self.s.iterations), write)
 
     def preview_work(self, k):
         """The work of :meth:`preview` (``progress.Progress``)."""

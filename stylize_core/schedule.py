@@ -357,20 +357,23 @@ class Job:
             pass
 
     # -- frames, flows, results -------------------------------------------------------
-    def shared_look(self, k, what, make):
+    def shared_look(self, k, what, make, write=False):
         """Frame ``k`` stylised as ``what`` (``looks.key``): from the jobs root's shared looks (a preview of this
-        frame alone made it with the same look), else ``make()``, then stored there. Without ``--jobs``:
-        ``make()``."""
-        if self.looks is None:
+        frame alone made it with the same look), else ``make()``; ``write`` (a preview): then stored there too.
+        Without ``--jobs`` or with style regions: ``make()``."""
+        if self.looks is None or self.regions:
             return make()
         with self.timed("io"):
-            key = looks_key(what, frame_digest(self.src, k), self.proc, self.identity)
+            s = self.settings
+            seed = s.seed + k if s.init == "random" else None
+            key = looks_key(what, frame_digest(self.src, k), self.proc, self.identity, s.to_dict(), seed)
             img = self.looks.get(key)
         if img is None or img.shape[:2] != (self.proc[1], self.proc[0]):
             img = make()
-            with self.timed("io"):
-                self.looks.put(key, img)
-            img = img.astype(np.float16).astype(np.float32)  # as stored: the job that finds it makes the same pixels
+            if write:
+                with self.timed("io"):
+                    self.looks.put(key, img)
+                img = img.astype(np.float16).astype(np.float32)  # as stored: the job that finds it has these pixels
         return img
 
     def frame_file(self, i):

@@ -8,11 +8,14 @@ Protocol, one JSON object per line:
   ``log`` if given (else to the server's stderr).
 - stdout: the command's own events (``--progress json``), then ``{"event": "served", "code": C}`` with the exit
   code the command would have had as a process (0, 1 an error, 2 a usage error, 130 interrupted).
-- SIGINT/SIGTERM during a request interrupt it (code 130) and end the server; between requests they end it;
-  end of stdin ends it (exit code 0). A request that is not a JSON object with an ``argv`` list: an ``error``
-  event and code 2, the server goes on.
+- SIGINT/SIGTERM during a request interrupt it (code 130) and end the server (exit code 130); between requests
+  they end it; end of stdin ends it (exit code 0); a thread still working ahead after a request ends it (exit
+  code 1). A request that is not a JSON object with an ``argv`` list (or asks for ``--help``), and a usage
+  error: an ``error`` event and code 2, the server goes on. An engine that cannot import: an ``error`` event,
+  exit code 1, before ``ready``.
 """
 import contextlib
+import io
 import json
 import sys
 
@@ -31,23 +34,66 @@ def _request(line):
     argv = [str(a) for a in request["argv"]]
     if argv[0] not in COMMANDS:
         raise ValueError(f"serve runs {' or '.join(COMMANDS)}, not {argv[0]!r}")
-    return argv, request.get("log")
+    if {"-h", "--help"} & set(argv):
+        raise ValueError("--help prints to a terminal: run python -m stylize_core COMMAND --help")
+    log = request.get("log")
+    if log is not None and not isinstance(log, str):
+        raise ValueError('"log" is a path')
+    return argv, log
 
 
 def _run(argv, log):
+    """Run one command; its exit code. Its text output goes to ``log``; a usage error is also an ``error`` event.
+    Torch's thread count is put back afterwards (a job sets it), and freed memory returned to the device."""
+    import gc
+
+    import torch
+
     from .cli import main
-    with contextlib.ExitStack() as stack:
-        if log:
-            stack.enter_context(contextlib.redirect_stderr(stack.enter_context(open(log, "a", encoding="utf-8"))))
-        try:
-            return main(argv)
-        except SystemExit as e:  # a usage error: argparse printed it (to the log) and exits 2
-            return e.code if isinstance(e.code, int) else 2
+    threads = torch.get_num_threads()
+    try:
+        with open(log, "a", encoding="utf-8") if log else contextlib.nullcontext(sys.stderr) as out:
+            text = io.StringIO()
+            try:
+                with contextlib.redirect_stderr(Tee(out, text)):
+                    return main(argv)
+            except SystemExit as e:  # a usage error: argparse printed it and exits 2
+                lines = text.getvalue().strip().splitlines()
+                _event(event="error", message=lines[-1].removeprefix("error: ") if lines else "usage error")
+                return e.code if isinstance(e.code, int) else 2
+    except OSError as e:
+        _event(event="error", message=f"cannot write the log {log}: {e.strerror or e}")
+        return 1
+    finally:
+        torch.set_num_threads(threads)
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class Tee:
+    """Text written to both streams."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()
 
 
 def serve(stdin=None):
     """Run requests from ``stdin`` until it ends or a request is interrupted; the exit code."""
-    from . import schedule  # noqa: F401 -- the imports a request would pay for, paid before the first one
+    try:
+        from . import schedule  # noqa: F401 -- the imports a request would pay for, paid before the first one
+    except Exception as e:  # noqa: BLE001 -- a broken installation: one line, as the CLI would say it
+        _event(event="error", message=f"the engine cannot start: {type(e).__name__}: {e}")
+        return 1
     _event(event="ready")
     try:
         return _loop(stdin or sys.stdin)

@@ -142,3 +142,18 @@ def test_a_preview_of_the_frame_alone_is_shared_with_the_clips_job_under_one_job
     code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
                                  *job_options, "--strength", "2"], capsys)
     assert code == 0 and frame in work_events(events), err
+
+
+def test_a_look_started_from_noise_is_shared_only_by_the_same_frame_of_the_clip(clip, capsys):
+    """``--init random``: frame k's noise is ``seed + k``; the frame alone (k = 0) is not the clip's frame 3."""
+    import shutil
+    alone, jobs = clip / "alone", clip / "jobs"
+    alone.mkdir()
+    shutil.copy(clip / "in" / "frame_00003.png", alone / "frame_00001.png")
+    options = [*FAST_OPTIMISE, "--init", "random"]
+    code, events, err = run_cli(["preview", alone, "--style", clip / "style.png", "--jobs", jobs, "--at", "1",
+                                 *options], capsys)
+    assert code == 0 and len(list((jobs / "looks").glob("*.npy"))) == 1, err
+    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
+                                 "--keyframe", "3"], capsys)
+    assert code == 0 and 3 in work_events(events), err  # its own noise: stylised, not the preview's look

@@ -76,8 +76,13 @@ def test_two_previews_in_one_process_then_bad_requests_then_end_of_input(clip, t
         assert "bad request" in bad[0]["message"]
         other = send(server, {"argv": ["info"]})
         assert other[0]["message"] == "bad request: serve runs stylize or preview, not 'info'"
+        before = log.read_text()
         usage = send(server, {"argv": ["preview", str(frames)], "log": str(log)})  # no --at: argparse's usage error
-        assert usage[-1] == {"event": "served", "code": 2} and "--at" in log.read_text()
+        assert usage[-1] == {"event": "served", "code": 2}
+        assert usage[0]["event"] == "error" and "the following arguments are required: --at" in usage[0]["message"]
+        assert "required: --at" in log.read_text()[len(before):]
+        helped = send(server, {"argv": ["preview", "--help"]})
+        assert helped[-1]["code"] == 2 and "--help prints to a terminal" in helped[0]["message"]
         server.stdin.close()
         assert server.wait(30) == 0
     finally:
@@ -100,7 +105,7 @@ def test_an_interrupted_command_ends_the_server_and_keeps_the_job_resumable(clip
         events = [json.loads(line) for line in server.stdout]
         assert events[-1] == {"event": "served", "code": 130}
         assert server.wait(30) == 130
-        assert json.loads((tmp_path / "out" / jobdir.MANIFEST).read_text())["status"] != "done"
+        assert json.loads((tmp_path / "out" / jobdir.MANIFEST).read_text())["status"] == "interrupted"
     finally:
         server.kill()
         server.wait()

@@ -58,14 +58,18 @@ def test_previews_share_one_engine_and_read_like_processes(request_args, tmp_pat
     assert [e["event"] for e in events][0] == "start" and events[-1]["event"] == "done"
     assert all(e["event"] not in ("served", "ready") for e in events)  # the protocol's own events stay inside
     assert worker.server(sys.executable, env(), tmp_path / "warm.log") is engine  # idle, same interpreter: reused
+    pid = engine.process.proc.pid
     second = engine.run(request_args(2), log)
-    assert wait(second)[-1]["paths"][0].endswith(jobdir.frame_name(1)) and second.pid == first.pid
+    assert wait(second)[-1]["paths"][0].endswith(jobdir.frame_name(1))
+    assert engine.alive and engine.process.proc.pid == pid and worker.server(sys.executable, env(), log) is engine
     text = log.read_text()
     assert text.count(f"$ (warm engine, pid {first.pid}) preview") == 2 and text.count("preview: ") == 2
     refused = engine.run(request_args(9), log)  # the engine refuses frame 9 of 3: code 1, its error event
     assert any(e["event"] == "error" for e in wait(refused)) and refused.returncode == 1
     other = worker.server(sys.executable, {**env(), "STYLIZE_X": "1"}, tmp_path / "warm.log")
     assert other is not engine and not engine.alive  # another environment: a new engine, the old one ended
+    worker.forget_probes()  # after Install PyTorch: the engine imported the old packages
+    assert not other.alive and worker.server(sys.executable, env(), log) is not other
 
 
 def test_stopping_a_served_command_ends_the_engine(request_args, tmp_path):
