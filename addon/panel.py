@@ -275,7 +275,8 @@ class RENDER_PT_stylize_animation(bpy.types.Panel):
         row = layout.row()
         row.scale_y = 1.5
         row.operator("render.stylize_animation", icon="BRUSH_DATA")
-        row.operator("render.stylize_preview", icon="IMAGE_DATA", text="Preview Frame")
+        # its own row: the big button keeps the pop-up's width (the real-window test finds it in the mouse's column)
+        layout.operator("render.stylize_preview", icon="IMAGE_DATA", text="Preview Frame")
         draw_preview(layout, settings)
 
 
