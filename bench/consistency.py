@@ -56,11 +56,11 @@ import time
 
 import numpy as np
 
-from stylize_core.consistency import reliability
-from stylize_core.flow import available_methods, estimate
-from stylize_core.optimize import Stylizer
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.flow import available_methods, estimate
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.warp import warp_numpy
+from stylize_core.motion.warp import warp_numpy
 
 from .common import (StyleDistance, Table, bar_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
                      mean_distance, print_header, sintel_pairs, style_image, warping_error, write_image)

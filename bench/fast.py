@@ -10,7 +10,7 @@ says so.
 Sequences: the Sintel pairs (keyframe = frame t with its reference stylisation, predict
 t+1; warping error with the GT flow), the 10-frame sintel_clip and the first frames of
 cockatoo.mp4 (keyframe = frame 0; warping error with DeepFlow, which the method, using
-DIS, did not see). Methods: ``fast`` (stylize_core.fast, DIS flow), ``per-frame`` (the
+DIS, did not see). Methods: ``fast`` (stylize_core.modes.fast.synthesis, DIS flow), ``per-frame`` (the
 reference on every frame), ``blend`` (reference blended 50/50 with the warped previous
 output where the DIS flow is reliable).
 
@@ -91,13 +91,13 @@ import time
 import cv2
 import numpy as np
 
-from stylize_core import fast
-from stylize_core.consistency import reliability
-from stylize_core.flow import available_methods, estimate
-from stylize_core.frames import open_input, resize
-from stylize_core.optimize import Stylizer
+from stylize_core.modes.fast import synthesis as fast
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.flow import available_methods, estimate
+from stylize_core.io.frames import open_input, resize
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.warp import warp_numpy
+from stylize_core.motion.warp import warp_numpy
 
 from .common import (StyleDistance, Table, grid, labelled, load_pair, load_vgg, mean_distance, print_header,
                      read_image, scaled_size, sintel_pairs, style_image, style_path, warping_error, write_image)

@@ -40,11 +40,12 @@ import time
 import cv2
 import numpy as np
 
-from stylize_core import fast_mode, progress
-from stylize_core.consistency import reliability
-from stylize_core.feedforward import Feedforward
-from stylize_core.flow import estimate
-from stylize_core.frames import read_image as engine_read
+from stylize_core.modes.fast import mode as fast_mode
+from stylize_core import progress
+from stylize_core.motion.consistency import reliability
+from stylize_core.network.feedforward import Feedforward
+from stylize_core.motion.flow import estimate
+from stylize_core.io.frames import read_image as engine_read
 from stylize_core.schedule import run as run_job
 from stylize_core.settings import Settings
 

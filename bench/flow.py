@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from stylize_core.consistency import reliability
-from stylize_core.flow import available_methods, estimate
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.flow import available_methods, estimate
 
 from . import scenes
 from .common import (Table, flow_to_color, grid, heat_map, labelled, load_pair, print_header,

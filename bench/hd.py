@@ -15,8 +15,8 @@ import subprocess
 import sys
 import time
 
-from stylize_core import memory
-from stylize_core.frames import write_png
+from stylize_core.network import memory
+from stylize_core.io.frames import write_png
 from stylize_core.settings import Settings
 
 from .common import ROOT, Table, print_header, random_spec, read_image, style_path

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from stylize_core import memory
+from stylize_core.network import memory
 from stylize_core.settings import Settings
 
 from .common import ROOT, Table, print_header, random_spec, style_path
@@ -35,12 +35,12 @@ PAIR = "alley_1_clean_0002"
 CHILD = """
 import json, sys, time
 import numpy as np
-from stylize_core import frames, flowio
-from stylize_core.optimize import Stylizer
+from stylize_core.io import frames, flowio
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.warp import warp_numpy
-from stylize_core.weights import load_vgg
-from stylize_core.flow import resize_flow
+from stylize_core.motion.warp import warp_numpy
+from stylize_core.network.weights import load_vgg
+from stylize_core.motion.flow import resize_flow
 
 def peak():
     for line in open("/proc/self/status"):

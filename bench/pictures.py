@@ -26,9 +26,9 @@ boundaries, left out).
 """
 import numpy as np
 
-from stylize_core.consistency import reliability
-from stylize_core.frames import resize
-from stylize_core.optimize import Stylizer
+from stylize_core.motion.consistency import reliability
+from stylize_core.io.frames import resize
+from stylize_core.network.optimize import Stylizer
 
 from . import scenes
 from .common import (StyleDistance, Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,

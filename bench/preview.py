@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from stylize_core import jobdir
-from stylize_core.frames import resize, write_png
+from stylize_core.io import jobdir
+from stylize_core.io.frames import resize, write_png
 
 from .common import ROOT, Table, grid, labelled, print_header, read_image, style_path, write_image
 

@@ -73,11 +73,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylize_core import regions as regions_mod
-from stylize_core.frames import read_image as engine_read, resize, write_png
-from stylize_core.losses import guided_gram, style_loss
-from stylize_core.optimize import style_size, to_tensor
-from stylize_core.regions import RegionOptions
+from stylize_core.io import regions as regions_mod
+from stylize_core.io.frames import read_image as engine_read, resize, write_png
+from stylize_core.network.losses import guided_gram, style_loss
+from stylize_core.network.optimize import style_size, to_tensor
+from stylize_core.io.regions import RegionOptions
 from stylize_core.schedule import Job
 from stylize_core.settings import Settings
 

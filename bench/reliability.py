@@ -1,7 +1,7 @@
 """Widened reliability weights on the Sintel pairs: the warping error near the mask edges.
 
 The temporal loss of frame t+1 pulls it towards frame t warped with the estimated flow t+1->t,
-weighted by the reliability c (``stylize_core.consistency``). Here the frames themselves stand in
+weighted by the reliability c (``stylize_core.motion.consistency``). Here the frames themselves stand in
 for their stylised versions: e(p) = |I_t+1(p) - warp(I_t, flow t+1->t)(p)|^2 (mean over RGB,
 images in [0, 1]) is what the loss would enforce at p. A good mask gives weight where e is small.
 For the hard mask (r = 0) and the mask widened by r px (``--reliability-widen``, processing-size
@@ -27,11 +27,11 @@ here) the style is not real, but the temporal term's effect on consistency is me
 """
 import numpy as np
 
-from stylize_core.consistency import reliability
-from stylize_core.flow import estimate
-from stylize_core.warp import warp_numpy
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.flow import estimate
+from stylize_core.motion.warp import warp_numpy
 
-from stylize_core.optimize import Stylizer
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
 
 from .common import Table, load_pair, load_vgg, print_header, sintel_pairs, style_image

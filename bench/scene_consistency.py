@@ -33,12 +33,12 @@ import time
 
 import numpy as np
 
-from stylize_core.consistency import reliability
+from stylize_core.motion.consistency import reliability
 from stylize_core.errors import StylizeError
-from stylize_core.optimize import Stylizer
+from stylize_core.network.optimize import Stylizer
 from stylize_core.schedule import run as run_clip
 from stylize_core.settings import Settings
-from stylize_core.warp import compose
+from stylize_core.motion.warp import compose
 
 from . import scenes
 from .common import (StyleDistance, Table, bar_chart, load_vgg, mean_distance, print_header, random_spec,

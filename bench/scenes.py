@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stylize_core.exr import read_rgb
-from stylize_core.vector_pass import read_flows
+from stylize_core.io.exr import read_rgb
+from stylize_core.motion.vector_pass import read_flows
 
 ROOT = Path(__file__).resolve().parents[1]
 DONE = "scene.json"

@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from stylize_core.optimize import Stylizer, level_iterations
+from stylize_core.network.optimize import Stylizer, level_iterations
 from stylize_core.progress import Progress
 from stylize_core.schedule import Job, pick_device
 from stylize_core.settings import Settings

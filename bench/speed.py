@@ -26,12 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylize_core.consistency import reliability
+from stylize_core.motion.consistency import reliability
 from stylize_core.demo import make_clip, make_style
-from stylize_core.flow import estimate
-from stylize_core.optimize import Stylizer
+from stylize_core.motion.flow import estimate
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.warp import warp_numpy
+from stylize_core.motion.warp import warp_numpy
 
 from .common import (ROOT, Table, bar_chart, load_vgg, print_header, random_spec, read_image,
                      style_image, write_image)

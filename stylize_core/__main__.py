@@ -7,7 +7,7 @@ except KeyboardInterrupt:  # Ctrl-C while torch and OpenCV are imported: nothing
     sys.exit(130)
 
 code = main(process=True)
-from . import ahead  # noqa: E402 -- imported by the run already; cheap
+from . import ahead
 
 if not ahead.settle():  # a thread still inside OpenCV/torch: skip the teardown that would race it
     sys.stdout.flush()

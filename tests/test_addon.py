@@ -488,7 +488,7 @@ def test_scene_strip_exports_the_view_layer_it_shows(addon):
     strip = compat.strips(sed).new_scene("shot", shot, 1, 1)
     strip.view_layer = second
     assert stylize(strip="shot") == {"FINISHED"}
-    from stylize_core import exr
+    from stylize_core.io import exr
     names = exr.channel_names(job_folder() / "frames" / "frame_00001.exr")
     layers = {n.split(".")[0] for n in names if n.count(".") == 2}
     assert layers == {"Second"}, names
@@ -642,7 +642,7 @@ def test_changed_scene_after_a_cancel_is_exported_again(addon):
         time.sleep(0.05)
     j.cancel()
     first = j.folder / "frames" / "frame_00001.exr"
-    from stylize_core import exr
+    from stylize_core.io import exr
     assert exr.read_rgb(first).shape[:2] == (H, W)
     shot.render.resolution_x, shot.render.resolution_y = 2 * W, 2 * H
     bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y = 2 * W, 2 * H

@@ -101,7 +101,7 @@ def engine_args(j):
 def objects_in(combined):
     """Masks of the left and right cube in a rendered frame (sRGB (H, W, 3)): far from the edges'
     mixed colours, by the known greys."""
-    from stylize_core import exr
+    from stylize_core.io import exr
     grey = combined.mean(-1)
     left, right = (np.abs(grey - exr.linear_to_srgb(g)) < 0.03 for g in (LIGHT, DARK))
     return left, right
@@ -110,7 +110,7 @@ def objects_in(combined):
 # -- a scene strip: two objects, two styles ---------------------------------------------------------
 
 def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
-    from stylize_core import exr, regions
+    from stylize_core.io import exr, regions
     shot = two_cube_scene(frames=3)
     before = pass_settings(shot)
     sed = bpy.context.scene.sequence_editor_create()
@@ -170,7 +170,8 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
     stands for its objects, an object's own entry wins, strength and Keep; Everything Else is the main
     style (--style) or "*": keep. Each mistake is refused with one line before anything runs."""
     from addon import job
-    from stylize_core import cli, regions
+    from stylize_core import cli
+    from stylize_core.io import regions
     shot = two_cube_scene(frames=2)
     extra = bpy.data.objects.new("extra", bpy.data.meshes.new("extra"))
     bpy.data.collections["Set"].objects.link(extra)
@@ -286,7 +287,7 @@ def left_half_mask():
 
 def test_movie_strip_with_a_mask_strip_as_matte(addon, tmp_path):
     """The white part of a (muted) mask strip takes the matte's style, the rest is kept."""
-    from stylize_core import regions
+    from stylize_core.io import regions
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
     movie = compat.strips(sed).new_movie("clip", str(make_movie(tmp_path / "clip.mp4", frames=3)), 1, 1)
@@ -330,7 +331,7 @@ def test_movie_strip_with_a_mask_strip_as_matte(addon, tmp_path):
 # -- Render > Stylize Animation with the same list ---------------------------------------------------
 
 def test_render_animation_keeps_a_listed_object(addon, tmp_path):
-    from stylize_core import exr
+    from stylize_core.io import exr
     scene = two_cube_scene("anim", frames=2)
     scene.render.filepath = str(tmp_path / "render" / "anim_##")
     image = scene.render.image_settings

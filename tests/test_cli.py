@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, generated_clip, run_cli, shared_data
-from stylize_core import cli, demo, flowio
-from stylize_core.frames import read_image
+from stylize_core import cli, demo
+from stylize_core.io import flowio
+from stylize_core.io.frames import read_image
 
 FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--progress", "json"]
 
@@ -156,7 +157,7 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
 
 def test_out_of_memory_suggests_a_lower_scale(clip, capsys, monkeypatch):
     import torch
-    from stylize_core import optimize
+    from stylize_core.network import optimize
 
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
@@ -199,7 +200,7 @@ def test_edited_input_is_another_job(clip, capsys):
 
 
 def test_no_download_never_downloads(clip, capsys, monkeypatch, tmp_path):
-    from stylize_core import weights
+    from stylize_core.network import weights
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     monkeypatch.delenv(weights.ENV, raising=False)
     monkeypatch.setattr(weights, "download", lambda: pytest.fail("tried to download"))

@@ -3,8 +3,8 @@ import cv2
 import numpy as np
 from conftest import shared_data
 
-from stylize_core import flow
-from stylize_core.consistency import long_term_weights, reliability
+from stylize_core.motion import flow
+from stylize_core.motion.consistency import long_term_weights, reliability
 
 H, W = 40, 48
 
@@ -94,7 +94,7 @@ def test_sintel_occlusions_are_found():
 def test_widening_grows_the_excluded_region_with_a_ramp():
     """One excluded pixel widened by r = 3 px: a disc of radius 3 is 0, the weight ramps linearly
     to 1 at 6 px (4.5 px: 0.5), everything stays in [0, 1]; r = 0 keeps the hard mask."""
-    from stylize_core.consistency import widen_mask
+    from stylize_core.motion.consistency import widen_mask
     c = np.ones((41, 41), np.float32)
     c[20, 20] = 0
     out = widen_mask(c, 3.0)

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 
 from stylize_core import demo
-from stylize_core.frames import read_image
+from stylize_core.io.frames import read_image
 
 
 def test_clip_frames_count_size_and_motion(tmp_path):

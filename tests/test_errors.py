@@ -10,7 +10,9 @@ import pytest
 from conftest import generated_clip
 import torch
 
-from stylize_core import cli, frames, memory, optimize, weights
+from stylize_core import cli
+from stylize_core.io import frames
+from stylize_core.network import memory, optimize, weights
 from stylize_core.errors import StylizeError
 
 FAST = ["--vgg", "random:8", "--iterations", "3", "--iterations-later", "2", "--progress", "json"]
@@ -141,7 +143,7 @@ def test_non_finite_loss_names_the_frame(clip, capsys, monkeypatch):
     code, lines, events = stylize(clip, capsys, "--style-weight", "inf")  # refused before it runs
     assert_user_error(code, lines, events, "--style-weight must be in [0, 1e+06], got inf")
     assert not (clip / "out").exists()
-    from stylize_core import losses
+    from stylize_core.network import losses
     monkeypatch.setattr(optimize, "tv_loss", lambda image: losses.tv_loss(image) * float("inf"))
     code, lines, events = stylize(clip, capsys)
     assert_user_error(code, lines, events, "NaN or infinite on frame 1", "--style-weight", "--optimizer adam")

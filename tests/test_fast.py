@@ -1,4 +1,4 @@
-"""Fast mode (stylize_core/fast.py) on tiny synthetic clips with known flows."""
+"""Fast mode (stylize_core/modes/fast/synthesis.py) on tiny synthetic clips with known flows."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_data
-from stylize_core import fast
+from stylize_core.modes.fast import synthesis as fast
 from stylize_core.errors import StylizeError
 
 W, H, SHIFT, SQ = 64, 48, (3, 2), (16, 12, 20)   # size, square motion per frame, square x, y, side
@@ -76,7 +76,7 @@ def test_propagated_frame_matches_shifted_keyframe(backend):
     flows = KnownFlows()
     out = prop.step(frame(1), flows.flow(1, 0), flows.flow(0, 1))
     want = shifted(key, 1)
-    from stylize_core.consistency import reliability
+    from stylize_core.motion.consistency import reliability
     ok = reliability(flows.flow(1, 0), flows.flow(0, 1)) > 0
     ok[:3], ok[-3:], ok[:, :3], ok[:, -3:] = False, False, False, False
     err = np.abs(out - want).mean(axis=2)[ok]
@@ -189,7 +189,7 @@ def test_blend_of_two_syntheses_keeps_their_texture_contrast():
 
 def _clip_with_a_cut(work):
     """Sintel frames 1-4, then the first 4 frames of another shot (tree.avi), at 1/8 size."""
-    from stylize_core.frames import open_input, read_image, resize
+    from stylize_core.io.frames import open_input, read_image, resize
     paths = sorted(shared_data("sintel_clip").glob("frame_*.png"))[:4]
     size = (128, 54)
     frames = [resize(read_image(p), size) for p in paths]
@@ -198,8 +198,8 @@ def _clip_with_a_cut(work):
 
 
 def test_plan_keyframes_finds_the_cut_and_the_push_in(tmp_path):
-    from stylize_core.flow import EstimatedFlows
-    from stylize_core.frames import open_input, resize
+    from stylize_core.motion.flow import EstimatedFlows
+    from stylize_core.io.frames import open_input, resize
     frames = _clip_with_a_cut(tmp_path / "tree")
     flows = EstimatedFlows(lambda i: frames[i], "dis", "medium")
     assert fast.plan_keyframes(lambda i: frames[i], len(frames), flows, drift=0) == ([4], [], [])
@@ -223,7 +223,7 @@ def test_plan_keyframes_adds_keyframes_where_the_synthesis_drifts():
     Cockatoo frames 121-180 (the camera drifts over new content; measured 0.021 after 10 frames, 0.032 after
     30): one or two are added, none with a looser bound; a given keyframe restarts the pass."""
     import cv2
-    from stylize_core.flow import EstimatedFlows
+    from stylize_core.motion.flow import EstimatedFlows
     cap = cv2.VideoCapture(str(shared_data("video", "cockatoo.mp4")))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 120)
     bird = [cv2.resize(cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB), (320, 180), interpolation=cv2.INTER_AREA)
@@ -267,7 +267,7 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatc
 def test_unreliable_pixels_start_from_the_advected_match():
     """Where the flow is unreliable the positional guide is off, but the search starts from the
     advected match (random only where the flow leaves the frame): less flicker (bench fast)."""
-    from stylize_core import fast_numba
+    from stylize_core.modes.fast import numba_search as fast_numba
     w, h = 12, 8
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     identity = np.stack([xs, ys], -1).reshape(-1, 2)
@@ -288,7 +288,7 @@ def test_numba_search_does_not_depend_on_the_threads_timing():
     is written: the parallel search gives exactly the serial one (``py_func``, bands one by one in
     index order). Before, band 1 read band 0's last row while band 0 was writing it, and a loaded
     machine resumed a fast-mode job with another frame."""
-    from stylize_core import fast_numba
+    from stylize_core.modes.fast import numba_search as fast_numba
     rng = np.random.default_rng(3)
     w, h, dims = 24, 32, 3
     n = w * h

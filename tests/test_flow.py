@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from conftest import shared_data
 
-from stylize_core import exr, flow
+from stylize_core.io import exr
+from stylize_core.motion import flow
 from stylize_core.errors import StylizeError
-from stylize_core.flowio import read_flo, write_flo
+from stylize_core.io.flowio import read_flo, write_flo
 
 SHIFT = (2.5, -1.25)
 needs_deepflow = pytest.mark.skipif("deepflow" not in flow.available_methods(),

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from stylize_core.errors import StylizeError
-from stylize_core.flowio import check_flow, read_flo, write_flo
+from stylize_core.io.flowio import check_flow, read_flo, write_flo
 
 
 def sample_flow(h=5, w=7):

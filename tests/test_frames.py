@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stylize_core import exr, frames
+from stylize_core.io import exr, frames
 from stylize_core.errors import StylizeError
 
 from conftest import shared_data

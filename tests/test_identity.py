@@ -11,7 +11,10 @@ import OpenEXR
 import pytest
 
 from conftest import generated_clip, run_cli, shared_data
-from stylize_core import cli, demo, exr, flowio, identity, schedule, weights
+from stylize_core import cli, demo, schedule
+from stylize_core.io import digest, exr, flowio
+from stylize_core.job import identity
+from stylize_core.network import weights
 from stylize_core.settings import PRESET_DESCRIPTIONS, PRESETS, Settings
 
 FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--progress", "json"]
@@ -73,10 +76,10 @@ def test_reexported_exr_with_other_metadata_has_the_same_digest(tmp_path):
               "RenderTime": "00:01.23", "Date": "2026/01/01 10:00:00"}
     OpenEXR.File(header, dict(chans)).write(str(tmp_path / "b.exr"))  # (File wraps the dict's arrays)
     assert (tmp_path / "a.exr").read_bytes() != (tmp_path / "b.exr").read_bytes()
-    assert identity.image_digest(tmp_path / "a.exr") == identity.image_digest(tmp_path / "b.exr")
+    assert digest.image_digest(tmp_path / "a.exr") == digest.image_digest(tmp_path / "b.exr")
     chans["ViewLayer.Vector.W"][2, 3] += 0.01  # the Vector pass is part of the content
     exr.write_exr(tmp_path / "c.exr", chans)
-    assert identity.image_digest(tmp_path / "c.exr") != identity.image_digest(tmp_path / "a.exr")
+    assert digest.image_digest(tmp_path / "c.exr") != digest.image_digest(tmp_path / "a.exr")
 
 
 def test_one_changed_pixel_is_another_job(clip, capsys):
@@ -195,7 +198,7 @@ def test_movie_under_jobs_is_identified_by_its_bytes(tmp_path, capsys):
     out = Path(first[0]["out"])
     assert code == 0 and (out / "input" / "frame_00003.png").is_file() and len(first[-1]["paths"]) == 3
     assert json.loads((out / "job.json").read_text())["identity"]["input"] == {
-        "movie": identity.file_digest(movie), "max_frames": None}
+        "movie": digest.file_digest(movie), "max_frames": None}
     copy = tmp_path / "elsewhere" / "cut.avi"  # the same bytes at another path, another mtime
     copy.parent.mkdir()
     copy.write_bytes(movie.read_bytes())
@@ -240,8 +243,8 @@ def test_warning_is_an_event_in_json_and_a_line_on_stderr(capsys):
 def test_content_fingerprint_of_the_sintel_clip_is_fast():
     paths = sorted(shared_data("sintel_clip").glob("*.png"))
     t0 = time.perf_counter()
-    digest = identity.frames_digest(paths)
+    content = digest.frames_digest(paths)
     seconds = time.perf_counter() - t0
     print(f"frames_digest: {len(paths)} frames of 1024x436 in {seconds:.3f} s")
-    assert len(paths) == 10 and len(digest) == 40 and seconds < 2.0
-    assert identity.frames_digest(paths[::-1]) != digest  # order is content
+    assert len(paths) == 10 and len(content) == 40 and seconds < 2.0
+    assert digest.frames_digest(paths[::-1]) != content  # order is content

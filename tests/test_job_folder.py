@@ -1,4 +1,4 @@
-"""The engine never deletes or overwrites a file it did not write (``stylize_core/jobdir.py``).
+"""The engine never deletes or overwrites a file it did not write (``stylize_core/io/jobdir.py``).
 
 Each case was a loss of the user's files before: ``--restart`` with ``--out`` = the input deleted
 every input frame; a fresh job deleted a ``flow/`` folder of the user's in ``--out``.
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import contents, generated_clip, run_cli
-from stylize_core import flowio
-from stylize_core.frames import write_png
+from stylize_core.io import flowio
+from stylize_core.io.frames import write_png
 
 COMMON = ["--vgg", "random:8", "--iterations", "2", "--progress", "json"]
 FAST = [*COMMON, "--iterations-later", "2"]
@@ -164,6 +164,6 @@ def test_a_manifest_of_an_older_engine_owns_its_frames(clip, capsys):
 
 
 def test_a_previews_comparison_keeps_small_frames_and_shrinks_wide_ones():
-    from stylize_core import jobdir
+    from stylize_core.io import jobdir
     assert jobdir.compare_size((64, 48)) == (64, 48) and jobdir.compare_size((1280, 720)) == (1280, 720)
     assert jobdir.compare_size((1920, 1080)) == (1280, 720) and jobdir.compare_size((4096, 1716)) == (1280, 536)

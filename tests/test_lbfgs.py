@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from stylize_core.lbfgs import LBFGS
+from stylize_core.network.lbfgs import LBFGS
 
 
 def quadratic(n=40, seed=0):
@@ -69,9 +69,9 @@ def test_a_step_never_reads_a_value_back(monkeypatch):
 def test_a_noise_start_does_not_blow_up_or_stall():
     """torch.optim.LBFGS without line search took a 1e12x loss jump on its second step from
     noise on this problem and then stalled near the start (the bug this module fixes)."""
-    from stylize_core.optimize import Stylizer
+    from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
-    from stylize_core.weights import load_vgg
+    from stylize_core.network.weights import load_vgg
     rng = np.random.default_rng(0)
     content, style = rng.random((48, 64, 3), np.float32), rng.random((64, 64, 3), np.float32)
     losses = []

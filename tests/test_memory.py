@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from stylize_core import memory
+from stylize_core.network import memory
 from stylize_core.settings import Settings
 
 # One L-BFGS step of the engine's Stylizer at W x H in a fresh process; prints the growth of
@@ -23,9 +23,9 @@ def peak():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
 
-from stylize_core.optimize import Stylizer
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.weights import load_vgg
+from stylize_core.network.weights import load_vgg
 torch.set_num_threads(1)
 w, h = int(sys.argv[1]), int(sys.argv[2])
 rng = np.random.default_rng(0)

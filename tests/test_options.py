@@ -56,7 +56,7 @@ CONTEXT = {"--adam-lr": ["--optimizer", "adam"], "--keyframe-every": ["--mode", 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    from stylize_core.frames import write_png
+    from stylize_core.io.frames import write_png
     folder = generated_clip(tmp_path_factory.mktemp("options"), 3, (48, 32))
     (folder / "mattes").mkdir()
     for i in range(3):
@@ -163,7 +163,7 @@ def test_what_is_accepted_works(clip, capsys):
 
 def test_dis_takes_any_size():
     """Sizes that made OpenCV's DIS fail an assertion (9x9) or crash (200x10, 48x8)."""
-    from stylize_core import flow
+    from stylize_core.motion import flow
     rng = np.random.default_rng(0)
     for w, h in ((9, 9), (200, 10), (48, 8), (10, 200), (5, 4)):
         a = rng.random((h, w, 3), dtype=np.float32)

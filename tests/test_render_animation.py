@@ -147,7 +147,7 @@ def test_existing_files_are_kept_unless_overwrite_and_the_strip_option(addon, tm
 
 def test_exr_output_keeps_the_render_alpha(addon, tmp_path):
     """A transparent film written to RGBA OpenEXR: the stylised colours in linear light, the render's alpha."""
-    from stylize_core import exr
+    from stylize_core.io import exr
     scene = shot_scene(tmp_path, frames=2)
     scene.render.film_transparent = True
     image = scene.render.image_settings

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from conftest import generated_clip
-from stylize_core import cli, frames, schedule
+from stylize_core import cli, schedule
+from stylize_core.io import frames
 
 COMMON = ["--vgg", "random:8", "--progress", "none", "--tolerance", "0"]
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, shared_data
-from stylize_core import demo, flowio, frames, schedule
-from stylize_core.flow import resize_flow
-from stylize_core.warp import warp_numpy
-from stylize_core.optimize import Stylizer
+from stylize_core import demo, schedule
+from stylize_core.io import flowio, frames
+from stylize_core.motion.flow import resize_flow
+from stylize_core.motion.warp import warp_numpy
+from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
 
 
@@ -145,7 +146,7 @@ def test_widened_weights_reach_the_temporal_loss(tmp_path, recorded):
 def test_random_init_fills_unreliable_pixels_with_the_mean_pixel(tmp_path, recorded):
     """init=random: where the warped previous result is unreliable (here: the 5 right-hand columns,
     whose flow 2->1 leaves the frame) the second frame starts from the mean pixel, not black."""
-    from stylize_core.vgg import MEAN_PIXEL
+    from stylize_core.network.vgg import MEAN_PIXEL
     shifted_job(tmp_path, init="random").run()
     init = recorded[1]["init"]
     np.testing.assert_allclose(init[:, 35:], np.broadcast_to(np.float32(MEAN_PIXEL), (32, 5, 3)), atol=1e-6)

@@ -3,8 +3,8 @@ and fast mode's frames between two keyframes that never layer two looks."""
 import numpy as np
 
 from conftest import generated_clip
-from stylize_core import fast, seams
-from stylize_core.frames import read_image
+from stylize_core.modes.fast import synthesis as fast, seams
+from stylize_core.io.frames import read_image
 
 
 def texture(h, w, seed):
@@ -69,7 +69,7 @@ def test_frames_between_two_keyframes_take_one_look_a_pixel(tmp_path):
 
     class Flows:
         def flow(self, a, b):
-            from stylize_core.flow import estimate
+            from stylize_core.motion.flow import estimate
             return estimate(frames[a], frames[b], "dis")
 
     def synth(keys, combine="select", switch=1):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stylize_core import jobdir
+from stylize_core.io import jobdir
 from stylize_core.demo import make_style
-from stylize_core.frames import write_png
+from stylize_core.io.frames import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 

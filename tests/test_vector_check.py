@@ -63,8 +63,9 @@ def render(out, kind):
 ERRORS = """
 import json, sys
 import numpy as np
-from stylize_core import flow, frames
-from stylize_core.warp import warp_numpy
+from stylize_core.motion import flow
+from stylize_core.io import frames
+from stylize_core.motion.warp import warp_numpy
 def errors(exrs, manifest):
     src = frames.open_input(exrs, None)
     used = flow.make_flow_source("vector", src.read, src.size, exr_paths=src.paths)
@@ -124,7 +125,7 @@ def ortho_pass_is_right(renders):
     """Whether this Blender's Cycles wrote the orthographic render's Vector pass right: the
     background (most pixels) must move by the camera pan, flow t->t+1 = (-PAN, 0) px.
     Cycles 5.0 writes a false zoom field there (tens of px off), 4.2 and 5.2 the right flow."""
-    from stylize_core import vector_pass
+    from stylize_core.motion import vector_pass
     worst = 0.0
     for f in range(1, FRAMES):
         _, forward = vector_pass.read_flows(renders / "ortho" / f"frame_{f:04d}.exr")
@@ -173,7 +174,7 @@ def texture(w, h, seed=0):
 def test_consistent_but_wrong_vectors_fail_only_on_their_pair(tmp_path):
     """Synthetic EXRs: a texture panning 2 px/frame left (flow t->t+1 = (-2, 0)); the Vector pass
     is right except between frames 2 and 3, where it says 5 px (consistently both ways)."""
-    from stylize_core import exr
+    from stylize_core.io import exr
     big, w, h = np.clip(texture(80, 40), 0, 1), 48, 40
     folder = tmp_path / "exr"
     folder.mkdir()

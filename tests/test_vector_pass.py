@@ -114,7 +114,7 @@ def frames(tmp_path_factory):
     t0 = time.time()
     subprocess.run([sys.executable, __file__, str(out)], check=True, capture_output=True, timeout=120)
     print(f"render: {time.time() - t0:.1f} s")
-    from stylize_core import exr
+    from stylize_core.io import exr
     result = []
     for f in (1, 2, 3):
         path = out / f"frame_{f:04d}.exr"
@@ -130,7 +130,7 @@ def _erode(mask, px):
 
 def remap(img, flow):
     """``out(p) = img(p + flow(p))`` (bilinear) with cv2.remap: the convention of
-    ``stylize_core/warp.py`` (test_warp.py), without torch; and the mask of samples inside the frame."""
+    ``stylize_core/motion/warp.py`` (test_warp.py), without torch; and the mask of samples inside the frame."""
     h, w = flow.shape[:2]
     x = (np.arange(w, dtype=np.float32)[None] + flow[..., 0]).astype(np.float32)
     y = (np.arange(h, dtype=np.float32)[:, None] + flow[..., 1]).astype(np.float32)
@@ -141,7 +141,7 @@ def remap(img, flow):
 
 @pytest.mark.parametrize("other", [1, 3], ids=["to_previous", "to_next"])
 def test_vector_pass_matches_analytic_motion(frames, other):
-    from stylize_core import vector_pass
+    from stylize_core.motion import vector_pass
     to_prev, to_next = vector_pass.read_flows(frames[1][0])
     flow = to_prev if other == 1 else to_next
     square = frames[1][2]
@@ -153,7 +153,7 @@ def test_vector_pass_matches_analytic_motion(frames, other):
 
 @pytest.mark.parametrize("other", [1, 3], ids=["previous", "next"])
 def test_warping_with_vector_flow_aligns_frames(frames, other):
-    from stylize_core import vector_pass
+    from stylize_core.motion import vector_pass
     to_prev, to_next = vector_pass.read_flows(frames[1][0])
     flow = to_prev if other == 1 else to_next
     _, img_t, sq_t = frames[1]
@@ -180,7 +180,7 @@ def test_remap_follows_the_warp_convention():
 
 
 def test_vector_to_flows_signs():
-    from stylize_core.vector_pass import vector_to_flows
+    from stylize_core.motion.vector_pass import vector_to_flows
     prev, nxt = vector_to_flows(np.broadcast_to(np.float32([1, 2, 3, 4]), (2, 3, 4)))
     assert prev.shape == nxt.shape == (2, 3, 2)
     np.testing.assert_array_equal(prev[0, 0], [1, -2])
@@ -188,7 +188,7 @@ def test_vector_to_flows_signs():
 
 
 def test_exr_multilayer_round_trip_and_srgb(tmp_path):
-    from stylize_core import exr
+    from stylize_core.io import exr
     rng = np.random.default_rng(0)
     lin = rng.random((5, 7, 3), dtype=np.float32)
     vec = rng.normal(size=(5, 7, 4)).astype(np.float32)
@@ -200,16 +200,16 @@ def test_exr_multilayer_round_trip_and_srgb(tmp_path):
     assert exr.find_pass(set(names), "Vector", "XYZW") == [f"ViewLayer.Vector.{c}" for c in "XYZW"]
     assert exr.find_pass(set(names), "Depth", "Z") is None
     np.testing.assert_allclose(exr.read_rgb(path), exr.linear_to_srgb(lin), atol=1e-6)
-    from stylize_core.vector_pass import read_vector
+    from stylize_core.motion.vector_pass import read_vector
     np.testing.assert_array_equal(read_vector(path), vec)
     srgb = exr.linear_to_srgb(np.float32([-1, 0, 0.0031308, 0.5, 1, 4]))
     np.testing.assert_allclose(srgb, [0, 0, 0.04045, 0.735357, 1, 1], atol=1e-5)
 
 
 def test_exr_plain_rgb_and_errors(tmp_path):
-    from stylize_core import exr
+    from stylize_core.io import exr
     from stylize_core.errors import StylizeError
-    from stylize_core.vector_pass import read_vector
+    from stylize_core.motion.vector_pass import read_vector
     path = tmp_path / "plain.exr"
     exr.write_exr(path, {c: np.full((4, 6), 0.5, np.float32) for c in "RGB"})
     np.testing.assert_allclose(exr.read_rgb(path), 0.735357, atol=1e-5)

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from stylize_core import weights
+from stylize_core.network import weights
 from stylize_core.errors import StylizeError
-from stylize_core.vgg import VGG19Features, from_state_dict, random_vgg
+from stylize_core.network.vgg import VGG19Features, from_state_dict, random_vgg
 
 
 def torchvision_like_state():
@@ -72,7 +72,7 @@ def test_offline_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
 
 def caffe_input(x):
     """What the Caffe VGG-19 expects for RGB [0, 1] images: BGR in 0..255 minus the mean pixel."""
-    from stylize_core.vgg import CAFFE_MEAN_BGR
+    from stylize_core.network.vgg import CAFFE_MEAN_BGR
     return x.flip(1) * 255 - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
 
 
@@ -128,7 +128,7 @@ def test_caffe_layer_names_are_mapped(tmp_path):
 def test_stylizer_features_are_in_caffe_units(tmp_path):
     """The loss features are the plain network's output times its own scale (1 for Caffe, 57.6
     otherwise), folded into the input and the biases: the same values to 1e-5 (relative)."""
-    from stylize_core.optimize import Stylizer
+    from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
     state = torchvision_like_state()
     x = torch.rand(1, 3, 24, 24)
@@ -144,7 +144,7 @@ def test_folded_scale_gives_the_losses_of_scaled_features():
     """Folding the feature scale changes no loss: content, style and total within 1e-5 relative of
     the former route (features of the plain network multiplied by 57.6)."""
     import numpy as np
-    from stylize_core import optimize
+    from stylize_core.network import optimize
     from stylize_core.settings import Settings
     rng = np.random.default_rng(0)
     net = random_vgg(4)
@@ -169,7 +169,7 @@ def test_folded_scale_gives_the_losses_of_scaled_features():
 
 def test_checkpointing_gives_the_same_loss_and_gradient():
     import numpy as np
-    from stylize_core import optimize
+    from stylize_core.network import optimize
     from stylize_core.settings import Settings
     rng = np.random.default_rng(1)
     net = random_vgg(4)
@@ -193,7 +193,7 @@ def test_autocast_features_in_bf16_grams_and_losses_in_fp32():
     """The dtype routing of ``vgg.autocast`` (bf16/fp16 on CUDA), checked with CPU bf16: the
     features come out in bf16, the Grams and the losses are fp32 and close to the fp32 run."""
     import numpy as np
-    from stylize_core import losses, optimize
+    from stylize_core.network import losses, optimize
     from stylize_core.settings import Settings
     rng = np.random.default_rng(2)
     net = random_vgg(4)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from stylize_core import jobdir
+from stylize_core.io import jobdir
 from stylize_core.demo import make_style
-from stylize_core.frames import write_png
+from stylize_core.io.frames import write_png
 
 spec = importlib.util.spec_from_file_location("addon_worker", ROOT / "addon" / "worker.py")
 worker = importlib.util.module_from_spec(spec)

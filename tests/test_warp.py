@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from stylize_core.warp import compose, warp, warp_numpy
+from stylize_core.motion.warp import compose, warp, warp_numpy
 
 
 def ramp(h=12, w=16):
@@ -67,7 +67,7 @@ def test_compose_two_shifts_adds_them():
 def test_read_only_arrays_warp_without_a_warning():
     """The schedule's cached frames are read-only: torch used to print a UserWarning for each on stderr."""
     import warnings
-    from stylize_core.warp import warp_numpy
+    from stylize_core.motion.warp import warp_numpy
     img, flow = np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.float32)
     img.flags.writeable = flow.flags.writeable = False
     with warnings.catch_warnings():

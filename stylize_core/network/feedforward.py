@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .mobilenet import Conv, MobileNetFeatures, conv_node, dequantize, find_model
 from .onnx_reader import read_model
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import numpy as np
 import OpenEXR
 
-from .errors import STDOUT_LOCK, StylizeError
+from ..errors import STDOUT_LOCK, StylizeError
 
 
 @contextmanager

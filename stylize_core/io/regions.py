@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .frames import load_style, natural_key
 
 KEEP = "keep"
@@ -101,7 +101,7 @@ class Region:
 
     def __post_init__(self):
         """The strength's range is ``--strength``'s (``settings.py``)."""
-        from .settings import FIELDS
+        from ..settings import FIELDS
         problem = FIELDS["strength"].metadata["kind"].check(self.strength)
         if problem:
             raise StylizeError(f"a region's strength {problem}")

@@ -26,12 +26,12 @@ them. Memory stays flat: only the earlier results the temporal loss needs are ke
 """
 import numpy as np
 
-from . import jobdir
-from .ahead import ahead
-from .consistency import long_term_weights
-from .errors import StylizeError
-from .optimize import level_iterations
-from .vgg import MEAN_PIXEL
+from ..io import jobdir
+from ..ahead import ahead
+from ..motion.consistency import long_term_weights
+from ..errors import StylizeError
+from ..network.optimize import level_iterations
+from ..network.vgg import MEAN_PIXEL
 
 
 def _levels(iterations, s):

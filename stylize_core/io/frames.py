@@ -13,7 +13,7 @@ from collections import OrderedDict
 import cv2
 import numpy as np
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .jobdir import frame_name
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
@@ -101,7 +101,7 @@ def open_input(path, work_dir, max_frames=None, digest=None):
     Folders: ``.png/.jpg/.jpeg/.exr`` files in natural name order (``frame2`` before
     ``frame10``); other and hidden files are ignored; all sizes are checked up front.
     Movies are decoded once into ``work_dir/input/frame_00001.png``... and reused while
-    the movie's content is unchanged (``digest``: its ``identity.file_digest``, computed
+    the movie's content is unchanged (``digest``: its ``digest.file_digest``, computed
     here if not given). ``max_frames`` keeps only the first N frames (and stops
     decoding a movie there).
     """
@@ -215,7 +215,7 @@ def _open_movie(path, work_dir, max_frames, digest=None):
         raise StylizeError(f"{path}: movie file is empty (0 bytes)")
     out_dir = os.path.join(work_dir, "input")
     if digest is None:
-        from .identity import file_digest
+        from .digest import file_digest
         digest = file_digest(path)
     ident = {"sha1": digest}
     info = _read_marker(out_dir)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import StylizeError
+from ..errors import StylizeError
 
 # TensorProto.DataType -> numpy dtype, for the types this reader decodes
 DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 5: np.int16, 6: np.int32, 7: np.int64, 11: np.float64}

@@ -2,7 +2,7 @@
 
 Each region r of the mapping (``regions.py``) has a soft mask ``m_r`` over the frame
 (``sum_r m_r = 1``), a style target (its image's Gram matrices, or the blended Gram of a
-weighted blend, as :class:`~stylize_core.optimize.Stylizer`) and a strength ``s_r``. At
+weighted blend, as :class:`~stylize_core.network.optimize.Stylizer`) and a strength ``s_r``. At
 every style layer l the mask is resized by area to the layer's size (``m_r^l``) and the
 generated image's guided Gram is ``G_r^l = (F^l m_r^l)(F^l m_r^l)^T / (C_l sum m_r^l)``
 (``losses.guided_gram``). The loss of a frame x with content c is
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .losses import content_loss, guided_gram, style_loss, temporal_loss, tv_loss
 from .optimize import Stylizer, to_tensor
-from .regions import composite
+from ..io.regions import composite
 
 KEEP_WEIGHT = 1000.0   # weight of L_keep (temporal loss units; the default temporal weight is 200)
 MIN_SHARE = 1e-4       # a region covering less of the frame has no style term

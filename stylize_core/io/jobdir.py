@@ -35,7 +35,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import StylizeError
+from ..errors import StylizeError
 
 MANIFEST = "job.json"
 FLOW, KEYFRAMES, PASSES, INPUT, PREVIEW = "flow", "keyframes", "passes", "input", "preview"
@@ -112,7 +112,6 @@ class JobFolder:
         ``frames``: the clip's length, None if not known yet (a movie not decoded); ``uses``: the
         folders it writes (relative, as in ``owns``); ``inputs``: ``{what: (path, is_folder)}`` of
         everything it reads; ``video``: the ``--video`` path or None."""
-        from .identity import differences  # identity imports cv2: keep this module light
         old = self.read() if self.path.is_dir() else None
         n_owned, owned, videos = self.owned(old)
         self._check_inputs(inputs, owned | set(uses), video)
@@ -285,3 +284,13 @@ def _rmdir_if_empty(d):
         d.rmdir()
     except OSError:
         pass
+
+
+def differences(old, new, prefix=""):
+    """Dotted names of the entries that differ between two identity dicts (``settings.strength``)."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [] if old == new else [prefix.rstrip(".") or "identity"]
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        out += differences(old.get(k), new.get(k), f"{prefix}{k}.")
+    return out

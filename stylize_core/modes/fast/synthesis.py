@@ -55,11 +55,11 @@ import torch
 import torch.nn.functional as F
 
 from . import seams
-from .ahead import ahead
-from .consistency import reliability
-from .errors import StylizeError
-from .flow import estimate, resize_flow
-from .settings import CHOICES
+from ...ahead import ahead
+from ...motion.consistency import reliability
+from ...errors import StylizeError
+from ...motion.flow import estimate, resize_flow
+from ...settings import CHOICES
 
 
 @dataclass
@@ -353,7 +353,7 @@ class Propagator:
         return np.asarray(c, np.float32).reshape(h, w)
 
     def _step_numba(self, frame, flow, c, regions=None):
-        from . import fast_numba as nb
+        from . import numba_search as nb
         s, (w, h) = self.s, self.size
         if torch.is_tensor(self.nnf):
             self.nnf = self.nnf.cpu().numpy()

@@ -8,7 +8,7 @@ key of a stylised frame is the SHA-1 of:
 
 - ``what`` it is: ``keyframe`` (fast mode's automatic keyframe) or ``first`` (quality mode's first frame of a
   single pass);
-- the frame's decoded pixels (``identity.image_digest``) and the processing size;
+- the frame's decoded pixels (``digest.image_digest``) and the processing size;
 - the job identity's style, weights and, in fast mode, the keyframe method with the feedforward model files; the
   settings as the job runs them (after the memory plan); the noise seed when the result starts from noise
   (``--init random``: ``seed + frame``, so only the same frame of the same clip matches).
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import identity
+from ..io import digest
 
 FOLDER = "looks"
 KEEP = 32
@@ -80,4 +80,4 @@ class Looks:
 
 def frame_digest(source, k):
     """The decoded content digest of frame ``k`` of ``source`` (a ``frames.FrameSource``)."""
-    return identity.image_digest(source.paths[k])
+    return digest.image_digest(source.paths[k])

@@ -40,11 +40,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import fast, feedforward, identity, jobdir
-from .errors import StylizeError
-from .optimize import level_iterations, luminance, with_colors_of
-from .frames import read_image, resize
-from .regions import composite
+from . import synthesis as fast
+from ...network import feedforward
+from ...io import digest
+from ...io import jobdir
+from ...errors import StylizeError
+from ...network.optimize import level_iterations, luminance, with_colors_of
+from ...io.frames import read_image, resize
+from ...io.regions import composite
 
 KEYFRAME_DIR = jobdir.KEYFRAMES
 
@@ -110,7 +113,7 @@ class FastMode:
                 what = ("is a folder, not an image" if os.path.isdir(path) else
                         "is not a regular file (a pipe or device)" if os.path.exists(path) else "not found")
                 raise StylizeError(f"keyframe {k + 1}: painted image {path} {what}")
-            keys[str(k + 1)] = identity.image_digest(path, what=f"keyframe {k + 1} image")
+            keys[str(k + 1)] = digest.image_digest(path, what=f"keyframe {k + 1} image")
         method = {"keyframe_method": self.keyframe_method}
         if self.keyframe_method == "feedforward":
             method["feedforward"] = [f"{p.name}:{p.stat().st_size}" for p in feedforward.model_files()]

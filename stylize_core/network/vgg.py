@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .losses import CONTENT_LAYER, STYLE_LAYERS
 
 # (name, out_channels) per conv; "M" = pooling. Same order as torchvision's cfg "E".

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import flowio, vector_check, vector_pass
-from .errors import StylizeError
+from ..io import flowio
+from . import vector_check, vector_pass
+from ..errors import StylizeError
 from .warp import compose
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,

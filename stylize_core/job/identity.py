@@ -33,71 +33,10 @@ PNG decoding; hashing 1.3 MB of pixels is ~1 ms); movies hash at disk speed.
 import hashlib
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 
-import cv2
-import numpy as np
+from ..io.digest import file_digest, frames_digest
 
-from .errors import StylizeError
-
-CHUNK = 1 << 20
 ID_LENGTH = 12
-
-
-def file_digest(path):
-    """SHA-1 (hex) of a file's bytes, read in 1 MiB chunks."""
-    from .frames import regular_file
-    regular_file(path, "file")
-    h = hashlib.sha1()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-    except OSError as e:
-        raise StylizeError(f"cannot read {path}: {e.strerror}") from None
-    return h.hexdigest()
-
-
-def _update(h, name, array):
-    a = np.ascontiguousarray(array)
-    h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-    h.update(a.data)
-
-
-def image_digest(path, what="frame"):
-    """SHA-1 (hex) of an image's decoded pixels: all EXR channels by name, else every channel
-    of the PNG/JPEG at its stored bit depth (alpha included). ``what`` names it in errors."""
-    h = hashlib.sha1()
-    if os.fspath(path).lower().endswith(".exr"):
-        from . import exr
-        channels = exr.all_channels(path)
-        for name in sorted(channels):
-            _update(h, name, channels[name])
-        return h.hexdigest()
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise StylizeError(f"cannot read {what} {path}: {e.strerror}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if img is None:
-        raise StylizeError(f"cannot decode {what} {os.path.basename(path)}: not an image or corrupt file")
-    _update(h, "pixels", img)
-    return h.hexdigest()
-
-
-def frames_digest(paths):
-    """SHA-1 (hex) of the ordered frames' decoded content (:func:`image_digest`), names excluded."""
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        digests = list(pool.map(image_digest, paths))
-    return hashlib.sha1(",".join(digests).encode()).hexdigest()
-
-
-def flo_digest(folder):
-    """SHA-1 (hex) of the names and bytes of ``folder``'s ``flow_*.flo`` files, in name order."""
-    h = hashlib.sha1()
-    for name in sorted(n for n in os.listdir(folder) if n.startswith("flow_") and n.endswith(".flo")):
-        h.update(f"{name}:{file_digest(os.path.join(folder, name))};".encode())
-    return h.hexdigest()
 
 
 def input_identity(path, frame_paths=None, max_frames=None):
@@ -135,13 +74,3 @@ def job_identity(source, style, settings, weights, flows=None, fast=None, region
 def job_id(identity):
     """Short id of an identity dict: 12 hex digits of the SHA-1 of its sorted-key JSON."""
     return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:ID_LENGTH]
-
-
-def differences(old, new, prefix=""):
-    """Dotted names of the entries that differ between two identity dicts (``settings.strength``)."""
-    if not isinstance(old, dict) or not isinstance(new, dict):
-        return [] if old == new else [prefix.rstrip(".") or "identity"]
-    out = []
-    for k in sorted(set(old) | set(new), key=str):
-        out += differences(old.get(k), new.get(k), f"{prefix}{k}.")
-    return out

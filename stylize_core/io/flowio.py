@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from .errors import StylizeError
+from ..errors import StylizeError
 
 MAGIC = 202021.25
 

@@ -7,7 +7,7 @@ as root only a read-only file system refuses).
 import os
 from pathlib import Path
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .frames import VIDEO_FOURCC
 
 

@@ -20,8 +20,8 @@ frame pair against the rendered frames, whatever the version.
 """
 import numpy as np
 
-from . import exr
-from .errors import StylizeError
+from ..io import exr
+from ..errors import StylizeError
 
 
 def read_vector(path):

@@ -67,7 +67,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import StylizeError
+from ..errors import StylizeError
 from .losses import CONTENT_LAYER, STYLE_LAYERS
 from .vgg import _CFG
 
