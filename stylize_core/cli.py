@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import __version__, errors
 from .errors import StylizeError
+from .io.jobdir import frame_glob, frame_name
 from .progress import make_progress
 from .settings import CLI_OPTIONS, FIELDS, PRESET_DESCRIPTIONS, PRESETS, Flag, Settings, flag, mode_options
 
@@ -49,7 +50,7 @@ def build_parser():
                                 description="Artistic style transfer for videos (Ruder et al. 2016).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _job_parser(sub.add_parser("stylize", help="stylise a clip",
-                               description="Stylise a movie or a folder of frames into OUTDIR/frame_00001.png ..."))
+                               description=f"Stylise a movie or a folder of frames into OUTDIR/{frame_name(0)} ..."))
     pv = _job_parser(sub.add_parser(
         "preview", help="stylise one frame of a clip, as the job with the same options would",
         description="Stylise frame N of a movie or a folder of frames into OUTDIR/preview/frame_NNNNN.png, with "
@@ -164,7 +165,7 @@ def parse_keyframes(values):
                                "number, e.g. --keyframe 12=painted.png")
         k = int(number)
         if k < 1:
-            raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 (frame_00001.png)")
+            raise StylizeError(f"--keyframe {value!r}: frame numbers start at 1 ({frame_name(0)})")
         if k - 1 in out:
             def what(p):
                 return p or "stylised by the engine"
@@ -322,7 +323,7 @@ def _demo(args, settings, progress):
                            "there, so choose a new or empty --out")
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps({"demo": __version__}))
-    for old in clip.glob("frame_*.png") if clip.is_dir() else ():  # the demo's own earlier clip (its folder)
+    for old in clip.glob(frame_glob()) if clip.is_dir() else ():  # the demo's own earlier clip (its folder)
         old.unlink()
     demo.make_clip(clip, frames=args.frames)
     demo.make_painting(style)

@@ -5,6 +5,7 @@ every input frame; a fresh job deleted a ``flow/`` folder of the user's in ``--o
 """
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -167,3 +168,30 @@ def test_a_previews_comparison_keeps_small_frames_and_shrinks_wide_ones():
     from stylize_core.io import jobdir
     assert jobdir.compare_size((64, 48)) == (64, 48) and jobdir.compare_size((1280, 720)) == (1280, 720)
     assert jobdir.compare_size((1920, 1080)) == (1280, 720) and jobdir.compare_size((4096, 1716)) == (1280, 536)
+
+
+def test_the_names_globs_and_patterns_of_the_job_folder_are_the_same_names(tmp_path):
+    """A name the engine writes is found by the glob that deletes it and read back by the pattern that counts it;
+    nothing else is (the add-on reads these names too)."""
+    from fnmatch import fnmatchcase
+
+    from stylize_core.io import jobdir
+    for i in (0, 8, 99998, 99999, 123456):
+        for ext in (".png", ".npy"):
+            name = jobdir.frame_name(i, ext)
+            assert jobdir.frame_index(name, ext) == i and fnmatchcase(name, jobdir.frame_glob(ext))
+            assert jobdir.frame_index(name, ".png" if ext == ".npy" else ".npy") is None
+    assert jobdir.frame_name(0) == "frame_00001.png" and jobdir.frame_name(99999) == "frame_100000.png"
+    for other in ("frame_0001.png", "frame_00001.png.tmp12", "xframe_00001.png", "frame_0000a.png", "Frame_00001.png"):
+        assert jobdir.frame_index(other) is None, other
+    assert jobdir.flow_filename(0, 10) == "flow_00001_00011.flo"
+    written = {jobdir.FLOW: jobdir.flow_filename(2, 1), jobdir.KEYFRAMES: jobdir.frame_name(4, ".npy"),
+               jobdir.PASSES: jobdir.pass_folder(2).relative_to(jobdir.PASSES) / jobdir.frame_name(4, ".npy"),
+               jobdir.PREVIEW: f"compare/{jobdir.frame_name(4)}"}
+    assert set(written) == set(jobdir.OWN_FILES)
+    for folder, rel in written.items():  # the glob discard deletes with finds what the engine writes, not the user's
+        for name in (rel, "notes.txt"):
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / name).write_text("")
+        assert [p.relative_to(tmp_path / folder) for p in (tmp_path / folder).glob(jobdir.OWN_FILES[folder])] == \
+            [Path(rel)], folder

@@ -1,6 +1,7 @@
 """Content digests of files: a file's bytes, an image's decoded pixels (so metadata such as Blender's render time
 does not count), an ordered folder of frames, a folder of ``.flo`` files. The job identity (``job.identity``) and the
 shared looks (``job.looks``) are made of them."""
+import fnmatch
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -9,6 +10,7 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
+from .jobdir import FLOW_GLOB
 
 CHUNK = 1 << 20
 
@@ -62,8 +64,8 @@ def frames_digest(paths):
 
 
 def flo_digest(folder):
-    """SHA-1 (hex) of the names and bytes of ``folder``'s ``flow_*.flo`` files, in name order."""
+    """SHA-1 (hex) of the names and bytes of ``folder``'s flow files (``jobdir.FLOW_GLOB``), in name order."""
     h = hashlib.sha1()
-    for name in sorted(n for n in os.listdir(folder) if n.startswith("flow_") and n.endswith(".flo")):
+    for name in sorted(n for n in os.listdir(folder) if fnmatch.fnmatchcase(n, FLOW_GLOB)):
         h.update(f"{name}:{file_digest(os.path.join(folder, name))};".encode())
     return h.hexdigest()

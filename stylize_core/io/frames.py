@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
-from .jobdir import frame_name
+from .jobdir import EXTRACTED, INPUT, frame_index, frame_name
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
     cv2.setLogLevel(2)  # errors only: a corrupt file is reported once, as a StylizeError, not also as "[ WARN:0@...]"
@@ -23,7 +23,6 @@ MOVIE_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 FRAME_EXTS = (".png", ".jpg", ".jpeg", ".exr")
 VIDEO_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
 DEFAULT_FPS = 24.0
-MARKER = "extracted.json"
 
 
 class FrameSource:
@@ -213,7 +212,7 @@ def _cstr(f, limit=256):
 def _open_movie(path, work_dir, max_frames, digest=None):
     if os.path.getsize(path) == 0:
         raise StylizeError(f"{path}: movie file is empty (0 bytes)")
-    out_dir = os.path.join(work_dir, "input")
+    out_dir = os.path.join(work_dir, INPUT)
     if digest is None:
         from .digest import file_digest
         digest = file_digest(path)
@@ -223,7 +222,7 @@ def _open_movie(path, work_dir, max_frames, digest=None):
             and (info["complete"] or (max_frames and info["frames"] >= max_frames))
             and os.path.exists(_frame_path(out_dir, info["frames"] - 1))):
         info = dict(ident, **_extract(path, out_dir, max_frames))
-        _write_bytes(os.path.join(out_dir, MARKER), json.dumps(info, indent=1).encode())
+        _write_bytes(os.path.join(out_dir, EXTRACTED), json.dumps(info, indent=1).encode())
     n = min(info["frames"], max_frames or info["frames"])
     paths = [_frame_path(out_dir, i) for i in range(n)]
     return FrameSource(paths, (info["width"], info["height"]), info["fps"])
@@ -235,7 +234,7 @@ def _frame_path(out_dir, i):
 
 def _read_marker(out_dir):
     try:
-        with open(os.path.join(out_dir, MARKER)) as f:
+        with open(os.path.join(out_dir, EXTRACTED)) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
@@ -256,7 +255,8 @@ def _extract(path, out_dir, max_frames):
     os.makedirs(out_dir, exist_ok=True)
     before = (_read_marker(out_dir) or {}).get("frames", 0)  # frames an earlier decode wrote
     for name in os.listdir(out_dir):                          # stale marker / temp files of our own names
-        if name == MARKER or re.fullmatch(r"(frame_\d{5,}\.png|extracted\.json)\.tmp\d+", name):
+        tmp = _TEMPORARY.fullmatch(name)
+        if name == EXTRACTED or tmp and (tmp.group(1) == EXTRACTED or frame_index(tmp.group(1)) is not None):
             os.remove(os.path.join(out_dir, name))
     n, t0, png, shape = 0, None, None, None
     try:
@@ -286,8 +286,8 @@ def _extract(path, out_dir, max_frames):
     if n == 0:
         raise StylizeError(f"{path}: movie has no frames")
     for name in os.listdir(out_dir):                          # frames of an older, longer extraction
-        m = re.fullmatch(r"frame_(\d{5,})\.png", name)
-        if m and n < int(m.group(1)) <= before:
+        i = frame_index(name)
+        if i is not None and n <= i < before:
             os.remove(os.path.join(out_dir, name))
     return {"frames": n, "fps": fps, "width": shape[1], "height": shape[0], "complete": complete}
 
@@ -393,6 +393,9 @@ def _encode_png(bgr):
     if not ok:
         raise StylizeError("cannot encode PNG image")
     return buf.tobytes()
+
+
+_TEMPORARY = re.compile(r"(.+)\.tmp\d+")  # what _write_bytes writes first: <name>.tmp<process id>
 
 
 def _write_bytes(path, data):

@@ -1,13 +1,20 @@
 """The job folder OUTDIR: its layout, what a job owns there, and the rules that keep the user's files safe.
 
-Layout (the one place these names are spelt):
+Layout (the one place these names are spelt; the globs and patterns that find them are made from the same
+spelling: :func:`frame_glob`, :func:`frame_index`, ``FLOW_GLOB``):
 
 - ``job.json``: the manifest (``MANIFEST``), written under a temporary name and renamed;
 - ``frame_00001.png`` ...: the output frames, 1-based (:func:`frame_name`);
-- ``flow/<method>-<preset>-<scale>/flow_AAAAA_BBBBB.flo``: the flow cache (``FLOW``, ``flow.cache_key``);
+- ``flow/<method>-<preset>-<scale>/flow_AAAAA_BBBBB.flo``: the flow cache (``FLOW``, :func:`cache_key`,
+  :func:`flow_filename`; a ``--flow-dir`` of precomputed flows has the same file names);
 - ``keyframes/frame_NNNNN.npy``: fast mode's optimised keyframes (``KEYFRAMES``);
-- ``passes/pass_NN/frame_NNNNN.npy``: multi-pass intermediates (``PASSES``);
-- ``input/frame_NNNNN.png``, ``input/extracted.json``: a decoded movie (``INPUT``).
+- ``passes/pass_NN/frame_NNNNN.npy``: multi-pass intermediates (``PASSES``, :func:`pass_folder`);
+- ``input/frame_NNNNN.png``, ``input/extracted.json``: a decoded movie (``INPUT``, ``EXTRACTED``);
+- ``preview/frame_NNNNN.png``, ``preview/input/...``, ``preview/compare/...``: what ``preview`` wrote
+  (``PREVIEW``, :func:`preview_files`).
+
+Only the standard library and ``..errors`` are imported: the add-on reads these names at register time, without
+numpy or torch.
 
 Ownership. The manifest's ``owns`` records what the jobs of this folder wrote: ``frames`` (frames
 ``1..frames`` by their names above), ``folders`` (the folders above that a job used, relative:
@@ -41,16 +48,50 @@ MANIFEST = "job.json"
 FLOW, KEYFRAMES, PASSES, INPUT, PREVIEW = "flow", "keyframes", "passes", "input", "preview"
 FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT, PREVIEW)
 LEGACY_FOLDERS = (FLOW, KEYFRAMES, PASSES, INPUT)  # what a manifest of an engine before ``owns`` owned
-FRAME_RE = re.compile(r"frame_(\d{5,})\.png")
-CACHE_KEY_RE = re.compile(r"(dis|raft)-(ultrafast|fast|medium)-[0-9.]+|deepflow-[0-9.]+")  # flow.cache_key's names
-OWN_FILES = {FLOW: "flow_*.flo", KEYFRAMES: "frame_*.npy", PASSES: "pass_*/frame_*.npy",
-             PREVIEW: "**/frame_*.png"}  # what discard deletes
-PREVIEW_KINDS = ("preview", "input", "compare")  # what ``preview`` writes of a frame (see ``preview_files``)
+EXTRACTED = "extracted.json"  # in ``INPUT``: what the decoded movie is (``frames.open_input``)
+_FRAME = "frame_{}{}"  # frame_<1-based number, 5 digits or more><ext>: the one spelling of a frame file's name
+_FLOW = "flow_{}.flo"  # flow_<from>_<to>.flo, 1-based frame numbers of 5 digits
+_PASS = "pass_{}"  # pass_<1-based pass number, 2 digits>
+
+
+def _number(i):
+    """0-based frame ``i`` as its names number it: 1-based, five digits (``00001``)."""
+    return f"{i + 1:05d}"
 
 
 def frame_name(i, ext=".png"):
     """File name of 0-based frame ``i``: ``frame_00001.png`` (``ext`` ``.npy`` for arrays)."""
-    return f"frame_{i + 1:05d}{ext}"
+    return _FRAME.format(_number(i), ext)
+
+
+def frame_glob(ext=".png"):
+    """The glob of :func:`frame_name`'s names with ``ext``: ``frame_*.png``."""
+    return _FRAME.format("*", ext)
+
+
+def frame_index(name, ext=".png"):
+    """0-based frame of the file name ``name`` spelt as :func:`frame_name` spells it (five digits or more), None
+    for any other name."""
+    m = re.fullmatch(_FRAME.format(r"(\d{5,})", re.escape(ext)), name)
+    return int(m.group(1)) - 1 if m else None
+
+
+def flow_filename(a, b):
+    """File name of the flow from 0-based frame a to frame b (1-based on disk): ``flow_00001_00002.flo``."""
+    return _FLOW.format(f"{_number(a)}_{_number(b)}")
+
+
+def cache_key(method, preset, scale):
+    """The flow cache's folder name in ``FLOW``: changing any setting that alters the flow changes the key."""
+    return f"{method}-{float(scale)}" if method == "deepflow" else f"{method}-{preset}-{float(scale)}"
+
+
+FLOW_GLOB = _FLOW.format("*")  # flow_*.flo: what a folder of flows holds (:func:`flow_filename`)
+# the names older engines gave their flow cache folders (:func:`cache_key` with their methods and presets)
+CACHE_KEY_RE = re.compile(r"(dis|raft)-(ultrafast|fast|medium)-[0-9.]+|deepflow-[0-9.]+")
+OWN_FILES = {FLOW: FLOW_GLOB, KEYFRAMES: frame_glob(".npy"), PASSES: f"{_PASS.format('*')}/{frame_glob('.npy')}",
+             PREVIEW: f"**/{frame_glob()}"}  # what discard deletes
+PREVIEW_KINDS = ("preview", "input", "compare")  # what ``preview`` writes of a frame (see ``preview_files``)
 
 
 COMPARE_WIDTH = 1280  # px: the width of each side of a preview's comparison at most (1920x1080: 2560x720)
@@ -74,7 +115,7 @@ def preview_files(out, i):
 
 def pass_folder(p):
     """``passes/pass_NN`` of 1-based pass ``p``, relative to OUTDIR."""
-    return Path(PASSES) / f"pass_{p:02d}"
+    return Path(PASSES) / _PASS.format(f"{p:02d}")
 
 
 def real(path):
@@ -148,7 +189,7 @@ class JobFolder:
                 continue
             rel = p.relative_to(self.path)
             hit = next((w for w in sorted(written) if _within(p, self.path / w)), None)
-            if hit or rel.parts[0] == MANIFEST or FRAME_RE.fullmatch(rel.parts[0]):
+            if hit or rel.parts[0] == MANIFEST or frame_index(rel.parts[0]) is not None:
                 place = f"inside {self.path / hit}" if hit else "one of the files"
                 raise StylizeError(f"the {what} {p} is {place} this job writes (and --restart deletes); move it "
                                    "out of the output folder first")
@@ -158,8 +199,8 @@ class JobFolder:
         tops = {Path(w).parts[0] for w in owned}
         foreign = []
         for name in sorted(os.listdir(self.path)):
-            m = FRAME_RE.fullmatch(name)
-            if m and n_owned < int(m.group(1)) and (frames is None or int(m.group(1)) <= frames):
+            i = frame_index(name)
+            if i is not None and n_owned <= i and (frames is None or i < frames):
                 foreign.append(name)
         for use in uses:
             top = Path(use).parts[0]

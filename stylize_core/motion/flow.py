@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..io import flowio
+from ..io.jobdir import cache_key, flow_filename
 from . import vector_check, vector_pass
 from ..errors import StylizeError
 from .warp import compose
@@ -120,16 +121,6 @@ def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0, size=None):
                         for x in (img_a, img_b))
     flow = np.asarray(METHODS[method](img_a, img_b, preset), np.float32)
     return resize_flow(flow, tuple(size) if size else (w, h))
-
-
-def flow_filename(a, b):
-    """File name of the flow from 0-based frame a to frame b (1-based on disk)."""
-    return f"flow_{a + 1:05d}_{b + 1:05d}.flo"
-
-
-def cache_key(method, preset, scale):
-    """Cache folder name: changing any setting that alters the flow changes the key."""
-    return f"{method}-{float(scale)}" if method == "deepflow" else f"{method}-{preset}-{float(scale)}"
 
 
 class EstimatedFlows:
