@@ -236,7 +236,7 @@ def run_job(folder, name, style, options, settings, args, vgg):
               allow_download=False)
     t0 = time.perf_counter()
     paths = job.run()
-    seconds = job.timings["optimise"] or time.perf_counter() - t0
+    seconds = job.timings.seconds["optimise"] or time.perf_counter() - t0
     return [engine_read(p) for p in paths], seconds / len(paths)
 
 

@@ -1,50 +1,37 @@
-"""Whole clips: a job's identity, manifest, resume, IO, flows and progress, whatever the mode.
+"""Whole clips: the job that runs a mode over a clip, whatever the mode.
 
-A *mode* turns frames into stylised frames (``settings.mode`` picks one of ``MODES``):
-``quality.QualityMode`` (the paper's single/multi-pass optimisation of every frame) or
-``fast_mode.FastMode`` (keyframes, then patch synthesis). Its protocol:
-
-- ``needs_flow()``, ``needs_network()`` (the loss network: False lets a job run offline without
-  it), ``identity()`` (added to the job identity, or None), ``check()``
-  (after the input is open, before anything is recorded), ``manifest()`` (entries for
-  ``job.json``), ``passes``, ``stages`` (the timings' names), ``skipped()`` (finished
-  work units);
-- ``frames(skipped)``: yields ``(i, image, info)`` for every frame still to write, in the
-  order written, at the processing size (or the output size); ``Job.run`` writes each one
-  atomically to ``OUTDIR/frame_NNNNN.png`` at the input size and reports it (``frame``).
-
-Memory stays flat: frames are read from disk on demand, and a mode keeps only the
-earlier results it needs (``Job._keep``; the rest are read back from OUTDIR).
+``Job`` opens the input, computes the identity (``job.identity``) and claims the job folder (``io.jobdir``), plans
+the memory (``network.memory``), loads the loss network and the flows, then builds the mode's
+:class:`~stylize_core.job.work.Work` (the protocol a mode sees: ``job/work.py``) and writes and reports every frame
+the mode yields, atomically, at the input size (``OUTDIR/frame_NNNNN.png``); the manifest (``job.manifest``) records
+how it ended. ``settings.mode`` picks the mode (``MODES``): ``modes.quality.QualityMode`` (the paper's single/multi-
+pass optimisation of every frame) or ``modes.fast.mode.FastMode`` (keyframes, then patch synthesis).
 """
-import json
 import os
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import __version__, ahead, errors
+from . import __version__
 from .job import identity
+from .job.manifest import Manifest, inputs, owned_folders, same_threads, style_record
+from .job.work import Clip, Files, Timings, Work
 from .io import digest, jobdir
 from .motion import vector_check
-from .motion.consistency import reliability
 from .errors import StylizeError
-from .motion.flow import VectorPassFlows, cache_key, flow_filename, make_flow_source
-from .io.frames import is_movie, load_style, open_input, quantize, read_image, resize, write_png, write_pngs, write_video
+from .motion.flow import VectorPassFlows, flow_filename, make_flow_source
+from .io.frames import is_movie, load_style, open_input, resize, write_png, write_pngs, write_video
 from .network.optimize import Stylizer
 from .network import memory
 from .io import regions as regions_
 from .network.region_style import RegionStylizer
 from .modes.fast.mode import FastMode
 from .modes.quality import QualityMode
-from .motion.warp import warp_numpy
 from .job.looks import Looks, frame_digest, key as looks_key
 from .network.weights import identity as weights_identity, kind as weights_kind, load_vgg, resolve as resolve_weights
 
-MANIFEST = jobdir.MANIFEST
 MODES = {"quality": QualityMode, "fast": FastMode}
 
 
@@ -59,11 +46,6 @@ def pick_device(name="auto"):
     if torch.cuda.is_available():
         return "cuda"
     return "mps" if torch.backends.mps.is_available() else "cpu"
-
-
-def frame_path(out, i):
-    """Output frame ``i`` (0-based) of the job folder ``out``."""
-    return Path(out) / jobdir.frame_name(i)
 
 
 def vector_exrs(src, flow_dir):
@@ -91,7 +73,7 @@ class Job:
     """One clip, one style (or a blend, or style regions), one output folder: ``out``, or
     ``jobs/<job id>`` (exactly one of them).
 
-    The job's identity (``identity.py``: input and style content, flows, settings, weights,
+    The job's identity (``job.identity``: input and style content, flows, settings, weights,
     regions) is computed first; under ``jobs`` it names the folder, so another job never shares it.
     """
 
@@ -99,7 +81,7 @@ class Job:
                  progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True,
                  jobs=None, keyframes=None, regions=None, video=None):
         """``style_path``: a style image, a blend ``[(path, weight), ...]`` (weights normalised),
-        or None with ``regions`` (``regions.RegionOptions``: style regions, see ``regions.py``).
+        or None with ``regions`` (``io.regions.RegionOptions``: style regions, see ``io/regions.py``).
         ``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only); ``video``: a
         movie file to encode the frames into at the end (checked with the folder: ``jobdir``)."""
         if (out is None) == (jobs is None):
@@ -113,10 +95,10 @@ class Job:
             raise StylizeError(f"--flow-dir {flow_dir} " + ("is not a folder" if os.path.exists(flow_dir) else
                                                             "not found") + ": give the folder of the flow files")
         self.styles = style_blend(style_path)
-        self.settings, self.progress = settings, progress
+        self.settings, self.progress = settings, progress  # the requested settings (the identity's)
         self.warnings = []  # reported after the ``start`` event
         self.device = pick_device(device)
-        self.mode = MODES[settings.mode](self, keyframes)
+        self.mode = MODES[settings.mode](settings, self.device, keyframes, self.warnings.append)
         movie = is_movie(input_path)
         self.src = None if movie else open_input(input_path, None, max_frames)
         source = identity.input_identity(input_path, None if movie else self.src.paths, max_frames)
@@ -139,37 +121,37 @@ class Job:
             self._flow_files_digest(flow_dir, max_frames),
             mode_identity, self._regions_identity(movie))
         self.job_id = identity.job_id(self.identity)
-        self.looks = Looks(jobs) if jobs is not None else None  # what the jobs of this root share (looks.py)
+        self.looks = Looks(jobs) if jobs is not None else None  # what the jobs of this root share (job/looks.py)
         self.folder = jobdir.JobFolder(out if out is not None else Path(jobs) / self.job_id,
                                        "--out" if out is not None else "--jobs")
         self.out, self.video = self.folder.path, video
+        self.manifest = Manifest(self.folder)
+        self.timings = Timings(self.mode.stages)
         frames = None if movie else len(self.src)
         if not movie:  # before anything is written (a movie, once it is decoded)
             self._prepare(vgg)
-        same = not self.folder.claim(self.identity, frames, self._folders(movie, settings), restart,
-                                     self._inputs(input_path, flow_dir, keyframes, regions), video)
-        self._same_threads(self.folder.old if same and not restart else None)
-        self.record = self.folder.reserve({"job": self.job_id, "identity": self.identity, "engine": __version__},
-                                          frames, self._folders(movie, settings), restart, video)
-        self._results = {}
-        self.timings = dict.fromkeys(self.mode.stages, 0.0)
-        self._timings_lock = threading.Lock()
-        with self.recording():  # from here on a failure is recorded in the manifest
+        uses = owned_folders(movie, settings, self.mode.needs_flow())
+        same = not self.folder.claim(self.identity, frames, uses, restart,
+                                     inputs(input_path, flow_dir, keyframes, regions, self.style_images), video)
+        same_threads(self.folder.old if same and not restart else None, self.device, self.warnings.append)
+        self.folder.reserve({"job": self.job_id, "identity": self.identity, "engine": __version__},
+                            frames, uses, restart, video)
+        with self.manifest.recording():  # from here on a failure is recorded in the manifest
             self._open(input_path, movie, source, max_frames, vgg, allow_download, flow_dir)
 
     def _open(self, input_path, movie, source, max_frames, vgg, allow_download, flow_dir):
         """The rest of the set-up, once the folder is this job's: the movie decoded, the memory plan, the
-        full manifest, the network, the stylizer and the flows."""
+        full manifest, the network, the stylizer, the flows and the mode's work."""
         if movie:  # decoded into OUTDIR/input/ now that the folder is recorded as this job's
             self.src = open_input(input_path, self.out, max_frames, digest=source["movie"])
             if self.regions:
                 self.regions.check(len(self.src), max_frames is None)
                 self._warn_unused_labels()
             self._prepare(vgg)
-        s = self.settings
-        uses = sorted(set(self.record["owns"]["folders"]) | set(self._folders(movie, s)))
-        self.record = self.folder.start({**self._record(input_path), "owns": dict(self.record["owns"], folders=uses)},
-                                        len(self.src))
+        s = self.settings = self.memory.settings  # from here on: the settings as they run
+        uses = sorted(set(self.manifest.record["owns"]["folders"]) | set(owned_folders(movie, s, self.mode.needs_flow())))
+        self.manifest.start({**self._record(input_path), "owns": dict(self.manifest.record["owns"], folders=uses)},
+                            len(self.src))
         self.stylizer = None  # the mode optimises nothing (fast mode's feedforward keyframes)
         if vgg is not None:
             net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
@@ -177,13 +159,17 @@ class Job:
             if torch.device(self.device).type == "cuda":
                 torch.backends.cudnn.benchmark = True  # the frames share one size: tuned convolutions pay
             self.stylizer = self._make_stylizer(net)
-        self.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
+        files = Files(self.folder, self.manifest, self.timings)
+        self.clip = Clip(self.src, self.size, self.proc, s.reliability_widen, self.timings, files, self.regions)
+        self.clip.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
             s.flow, self.src.read, self.proc, cache_dir=self.out / jobdir.FLOW, preset=s.flow_preset,
             scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
             exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
             if self.mode.needs_flow() else None
-        if s.flow == "flo" and self.flows is not None:
+        if s.flow == "flo" and self.clip.flows is not None:
             self._check_flo_files(flow_dir)
+        self.mode.bind(Work(s, self.device, self.clip, files, self.stylize, self.shared_look, self.timings,
+                            self.progress, self.warnings.append, self.styles, self.style_images))
 
     def _check_flo_files(self, flow_dir):
         """Every ``.flo`` file the job will read exists, before the first frame (not hours into the clip)."""
@@ -197,18 +183,7 @@ class Job:
                         raise StylizeError(f"missing flow file {path} (flow from frame {a + 1} to frame {b + 1}); "
                                            "--flow flo needs both directions of every pair the job uses")
 
-    @contextmanager
-    def timed(self, stage):
-        """Adds the block's seconds to ``timings[stage]`` (from any thread: work done ahead in a
-        thread counts too, so the stages may add up to more than the job's wall-clock time)."""
-        t0 = time.monotonic()
-        try:
-            yield
-        finally:
-            with self._timings_lock:
-                self.timings[stage] += time.monotonic() - t0
-
-    # -- identity, manifest and resume ---------------------------------------------------
+    # -- identity --------------------------------------------------------------------
     def _flow_files_digest(self, flow_dir, max_frames):
         """Digest of the precomputed flows the job reads (``--flow flo``/``vector`` with
         ``--flow-dir``), None if it reads none (vector passes in the input are in its digest)."""
@@ -241,14 +216,6 @@ class Job:
                 for r in self.regions.mapping.regions]
         return RegionStylizer(net, [self.style_images[p] for p in paths], plan, s, self.device)
 
-    def _style_record(self):
-        """The manifest's ``style``: one image's absolute path, a blend's ``[[path, weight], ...]``, or None."""
-        if self.styles is None:
-            return None
-        if len(self.styles) == 1:
-            return str(Path(self.styles[0][0]).resolve())
-        return [[str(Path(p).resolve()), w] for p, w in self.styles]
-
     def _warn_unused_labels(self):
         unused = self.regions.unused()
         if unused:
@@ -258,18 +225,18 @@ class Job:
 
     def _prepare(self, vgg):
         """Once the frames are known: the settings against their sizes and the style images'
-        (``Settings.check_size``), the mode's checks, and the memory plan (``memory.py``), which may lower
+        (``Settings.check_size``), the mode's checks, and the memory plan (``network/memory.py``), which may lower
         the L-BFGS history or the scale, or checkpoint the network; the identity keeps the requested
-        settings, the manifest the effective ones (``settings``) and the plan (``memory``)."""
+        settings, the manifest the effective ones (``memory.settings``, the mode's ``work.settings``) and the plan
+        (``memory``)."""
         self.size = self.src.size
         self.settings.check_size(self.size, [(img.shape[1], img.shape[0]) for img in self.style_images.values()])
-        self.mode.check()
+        self.mode.check(len(self.src), self.size, self.regions)
         if vgg is not None:
             self.memory = memory.plan(self.size, self.settings, self.device, network=weights_kind(vgg))
         else:  # no optimisation (feedforward keyframes): nothing to fit by a lower history or scale
             size = memory.processing_size(self.size, self.settings.scale)
             self.memory = memory.Plan(self.settings, False, size, None, None, None, [], str(self.device))
-        self.settings = self.mode.s = self.memory.settings
         self.proc = self.memory.size
         if self.memory.warning:
             self.warnings.append(self.memory.warning)
@@ -286,88 +253,25 @@ class Job:
             return "every region is kept or has strength 0"
         return None
 
-    def _inputs(self, input_path, flow_dir, painted, regions):
-        """``{what: (path, is a folder)}`` of everything the job reads (``jobdir.JobFolder.claim``)."""
-        inputs = {"input": (input_path, os.path.isdir(input_path)),
-                  "--flow-dir": (flow_dir, flow_dir is not None and os.path.isdir(flow_dir))}
-        for k, path in (painted or {}).items():
-            inputs[f"keyframe {k + 1} image"] = (path, False)
-        for n, p in enumerate(self.style_images):
-            inputs[f"style image {n + 1}" if len(self.style_images) > 1 else "style image"] = (p, False)
-        if regions:
-            inputs.update({"--regions folder": (None if regions.source == regions_.INPUT else regions.source, True),
-                           "--matte folder": (regions.matte, True), "--region-map": (regions.region_map, False)})
-        return inputs
-
-    def _folders(self, movie, s):
-        """The folders of OUTDIR this job writes (relative: ``jobdir``'s ``owns``)."""
-        uses = []
-        if self.mode.needs_flow() and s.flow != "flo":  # the flow cache (also the Vector pass's fallback)
-            method = "dis" if s.flow == "vector" else s.flow
-            uses.append(f"{jobdir.FLOW}/{cache_key(method, s.flow_preset, min(s.flow_scale * s.scale, 1.0))}")
-        uses.append(jobdir.PREVIEW)  # written by ``preview`` only, owned by every job so that --restart clears it
-        if s.mode == "fast":
-            uses.append(jobdir.KEYFRAMES)
-        elif s.passes > 1:
-            uses.append(jobdir.PASSES)
-        if movie:
-            uses.append(jobdir.INPUT)
-        return uses
-
     def _record(self, input_path):
         """The manifest's entries for this job (``jobdir.JobFolder.start`` adds ``owns`` and ``status``)."""
         record = {"job": self.job_id, "identity": self.identity,
-                  "input": str(Path(input_path).resolve()), "style": self._style_record(),
+                  "input": str(Path(input_path).resolve()), "style": style_record(self.styles),
                   "frames": len(self.src), "size": list(self.size), "threads": torch.get_num_threads(),
-                  "settings": self.settings.to_dict(), "memory": self.memory.record(), **self.mode.manifest(),
-                  "engine": __version__}
+                  "settings": self.settings.to_dict(), "memory": self.memory.record(),
+                  **self.mode.manifest(), "engine": __version__}
         if self.regions:
             record["regions"] = self.regions.manifest()
         return record
 
-    def _same_threads(self, old):
-        """A resumed job computes with the number of CPU threads it started with: torch's reductions
-        (convolutions, Gram matrices) add in another order with another count, and the frames would
-        differ from an uninterrupted run's (measured: 3-5/255 on average after 3 frames, 1 vs 2 threads)."""
-        threads = (old or {}).get("threads")
-        if threads and threads != torch.get_num_threads() and torch.device(self.device).type == "cpu":
-            self.warnings.append(f"resuming with the {threads} CPU threads this job started with (this process "
-                                 f"had {torch.get_num_threads()}), so that its frames match an uninterrupted run")
-            torch.set_num_threads(threads)
-
-    def _write_manifest(self, record):
-        self.record = self.folder.write(record)
-
-    @contextmanager
-    def recording(self):
-        """Record in the manifest how the block ended if it raised: ``interrupted`` (Ctrl-C, SIGTERM)
-        or ``failed`` with the message; the exception goes on once the work started ahead (a flow being
-        written to the cache) has ended, so that nothing is left half-written."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            ahead.settle()
-            self._end("interrupted")
-            raise
-        except BaseException as e:
-            ahead.settle()
-            self._end("failed", error=errors.message(e))
-            raise
-
-    def _end(self, status, **fields):
-        try:
-            self._write_manifest({**self.record, "status": status, **fields})
-        except OSError:  # e.g. the disk that failed the job: the error itself is what matters
-            pass
-
-    # -- frames, flows, results -------------------------------------------------------
+    # -- what the mode's work calls -----------------------------------------------------
     def shared_look(self, k, what, make, write=False):
         """Frame ``k`` stylised as ``what`` (``looks.key``): from the jobs root's shared looks (a preview of this
         frame alone made it with the same look), else ``make()``; ``write`` (a preview): then stored there too.
         Without ``--jobs`` or with style regions: ``make()``."""
         if self.looks is None or self.regions:
             return make()
-        with self.timed("io"):
+        with self.timings.timed("io"):
             s = self.settings
             seed = s.seed + k if s.init == "random" else None
             key = looks_key(what, frame_digest(self.src, k), self.proc, self.identity, s.to_dict(), seed)
@@ -375,81 +279,22 @@ class Job:
         if img is None or img.shape[:2] != (self.proc[1], self.proc[0]):
             img = make()
             if write:
-                with self.timed("io"):
+                with self.timings.timed("io"):
                     self.looks.put(key, img)
                 img = img.astype(np.float16).astype(np.float32)  # as stored: the job that finds it has these pixels
         return img
 
-    def frame_file(self, i):
-        """Output frame ``i`` (0-based): ``OUTDIR/frame_00001.png`` ... (``jobdir.frame_name``)."""
-        return self.folder.frame(i)
-
-    def first_missing(self):
-        """Index of the first output frame not yet written (the clip's length if none)."""
-        done = [self.frame_file(i).exists() for i in range(len(self.src))]
-        return done.index(False) if False in done else len(done)
-
-    def content(self, i):
-        with self.timed("io"):
-            return resize(self.src.read(i), self.proc)
-
-    def region_masks(self, i):
-        """Frame ``i``'s region weights ``(R, H, W)`` at the processing size (``regions.Regions.masks``)."""
-        with self.timed("io"):
-            return self.regions.masks(i, self.proc)
-
-    def flow(self, a, b):
-        """Flow from frame ``a`` to ``b`` at the processing size."""
-        with self.timed("flow"):
-            return self.flows.flow(a, b)
-
-    def reliability(self, a, b):
-        """``(flow a->b, reliability weights (H, W))`` of a result of frame b warped into frame a."""
-        fab, fba = self.flow(a, b), self.flow(b, a)
-        with self.timed("consistency"):
-            return fab, reliability(fab, fba, self.settings.reliability_widen)
-
-    def reliable_warp(self, image, a, b, prepared=None):
-        """``image`` (a result for frame b) warped into frame a, and the reliability weights;
-        ``prepared``: ``self.reliability(a, b)`` if already computed (e.g. ahead, in a thread)."""
-        fab, weights = prepared or self.reliability(a, b)
-        with self.timed("consistency"):
-            warped, _ = warp_numpy(image, fab)
-        return warped, weights
-
-    def result(self, i, pass_dir=None):
-        """Earlier result of frame ``i`` at processing size (memory, else from disk)."""
-        key = (pass_dir, i)
-        if key not in self._results:
-            path = (pass_dir / jobdir.frame_name(i, ".npy")) if pass_dir else self.frame_file(i)
-            with self.timed("io"):
-                img = np.load(path).astype(np.float32) if pass_dir else read_image(path)
-                self._results[key] = resize(img, self.proc)
-        return self._results[key]
-
-    def _keep(self, i, pass_dir, img, keep):
-        """Keep frame ``i``'s result ``img`` (and the last ``keep`` of ``pass_dir``) as :meth:`result` would read
-        it back from disk: the 8-bit PNG at the output size, or the float16 array. So a job resumed from its
-        files computes what the uninterrupted job did (their frames 4-6 differed by up to 56/255 before)."""
-        if pass_dir is None:
-            img = resize(quantize(resize(img, self.size)), self.proc)
-        else:
-            img = img.astype(np.float16).astype(np.float32)
-        self._results[(pass_dir, i)] = img
-        for k in [k for k in self._results if k[0] != pass_dir or abs(k[1] - i) > keep]:
-            del self._results[k]
-
-    def _stylize(self, i, pass_, content, init, temporal, iterations, seed=None):
+    def stylize(self, i, pass_, content, init, temporal, iterations, seed=None):
         """Frame ``i`` optimised; noise (``init="random"`` without ``init``) from ``seed``,
         by default ``settings.seed + i`` (another noise image for every frame)."""
         seed = self.settings.seed + i if seed is None else seed
         step = (lambda it, n, loss: self.progress.step(i, pass_, it, n, loss)) if self.progress else None
         extra = {}
         if self.regions:  # this frame's region weights, read now (memory stays flat)
-            masks = self.region_masks(i)
+            masks = self.clip.region_masks(i)
             extra = {"masks": masks, "keep": self.regions.keep(masks)}
         try:
-            with self.timed("optimise"):
+            with self.timings.timed("optimise"):
                 return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
                                              on_step=step, seed=seed, **extra)
         except FloatingPointError:
@@ -468,19 +313,19 @@ class Job:
                                 work=self.mode.work(skipped))
             for message in self.warnings:
                 self.progress.warning(message)
-        if skipped < frames * passes and isinstance(self.flows, VectorPassFlows):
+        if skipped < frames * passes and isinstance(self.clip.flows, VectorPassFlows):
             self._check_vector_pass()
 
     def _check_vector_pass(self):
-        """Check the Vector pass per frame pair (``vector_check.py``; once per job, kept in the
+        """Check the Vector pass per frame pair (``motion/vector_check.py``; once per job, kept in the
         manifest's ``flow_sources``) and warn once about the pairs that use estimated flow."""
-        records = self.record.get("flow_sources")
+        records = self.manifest.record.get("flow_sources")
         if records is None:
-            with self.timed("flow"):
-                records = self.flows.check()
-            self._write_manifest({**self.record, "flow_sources": records})
+            with self.timings.timed("flow"):
+                records = self.clip.flows.check()
+            self.manifest.update(flow_sources=records)
         else:
-            self.flows.use(records)
+            self.clip.flows.use(records)
         failed = [r["frames"][0] - 1 for r in records if r["source"] != "vector"]
         if failed and self.progress:
             self.progress.warning(vector_check.warning(failed, len(records)))
@@ -489,7 +334,7 @@ class Job:
         """Write (atomically) and report every frame the mode yields; then the video, the manifest
         and ``done``. Returns the output frame paths. A failure or an interruption is recorded in
         the manifest's ``status``."""
-        with self.recording():
+        with self.manifest.recording():
             return self._run(self.video)
 
     def _run(self, video):
@@ -497,17 +342,16 @@ class Job:
         n, skipped = len(self.src), self.mode.skipped()
         self._start(n, self.mode.passes, skipped)
         for i, img, _info in self.mode.frames(skipped):
-            path = self.frame_file(i)
-            with self.timed("io"):
+            path = self.folder.frame(i)
+            with self.timings.timed("io"):
                 write_png(path, resize(img, self.size))
             if self.progress:
                 self.progress.frame(i, path)
-        paths = [self.frame_file(i) for i in range(n)]
+        paths = [self.folder.frame(i) for i in range(n)]
         if video:
             write_video([str(p) for p in paths], str(video), self.src.fps)
-        timings = {k: round(v, 3) for k, v in self.timings.items()}
-        self._write_manifest({**self.record, "status": "done",
-                              "seconds": round(time.monotonic() - t0, 2), "timings": timings})
+        timings = self.timings.rounded()
+        self.manifest.update(status="done", seconds=round(time.monotonic() - t0, 2), timings=timings)
         if self.progress:
             self.progress.done(self.out, timings, paths)
         return paths
@@ -515,13 +359,13 @@ class Job:
     def preview(self, k):
         """Frame ``k`` (0-based) alone, as this job makes it, written to ``OUTDIR/preview/frame_NNNNN.png`` at
         the output size, with the input frame and both side by side (``jobdir.preview_files``; the ``preview``
-        event names the three); returns the preview's path. What the job can reuse stays where it looks for it (the mode's
-        ``preview``: fast mode's keyframe cache, quality mode's first finished frame), so the job with the same
-        identity does not compute it again. The manifest's status is ``previewed``."""
+        event names the three); returns the preview's path. What the job can reuse stays where it looks for it
+        (the mode's ``preview``: fast mode's keyframe cache, quality mode's first finished frame), so the job with
+        the same identity does not compute it again. The manifest's status is ``previewed``."""
         n = len(self.src)
         if not 0 <= k < n:
             raise StylizeError(f"--at {k + 1} is not a frame of the clip (frames 1-{n})")
-        with self.recording():
+        with self.manifest.recording():
             t0 = time.monotonic()
             if self.progress:
                 self.progress.start(1, 1, self.size, out=self.out, job=self.job_id, work=self.mode.preview_work(k))
@@ -530,31 +374,23 @@ class Job:
             img, finished = self.mode.preview(k)
             files = jobdir.preview_files(self.out, k)
             path = files["preview"]
-            with self.timed("io"):
+            with self.timings.timed("io"):
                 shown, source = resize(img, self.size), resize(self.src.read(k), self.size)
                 for p in files.values():
                     p.parent.mkdir(parents=True, exist_ok=True)
                 half = jobdir.compare_size(self.size)
                 write_pngs([(files["preview"], shown), (files["input"], source),
                             (files["compare"], np.concatenate([resize(source, half), resize(shown, half)], axis=1))])
-                if finished and not self.frame_file(k).exists():
-                    write_png(self.frame_file(k), shown)
-            timings = {key: round(v, 3) for key, v in self.timings.items()}
-            self._write_manifest({**self.record, "status": "previewed", "timings": timings,
-                                  "preview": {"frame": k + 1, "seconds": round(time.monotonic() - t0, 2)}})
+                if finished and not self.folder.frame(k).exists():
+                    write_png(self.folder.frame(k), shown)
+            timings = self.timings.rounded()
+            self.manifest.update(status="previewed", timings=timings,
+                                 preview={"frame": k + 1, "seconds": round(time.monotonic() - t0, 2)})
             if self.progress:
                 self.progress.frame(k, path)
                 self.progress.emit("preview", frame=k + 1, **{kind: str(p) for kind, p in files.items()})
                 self.progress.done(self.out, timings, [path])
         return path
-
-    @staticmethod
-    def save_array(d, i, img):
-        """``d/frame_NNNNN.npy`` (float16), written under a temporary name and renamed."""
-        path = d / jobdir.frame_name(i, ".npy")
-        tmp = d / ("." + jobdir.frame_name(i, ".tmp.npy"))
-        np.save(tmp, img.astype(np.float16))
-        os.replace(tmp, path)
 
 
 def run(input_path, style_path, out, settings, video=None, **kwargs):

@@ -47,7 +47,7 @@ def job(tmp_path, clip, **settings):
 def test_prev_warped_init_of_a_static_scene_starts_at_the_previous_result(tmp_path, recorded):
     j = job(tmp_path, static_clip(tmp_path / "in"), temporal="short")
     j.run()
-    first = frames.read_image(schedule.frame_path(j.out, 0))
+    first = frames.read_image(j.folder.frame(0))
     second = recorded[1]
     assert np.abs(second["init"] - first).max() <= 0.5 / 255 + 1e-6  # the saved 8-bit result
     (warped, weights), = second["temporal"]
@@ -84,8 +84,8 @@ def test_memory_holds_only_what_the_temporal_loss_needs(tmp_path):
     demo.make_clip(clip, frames=9, size=(32, 32))
     j = job(tmp_path, clip, temporal="long", long_term=(1, 3))
     sizes = []
-    real = j._keep
-    j._keep = lambda *a: (real(*a), sizes.append(len(j._results)))
+    real = j.clip.keep
+    j.clip.keep = lambda *a: (real(*a), sizes.append(len(j.clip._results)))
     j.run()
     assert max(sizes) <= 4 and len(sizes) == 9
 
@@ -200,13 +200,13 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_optimised(tmp_path, mo
     demo.make_clip(clip, frames=4, size=(48, 32))
     j = job(tmp_path, clip, temporal="short", passes=passes, temporal_from_pass=2)
     asked, threads = {}, set()
-    real_flow = j.flows.flow
+    real_flow = j.clip.flows.flow
 
     def flow(a, b):
         threads.add(threading.current_thread() is threading.main_thread())
         asked.setdefault(max(a, b), threading.Event()).set()
         return real_flow(a, b)
-    monkeypatch.setattr(j.flows, "flow", flow)
+    monkeypatch.setattr(j.clip.flows, "flow", flow)
     real = Stylizer.stylize
     order = []
 

