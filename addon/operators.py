@@ -9,7 +9,7 @@ import bpy
 from bpy.app.handlers import persistent
 from bpy.props import StringProperty
 
-from . import compat, worker
+from . import compat, request, worker
 from . import job as jobs
 
 
@@ -26,14 +26,14 @@ class StylizeRun:
     Subclasses say what to prepare (``prepare``)."""
 
     def prepare(self, context):
-        """A new ``job.Job`` for this request, or raise ``job.JobError``."""
+        """A new ``job.Job`` for this request, or raise ``request.JobError``."""
         raise NotImplementedError
 
     def start(self, context):
         try:
             job = self.prepare(context)
             job.step()  # saves a copy of the file before any change, starts the export
-        except jobs.JobError as e:
+        except request.JobError as e:
             jobs.refused = str(e)
             self.report({"ERROR"}, str(e))
             return None
@@ -122,7 +122,7 @@ class SEQUENCER_OT_stylize_strip(StylizeRun, bpy.types.Operator):
         if not bpy.app.background:  # scripts name the strip; the button stylises the active one
             scene = compat.sequencer_scene(context)
             strip = scene and scene.sequence_editor and scene.sequence_editor.active_strip
-            if strip is None or strip.type not in jobs.SUPPORTED:
+            if strip is None or strip.type not in request.SUPPORTED:
                 cls.poll_message_set("Select a movie, image or scene strip to stylise")
                 return False
         return True

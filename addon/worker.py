@@ -73,6 +73,16 @@ def parse_event(line):
     return event if isinstance(event, dict) and "event" in event else None
 
 
+def wait(process, on_event):
+    """One look at a child ``process`` (a ``Process`` or ``ServedRun``) without blocking: ``on_event(event)`` for
+    each JSON event among the lines it wrote since the last look; its exit code once it ended and all its output
+    was read, else None."""
+    for line in process.drain():
+        if event := parse_event(line):
+            on_event(event)
+    return process.returncode
+
+
 class Process:
     """A child process whose stdout lines a daemon thread queues; stderr goes to a log file."""
 

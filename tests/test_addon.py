@@ -437,14 +437,13 @@ def test_scene_export_renders_in_a_child_process(addon):
     j = job.prepare(bpy.context)
     j.step()  # saves a copy of the file and starts the export
     assert j.phase == "export" and j.process.proc.pid != os.getpid()
-    read_events, shown = j._events, []
+    on_frame, shown = j._on_frame, []
 
-    def events():  # the detail shown once each frame event has been handled (however they batch)
-        for event in read_events():
-            yield event
-            if event["event"] == "frame":
-                shown.append((event["frame"], j.detail))
-    j._events = events
+    def frame_shown(event):  # the detail shown once each frame event has been handled (however they batch)
+        on_frame(event)
+        if event["event"] == "frame":
+            shown.append((event["frame"], j.detail))
+    j._on_frame = frame_shown
     slowest = 0.0
     while j.phase == "export" and j.step():
         t0 = time.monotonic()
@@ -968,7 +967,7 @@ def flat_image(path, bgr, size=(W, H)):
 
 def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     """Fast is the default; keyframe items (timeline frames) become the engine's 1-based clip frames."""
-    from addon import job, panel, properties, worker
+    from addon import job, panel, properties, request, worker
     from stylize_core import cli
     from stylize_core.settings import CHOICES
     assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["mode"].enum_items} == \
@@ -1007,7 +1006,7 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
                                   (13, str(tmp_path / "gone.png"), f"not found: {tmp_path / 'gone.png'}"),
                                   (12, "", "Frame 12 is in the keyframe list twice")):
         s.keyframes[1].frame, s.keyframes[1].image = frame, image
-        with pytest.raises(job.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(request.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
             job.prepare(bpy.context)
     s.keyframe_index = 1
     assert bpy.ops.sequencer.stylize_keyframe_remove() == {"FINISHED"} and len(s.keyframes) == 1

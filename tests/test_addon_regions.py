@@ -89,11 +89,11 @@ def pass_settings(scene):
 
 def engine_args(j):
     """The job's engine command parsed by the engine's own parser (as ``_export_done`` builds it)."""
-    from addon import worker
+    from addon import request, worker
     from stylize_core import cli
     options = dict(j.options)
     j.folder.mkdir(parents=True, exist_ok=True)  # made by the job's first step
-    options.update(j.region_options())
+    options.update(request.region_options(j.regions, j.style, j.folder, j.mattes))
     cmd = worker.engine_command("python", "frames", j.style, "jobs", options)
     return cli.build_parser().parse_args(cmd[3:])
 
@@ -169,7 +169,7 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
     """The region list as the engine reads it (its own parser and region map reader): a collection
     stands for its objects, an object's own entry wins, strength and Keep; Everything Else is the main
     style (--style) or "*": keep. Each mistake is refused with one line before anything runs."""
-    from addon import job
+    from addon import job, request
     from stylize_core import cli
     from stylize_core.io import regions
     shot = two_cube_scene(frames=2)
@@ -193,7 +193,7 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
         style = [regions.parse_weighted(v) for v in args.style or ()] or None
         return regions.build_mapping(args.region, args.region_map, style), j
 
-    with pytest.raises(job.JobError, match="The region list is empty"):
+    with pytest.raises(request.JobError, match="The region list is empty"):
         job.prepare(bpy.context)
     add_region(s, bpy.data.collections["Set"], green, strength=0.5)
     add_region(s, bpy.data.objects["left"], keep=True)
@@ -230,7 +230,7 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
              lambda: (setattr(shot.render, "engine", "CYCLES"), setattr(strip, "scene_input", "SEQUENCER")))):
         if change:
             change()
-        with pytest.raises(job.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(request.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
             job.prepare(bpy.context)
     assert strip_names(sed) == ["shot"]
     strip.scene_input = "CAMERA"
@@ -242,22 +242,22 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
 
 
 def test_matte_requests_and_refusals(addon, tmp_path):
-    from addon import job
+    from addon import job, request
     sed = bpy.context.scene.sequence_editor_create()
     clip = image_strip(sed, "clip", make_frames(tmp_path / "pics", 4), 1, 5)  # frames 5-8
     short = image_strip(sed, "short", make_frames(tmp_path / "short", 2), 2, 5)  # frames 5-6
     sed.active_strip = clip
     s = bpy.context.scene.video_stylize
     s.use_regions = True
-    with pytest.raises(job.JobError, match="Choose the matte strip whose white part is the region"):
+    with pytest.raises(request.JobError, match="Choose the matte strip whose white part is the region"):
         job.prepare(bpy.context)
     for name, message in (("nope", "No matte strip named 'nope' in scene 'Scene'"),
                           ("clip", "'clip' cannot be the matte of strip 'clip'")):
         s.matte_strip = name
-        with pytest.raises(job.JobError, match=message):
+        with pytest.raises(request.JobError, match=message):
             job.prepare(bpy.context)
     s.matte_strip = "short"
-    with pytest.raises(job.JobError, match="Choose a style image for the matte's white part, or tick Keep"):
+    with pytest.raises(request.JobError, match="Choose a style image for the matte's white part, or tick Keep"):
         job.prepare(bpy.context)
     s.matte.keep = True
     j = job.prepare(bpy.context)

@@ -301,7 +301,7 @@ def test_moving_orthographic_camera_as_in_the_strip_path(addon, tmp_path):
 
 
 def test_keyframes_are_frames_of_the_scene_range(addon, tmp_path):
-    from addon import job
+    from addon import job, request
     scene = shot_scene(tmp_path, frames=5)
     scene.frame_start, scene.frame_step = 2, 2  # frames 2, 4
     s = scene.video_stylize
@@ -313,7 +313,7 @@ def test_keyframes_are_frames_of_the_scene_range(addon, tmp_path):
         assert j.options["keyframe"] == ["2"] and j.count == 2
         assert any("Frame step 2" in w for w in j.warnings)
         item.frame = 3
-        with pytest.raises(job.JobError, match=r"Keyframe at frame 3 is outside the frame range of scene 'shot' "
+        with pytest.raises(request.JobError, match=r"Keyframe at frame 3 is outside the frame range of scene 'shot' "
                                                r"\(frames 2-4, step 2\)"):
             job.prepare_render(bpy.context)
 
