@@ -207,10 +207,7 @@ class SEQUENCER_OT_stylize_keyframe_add(bpy.types.Operator):
 
     def execute(self, context):
         scene = compat.sequencer_scene(context)
-        settings = scene.video_stylize
-        item = settings.keyframes.add()
-        item.frame = scene.frame_current
-        settings.keyframe_index = len(settings.keyframes) - 1
+        add_to_list(scene.video_stylize, "keyframes", "keyframe_index").frame = scene.frame_current
         return {"FINISHED"}
 
 
@@ -226,10 +223,26 @@ class SEQUENCER_OT_stylize_keyframe_remove(bpy.types.Operator):
         return scene is not None and 0 <= scene.video_stylize.keyframe_index < len(scene.video_stylize.keyframes)
 
     def execute(self, context):
-        settings = compat.sequencer_scene(context).video_stylize
-        settings.keyframes.remove(settings.keyframe_index)
-        settings.keyframe_index = min(settings.keyframe_index, len(settings.keyframes) - 1)
+        remove_from_list(compat.sequencer_scene(context).video_stylize, "keyframes", "keyframe_index")
         return {"FINISHED"}
+
+
+def add_to_list(settings, items, index):
+    """A new item at the end of the list ``settings.<items>``, now its active one (``settings.<index>``)."""
+    item = getattr(settings, items).add()
+    setattr(settings, index, len(getattr(settings, items)) - 1)
+    return item
+
+
+def remove_from_list(settings, items, index):
+    """Remove the active item of the list ``settings.<items>`` (the next one, else the new last, becomes active);
+    False if none is active."""
+    collection, active = getattr(settings, items), getattr(settings, index)
+    if not 0 <= active < len(collection):
+        return False
+    collection.remove(active)
+    setattr(settings, index, min(active, len(collection) - 1))
+    return True
 
 
 def region_settings(operator, context):
@@ -252,8 +265,7 @@ class STYLIZE_OT_region_add(bpy.types.Operator):
         if settings is None:
             self.report({"ERROR"}, f"No scene named '{self.scene}'")
             return {"CANCELLED"}
-        settings.regions.add()
-        settings.region_index = len(settings.regions) - 1
+        add_to_list(settings, "regions", "region_index")
         return {"FINISHED"}
 
 
@@ -268,10 +280,8 @@ class STYLIZE_OT_region_remove(bpy.types.Operator):
 
     def execute(self, context):
         settings = region_settings(self, context)
-        if settings is None or not 0 <= settings.region_index < len(settings.regions):
+        if settings is None or not remove_from_list(settings, "regions", "region_index"):
             return {"CANCELLED"}
-        settings.regions.remove(settings.region_index)
-        settings.region_index = min(settings.region_index, len(settings.regions) - 1)
         return {"FINISHED"}
 
 

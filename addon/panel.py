@@ -72,15 +72,19 @@ def draw_job(layout, draw_run):
             status.draw_wrapped(box, warning, icon="ERROR")
 
 
-class SEQUENCER_PT_stylize(bpy.types.Panel):
+class SidebarPanel:
+    """A panel of the Sequencer sidebar's Stylize tab, shown while the sequencer shows a scene."""
     bl_space_type = "SEQUENCE_EDITOR"
     bl_region_type = "UI"
     bl_category = "Stylize"
-    bl_label = "Style Transfer"
 
     @classmethod
     def poll(cls, context):
         return compat.sequencer_scene(context) is not None
+
+
+class SEQUENCER_PT_stylize(SidebarPanel, bpy.types.Panel):
+    bl_label = "Style Transfer"
 
     def draw(self, context):
         scene = compat.sequencer_scene(context)
@@ -141,18 +145,14 @@ class SEQUENCER_UL_stylize_keyframes(bpy.types.UIList):
         row.prop(item, "image", text="", icon="BRUSH_DATA")
 
 
-class SEQUENCER_PT_stylize_keyframes(bpy.types.Panel):
+class SEQUENCER_PT_stylize_keyframes(SidebarPanel, bpy.types.Panel):
     """Fast mode's keyframes: the strip's first frame always; others from this list."""
-    bl_space_type = "SEQUENCE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Stylize"
     bl_label = "Keyframes"
     bl_parent_id = "SEQUENCER_PT_stylize"
 
     @classmethod
     def poll(cls, context):
-        scene = compat.sequencer_scene(context)
-        return scene is not None and scene.video_stylize.mode == "FAST"
+        return super().poll(context) and compat.sequencer_scene(context).video_stylize.mode == "FAST"
 
     def draw(self, context):
         layout = self.layout
@@ -219,18 +219,11 @@ def draw_matte(layout, settings, scene):
     draw_look(layout.column(), settings.matte)
 
 
-class SEQUENCER_PT_stylize_regions(bpy.types.Panel):
+class SEQUENCER_PT_stylize_regions(SidebarPanel, bpy.types.Panel):
     """Regions: objects (scene strips) or a matte's white part (movie and image strips) with their own style."""
-    bl_space_type = "SEQUENCE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Stylize"
     bl_label = "Regions"
     bl_parent_id = "SEQUENCER_PT_stylize"
     bl_options = {"DEFAULT_CLOSED"}
-
-    @classmethod
-    def poll(cls, context):
-        return compat.sequencer_scene(context) is not None
 
     def draw_header(self, context):
         self.layout.prop(compat.sequencer_scene(context).video_stylize, "use_regions", text="")
