@@ -191,6 +191,52 @@ def test_register_unregister_twice(blender):
         assert "addon" not in bpy.context.preferences.addons
 
 
+def test_the_panel_offers_the_engines_own_choices(addon, tmp_path):
+    """The add-on retypes none of the engine's vocabulary: its presets, modes, keyframe methods and flows are the
+    tables of ``stylize_core/settings.py`` (read from the vendored package at register time), the Cryptomatte layer
+    and the frame names are the engine's."""
+    from addon import engine_tables, properties, request, status
+    from stylize_core import settings
+    assert engine_tables.settings is not settings and engine_tables.settings.__file__ == settings.__file__
+    rna = properties.StylizeSettings.bl_rna.properties
+
+    def items(name):
+        return [(i.identifier, i.name, i.description) for i in rna[name].enum_items]
+
+    upper = [(value.upper(), label, text) for value, label, text in settings.MODE_CHOICES]
+    assert items("mode") == upper and {v for v, _, _ in settings.MODE_CHOICES} == set(settings.CHOICES["mode"])
+    assert items("preset") == list(settings.PRESET_CHOICES)
+    assert [(v, text) for v, _, text in settings.PRESET_CHOICES] == list(settings.PRESET_DESCRIPTIONS.items())
+    assert list(settings.PRESET_DESCRIPTIONS) == list(settings.PRESETS)
+    assert items("keyframe_method") == [(v.upper(), label, text) for v, label, text in settings.KEYFRAME_METHOD_CHOICES]
+    assert {v for v, _, _ in settings.KEYFRAME_METHOD_CHOICES} == set(settings.CHOICES["keyframe_method"])
+    assert items("flow")[0][0] == "AUTO"  # the add-on's own choice: the Vector pass where there is one
+    assert items("flow")[1:] == [(v.upper(), label, text) for v, label, text in settings.FLOW_ESTIMATORS]
+    assert [v for v, _, _ in settings.FLOW_CHOICES] == list(settings.CHOICES["flow"])
+    probe = status.probe()
+    assert set(settings.CRYPTO_LAYERS) <= set(probe["region_layers"])
+    regions = {"cryptomatte": True, "map": {"Cube": "keep"}}
+    assert request.region_options(regions, None, tmp_path, tmp_path / "matte")["regions-layer"] == \
+        settings.CRYPTO_OBJECT == "CryptoObject"
+    assert [engine_tables.jobdir.frame_name(i, ".exr") for i in (0, 99999)] == ["frame_00001.exr", "frame_100000.exr"]
+    assert [engine_tables.is_frame(n) for n in ("frame_00001.png", "frame_100000.exr", "frame_1.png",
+                                                "frame_00000.png", "frame_00001.jpg", "frame_00001.png.tmp",
+                                                "x_00001.png")] == [True, True, False, False, False, False, False]
+
+
+def test_the_engine_tables_load_without_torch_numpy_or_opencv(tmp_path):
+    """The add-on reads the vendored engine's tables at register time in Blender's Python: the engine's
+    ``settings`` and ``jobdir`` import the standard library alone, never torch or OpenCV (bpy itself loads numpy)."""
+    code = ("import sys, bpy; numpy = 'numpy' in sys.modules; import addon; addon.register(); "
+            "from addon import engine_tables; engine_tables.settings.MODE_CHOICES; addon.unregister(); "
+            "print(sorted(m for m in ('torch', 'cv2', 'OpenEXR') if m in sys.modules), "
+            "'numpy' in sys.modules and not numpy)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[] False"
+
+
 class FakeLayout:
     """Records layout calls, checking each against the real UILayout's RNA definition."""
     FUNCTIONS = bpy.types.UILayout.bl_rna.functions

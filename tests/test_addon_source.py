@@ -35,3 +35,14 @@ def test_the_check_sees_the_construct_python_3_14_breaks():
 @pytest.mark.parametrize("path", sorted(ADDON.glob("*.py")), ids=lambda p: p.name)
 def test_no_class_body_both_assigns_and_declares_annotations(path):
     assert class_bodies_assigning_annotations(path.read_text()) == []
+
+
+ENGINE_WORDS = [  # the engine's vocabulary, which the add-on reads from the vendored engine (``engine_tables``)
+    '"CryptoObject"', "frame_{", r"frame_\d", '"frame_"', '"dis"', '"deepflow"', '"raft"', '"DIS": "dis"',
+    '("draft", "Draft"', '("FAST", "Fast"', '("FEEDFORWARD", "Network"', '("DEEPFLOW", "DeepFlow"']
+
+
+@pytest.mark.parametrize("path", sorted(ADDON.glob("*.py")), ids=lambda p: p.name)
+def test_the_addon_does_not_retype_the_engines_vocabulary(path):
+    source = path.read_text()
+    assert [word for word in ENGINE_WORDS if word in source] == []
