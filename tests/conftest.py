@@ -38,6 +38,46 @@ def run_cli(args, capsys):
     return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
 
 
+def texture(h, w, seed):
+    """A blocky random texture ``(h, w, 3)`` in [0, 1] (4x4 px blocks): content and style images with strokes."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    small = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
+    return np.kron(small, np.ones((4, 4, 1), np.float32))[:h, :w]
+
+
+def noise_clip(folder, frames, size, seed, style_size):
+    """``folder/in/`` ``frames`` frames of random pixels of ``size`` (W, H) and ``folder/style.png`` of
+    ``style_size``: returns (the frames' folder, the style image)."""
+    import numpy as np
+
+    from stylize_core.demo import make_style
+    from stylize_core.io import jobdir
+    from stylize_core.io.frames import write_png
+    clip = Path(folder) / "in"
+    clip.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(frames):
+        write_png(clip / jobdir.frame_name(i), rng.random((size[1], size[0], 3)).astype(np.float32))
+    make_style(str(Path(folder) / "style.png"), style_size)
+    return clip, Path(folder) / "style.png"
+
+
+def render_with_bpy(tmp_path_factory, name, script, *args):
+    """Run ``script`` (a test file that renders when run as a program) with this interpreter's bpy into a new
+    temporary folder ``name``: returns the folder. Skipped where bpy is not installed (the main suite has it)."""
+    import importlib.util
+    import subprocess
+    import time
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("bpy is not installed")
+    out = tmp_path_factory.mktemp(name)
+    t0 = time.time()
+    subprocess.run([sys.executable, script, str(out), *args], check=True, capture_output=True, timeout=120)
+    print(f"render: {time.time() - t0:.1f} s")
+    return out
+
+
 def contents(folder):
     """``{relative path: bytes}`` of every file under ``folder`` (to show that nothing in it changed)."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}

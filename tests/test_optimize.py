@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import texture
+
 from stylize_core.network.losses import gram, temporal_loss
 from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
@@ -13,13 +15,6 @@ from stylize_core.network.weights import load_vgg
 @pytest.fixture(scope="module")
 def vgg():
     return load_vgg("random:2")
-
-
-def texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    small = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
-    big = np.kron(small, np.ones((4, 4, 1), np.float32))
-    return big[:h, :w]
 
 
 def test_gram_and_temporal_loss_values():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import run_cli, texture
 from stylize_core.io import exr, regions
 from stylize_core.modes.fast import synthesis as fast
 from stylize_core.errors import StylizeError
@@ -27,12 +27,6 @@ FAST_MODE = [*(v for v in FAST if v not in ("--iterations-later", "3")), "--keyf
 @pytest.fixture(scope="module")
 def vgg():
     return load_vgg("random:4")
-
-
-def texture(h, w, seed):
-    rng = np.random.default_rng(seed)
-    small = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
-    return np.kron(small, np.ones((4, 4, 1), np.float32))[:h, :w]
 
 
 def red_flat():

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import noise_clip
+
 from stylize_core.io import jobdir
 from stylize_core.demo import make_style
 from stylize_core.io.frames import write_png
@@ -20,13 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def clip(tmp_path):
-    frames = tmp_path / "in"
-    frames.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        write_png(frames / jobdir.frame_name(i), rng.random((48, 64, 3)).astype(np.float32))
-    make_style(str(tmp_path / "style.png"), (48, 48))
-    return frames, tmp_path / "style.png"
+    return noise_clip(tmp_path, 3, (64, 48), 0, (48, 48))
 
 
 def start():

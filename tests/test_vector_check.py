@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, render_with_bpy
 
 W, H, FRAMES, PAN = 96, 64, 5, 2.0          # PAN: camera pan in px per frame
 CAM_Z, FG_Z = 10.0, 1.0
@@ -105,14 +105,7 @@ def stylize(folder, tmp_path):
 
 @pytest.fixture(scope="module")
 def renders(tmp_path_factory):
-    if importlib.util.find_spec("bpy") is None:
-        pytest.skip("bpy is not installed")
-    out = tmp_path_factory.mktemp("vector_check")
-    t0 = time.time()
-    subprocess.run([sys.executable, __file__, str(out), "persp", "ortho"], check=True, capture_output=True,
-                   timeout=120)
-    print(f"render: {time.time() - t0:.1f} s")
-    return out
+    return render_with_bpy(tmp_path_factory, "vector_check", __file__, "persp", "ortho")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import render_with_bpy
+
 W, H, LENS, SENSOR, CAM_Z, FG_Z = 96, 64, 50.0, 36.0, 10.0, 1.0
 CAM = {1: (-0.24, -0.15), 2: (0.0, 0.0), 3: (0.33, 0.06)}   # camera x, y per frame (world)
 OBJ = {1: (-0.30, 0.25), 2: (0.0, 0.0), 3: (0.20, -0.40)}   # square x, y per frame (world)
@@ -108,12 +110,7 @@ def analytic_flow(t, s, on_square):
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory):
-    if importlib.util.find_spec("bpy") is None:
-        pytest.skip("bpy is not installed")
-    out = tmp_path_factory.mktemp("vector_pass")
-    t0 = time.time()
-    subprocess.run([sys.executable, __file__, str(out)], check=True, capture_output=True, timeout=120)
-    print(f"render: {time.time() - t0:.1f} s")
+    out = render_with_bpy(tmp_path_factory, "vector_pass", __file__)
     from stylize_core.io import exr
     result = []
     for f in (1, 2, 3):

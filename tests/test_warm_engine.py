@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, noise_clip
 from stylize_core.io import jobdir
 from stylize_core.demo import make_style
 from stylize_core.io.frames import write_png
@@ -21,12 +21,7 @@ spec.loader.exec_module(worker)  # the module alone: the add-on's package needs 
 
 @pytest.fixture
 def request_args(tmp_path):
-    frames = tmp_path / "in"
-    frames.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        write_png(frames / jobdir.frame_name(i), rng.random((32, 48, 3)).astype(np.float32))
-    make_style(str(tmp_path / "style.png"), (32, 32))
+    frames, _ = noise_clip(tmp_path, 3, (48, 32), 1, (32, 32))
 
     def cmd(at, iterations=2):
         return worker.engine_command(sys.executable, frames, tmp_path / "style.png", tmp_path / "jobs",

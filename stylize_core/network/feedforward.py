@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StylizeError
-from .mobilenet import Conv, MobileNetFeatures, conv_node, dequantize, find_model
-from .onnx_reader import read_model
+from .mobilenet import Conv, MobileNetFeatures, conv_node, find_model
+from .onnx_reader import Values, read_model
 
 TRANSFORM_FILE = ("models", "arbitrary_transform.onnx")
 WHAT = "--keyframe-method feedforward"
@@ -89,7 +89,8 @@ class TransformNetwork(nn.Module):
         self.eval()
 
     def _compile(self, graph, path):
-        consts, alias, ops, convs = dict(graph.initializers), {}, [], []
+        values, ops, convs = Values(graph), [], []
+        consts = values.consts
         inputs = [name for name, _ in graph.inputs if name not in consts]
         shapes = dict(graph.inputs)
         image = [n for n in inputs if len(shapes[n]) == 4 and shapes[n][-1] == 3]
@@ -97,24 +98,12 @@ class TransformNetwork(nn.Module):
         if len(image) != 1 or len(style) != 1 or len(graph.outputs) != 1:
             raise _not_transform(path, f"inputs {inputs}, outputs {[n for n, _ in graph.outputs]}")
 
-        def value(name):
-            while name in alias:
-                name = alias[name]
-            return name
-
         def const(name):
             return torch.from_numpy(np.ascontiguousarray(consts[name], dtype=np.float32))
 
         self._consts = {}
-        for node in graph.nodes:
-            ins = [value(n) for n in node.inputs]
-            out, kind = node.outputs[0], node.op_type
-            if kind in ("QuantizeLinear", "DequantizeLinear") and ins[0] not in consts:
-                alias[out] = ins[0]
-            elif kind == "DequantizeLinear":
-                consts[out] = dequantize(consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None,
-                                         node.attrs.get("axis", 1))
-            elif kind == "Conv":
+        for node, ins, out, kind in values.nodes(graph):
+            if kind == "Conv":
                 if not all(i in consts for i in ins[1:]) or node.attrs.get("auto_pad", "NOTSET") != "NOTSET":
                     raise ValueError(f"a Conv node {node.name!r} this reader does not take")
                 bias = const(ins[2]) if len(ins) > 2 else None
@@ -147,7 +136,7 @@ class TransformNetwork(nn.Module):
             self.register_buffer(f"const{i}", c)
         self._const_names = list(self._consts)
         self.ops, self.convs = ops, nn.ModuleList(convs)
-        self._image, self._style, self._output = image[0], style[0], value(graph.outputs[0][0])
+        self._image, self._style, self._output = image[0], style[0], values.value(graph.outputs[0][0])
         self._last_use = {name: i for i, op in enumerate(ops) for name in op[1]}
 
     def forward(self, image, embedding):

