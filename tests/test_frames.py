@@ -238,3 +238,39 @@ def test_truncated_frame_is_named_when_read(tmp_path):
     assert clip.read(0).shape == (6, 8, 3)
     with pytest.raises(StylizeError, match="cannot decode frame f2.png"):
         clip.read(1)
+
+
+def test_one_decoder_reads_every_channel_and_says_the_same_of_a_bad_file_wherever_it_is_read(tmp_path):
+    """``frames.decode`` is the stored image (grey 2-D, BGRA with its alpha, 16 bits kept); ``read_image`` is it
+    as float RGB, as OpenCV's own colour decoding gives it; a missing, empty or corrupt file is the same error
+    from the frame reader, the digest and the region maps."""
+    from stylize_core.io import digest, regions
+    rng = np.random.default_rng(1)
+    def u8(*shape):
+        return rng.integers(0, 256, shape, np.uint8)
+
+    def u16(*shape):
+        return rng.integers(0, 65536, shape, np.uint16)
+    cases = {"g8.png": u8(5, 7), "g16.png": u16(5, 7), "bgra.png": u8(5, 7, 4), "bgr16.png": u16(5, 7, 3),
+             "g.jpg": u8(5, 7), "bgr.jpg": u8(5, 7, 3)}
+    for name, stored in cases.items():
+        assert cv2.imwrite(str(tmp_path / name), stored)
+        img = frames.decode(tmp_path / name, "frame")
+        if name.endswith(".png"):
+            assert img.dtype == stored.dtype and np.array_equal(img, stored), name
+        colour = cv2.imread(str(tmp_path / name), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+        expected = colour[..., ::-1].astype(np.float32) * np.float32(1 / np.iinfo(colour.dtype).max)
+        assert np.array_equal(frames.read_image(tmp_path / name), expected), name
+    rgb, alpha = frames.read_image(tmp_path / "bgra.png", alpha=True)
+    assert np.allclose(alpha, cases["bgra.png"][..., 3] / 255, rtol=0, atol=1e-7) and rgb.shape == (5, 7, 3)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG junk")
+    (tmp_path / "empty.png").write_bytes(b"")
+    readers = {"frame": lambda p: frames.read_image(p, "frame"), "keyframe 2 image": digest.image_digest,
+               "region map": lambda p: regions.LabelImages([p], "--regions").read(0)}
+    for what, read in readers.items():
+        for name, message in (("bad.png", f"cannot decode {what} bad.png: not an image or corrupt file"),
+                              ("empty.png", f"cannot decode {what} empty.png: not an image or corrupt file"),
+                              ("missing.png", f"{what} {tmp_path / 'missing.png'}: not found")):
+            with pytest.raises(StylizeError) as err:
+                read(str(tmp_path / name)) if what != "keyframe 2 image" else read(str(tmp_path / name), what)
+            assert str(err.value) == message, (what, name)

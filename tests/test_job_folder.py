@@ -182,7 +182,8 @@ def test_the_names_globs_and_patterns_of_the_job_folder_are_the_same_names(tmp_p
             assert jobdir.frame_index(name, ext) == i and fnmatchcase(name, jobdir.frame_glob(ext))
             assert jobdir.frame_index(name, ".png" if ext == ".npy" else ".npy") is None
     assert jobdir.frame_name(0) == "frame_00001.png" and jobdir.frame_name(99999) == "frame_100000.png"
-    for other in ("frame_0001.png", "frame_00001.png.tmp12", "xframe_00001.png", "frame_0000a.png", "Frame_00001.png"):
+    others = ("frame_0001.png", "frame_00001.png.tmp12", "xframe_00001.png", "frame_0000a.png", "Frame_00001.png")
+    for other in others:
         assert jobdir.frame_index(other) is None, other
     assert jobdir.flow_filename(0, 10) == "flow_00001_00011.flo"
     written = {jobdir.FLOW: jobdir.flow_filename(2, 1), jobdir.KEYFRAMES: jobdir.frame_name(4, ".npy"),

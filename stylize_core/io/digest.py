@@ -6,10 +6,10 @@ import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import cv2
 import numpy as np
 
 from ..errors import StylizeError
+from .frames import decode, regular_file
 from .jobdir import FLOW_GLOB
 
 CHUNK = 1 << 20
@@ -17,7 +17,6 @@ CHUNK = 1 << 20
 
 def file_digest(path):
     """SHA-1 (hex) of a file's bytes, read in 1 MiB chunks."""
-    from .frames import regular_file
     regular_file(path, "file")
     h = hashlib.sha1()
     try:
@@ -37,7 +36,7 @@ def _update(h, name, array):
 
 def image_digest(path, what="frame"):
     """SHA-1 (hex) of an image's decoded pixels: all EXR channels by name, else every channel
-    of the PNG/JPEG at its stored bit depth (alpha included). ``what`` names it in errors."""
+    of the PNG/JPEG at its stored bit depth (alpha included: ``frames.decode``). ``what`` names it in errors."""
     h = hashlib.sha1()
     if os.fspath(path).lower().endswith(".exr"):
         from . import exr
@@ -45,14 +44,7 @@ def image_digest(path, what="frame"):
         for name in sorted(channels):
             _update(h, name, channels[name])
         return h.hexdigest()
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise StylizeError(f"cannot read {what} {path}: {e.strerror}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if img is None:
-        raise StylizeError(f"cannot decode {what} {os.path.basename(path)}: not an image or corrupt file")
-    _update(h, "pixels", img)
+    _update(h, "pixels", decode(path, what))
     return h.hexdigest()
 
 

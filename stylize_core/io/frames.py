@@ -1,4 +1,5 @@
-"""Frame input/output: movies and frame folders in, atomic PNG frames and movies out.
+"""Frame input/output: movies and frame folders in, atomic PNG frames and movies out; the one image decoder
+(:func:`decode`) every reader of a PNG, JPEG or other OpenCV format builds on.
 
 Images are ``(H, W, 3)`` float32 RGB in [0, 1] (see docs/conventions.md). Nothing is
 ever written next to an input: a movie is decoded once into ``WORK_DIR/input/``.
@@ -292,37 +293,43 @@ def _extract(path, out_dir, max_frames):
     return {"frames": n, "fps": fps, "width": shape[1], "height": shape[0], "complete": complete}
 
 
-def read_image(path, what="image", orient=False, alpha=False):
-    """Read PNG (8/16-bit, grey, alpha), JPEG or EXR as ``(H, W, 3)`` float32 RGB in [0, 1].
-
-    EXR holds linear light: ``exr.read_rgb`` applies the sRGB transfer function.
-    Alpha is dropped, or with ``alpha`` returned: ``(rgb, alpha (H, W) in [0, 1] or None if the
-    file has none)`` (PNG and other 8/16-bit formats; an EXR's alpha is not read). ``orient``
-    applies a JPEG's EXIF orientation.
-    """
+def decode(path, what="image"):
+    """An image file's pixels as stored (PNG 8/16-bit, JPEG, TIFF, WebP, ...; EXR: ``exr``): every channel at its
+    bit depth, OpenCV's order (``(H, W)`` grey, ``(H, W, 3)`` BGR, ``(H, W, 4)`` BGRA), a JPEG's EXIF orientation
+    not applied. The one image decoder: :func:`read_image`, ``digest.image_digest`` and ``regions`` build on it;
+    ``what`` names the file in its errors (``cannot read``, ``cannot decode``, and :func:`regular_file`'s)."""
     path = os.fspath(path)
     regular_file(path, what)
-    if path.lower().endswith(".exr"):
-        from . import exr
-        rgb = np.clip(exr.read_rgb(path), 0.0, 1.0).astype(np.float32)
-        return (rgb, None) if alpha else rgb
     try:
         data = np.fromfile(path, np.uint8)
     except OSError as e:
         raise StylizeError(f"cannot read {what} {path}: {e.strerror or e}") from None
-    flags = (cv2.IMREAD_UNCHANGED if alpha else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    if not orient:
-        flags |= cv2.IMREAD_IGNORE_ORIENTATION
-    img = cv2.imdecode(data, flags) if data.size else None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         raise StylizeError(f"cannot decode {what} {os.path.basename(path)}: not an image or corrupt file")
+    return img
+
+
+def read_image(path, what="image", alpha=False):
+    """Read PNG (8/16-bit, grey, alpha), JPEG or EXR as ``(H, W, 3)`` float32 RGB in [0, 1].
+
+    EXR holds linear light: ``exr.read_rgb`` applies the sRGB transfer function; other formats are
+    :func:`decode`'d (a JPEG's EXIF orientation is not applied) and scaled by their bit depth's maximum.
+    Alpha is dropped, or with ``alpha`` returned: ``(rgb, alpha (H, W) in [0, 1] or None if the
+    file has none)`` (PNG and other 8/16-bit formats; an EXR's alpha is not read).
+    """
+    path = os.fspath(path)
+    if path.lower().endswith(".exr"):
+        regular_file(path, what)
+        from . import exr
+        rgb = np.clip(exr.read_rgb(path), 0.0, 1.0).astype(np.float32)
+        return (rgb, None) if alpha else rgb
+    img = decode(path, what)
     scale = np.float32(1.0 / np.iinfo(img.dtype).max if img.dtype.kind == "u" else 1.0)
-    a = None
-    if alpha:
-        if img.ndim == 2:
-            img = img[:, :, None]
-        a = img[:, :, 3].astype(np.float32) * scale if img.shape[2] == 4 else None
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.shape[2] == 1 else img[:, :, :3]
+    if img.ndim == 2:
+        img = img[:, :, None]
+    a = img[:, :, 3].astype(np.float32) * scale if alpha and img.shape[2] == 4 else None
+    img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.shape[2] == 1 else img[:, :, :3]
     rgb = np.ascontiguousarray(img[:, :, ::-1], dtype=np.float32) * scale
     return (rgb, a) if alpha else rgb
 
@@ -337,7 +344,7 @@ def load_style(path, max_side=None):
         raise StylizeError(f"style image {path} is a folder, not an image")
     if not os.path.isfile(path):
         raise StylizeError(f"style image {path} is not a regular file (a pipe or device): give an image file")
-    img, alpha = read_image(path, what="style image", orient=True, alpha=True)
+    img, alpha = read_image(path, what="style image", alpha=True)
     if alpha is not None and alpha.min() < 1:
         raise StylizeError(f"style image {path} has transparent pixels (alpha below 1 on {max(np.mean(alpha < 1), 0.001):.1%} "
                            "of it): the colours there are not part of the painting; flatten it onto a background "

@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
-from .frames import load_style, natural_key
+from .frames import decode, load_style, natural_key
 
 KEEP = "keep"
 DEFAULT = "*"
@@ -237,17 +237,6 @@ def _list_folder(folder, exts, what):
     return [os.path.join(folder, n) for n in names]
 
 
-def _decode(path, what):
-    try:
-        data = np.fromfile(path, np.uint8)
-    except OSError as e:
-        raise StylizeError(f"cannot read {what} {path}: {e.strerror}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION) if data.size else None
-    if img is None:
-        raise StylizeError(f"cannot decode {what} {os.path.basename(path)}: not an image or corrupt file")
-    return img
-
-
 def _index_channel(names, layer):
     """The channel of an Object/Material Index pass (``<view layer>.IndexOB.X`` in 4.x,
     ``<view layer>.Object Index.X`` in 5.x), None if absent."""
@@ -293,7 +282,7 @@ class LabelImages:
                 raise StylizeError(f"{self.what} {os.path.basename(path)}: an EXR label image needs one channel "
                                    f"(or Y/R); it has {', '.join(names)}")
             return np.rint(exr.read_channels(path, [pick])[0]).astype(np.int64)
-        img = _decode(path, "region map")
+        img = decode(path, "region map")
         if img.ndim == 3:
             if img.shape[2] == 4:
                 img = img[..., :3]
@@ -399,7 +388,7 @@ class Mattes:
             pick = next((n for n in ("A", "Y", "R") if n in names), names[0])
             v = exr.read_channels(path, [pick])[0]
         else:
-            img = _decode(path, "matte")
+            img = decode(path, "matte")
             scale = 1.0 / np.iinfo(img.dtype).max if img.dtype.kind == "u" else 1.0
             if img.ndim == 3:
                 img = img[..., 3] if img.shape[2] == 4 else cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)
