@@ -46,12 +46,9 @@ jobdir = load(JOBDIR)
 
 
 def is_frame(name, suffixes=(".png", ".exr")):
-    """True if ``name`` is a frame file name as the engine's ``jobdir.frame_name`` spells it, with one of
+    """True if ``name`` is a frame file's name as the engine spells it (``jobdir.frame_name``), with one of
     ``suffixes`` (the export's frames, mattes and alphas)."""
-    stem, dot, ext = name.partition(".")
-    digits = stem.rpartition("_")[2]
-    return "." + ext in suffixes and digits.isdigit() and int(digits) > 0 and \
-        jobdir.frame_name(int(digits) - 1, dot + ext) == name
+    return any(jobdir.frame_index(name, suffix) is not None for suffix in suffixes)
 
 
 def choices(table, upper=True):

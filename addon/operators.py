@@ -195,15 +195,19 @@ class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class SEQUENCER_OT_stylize_keyframe_add(bpy.types.Operator):
-    """Make the current frame a keyframe of fast mode (give it a painted image to use yours)"""
-    bl_idname = "sequencer.stylize_keyframe_add"
-    bl_label = "Add Keyframe"
+class KeyframeListOperator:
+    """An undoable change of the keyframe list of the sequencer's scene."""
     bl_options = {"UNDO"}
 
     @classmethod
     def poll(cls, context):
         return compat.sequencer_scene(context) is not None
+
+
+class SEQUENCER_OT_stylize_keyframe_add(KeyframeListOperator, bpy.types.Operator):
+    """Make the current frame a keyframe of fast mode (give it a painted image to use yours)"""
+    bl_idname = "sequencer.stylize_keyframe_add"
+    bl_label = "Add Keyframe"
 
     def execute(self, context):
         scene = compat.sequencer_scene(context)
@@ -211,16 +215,17 @@ class SEQUENCER_OT_stylize_keyframe_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class SEQUENCER_OT_stylize_keyframe_remove(bpy.types.Operator):
+class SEQUENCER_OT_stylize_keyframe_remove(KeyframeListOperator, bpy.types.Operator):
     """Remove the selected keyframe from the list"""
     bl_idname = "sequencer.stylize_keyframe_remove"
     bl_label = "Remove Keyframe"
-    bl_options = {"UNDO"}
 
     @classmethod
     def poll(cls, context):
-        scene = compat.sequencer_scene(context)
-        return scene is not None and 0 <= scene.video_stylize.keyframe_index < len(scene.video_stylize.keyframes)
+        if not super().poll(context):
+            return False
+        settings = compat.sequencer_scene(context).video_stylize
+        return 0 <= settings.keyframe_index < len(settings.keyframes)
 
     def execute(self, context):
         remove_from_list(compat.sequencer_scene(context).video_stylize, "keyframes", "keyframe_index")
