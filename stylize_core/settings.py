@@ -441,10 +441,11 @@ class Settings:
         frames of ``frame_size`` (W, H) and style images of ``style_sizes`` ((W, H), ...): the processing
         size, the coarsest coarse-to-fine level and the style images at their matched size must each be at
         least ``MIN_SIDE`` px a side."""
+        from .sizes import scaled, style_size  # the engine's size rules (not at the top: sizes imports MIN_SIDE)
         w, h = frame_size
         if min(w, h) < MIN_SIDE:
             raise StylizeError(f"the frames are {w}x{h} px; the loss network needs at least {MIN_SIDE} px a side")
-        pw, ph = round(w * self.scale), round(h * self.scale)
+        pw, ph = scaled((w, h), self.scale, least=0)
         if min(pw, ph) < MIN_SIDE:
             raise StylizeError(f"--scale {self.scale:g} makes the {w}x{h} frames {pw}x{ph} px; the loss network "
                                f"needs at least {MIN_SIDE} px a side: use --scale {_at_least(MIN_SIDE, min(w, h))} "
@@ -455,7 +456,6 @@ class Settings:
             raise StylizeError(f"--coarse-to-fine {levels}: the coarsest level of the {pw}x{ph} px processing "
                                f"size would be below {MIN_SIDE} px; at most {fit} "
                                f"{'levels fit' if fit > 1 else 'level fits'}")
-        from .network.optimize import style_size  # torch: imported when a job checks its sizes
         top = FIELDS["style_scale"].metadata["kind"].hi
         for sw, sh in style_sizes:
             th, tw = style_size((sh, sw), (ph, pw), self, clamp=False)

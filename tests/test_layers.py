@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "stylize_core"
-BASICS = {"errors", "settings", "ahead", "__init__"}  # what every layer may import
+BASICS = {"errors", "settings", "sizes", "ahead", "__init__"}  # what every layer may import
 # layer -> the layers it may import (itself included); the top level (cli, serve, demo, schedule) may import all
 ALLOWED = {
     "io": {"io"},

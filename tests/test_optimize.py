@@ -119,7 +119,7 @@ def test_coarse_to_fine_runs_every_level(vgg):
 def test_style_size_by_area_and_by_longer_side():
     """A square style on a 1024x436 frame (Sintel): the paper's area rule gives sqrt(1024*436) = 668
     px a side, ours (the longer side) 1024: strokes 1.53x larger in frame pixels by side."""
-    from stylize_core.network.optimize import style_size
+    from stylize_core.sizes import style_size
     frame = (436, 1024)
     assert style_size((512, 512), frame, Settings(style_match="side")) == (1024, 1024)
     area = style_size((512, 512), frame, Settings(style_match="area"))

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
+from ..settings import MIN_SIDE
+from ..sizes import scaled
 from .jobdir import EXTRACTED, INPUT, frame_index, frame_name
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
@@ -349,13 +351,13 @@ def load_style(path, max_side=None):
         raise StylizeError(f"style image {path} has transparent pixels (alpha below 1 on {max(np.mean(alpha < 1), 0.001):.1%} "
                            "of it): the colours there are not part of the painting; flatten it onto a background "
                            "first")
-    if min(img.shape[:2]) < 16:
+    if min(img.shape[:2]) < MIN_SIDE:
         raise StylizeError(f"style image {path} is {img.shape[1]}x{img.shape[0]} px: too small to carry a style "
-                           "(at least 16 px a side)")
+                           f"(at least {MIN_SIDE} px a side)")
     h, w = img.shape[:2]
     if max_side and max(h, w) > max_side:
         s = max_side / max(h, w)
-        img = resize(img, (max(1, round(w * s)), max(1, round(h * s))))
+        img = resize(img, scaled((w, h), s, least=1))
     return img
 
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ..io import flowio
 from ..io.jobdir import cache_key, flow_filename
+from ..sizes import scaled
 from . import vector_check, vector_pass
 from ..errors import StylizeError
 from .warp import compose
@@ -115,7 +116,7 @@ def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0, size=None):
     least = DIS_MIN_SIDE.get(preset, max(DIS_MIN_SIDE.values())) if method == "dis" else 8
     scale = max(scale, least / min(w, h))
     if scale != 1:
-        small = (max(least, round(w * scale)), max(least, round(h * scale)))
+        small = scaled((w, h), scale, least)
         grow = small[0] * small[1] > w * h
         img_a, img_b = (cv2.resize(x, small, interpolation=cv2.INTER_LINEAR if grow else cv2.INTER_AREA)
                         for x in (img_a, img_b))
@@ -197,7 +198,7 @@ class VectorPassFlows:
             frame_a, frame_b = frame_b if frame_b is not None else fb.get_frame(i), fb.get_frame(i + 1)
             h, w = frame_a.shape[:2]
             f = min(fb.scale, vector_check.MAX_SIDE / max(w, h))
-            small = (max(8, round(w * f)), max(8, round(h * f)))
+            small = scaled((w, h), f, least=8)
             a, b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) if small != (w, h) else x
                     for x in (frame_a, frame_b))
             vec = (resize_flow(self._flows(i)[1], small), resize_flow(self._flows(i + 1)[0], small))

@@ -68,6 +68,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import StylizeError
+from ..sizes import processing_size
 from .losses import CONTENT_LAYER, STYLE_LAYERS
 from .vgg import _CFG
 
@@ -169,11 +170,6 @@ def estimate(size, settings, device="cpu", input_size=None, iterations=None, che
                                                                                  layers)))
     parts["total"] = sum(parts.values())
     return parts
-
-
-def processing_size(input_size, scale):
-    """The schedule's processing size for ``scale`` (each side at least 16 px)."""
-    return max(round(input_size[0] * scale), 16), max(round(input_size[1] * scale), 16)
 
 
 def available(device="cpu"):

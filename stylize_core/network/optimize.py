@@ -5,6 +5,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..sizes import scaled, style_size
 from .lbfgs import LBFGS
 from .losses import content_loss, gram, style_loss, temporal_loss, tv_loss
 
@@ -30,25 +31,6 @@ def resize(t, size):
     if size[0] < t.shape[-2]:
         return F.interpolate(t, size=size, mode="area")
     return F.interpolate(t, size=size, mode="bicubic", align_corners=False)
-
-
-def style_size(style_hw, frame_hw, settings, clamp=True):
-    """Size (H, W) the style image is resized to for frames of ``frame_hw`` = (H, W).
-
-    ``style_match="area"`` (the authors'): the style image's area equals the frame's times
-    ``style_scale``^2, i.e. both sides are multiplied by ``style_scale * sqrt(H W / (h w))``.
-    ``"side"`` (ours, the default): its longer side equals the frame's longer side times
-    ``style_scale``. A square style on a 1024x436 frame is 1024x1024 by side and 668x668 by
-    area: strokes, measured in frame pixels, are 1.53x larger by side. Each side >= 16 px with
-    ``clamp`` (``Settings.check_size`` refuses settings that would need the clamp).
-    """
-    (h, w), (fh, fw) = style_hw, frame_hw
-    if settings.style_match == "area":
-        f = settings.style_scale * (fh * fw / (h * w)) ** 0.5
-    else:
-        f = settings.style_scale * max(fh, fw) / max(h, w)
-    least = 16 if clamp else 0
-    return max(round(h * f), least), max(round(w * f), least)
 
 
 def luminance(img):
@@ -218,8 +200,7 @@ class Stylizer:
         temporal = [(to_tensor(self._work(wp), self.device), to_tensor(c[..., None], self.device))
                     for wp, c in temporal]
         schedule = level_iterations(iterations, s.coarse_to_fine) if schedule is None else list(schedule)
-        levels = [(max(round(h / 2 ** k), 16), max(round(w / 2 ** k), 16))
-                  for k in reversed(range(len(schedule)))]
+        levels = [scaled((h, w), 1 / 2 ** k) for k in reversed(range(len(schedule)))]
         done, total_iters = 0, sum(schedule)
         for size, count in zip(levels, schedule):
             x = resize(x, size).detach().clone()
