@@ -261,15 +261,19 @@ def _float_bits(hex_id):
     return struct.unpack("<f", struct.pack("<I", int(hex_id, 16)))[0]
 
 
-class LabelImages:
-    """A folder of integer label images (PNG 8/16-bit grey, TIFF, single-channel or R/Y EXR)."""
-    hard = True
+class _MapFiles:
+    """One map file per frame (``paths``, in frame order); ``what`` names them in errors."""
 
     def __init__(self, paths, what):
         self.paths, self.what = paths, what
 
     def __len__(self):
         return len(self.paths)
+
+
+class LabelImages(_MapFiles):
+    """A folder of integer label images (PNG 8/16-bit grey, TIFF, single-channel or R/Y EXR)."""
+    hard = True
 
     def read(self, i):
         """Frame ``i``'s labels as an integer ``(H, W)`` array."""
@@ -370,15 +374,9 @@ class ExrLayer:
         return {k: (v / norm).astype(np.float32) for k, v in out.items()}
 
 
-class Mattes:
+class Mattes(_MapFiles):
     """A folder of soft mattes: label ``"1"`` weighs the matte value, ``"0"`` one minus it."""
     hard = False
-
-    def __init__(self, paths, what):
-        self.paths, self.what = paths, what
-
-    def __len__(self):
-        return len(self.paths)
 
     def read(self, i):
         path = self.paths[i]
