@@ -92,6 +92,8 @@ import cv2
 import numpy as np
 
 from stylize_core.modes.fast import synthesis as fast
+from stylize_core.modes.fast.backends import pick_backend
+from stylize_core.modes.fast.plan import plan_keyframes
 from stylize_core.motion.consistency import reliability
 from stylize_core.motion.flow import available_methods, estimate
 from stylize_core.io.frames import open_input, resize
@@ -375,7 +377,7 @@ def run(args):
     vscale = args.video_scale or (0.1 if args.quick else 0.5)
     ref, ref_line = make_reference(args)
     args.key_style, args.distance = Keys(args), StyleDistance()
-    backend = fast.pick_backend(args.backend, args.device)
+    backend = pick_backend(args.backend, args.device)
     print_header("Fast mode: keyframe propagation", args)
     print(f"- reference stylisation: {ref_line}")
     print(f"- keyframes: {args.key_style.describe()}; style image for the distances: {style_path(args)}")
@@ -420,7 +422,7 @@ def run(args):
                 "per-frame": evaluate(seq, seq.refs, args=args), "blend": evaluate(seq, run_blend(seq), args=args),
                 "stabilised fast": evaluate(seq, run_blend(seq, outs), args=args)}   # the optional stabilisation
         lost = seq.lost
-        cuts, changes, drifts = fast.plan_keyframes(lambda i: seq.frames[i], len(frames_), Flows(frames_))
+        cuts, changes, drifts = plan_keyframes(lambda i: seq.frames[i], len(frames_), Flows(frames_))
         if cuts or changes or drifts:  # the engine's default keyframes: the first, cuts, changes of view, drift
             keys = tuple(sorted({0, *cuts, *changes, *drifts}))
             rows[f"fast, default keys {'/'.join(map(str, keys))}"] = evaluate(seq, run_fast(seq, args, keys)[0], keys,

@@ -1,4 +1,4 @@
-"""Fast mode (stylize_core/modes/fast/synthesis.py) on tiny synthetic clips with known flows."""
+"""Fast mode (stylize_core/modes/fast/: synthesis.py, plan.py, backends.py) on tiny synthetic clips with known flows."""
 import os
 import subprocess
 import sys
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_data
-from stylize_core.modes.fast import synthesis as fast
+from stylize_core.modes.fast import backends as search_backends, synthesis as fast
+from stylize_core.modes.fast.plan import plan_keyframes
 from stylize_core.errors import StylizeError
 
 W, H, SHIFT, SQ = 64, 48, (3, 2), (16, 12, 20)   # size, square motion per frame, square x, y, side
@@ -66,7 +67,7 @@ def revealed(k):
 
 
 def backends():
-    return ["torch"] + ([] if fast.backend_error() else ["numba"])
+    return ["torch"] + ([] if search_backends.backend_error() else ["numba"])
 
 
 @pytest.mark.parametrize("backend", backends())
@@ -146,12 +147,12 @@ def test_propagate_with_two_keyframes_yields_every_frame():
 
 
 def test_numba_missing_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(fast, "backend_error", lambda: "fast mode's compiled CPU search needs numba")
-    assert fast.pick_backend("auto", "cpu") == "torch"
+    monkeypatch.setattr(search_backends, "backend_error", lambda: "fast mode's compiled CPU search needs numba")
+    assert search_backends.pick_backend("auto", "cpu") == "torch"
     with pytest.raises(StylizeError, match="numba"):
-        fast.pick_backend("numba", "cpu")
+        search_backends.pick_backend("numba", "cpu")
     with pytest.raises(StylizeError, match="backend"):
-        fast.pick_backend("magic", "cpu")
+        search_backends.pick_backend("magic", "cpu")
 
 
 def test_bench_fast_quick_synthetic(tmp_path):
@@ -202,19 +203,19 @@ def test_plan_keyframes_finds_the_cut_and_the_push_in(tmp_path):
     from stylize_core.io.frames import open_input, resize
     frames = _clip_with_a_cut(tmp_path / "tree")
     flows = EstimatedFlows(lambda i: frames[i], "dis", "medium")
-    assert fast.plan_keyframes(lambda i: frames[i], len(frames), flows, drift=0) == ([4], [], [])
+    assert plan_keyframes(lambda i: frames[i], len(frames), flows, drift=0) == ([4], [], [])
     # one real shot: the camera moves in on the bird (median area scale of the carried strokes
     # ~0.5 by frame 37, 0.08 by frame 60): no cut, new keyframes for the change of view only
     src = open_input(shared_data("video", "cockatoo.mp4"), tmp_path / "bird", max_frames=61)
     bird = [resize(src.read(i), (320, 180)) for i in range(len(src))]
     flows = EstimatedFlows(lambda i: bird[i], "dis", "medium")
-    cuts, changes, _ = fast.plan_keyframes(lambda i: bird[i], len(bird), flows, drift=0)
+    cuts, changes, _ = plan_keyframes(lambda i: bird[i], len(bird), flows, drift=0)
     assert cuts == [] and len(changes) == 2 and 30 <= changes[0] <= 44 < changes[1], changes
-    assert fast.plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0, drift=0) == ([], [], [])
+    assert plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0, drift=0) == ([], [], [])
     # a shot that pans without zooming (tree.avi, 60 frames): nothing
     src = open_input(shared_data("video", "tree.avi"), tmp_path / "tree", max_frames=60)
     tree = [src.read(i) for i in range(len(src))]
-    assert fast.plan_keyframes(lambda i: tree[i], len(tree), EstimatedFlows(lambda i: tree[i]), drift=0) == \
+    assert plan_keyframes(lambda i: tree[i], len(tree), EstimatedFlows(lambda i: tree[i]), drift=0) == \
         ([], [], [])
 
 
@@ -230,10 +231,10 @@ def test_plan_keyframes_adds_keyframes_where_the_synthesis_drifts():
             .astype(np.float32) / 255 for _ in range(60)]
     cap.release()
     flows = EstimatedFlows(lambda i: bird[i])
-    cuts, changes, drifts = fast.plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0)
+    cuts, changes, drifts = plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0)
     assert cuts == changes == [] and 1 <= len(drifts) <= 3 and 15 <= drifts[0] <= 45, drifts
-    assert fast.plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0, drift=0.2) == ([], [], [])
-    given = fast.plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0, keys=(drifts[0] - 5,))[2]
+    assert plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0, drift=0.2) == ([], [], [])
+    given = plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0, keys=(drifts[0] - 5,))[2]
     assert given and given[0] > drifts[0], (given, drifts)
 
 
@@ -263,7 +264,7 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatc
     assert not any(main for _, _, main in calls)
 
 
-@pytest.mark.skipif(fast.backend_error() is not None, reason="numba not installed")
+@pytest.mark.skipif(search_backends.backend_error() is not None, reason="numba not installed")
 def test_unreliable_pixels_start_from_the_advected_match():
     """Where the flow is unreliable the positional guide is off, but the search starts from the
     advected match (random only where the flow leaves the frame): less flicker (bench fast)."""
@@ -282,7 +283,7 @@ def test_unreliable_pixels_start_from_the_advected_match():
     assert not np.allclose(rand[inside], identity[inside] + [1, 0])
 
 
-@pytest.mark.skipif(fast.backend_error() is not None, reason="numba not installed")
+@pytest.mark.skipif(search_backends.backend_error() is not None, reason="numba not installed")
 def test_numba_search_does_not_depend_on_the_threads_timing():
     """Bands run in two phases (even, then odd), so no band reads a neighbour's border row while it
     is written: the parallel search gives exactly the serial one (``py_func``, bands one by one in

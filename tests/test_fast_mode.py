@@ -234,9 +234,9 @@ def test_chosen_and_periodic_keyframes_are_optimised_in_order(clip, capsys):
 
 
 def test_numba_backend_without_numba_is_one_line(clip, capsys, monkeypatch):
-    from stylize_core.modes.fast import synthesis as fast
-    monkeypatch.setattr(fast, "backend_error", lambda: "fast mode's compiled CPU search needs numba "
-                                                       "(ModuleNotFoundError); pip install numba")
+    from stylize_core.modes.fast import backends
+    monkeypatch.setattr(backends, "backend_error", lambda: "fast mode's compiled CPU search needs numba "
+                                                           "(ModuleNotFoundError); pip install numba")
     code, events, err = stylize(clip, capsys, "--fast-backend", "numba")
     assert_user_error(code, events, err, "needs numba", "pip install numba")
     assert not (clip / "out").exists()

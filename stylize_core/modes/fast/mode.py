@@ -41,6 +41,8 @@ from dataclasses import replace
 import numpy as np
 
 from . import synthesis as fast
+from .backends import pick_backend
+from .plan import plan_keyframes
 from ...network import feedforward
 from ...io import digest
 from ...io import jobdir
@@ -64,7 +66,7 @@ class FastMode:
         keyframes = dict(painted or {})
         self.painted = {k: p for k, p in keyframes.items() if p}  # 0-based frame -> image path
         self.chosen = sorted(k for k, p in keyframes.items() if not p)  # stylised by the engine
-        self.backend = fast.pick_backend(self.s.fast_backend, device)
+        self.backend = pick_backend(self.s.fast_backend, device)
         self.synthesis = fast.FastSettings(seed=self.s.seed)
         self.keyframe_method = self._method(device)
         self._feedforward = None  # feedforward.Feedforward, made when the first keyframe needs it
@@ -176,8 +178,8 @@ class FastMode:
         w, given = self.w, self.keyframes()
         manifest = w.files.manifest
         if "shot_cuts" not in manifest.record:
-            cuts, changes, drifts = fast.plan_keyframes(w.clip.content, self.n, w.clip, self.s.keyframe_zoom,
-                                                        self.s.keyframe_drift, given)
+            cuts, changes, drifts = plan_keyframes(w.clip.content, self.n, w.clip, self.s.keyframe_zoom,
+                                                   self.s.keyframe_drift, given)
             keys = sorted(set(given) | set(cuts) | set(changes) | set(drifts))
             manifest.update(keyframes=[k + 1 for k in keys], shot_cuts=[t + 1 for t in cuts],
                             content_changes=[t + 1 for t in changes], synthesis_drift=[t + 1 for t in drifts])

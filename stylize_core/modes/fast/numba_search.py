@@ -1,15 +1,17 @@
-"""Compiled PatchMatch search of fast mode (numba, optional): the CPU backend.
+"""Fast mode's patch search compiled for the CPU (numba, optional): one frame's guided match to the keyframe.
 
-Same cost as ``fast.Propagator._cost`` (colour + temporal descriptors, truncated
-positional penalty, coherence bonus), but searched in scan order, so propagation
-carries a good match across a whole region in one sweep, and with early termination
-of the descriptor sum. Rows are split into bands searched in parallel, the even bands and
-then the odd ones, so that no band reads a neighbour's border row while it is written: the
-result does not depend on the threads' timing. The bands exchange matches between sweeps. The functions release the GIL, so the next frame's flow
-is estimated meanwhile (``fast.propagate``). Imported only when used; without numba the engine
-says so (``fast.backend_error``).
+One of the two searches behind ``backends.search`` (the other: ``torch_search.py``, whose docstring states the
+cost both minimise; the same cost here, with early termination of the descriptor sum), searched in scan
+order, so propagation carries a good match across a whole region in one sweep. Rows are split into bands
+searched in parallel, the even bands and then the odd ones, so that no band reads a neighbour's border row
+while it is written: the result does not depend on the threads' timing. The bands exchange matches between
+sweeps. The functions release the GIL, so the next frame's flow is estimated meanwhile
+(``synthesis.propagate``). Imported only when used; without numba the engine says so
+(``backends.backend_error``). :class:`NumbaSearch` drives the compiled functions for one keyframe.
 """
+import cv2
 import numpy as np
+import torch
 from numba import njit, prange
 
 
@@ -147,3 +149,59 @@ def advect(prev_nnf, flow, weights, w, h, seed, guess_lost):
                 nnf[p, 0] = np.floor(np.random.random() * w)
                 nnf[p, 1] = np.floor(np.random.random() * h)
     return guide, ok, nnf
+
+
+class NumbaSearch:
+    """The match ``nnf`` (H W, 2) of every pixel to keyframe coordinates, carried frame by frame (numpy arrays).
+
+    The backend interface (``backends.py``): :meth:`start`, :meth:`step`, :meth:`output`, :meth:`cost`.
+    """
+
+    def __init__(self, key, settings):
+        """``key``: the keyframe's descriptors (``synthesis.Keyframe``, on the CPU); ``settings``:
+        ``synthesis.FastSettings``."""
+        self.key, self.s = key, settings
+
+    def start(self):
+        """Back to the keyframe: identity match, output = the stylised keyframe."""
+        self.nnf = self.key.grid_np.reshape(-1, 2).copy()
+        self.best = np.zeros(len(self.nnf), np.float32)
+        self.image = self.key.styled_np
+
+    def output(self):
+        """The last output ``(H, W, 3)`` float32."""
+        return self.image
+
+    def cost(self):
+        """The last step's match cost of every pixel ``(H W,)``."""
+        return self.best
+
+    def step(self, frame, flow, c, regions=None):
+        """Match ``frame`` (the frame after or before the last one) given ``flow`` (to that one, float32) and its
+        reliability ``c``; returns where the positional guide held ``(H W,)`` (bool)."""
+        key, s, (w, h) = self.key, self.s, self.key.size
+        seed = int(torch.randint(0, 2 ** 30, (1,), generator=key.gen))
+        guide, ok, nnf = advect(self.nnf, flow, c, w, h, seed, s.lost_from_guide)
+        tcol = key.colour(key.tensor(frame), regions).numpy()
+        if s.temporal_weight > 0:
+            mx, my = (key.grid_np[..., 0] + flow[..., 0]), (key.grid_np[..., 1] + flow[..., 1])
+            warped = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            tsty = key.style(key.tensor(warped)).numpy()
+        else:
+            tsty = np.zeros((1, key.dims), np.float32)
+        tw = (s.temporal_weight * ok).astype(np.float32)
+        bonus = np.where(ok > 0, s.coherence, s.coherence_lost).astype(np.float32)
+        cost = np.empty(w * h, np.float32)
+        args = (w, h, key.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))
+        src = key.source_np
+        evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
+        okb = ok > 0
+        med = float(np.median(cost[okb][::7])) if okb.any() else float(np.median(cost))
+        lost = ~okb | (cost > s.outlier * max(med, 1e-4))
+        search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 1, 2 * s.lost_rounds,
+               np.float32(med), seed)
+        self.nnf, self.best = nnf, cost
+        m = nnf.reshape(h, w, 2)
+        self.image = np.clip(cv2.remap(key.styled_np, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
+                                       borderMode=cv2.BORDER_REPLICATE), 0, 1)
+        return okb

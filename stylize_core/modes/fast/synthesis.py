@@ -1,4 +1,4 @@
-"""Fast mode: carry the look of a few stylised keyframes to every frame of a clip.
+"""Fast mode's synthesis: carry the look of stylised keyframes to the frames between them.
 
 Example-based synthesis after Jamriska et al. 2019, *Stylizing Video by Example*
 (reimplemented from the paper): every output pixel is copied from the stylised
@@ -22,9 +22,9 @@ Differences from the probe that motivated this version (see docs in bench/fast.p
   coherent chunks of keyframe texture instead of isolated colour matches;
 - *re-seeding*: the positional guide of the next frame is this frame's match (advected),
   so a revealed region is re-seeded from its best colour match and tracked from then on;
-- the search is vectorised torch (PCA-compressed patch descriptors, jump-flooding
-  propagation and random search on whole frames, more rounds on the pixels that lost
-  their guide): no compiled extension, and the same code runs on a GPU.
+- the search behind one interface with two backends, picked once per :class:`Propagator`
+  (``backends.py``): vectorised torch on whole frames (``torch_search.py``, any device, with the
+  cost it minimises) or compiled for the CPU (``numba_search.py``).
 
 Style regions (issue #10): with region weights per frame (``regions.Regions.masks``: R soft
 maps summing to 1), each pixel's colour descriptor gets R more values, ``sqrt(REGION_WEIGHT)``
@@ -40,10 +40,10 @@ Several keyframes: each frame between keyframes A < t < B is synthesised from A
 with the distance to the keyframe, by a blend that keeps the texture's local contrast
 (:func:`blend`; a plain average of two unaligned textures is a blur).
 
-Images are ``(H, W, 3)`` float32 RGB in [0, 1]; flows follow ``warp.py``. Nothing here
-reads or writes files: :func:`propagate` takes a frame reader and a flow source
-(``flow.make_flow_source``) and yields frames, so the scheduler owns IO, resume and
-progress.
+Which frames are keyframes is decided before (``plan.py``). Images are ``(H, W, 3)`` float32 RGB
+in [0, 1]; flows follow ``motion/warp.py``. Nothing here reads or writes files: :func:`propagate`
+takes a frame reader and a flow source (``motion.flow.make_flow_source``) and yields frames, so the
+job owns IO, resume and progress.
 """
 import time
 import warnings
@@ -54,12 +54,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import seams
 from ...ahead import ahead
-from ...motion.consistency import reliability
 from ...errors import StylizeError
-from ...motion.flow import estimate, resize_flow
-from ...settings import CHOICES
+from ...io.frames import resize
+from ...motion.consistency import reliability
+from ...motion.flow import resize_flow
+from . import backends, seams
+from .backends import pick_backend
 
 
 @dataclass
@@ -88,7 +89,6 @@ class FastSettings:
     def to_dict(self):
         return asdict(self)
 
-
 REGION_WEIGHT = 1.0    # cost of matching another region, per unit of squared region weight difference
 
 
@@ -112,36 +112,7 @@ def prepare_keyframe(styled, size, name="keyframe"):
         raise StylizeError(f"{name} is {w}x{h} but the frames are {size[0]}x{size[1]}: "
                            "the aspect ratios differ, crop or pad the painting to the frame's shape")
     warnings.warn(f"{name} is {w}x{h}, resized to the frame size {size[0]}x{size[1]}", stacklevel=2)
-    shrink = size[0] * size[1] < w * h
-    out = cv2.resize(styled, tuple(size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    return np.clip(out, 0, 1).astype(np.float32)
-
-
-BACKENDS = CHOICES["fast_backend"]  # auto, numba, torch
-
-
-def backend_error():
-    """Why the compiled backend is unavailable (None when it is available)."""
-    try:
-        import numba  # noqa: F401
-    except Exception as e:  # absent or broken install
-        return (f"fast mode's compiled CPU search needs numba ({type(e).__name__}: {e}); "
-                "pip install numba, or use backend 'torch' (slower on a CPU)")
-    return None
-
-
-def pick_backend(name, device):
-    """``auto``: numba on the CPU when installed, else the vectorised torch search."""
-    if name not in BACKENDS:
-        raise StylizeError(f"unknown fast-mode backend {name!r} (choose from {', '.join(BACKENDS)})")
-    if name == "auto":
-        return "numba" if torch.device(device).type == "cpu" and backend_error() is None else "torch"
-    if name == "numba":
-        if torch.device(device).type != "cpu":
-            raise StylizeError("the numba backend runs on the CPU only; use backend 'torch' on a GPU")
-        if backend_error():
-            raise StylizeError(backend_error())
-    return name
+    return np.clip(resize(styled, size), 0, 1).astype(np.float32)
 
 
 def _t(img, device):
@@ -179,13 +150,64 @@ class _Basis:
         return y[0].permute(1, 2, 0).reshape(-1, w.shape[0]).contiguous()
 
 
+class Keyframe:
+    """One stylised keyframe as the searches (``backends.py``) see it: its patch descriptors, pixel grid and
+    random generator.
+
+    ``source`` ``(H W, 2 x dims)``: per keyframe pixel, the colour descriptor of its input (PCA of its
+    ``patch x patch`` patches, then the region weights times ``sqrt(REGION_WEIGHT)``) and the style
+    descriptor of its stylisation (PCA, zeros in place of the region weights); :meth:`colour` and
+    :meth:`style` describe a frame and a warped output alike, to be compared with them.
+    """
+
+    def __init__(self, key_input, key_styled, settings, device, key_regions=None):
+        key_input = np.asarray(key_input, np.float32)
+        h, w = key_input.shape[:2]
+        self.size, self.device = (w, h), device
+        self.styled_np = prepare_keyframe(key_styled, self.size)     # (H, W, 3)
+        self.gen = torch.Generator().manual_seed(settings.seed)
+        xi, self.styled = self.tensor(key_input), self.tensor(self.styled_np)   # (1, 3, H, W)
+        self._colour = _Basis([xi], settings.patch, settings.dims, self.gen)
+        self._style = _Basis([self.styled], settings.patch, settings.dims, self.gen)
+        self.regions = 0 if key_regions is None else int(np.shape(key_regions)[2])
+        self.dims = settings.dims + self.regions   # colour descriptor: PCA + region weights
+        self.source = torch.cat([self.colour(xi, key_regions), self.style(self.styled)], 1).contiguous()
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                                indexing="ij")
+        self.grid = torch.stack([xs, ys], -1).reshape(-1, 2).to(self.device)   # (N, 2) x, y
+        self.grid_np = self.grid.cpu().numpy().reshape(h, w, 2)
+        self.source_np = self.source.cpu().numpy()
+
+    def tensor(self, img):
+        """``(H, W, 3)`` -> ``(1, 3, H, W)`` on the device."""
+        return _t(img, self.device)
+
+    def colour(self, x, regions):
+        """Colour descriptors ``(H W, dims)`` of ``x`` ``(1, 3, H, W)``: the PCA of the colour patches, then the
+        region weights ``regions`` ``(H, W, R)`` times ``sqrt(REGION_WEIGHT)`` (none without regions)."""
+        d = self._colour(x)
+        if not self.regions:
+            return d
+        if regions is None:
+            raise ValueError("a propagator made with key_regions needs every frame's regions")
+        r = torch.from_numpy(np.ascontiguousarray(regions, np.float32)).reshape(-1, self.regions)
+        return torch.cat([d, r.to(d.device) * np.float32(np.sqrt(REGION_WEIGHT))], 1).contiguous()
+
+    def style(self, x):
+        """Style descriptors ``(H W, dims)`` of ``x`` ``(1, 3, H, W)``, padded with zeros where the colour ones hold
+        region weights (the region values compare colour only)."""
+        d = self._style(x)
+        return d if not self.regions else torch.cat([d, d.new_zeros(d.shape[0], self.regions)], 1).contiguous()
+
+
 class Propagator:
     """One keyframe (its input frame and its stylisation) carried frame by frame.
 
     ``start()`` resets to the keyframe; ``step(frame, flow_to_prev, flow_from_prev)``
     returns the next frame's stylisation, where ``flow_to_prev`` is the flow from the new
     frame to the previous one and ``flow_from_prev`` the reverse (for the reliability
-    check). Works in either direction of time.
+    check). Works in either direction of time. The patch search is the backend's
+    (``backends.search``), picked once here.
     """
 
     def __init__(self, key_input, key_styled, settings=None, device="cpu", backend="auto", key_regions=None):
@@ -194,143 +216,20 @@ class Propagator:
         self.s = settings or FastSettings()
         self.device = torch.device(device)
         self.backend = pick_backend(backend, self.device)
-        key_input = np.asarray(key_input, np.float32)
-        h, w = key_input.shape[:2]
-        self.size = (w, h)
-        key_styled = prepare_keyframe(key_styled, self.size)
-        self.gen = torch.Generator().manual_seed(self.s.seed)
-        xi, xs = _t(key_input, self.device), _t(key_styled, self.device)
-        self.key_styled = xs
-        self.colour = _Basis([xi], self.s.patch, self.s.dims, self.gen)
-        self.style = _Basis([xs], self.s.patch, self.s.dims, self.gen)
-        self.regions = 0 if key_regions is None else int(np.shape(key_regions)[2])
-        self.dims = self.s.dims + self.regions   # colour descriptor: PCA + region weights
-        self.source = torch.cat([self._colour(xi, key_regions), self._pad(self.style(xs))], 1).contiguous()
-        ys, xs_ = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                 indexing="ij")
-        self.grid = torch.stack([xs_, ys], -1).reshape(-1, 2).to(self.device)   # (N, 2) x, y
-        self.grid_np = self.grid.cpu().numpy().reshape(h, w, 2)
-        self.key_np = key_styled
-        self.source_np = self.source.cpu().numpy()
+        self.key = Keyframe(key_input, key_styled, self.s, self.device, key_regions)
+        self.size = self.key.size
+        self.search = backends.search(self.backend, self.key, self.s)
         self.start()
 
-    def _colour(self, x, regions):
-        """Colour descriptors ``(H W, dims)``: the PCA of the colour patches, then the region
-        weights times ``sqrt(REGION_WEIGHT)`` (none without regions)."""
-        d = self.colour(x)
-        if not self.regions:
-            return d
-        if regions is None:
-            raise ValueError("a propagator made with key_regions needs every frame's regions")
-        r = torch.from_numpy(np.ascontiguousarray(regions, np.float32)).reshape(-1, self.regions)
-        return torch.cat([d, r.to(d.device) * np.float32(np.sqrt(REGION_WEIGHT))], 1).contiguous()
-
-    def _pad(self, d):
-        """Style descriptors padded with zeros to ``dims`` (the region values compare colour only)."""
-        return d if not self.regions else torch.cat([d, d.new_zeros(d.shape[0], self.regions)], 1).contiguous()
-
-    # -- state ---------------------------------------------------------------------
     def start(self):
         """Back to the keyframe: identity match, output = the stylised keyframe."""
-        self.nnf = self.grid.clone()
-        self.best = torch.zeros(len(self.grid), device=self.device)
-        self.output = self.key_styled
+        self.search.start()
         self.stats = {}
         return self.output_numpy()
 
     def output_numpy(self):
-        if torch.is_tensor(self.output):
-            return self.output[0].permute(1, 2, 0).cpu().numpy()
-        return self.output
+        return self.search.output()
 
-    # -- cost ------------------------------------------------------------------------
-    def _rand(self, *shape):
-        return torch.rand(*shape, generator=self.gen).to(self.device)
-
-    def _index(self, q):
-        w, h = self.size
-        qi = torch.round(q)
-        return (qi[:, 1].clamp(0, h - 1) * w + qi[:, 0].clamp(0, w - 1)).long()
-
-    def _clamp(self, q):
-        w, h = self.size
-        return torch.stack([q[:, 0].clamp(0, w - 1), q[:, 1].clamp(0, h - 1)], 1)
-
-    def _coherent(self, p, q):
-        """How many 4-neighbours ``p+d`` of each pixel match ``q + d`` (continuing its copy)."""
-        w, h = self.size
-        x, y = self.grid[p, 0], self.grid[p, 1]
-        count = torch.zeros(len(p), device=self.device)
-        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-            ok = (x + dx >= 0) & (x + dx <= w - 1) & (y + dy >= 0) & (y + dy <= h - 1)
-            nb = (p + dx + dy * w).clamp(0, w * h - 1)
-            d = self.nnf[nb] - q - torch.tensor([dx, dy], dtype=q.dtype, device=q.device)
-            count += (ok & (d.abs().amax(1) < 0.5)).float()
-        return count
-
-    def _cost(self, p, q):
-        g = self.source[self._index(q)]
-        k = self.dims
-        cost = (g[:, :k] - self.t_colour[p]).square().sum(1)
-        cost += self.t_weight[p] * (g[:, k:] - self.t_style[p]).square().sum(1)
-        pos = ((q - self.guide[p]).square().sum(1) / self.s.pos_sigma ** 2).clamp(max=1.0)
-        cost += self.s.pos_weight * self.guide_ok[p] * pos
-        return cost - self.bonus[p] * self._coherent(p, q)
-
-    def _try(self, p, q, best):
-        """Evaluate candidates ``q`` for pixels ``p``; keep the better (Jacobi update)."""
-        q = self._clamp(q)
-        c = self._cost(p, q)
-        better = c < best
-        best = torch.where(better, c, best)
-        self.nnf[p[better]] = q[better]
-        return best
-
-    def _propagate(self, p, best, step):
-        w, h = self.size
-        x, y = self.grid[p, 0], self.grid[p, 1]
-        for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step)):
-            ok = (x + dx >= 0) & (x + dx <= w - 1) & (y + dy >= 0) & (y + dy <= h - 1)
-            if not bool(ok.any()):
-                continue
-            pp = p[ok]
-            nb = pp + dx + dy * w
-            q = self.nnf[nb] - torch.tensor([dx, dy], dtype=torch.float32, device=self.device)
-            best[ok] = self._try(pp, q, best[ok])
-        return best
-
-    def _random(self, p, best, radii):
-        for r in radii:
-            q = self.nnf[p] + torch.round((self._rand(len(p), 2) * 2 - 1) * r)
-            best = self._try(p, q, best)
-        return best
-
-    def _search_torch(self, ok):
-        """Vectorised search (any torch device): Jacobi propagation with jump flooding."""
-        s, (w, h) = self.s, self.size
-        n = w * h
-        everyone = torch.arange(n, device=self.device)
-        best = self._cost(everyone, self.nnf)
-        best = self._propagate(everyone, best, 1)
-        best = self._random(everyone, best, (4, 1))
-        med = best[ok].median() if bool(ok.any()) else best.median()
-        lost = (~ok) | (best > s.outlier * med.clamp(min=1e-4))
-        p = everyone[lost]
-        if len(p):
-            jumps = [2 ** k for k in range(int(np.log2(max(w, h))) - 1, -1, -1)]
-            radii = [max(w, h) / 2 ** k for k in range(int(np.log2(max(w, h))))]
-            b = best[p]
-            for _ in range(s.lost_rounds):
-                for j in jumps:
-                    b = self._propagate(p, b, j)
-                b = self._random(p, b, radii)
-                b = self._try(p, self._rand(len(p), 2) * torch.tensor([w - 1, h - 1], device=self.device), b)
-            best[p] = b
-            best = self._propagate(everyone, best, 1)   # let the tracked borders settle
-        self.best = best
-        return lost
-
-    # -- one frame -------------------------------------------------------------------
     def step(self, frame, flow_to_prev, flow_from_prev, weights=None, regions=None):
         """The stylisation of ``frame``, the frame after (or before) the previous one.
 
@@ -340,88 +239,15 @@ class Propagator:
         """
         t0 = time.perf_counter()
         c = reliability_weights(flow_to_prev, flow_from_prev) if weights is None else weights
-        step = self._step_numba if self.backend == "numba" else self._step_torch
-        ok = step(frame, np.asarray(flow_to_prev, np.float32), np.asarray(c, np.float32), regions)
+        ok = self.search.step(frame, np.asarray(flow_to_prev, np.float32), np.asarray(c, np.float32), regions)
         self.stats = {"lost": float(1 - ok.mean()), "seconds": time.perf_counter() - t0}
         return self.output_numpy()
 
     def cost_numpy(self):
-        """The last step's match cost of every pixel ``(H, W)`` (the guided patch error of :meth:`_cost`: colour,
-        temporal and positional terms less the coherence bonus; lower = a better match to the keyframe)."""
+        """The last step's match cost of every pixel ``(H, W)`` (the guided patch error: colour, temporal and
+        positional terms less the coherence bonus, ``torch_search.py``; lower = a better match to the keyframe)."""
         w, h = self.size
-        c = self.best.cpu().numpy() if torch.is_tensor(self.best) else self.best
-        return np.asarray(c, np.float32).reshape(h, w)
-
-    def _step_numba(self, frame, flow, c, regions=None):
-        from . import numba_search as nb
-        s, (w, h) = self.s, self.size
-        if torch.is_tensor(self.nnf):
-            self.nnf = self.nnf.cpu().numpy()
-        seed = int(torch.randint(0, 2 ** 30, (1,), generator=self.gen))
-        guide, ok, nnf = nb.advect(self.nnf, flow, c, w, h, seed, s.lost_from_guide)
-        tcol = self._colour(_t(frame, self.device), regions).numpy()
-        if s.temporal_weight > 0:
-            mx, my = (self.grid_np[..., 0] + flow[..., 0]), (self.grid_np[..., 1] + flow[..., 1])
-            warped = cv2.remap(self.output_numpy(), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            tsty = self._pad(self.style(_t(warped, self.device))).numpy()
-        else:
-            tsty = np.zeros((1, self.dims), np.float32)
-        tw = (s.temporal_weight * ok).astype(np.float32)
-        bonus = np.where(ok > 0, s.coherence, s.coherence_lost).astype(np.float32)
-        cost = np.empty(w * h, np.float32)
-        args = (w, h, self.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))
-        src = self.source_np
-        nb.evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
-        okb = ok > 0
-        med = float(np.median(cost[okb][::7])) if okb.any() else float(np.median(cost))
-        lost = ~okb | (cost > s.outlier * max(med, 1e-4))
-        nb.search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 1, 2 * s.lost_rounds,
-                  np.float32(med), seed)
-        self.nnf, self.best = nnf, cost
-        m = nnf.reshape(h, w, 2)
-        self.output = np.clip(cv2.remap(self.key_np, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
-                                        borderMode=cv2.BORDER_REPLICATE), 0, 1)
-        return okb
-
-    def _step_torch(self, frame, flow_to_prev, c, regions=None):
-        s, (w, h) = self.s, self.size
-        n = w * h
-        if not torch.is_tensor(self.nnf):
-            self.nnf = torch.from_numpy(self.nnf).to(self.device)
-        if not torch.is_tensor(self.output):
-            self.output = _t(self.output, self.device)
-        c = torch.from_numpy(np.ascontiguousarray(c, np.float32)).reshape(-1).to(self.device)
-        fl = torch.from_numpy(np.ascontiguousarray(flow_to_prev, np.float32)).reshape(-1, 2).to(self.device)
-        # positional guide: the previous match advected, nearest sample + sub-pixel remainder
-        pos = self.grid + fl
-        near = self._index(pos)
-        guide = self.nnf[near] + (pos - torch.round(pos))
-        inside = (pos[:, 0] >= 0) & (pos[:, 0] <= w - 1) & (pos[:, 1] >= 0) & (pos[:, 1] <= h - 1)
-        ok = (c > 0) & inside
-        self.guide, self.guide_ok = guide, ok.float()
-        # temporal guide: previous output warped (bilinear) where reliable
-        gx = 2 * pos[:, 0] / max(w - 1, 1) - 1
-        gy = 2 * pos[:, 1] / max(h - 1, 1) - 1
-        warped = F.grid_sample(self.output, torch.stack([gx, gy], -1).view(1, h, w, 2),
-                               mode="bilinear", padding_mode="border", align_corners=True)
-        x = _t(frame, self.device)
-        self.t_colour = self._colour(x, regions)
-        self.t_style = self._pad(self.style(warped))
-        self.t_weight = s.temporal_weight * self.guide_ok
-        self.bonus = torch.where(ok, s.coherence, s.coherence_lost)
-        # init: tracked pixels (and, with lost_from_guide, untracked ones whose flow stays
-        # inside) from the advected guide, the others from random keyframe positions
-        rnd = self._rand(n, 2) * torch.tensor([w - 1, h - 1], dtype=torch.float32, device=self.device)
-        start = (ok | inside) if s.lost_from_guide else ok
-        self.nnf = self._clamp(torch.where(start[:, None], guide, rnd))
-        self._search_torch(ok)
-        # vote: the stylised keyframe sampled once at the match (no averaging)
-        gx = 2 * self.nnf[:, 0] / max(w - 1, 1) - 1
-        gy = 2 * self.nnf[:, 1] / max(h - 1, 1) - 1
-        out = F.grid_sample(self.key_styled, torch.stack([gx, gy], -1).view(1, h, w, 2),
-                            mode="bicubic", padding_mode="border", align_corners=True)
-        self.output = out.clamp(0, 1)
-        return ok.float().cpu().numpy()
+        return np.asarray(self.search.cost(), np.float32).reshape(h, w)
 
 
 def reliability_weights(flow_to_prev, flow_from_prev, scale=0.5):
@@ -462,120 +288,6 @@ def blend(a, b, wa, sigma=2.0, max_gain=2.0):
     actual = low((d * d).sum(2))
     gain = np.clip(np.sqrt(target / np.maximum(actual, 1e-8)), 1.0, max_gain)
     return np.clip(low(wa * a + wb * b) + gain[..., None] * d, 0, 1).astype(np.float32)
-
-
-CUT_HISTOGRAM = 0.3   # Bhattacharyya distance of colour histograms: a cut candidate above it
-CUT_RELIABLE = 0.5    # ... confirmed when less than this share of the frame has a reliable flow
-
-
-def colour_histogram(img):
-    """Normalised HSV histogram (12 hue x 4 saturation x 4 value bins) of an RGB [0, 1]
-    image, computed on a 64-pixel-wide thumbnail."""
-    img = np.asarray(img, np.float32)
-    h, w = img.shape[:2]
-    thumb = cv2.resize(img, (64, max(1, round(64 * h / w))), interpolation=cv2.INTER_AREA)
-    hsv = cv2.cvtColor(np.clip(thumb * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256])
-    return cv2.normalize(hist, hist, 1, 0, cv2.NORM_L1)
-
-
-PLAN_WIDTH = 192      # thumbnails of this width track the keyframe's texture (plan_keyframes)
-
-
-def _change(keep, fb, zoom):
-    """Carry ``keep`` (per thumbnail pixel: keyframe x, y and 1 where still tracked, (h, w, 3))
-    one frame on with the flow ``fb`` (new -> previous frame); return it and whether the
-    texture drifted too far: its median area scale ``det(d(x, y) / dp)`` outside
-    ``[1/zoom, zoom]``, or less than half of the frame still tracked."""
-    h, w = keep.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    keep = cv2.remap(keep, xs + fb[..., 0], ys + fb[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    tracked = keep[..., 2] > 0.5
-    if tracked.mean() < 0.5:
-        return keep, True
-    gx, gy = np.gradient(keep[..., :2], axis=1), np.gradient(keep[..., :2], axis=0)
-    det = gx[..., 0] * gy[..., 1] - gx[..., 1] * gy[..., 0]
-    area = float(np.median(det[cv2.erode(tracked.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0]))
-    return keep, not 1 / zoom <= area <= zoom
-
-
-DRIFT = 0.03  # mean |synthesis - frame| of the planning pass (RGB in [0, 1]) above which a keyframe is added
-DRIFT_GAP = 12  # frames: a drift keyframe comes at least this far after the last keyframe
-
-
-def plan_keyframes(read, n, flows, zoom=2.0, drift=DRIFT, keys=()):
-    """Frames (0-based) that need a keyframe of their own: ``(cuts, changes, drifts)``.
-
-    - ``cuts``: the first frame of a new shot, where nothing before shows its content. A cut
-      needs both signs: the colour histograms of ``t - 1`` and ``t`` differ (Bhattacharyya
-      distance > ``CUT_HISTOGRAM``; measured on the shared clips: <= 0.17 between consecutive
-      frames of a shot, <= 0.43 on Sintel's fastest pairs, >= 0.31 between different Sintel
-      scenes) and ``flows`` (the job's) are reliable on less than ``CUT_RELIABLE`` of the
-      frame. Only candidates cost a flow.
-    - ``changes`` (``zoom`` > 0): where the look carried from the last keyframe has stretched
-      too far: the keyframe's coordinates, carried frame by frame on ``PLAN_WIDTH``-wide
-      thumbnails (DIS flow), cover an area scale outside ``[1/zoom, zoom]`` (the camera
-      moved in or out by more than sqrt(zoom): the copied strokes would be magnified or
-      shrunk), or less than half of the frame is still tracked. Measured (median area scale
-      after 60 frames): 0.08 on the cockatoo clip (a push-in), 1.00 on tree.avi, 0.96 over
-      the 10 Sintel frames.
-    - ``drifts`` (``drift`` > 0): where the synthesis itself fails. A planning pass runs the synthesis
-      (:class:`Propagator`) on the thumbnails from the last keyframe (``keys``, the keyframes already
-      given, or an added one), the keyframe's own thumbnail standing for its stylisation (the matches do
-      not depend on the look); its output is then the keyframe's texture re-arranged to explain the frame,
-      and its mean absolute difference from the frame thumbnail (RGB in [0, 1]) is the evidence: small
-      where the keyframe's patches still explain the frame, large where the frame shows what the keyframe
-      never did or the matches broke down. A keyframe is added where it exceeds ``drift``, at least
-      ``DRIFT_GAP`` frames after the last (in fast motion the error rises again within 3 frames of a new
-      keyframe: a keyframe that often would flicker like a per-frame stylisation). Measured (this
-      error from frame 0): 0.007-0.016 at the first frame after the keyframe; cockatoo (push-in) 0.022 at
-      10 frames, 0.033 at 30; cockatoo frames 121-240 0.021 at 10, 0.032 at 30, 0.048 at 60; tree.avi's
-      distinct images (it holds each for about 6 of its 15 fps frames) 0.023 at 10-20, 0.031 at 40;
-      Sintel's fast motion 0.031 after 5 frames.
-    The plan is decided here, on thumbnails, before any full-size synthesis: a fixed list of keyframes.
-    """
-    cuts, changes, drifts = [], [], []
-    if n < 2:
-        return cuts, changes, drifts
-    first = read(0)
-    size = (PLAN_WIDTH, max(8, round(PLAN_WIDTH * first.shape[0] / first.shape[1])))
-
-    def thumb(img):
-        return cv2.resize(np.asarray(img, np.float32), size, interpolation=cv2.INTER_AREA)
-
-    def reset():
-        ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
-        return np.stack([xs, ys, np.ones_like(xs)], -1)
-    prev, prev_hist, keep = thumb(first), colour_histogram(first), reset()
-    given = set(keys)
-
-    def synthesis(key_thumb):
-        return Propagator(key_thumb, key_thumb.copy(), backend="auto") if drift > 0 else None
-    prop, last = synthesis(prev), 0
-    for t in range(1, n):
-        img = read(t)
-        cur, hist = thumb(img), colour_histogram(img)
-        added = None
-        fb = estimate(cur, prev, "dis", "medium") if zoom > 0 or drift > 0 else None
-        if cv2.compareHist(prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM and \
-                reliability_weights(flows.flow(t, t - 1), flows.flow(t - 1, t)).mean() < CUT_RELIABLE:
-            added = cuts
-        else:
-            if zoom > 0:
-                keep, changed = _change(keep, fb, zoom)
-                if changed:
-                    added = changes
-            if prop is not None and added is None and t not in given:
-                out = prop.step(cur, fb, estimate(prev, cur, "dis", "medium"))
-                if float(np.abs(out - cur).mean()) > drift and t - last >= DRIFT_GAP:
-                    added = drifts
-        if added is not None or t in given:
-            if added is not None and t not in given:
-                added.append(t)
-            keep, prop, last = reset(), synthesis(cur), t
-        prev, prev_hist = cur, hist
-    return cuts, changes, drifts
 
 
 def segments(n, keys):
