@@ -183,13 +183,13 @@ class NumbaSearch:
         seed = int(torch.randint(0, 2 ** 30, (1,), generator=key.gen))
         guide, ok, nnf = advect(self.nnf, flow, c, w, h, seed, s.lost_from_guide)
         tcol = key.colour(key.tensor(frame), regions).numpy()
-        if s.temporal_weight > 0:
+        if s.temporal_guide_weight > 0:
             mx, my = (key.grid_np[..., 0] + flow[..., 0]), (key.grid_np[..., 1] + flow[..., 1])
             warped = cv2.remap(self.image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             tsty = key.style(key.tensor(warped)).numpy()
         else:
             tsty = np.zeros((1, key.dims), np.float32)
-        tw = (s.temporal_weight * ok).astype(np.float32)
+        tw = (s.temporal_guide_weight * ok).astype(np.float32)
         bonus = np.where(ok > 0, s.coherence, s.coherence_lost).astype(np.float32)
         cost = np.empty(w * h, np.float32)
         args = (w, h, key.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))

@@ -70,7 +70,7 @@ class FastSettings:
     dims: int = 8                  # PCA dimensions per guide (colour, style)
     pos_sigma: float = 2.0         # positional guide: pixels before the penalty saturates
     pos_weight: float = 0.02       # positional penalty at saturation (units: mean squared diff per value)
-    temporal_weight: float = 0.5   # temporal guide relative to the colour guide
+    temporal_guide_weight: float = 0.5  # temporal guide (the previous output, warped) relative to the colour guide
     coherence: float = 0.0015      # bonus per coherent 4-neighbour where the track holds
     coherence_lost: float = 0.004  # ... where the positional guide is lost
     lost_from_guide: bool = True   # an unreliable pixel starts its search from the advected match (not random)
@@ -87,7 +87,14 @@ class FastSettings:
             raise StylizeError(f"dims must be in 1..{3 * self.patch ** 2}, got {self.dims}")
 
     def to_dict(self):
-        return asdict(self)
+        """The settings as the job identity records them (``mode.FastMode.identity``, ``job/identity.py``)."""
+        return {IDENTITY_NAMES.get(k, k): v for k, v in asdict(self).items()}
+
+
+# The one place a field is recorded under another name. ``temporal_guide_weight`` was ``temporal_weight``, a name
+# that means the temporal loss weight (gamma) in ``settings.py``; job identities (and so every job folder written
+# before the rename, tests/test_identity_pins.py) hold the old name, so the identity keeps it.
+IDENTITY_NAMES = {"temporal_guide_weight": "temporal_weight"}
 
 REGION_WEIGHT = 1.0    # cost of matching another region, per unit of squared region weight difference
 

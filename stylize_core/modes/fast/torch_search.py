@@ -4,7 +4,7 @@ One of the two searches behind ``backends.search`` (the other, compiled for the 
 both minimise, per pixel p and keyframe position q, the cost of ``synthesis.py``'s guides (Jamriska et al.
 2019; units: mean squared difference per descriptor value):
 
-    |colour(q) - colour_frame(p)|^2 + temporal_weight * ok(p) * |style(q) - style_warped(p)|^2
+    |colour(q) - colour_frame(p)|^2 + temporal_guide_weight * ok(p) * |style(q) - style_warped(p)|^2
     + pos_weight * ok(p) * min(|q - guide(p)|^2 / pos_sigma^2, 1) - bonus(p) * coherent(p, q)
 
 with ``guide(p)`` the previous match advected by the flow, ``ok(p)`` where that flow is reliable and
@@ -64,7 +64,7 @@ class TorchSearch:
                                mode="bilinear", padding_mode="border", align_corners=True)
         self.t_colour = self.key.colour(self.key.tensor(frame), regions)
         self.t_style = self.key.style(warped)
-        self.t_weight = s.temporal_weight * self.guide_ok
+        self.t_weight = s.temporal_guide_weight * self.guide_ok
         self.bonus = torch.where(ok, s.coherence, s.coherence_lost)
         # init: tracked pixels (and, with lost_from_guide, untracked ones whose flow stays
         # inside) from the advected guide, the others from random keyframe positions
