@@ -15,13 +15,15 @@ import numpy as np
 import torch
 
 from . import __version__
+from .sizes import processing_size
 from .job import identity
 from .job.manifest import Manifest, inputs, owned_folders, same_threads, style_record
 from .job.work import Clip, Files, Timings, Work
 from .io import digest, jobdir
+from .io.jobdir import flow_filename
 from .motion import vector_check
 from .errors import StylizeError
-from .motion.flow import VectorPassFlows, flow_filename, make_flow_source
+from .motion.flow import VectorPassFlows, make_flow_source
 from .io.frames import is_movie, load_style, open_input, resize, write_png, write_pngs, write_video
 from .network.optimize import Stylizer
 from .network import memory
@@ -235,7 +237,7 @@ class Job:
         if vgg is not None:
             self.memory = memory.plan(self.size, self.settings, self.device, network=weights_kind(vgg))
         else:  # no optimisation (feedforward keyframes): nothing to fit by a lower history or scale
-            size = memory.processing_size(self.size, self.settings.scale)
+            size = processing_size(self.size, self.settings.scale)
             self.memory = memory.Plan(self.settings, False, size, None, None, None, [], str(self.device))
         self.proc = self.memory.size
         if self.memory.warning:

@@ -83,6 +83,7 @@ import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
 from .errors import StylizeError
+from .sizes import MIN_SIDE, scaled, style_size
 
 PRESETS = {  # what each preset changes from the Settings defaults (described below)
     "draft": dict(scale=0.5, iterations=100, iterations_later=50, flow_preset="ultrafast",
@@ -137,7 +138,6 @@ FLOW_CHOICES = (*FLOW_ESTIMATORS,
 CRYPTO_OBJECT, CRYPTO_MATERIAL, CRYPTO_ASSET = CRYPTO_LAYERS = ("CryptoObject", "CryptoMaterial", "CryptoAsset")
 
 # -- the options: one declaration each (type, range, help, where it applies) ------------------------
-MIN_SIDE = 16  # px: the smallest frame side the loss network takes (relu5_1 is at 1/16 of it)
 def flag(name):
     """The CLI option of a Settings field: ``style_weight`` -> ``--style-weight``."""
     return "--" + name.replace("_", "-")
@@ -441,7 +441,6 @@ class Settings:
         frames of ``frame_size`` (W, H) and style images of ``style_sizes`` ((W, H), ...): the processing
         size, the coarsest coarse-to-fine level and the style images at their matched size must each be at
         least ``MIN_SIDE`` px a side."""
-        from .sizes import scaled, style_size  # the engine's size rules (not at the top: sizes imports MIN_SIDE)
         w, h = frame_size
         if min(w, h) < MIN_SIDE:
             raise StylizeError(f"the frames are {w}x{h} px; the loss network needs at least {MIN_SIDE} px a side")

@@ -1,8 +1,8 @@
 """Sizes in pixels: a size scaled by a factor, each side rounded and at least a floor (the processing size, the
 coarse-to-fine levels, a style image's matched size, the flow estimation size), and the rule that matches a style
-image to the frames. Pure arithmetic on the standard library, so ``settings`` checks a job's sizes with the rule
+image to the frames. Pure arithmetic (it imports nothing), so ``settings`` checks a job's sizes with the rule
 the engine then uses."""
-from .settings import MIN_SIDE
+MIN_SIDE = 16  # px: the smallest frame side the loss network takes (relu5_1 is at 1/16 of it)
 
 
 def scaled(size, factor, least=MIN_SIDE):

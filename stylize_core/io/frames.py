@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
-from ..settings import MIN_SIDE
+from ..sizes import MIN_SIDE
 from ..sizes import scaled
 from .jobdir import EXTRACTED, INPUT, frame_index, frame_name
 

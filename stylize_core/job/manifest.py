@@ -14,8 +14,8 @@ import torch
 
 from .. import ahead, errors
 from ..io import jobdir
+from ..io.jobdir import cache_key
 from ..io import regions as regions_
-from ..motion.flow import cache_key
 
 
 class Manifest:

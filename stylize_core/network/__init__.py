@@ -3,4 +3,4 @@ by ``onnx_reader``), the feedforward keyframe network (``feedforward``), the los
 (``lbfgs``), one frame's optimisation (``optimize``, with style regions ``region_style``) and the memory plan
 (``memory``).
 
-May import: ``io``, ``errors``/``settings``, torch; not motion, job or modes."""
+May import: ``io``, the basics (``errors``, ``settings``, ``sizes``, ``ahead``), torch; not motion, job or modes."""

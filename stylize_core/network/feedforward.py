@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StylizeError
+from ..sizes import scaled
 from .mobilenet import Conv, MobileNetFeatures, conv_node, find_model
 from .onnx_reader import Values, read_model
 
@@ -200,7 +201,7 @@ def style_square(img):
     import cv2
     h, w = img.shape[:2]
     k = STYLE_SIDE / min(h, w)
-    size = (max(STYLE_SIDE, round(w * k)), max(STYLE_SIDE, round(h * k)))
+    size = scaled((w, h), k, STYLE_SIDE)
     resized = cv2.resize(img, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
     top, left = (size[1] - STYLE_SIDE) // 2, (size[0] - STYLE_SIDE) // 2
     return resized[top:top + STYLE_SIDE, left:left + STYLE_SIDE]
@@ -246,7 +247,7 @@ class Feedforward:
             return np.array(content, np.float32)  # no style: the frame itself (T(c, P(c)) would restyle it)
         h, w = content.shape[:2]
         k = max(1.0, MIN_SIDE / min(h, w)) if side is None else min(1.0, side / min(h, w))
-        small = content if k == 1 else cv2.resize(content, (max(4, round(w * k)), max(4, round(h * k))),
+        small = content if k == 1 else cv2.resize(content, scaled((w, h), k, 4),
                                                   interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
         with torch.no_grad():
             emb = self.embedding(styles)
