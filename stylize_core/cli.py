@@ -127,8 +127,8 @@ def _job_parser(st):
 
 def _common(p, preset="standard"):
     p.add_argument("--preset", choices=list(PRESETS), default=preset,
-                   help=f"draft (fast look), standard, paper (the paper's single-pass settings) or "
-                        f"paper-multipass (its multi-pass settings) (default: {preset})")
+                   help=f"the settings to start from: {', '.join(PRESETS)} (`info` describes each and lists their "
+                        f"values; default: {preset})")
     p.add_argument("--network", "--vgg", dest="vgg", metavar="NETWORK",
                    help="loss network: vgg19 (torchvision's VGG-19: $STYLIZE_VGG19, the torch hub cache, then "
                         "downloaded once), caffe (the Caffe VGG-19 the paper used: BGR 0..255 input, the paper's "

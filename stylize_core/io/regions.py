@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
+from ..settings import CRYPTO_LAYERS
 from .frames import decode, load_style, natural_key
 
 KEEP = "keep"
@@ -57,7 +58,6 @@ BACKGROUND = "background"
 INPUT = "input"                 # --regions input: the input's own multilayer EXR frames
 FEATHER = 1.0                   # px (processing size): Gaussian sigma softening integer label edges
 INDEX_PASSES = {"IndexOB": ("IndexOB", "Object Index"), "IndexMA": ("IndexMA", "Material Index")}
-CRYPTO_LAYERS = ("CryptoObject", "CryptoMaterial", "CryptoAsset")
 LAYERS = (*INDEX_PASSES, *CRYPTO_LAYERS)
 MAP_EXTS = (".png", ".exr", ".tif", ".tiff")
 MATTE_EXTS = (".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff")

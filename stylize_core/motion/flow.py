@@ -18,6 +18,7 @@ from ..io.jobdir import cache_key, flow_filename
 from ..sizes import scaled
 from . import vector_check, vector_pass
 from ..errors import StylizeError
+from ..settings import FLOW_CHOICES
 from .warp import compose
 
 DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -86,7 +87,7 @@ def available_methods():
 
 def _check_method(method):
     if method not in METHODS:
-        raise StylizeError(f"unknown flow method {method!r} (choose from {', '.join(METHODS)}, flo, vector)")
+        raise StylizeError(f"unknown flow method {method!r} (choose from {', '.join(v for v, _, _ in FLOW_CHOICES)})")
     if method not in _available():
         raise StylizeError(_MISSING[method])
 
