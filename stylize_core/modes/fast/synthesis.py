@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from ...ahead import ahead
+from ...sizes import scaled
 from ...errors import StylizeError
 from ...io.frames import resize
 from ...motion.consistency import reliability
@@ -263,7 +264,7 @@ def reliability_weights(flow_to_prev, flow_from_prev, scale=0.5):
     h, w = flow_to_prev.shape[:2]
     if scale >= 1 or min(w, h) * scale < 16:
         return reliability(flow_to_prev, flow_from_prev)
-    size = (max(16, round(w * scale)), max(16, round(h * scale)))
+    size = scaled((w, h), scale)
     small = [resize_flow(f, size) for f in (flow_to_prev, flow_from_prev)]
     return cv2.resize(reliability(*small), (w, h), interpolation=cv2.INTER_NEAREST)
 
