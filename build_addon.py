@@ -11,7 +11,8 @@ Unless ``--no-wheels``, the OpenEXR and opencv-contrib-python-headless wheels
 (versions from requirements.txt) are fetched with ``pip download`` for every Python
 that a supported Blender runs (``BLENDER_PYTHONS`` and ``DISTRIBUTION_PYTHONS``: a zip
 with only the 3.11 wheels is refused whole by Blender 5.1+, one without 3.14's by
-Debian's 5.2) into ``build/wheels/<platform>/`` (kept as a cache) and listed in the manifest, from which Blender installs the ones matching its Python;
+Debian's 5.2) into ``build/wheels/<platform>/`` (kept as a cache) and listed in the manifest, from
+which Blender installs the ones matching its Python;
 without them the worker needs those packages in its own Python. PyTorch is not
 bundled (too large): users install it from the add-on's preferences.
 
@@ -19,6 +20,7 @@ The package is built and validated by Blender's own extension tool:
 ``blender --command extension build/validate`` when ``blender`` is on PATH, else
 ``blender_ext.py`` from the installed ``bpy`` module, run with this Python.
 """
+
 import argparse
 import importlib.util
 import platform
@@ -91,12 +93,31 @@ def download_wheels(platforms, cache):
             folder = cache / plat / f"py{python}"
             folder.mkdir(parents=True, exist_ok=True)
             try:
-                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-                                "--no-deps", "--python-version", python, "--implementation", "cp", *tags,
-                                "-d", str(folder), *map(pinned, WHEEL_PACKAGES)], check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "pip",
+                        "download",
+                        "--quiet",
+                        "--only-binary=:all:",
+                        "--no-deps",
+                        "--python-version",
+                        python,
+                        "--implementation",
+                        "cp",
+                        *tags,
+                        "-d",
+                        str(folder),
+                        *map(pinned, WHEEL_PACKAGES),
+                    ],
+                    check=True,
+                )
             except subprocess.CalledProcessError:
-                sys.exit(f"error: pip could not download the {plat} wheels for Python {python}; "
-                         "use --no-wheels to build without them")
+                sys.exit(
+                    f"error: pip could not download the {plat} wheels for Python {python}; "
+                    "use --no-wheels to build without them"
+                )
             found[plat] |= set(folder.glob("*.whl"))
         found[plat] = sorted(found[plat], key=lambda p: p.name)
     return found
@@ -113,10 +134,11 @@ def stage(manifest_text, wheels, out):
         for path in sorted({w.name: w for ws in wheels.values() for w in ws}.values(), key=lambda p: p.name):
             shutil.copy2(path, out / "wheels" / path.name)
             names.append(f"./wheels/{path.name}")
-        extra = (f"platforms = {sorted(wheels)!r}\nwheels = [\n"
-                 + "".join(f'  "{n}",\n' for n in names) + "]\n\n").replace("'", '"')
+        extra = (
+            f"platforms = {sorted(wheels)!r}\nwheels = [\n" + "".join(f'  "{n}",\n' for n in names) + "]\n\n"
+        ).replace("'", '"')
         table = manifest_text.index("\n[")  # top-level keys must come before the first table
-        manifest_text = manifest_text[:table + 1] + extra + manifest_text[table + 1:]
+        manifest_text = manifest_text[: table + 1] + extra + manifest_text[table + 1 :]
     (out / "blender_manifest.toml").write_text(manifest_text)
 
 
@@ -127,8 +149,7 @@ def extension_tool():
         return [blender, "--command", "extension"], []
     spec = importlib.util.find_spec("bpy")
     if spec is None:
-        sys.exit("error: neither a `blender` binary on PATH nor the `bpy` module is available "
-                 "to validate the package")
+        sys.exit("error: neither a `blender` binary on PATH nor the `bpy` module is available to validate the package")
     bpy_dir = Path(spec.submodule_search_locations[0])
     script = next(bpy_dir.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
     tags = next(bpy_dir.glob("*/scripts/modules/_bpy_internal/extensions/tags.py"))
@@ -152,18 +173,25 @@ def build(source, dist, split):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--no-wheels", action="store_true",
-                        help="do not bundle OpenEXR/OpenCV wheels (no network needed)")
-    parser.add_argument("--platform", action="append", choices=sorted(PIP_PLATFORMS),
-                        help="platform to bundle wheels for, repeatable (default: this machine's); "
-                             "several give one zip per platform")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--no-wheels", action="store_true", help="do not bundle OpenEXR/OpenCV wheels (no network needed)"
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        choices=sorted(PIP_PLATFORMS),
+        help="platform to bundle wheels for, repeatable (default: this machine's); several give one zip per platform",
+    )
     parser.add_argument("--dist", type=Path, default=ROOT / "dist", help="output folder (default: dist)")
-    parser.add_argument("--wheel-cache", type=Path, default=ROOT / "build" / "wheels",
-                        help="downloaded wheels (default: build/wheels)")
-    parser.add_argument("--python-of-blender", metavar="VERSION",
-                        help="print the Python version that Blender VERSION runs, and exit")
+    parser.add_argument(
+        "--wheel-cache", type=Path, default=ROOT / "build" / "wheels", help="downloaded wheels (default: build/wheels)"
+    )
+    parser.add_argument(
+        "--python-of-blender", metavar="VERSION", help="print the Python version that Blender VERSION runs, and exit"
+    )
     args = parser.parse_args(argv)
     if args.python_of_blender:
         print(python_of_blender(args.python_of_blender))

@@ -12,6 +12,7 @@ Headless, with the extension enabled, the sidebar's button is one operator call
 
 and Render > Stylize Animation… is ``bpy.ops.render.stylize_animation()`` on the active scene.
 """
+
 from . import operators, panel, preferences, properties
 
 modules = (properties, preferences, operators, panel)

@@ -14,6 +14,7 @@
 - 5.x warns when a ``//`` path is stored in a path property without the option
   ``PATH_SUPPORTS_BLEND_RELATIVE`` (which 4.2 does not know).
 """
+
 import bpy
 
 IS_5 = bpy.app.version >= (5, 0, 0)
@@ -25,15 +26,24 @@ ORTHO_VECTOR_BROKEN = (4, 3, 0) <= bpy.app.version < (5, 2, 0)
 EEVEE = "BLENDER_EEVEE" if IS_5 else "BLENDER_EEVEE_NEXT"
 VECTOR_PASS_ENGINES = {"CYCLES", EEVEE}
 CRYPTOMATTE_ENGINES = {"CYCLES", EEVEE}  # Workbench writes no passes
-_STRIPS, _STRIPS_ALL = (("strips", "strips_all") if "strips" in bpy.types.SequenceEditor.bl_rna.properties
-                        else ("sequences", "sequences_all"))  # strips: 4.4+, sequences: until 4.5
+_STRIPS, _STRIPS_ALL = (
+    ("strips", "strips_all")
+    if "strips" in bpy.types.SequenceEditor.bl_rna.properties
+    else ("sequences", "sequences_all")
+)  # strips: 4.4+, sequences: until 4.5
 STRIPS_ALL = _STRIPS_ALL  # the property's name, e.g. for ``UILayout.prop_search``
 _HANDLES = hasattr(bpy.types, "Strip") and "left_handle" in bpy.types.Strip.bl_rna.properties  # 5.2+
 # Old name -> new name of the strip timing properties (5.2+), used by ``get``/``put``.
-_RENAMED = {"frame_final_start": "left_handle", "frame_final_end": "right_handle",
-            "frame_final_duration": "duration", "frame_start": "content_start",
-            "frame_offset_start": "left_handle_offset", "frame_offset_end": "right_handle_offset",
-            "animation_offset_start": "content_trim_start", "animation_offset_end": "content_trim_end"}
+_RENAMED = {
+    "frame_final_start": "left_handle",
+    "frame_final_end": "right_handle",
+    "frame_final_duration": "duration",
+    "frame_start": "content_start",
+    "frame_offset_start": "left_handle_offset",
+    "frame_offset_end": "right_handle_offset",
+    "animation_offset_start": "content_trim_start",
+    "animation_offset_end": "content_trim_end",
+}
 
 
 def _timing(name):
@@ -64,8 +74,11 @@ def view_layer(strip):
 
 
 # ``options`` of path properties that may hold a "//" (relative to the .blend) path.
-PATH = ({"PATH_SUPPORTS_BLEND_RELATIVE"} if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
-        else set())
+PATH = (
+    {"PATH_SUPPORTS_BLEND_RELATIVE"}
+    if "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+    else set()
+)
 
 
 def strips(owner):
@@ -86,8 +99,10 @@ def sequencer_scene(context):
 def multilayer_exr(image_settings):
     """``(object, attribute, value)`` settings that select 32-bit multilayer OpenEXR output."""
     if IS_5:
-        fmt = [(image_settings, "media_type", "MULTI_LAYER_IMAGE"),
-               (image_settings, "file_format", "OPEN_EXR_MULTILAYER")]
+        fmt = [
+            (image_settings, "media_type", "MULTI_LAYER_IMAGE"),
+            (image_settings, "file_format", "OPEN_EXR_MULTILAYER"),
+        ]
     else:
         fmt = [(image_settings, "file_format", "OPEN_EXR_MULTILAYER")]
     return fmt + [(image_settings, "color_depth", "32"), (image_settings, "exr_codec", "ZIP")]
@@ -96,5 +111,9 @@ def multilayer_exr(image_settings):
 def png_rgb8(image_settings):
     """``(object, attribute, value)`` settings that select 8-bit RGB PNG output."""
     fmt = [(image_settings, "media_type", "IMAGE")] if IS_5 else []
-    return fmt + [(image_settings, "file_format", "PNG"), (image_settings, "color_mode", "RGB"),
-                  (image_settings, "color_depth", "8"), (image_settings, "compression", 15)]
+    return fmt + [
+        (image_settings, "file_format", "PNG"),
+        (image_settings, "color_mode", "RGB"),
+        (image_settings, "color_depth", "8"),
+        (image_settings, "compression", 15),
+    ]

@@ -8,6 +8,7 @@ torch, numpy or OpenCV (the engine itself runs in the worker's interpreter). The
 location under a private name (``PACKAGE``), so that it is neither found as nor mistaken for a ``stylize_core``
 that Blender's Python may have installed, and its modules' relative imports (``from .errors import ...``) work.
 """
+
 import importlib
 import importlib.util
 import sys
@@ -23,8 +24,9 @@ def package():
     if PACKAGE in sys.modules:
         return sys.modules[PACKAGE]
     folder = worker.engine_root() / worker.ENGINE
-    spec = importlib.util.spec_from_file_location(PACKAGE, folder / "__init__.py",
-                                                  submodule_search_locations=[str(folder)])
+    spec = importlib.util.spec_from_file_location(
+        PACKAGE, folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[PACKAGE] = module
     try:

@@ -25,6 +25,7 @@ whose object names and coverage the engine reads from the same EXR files; the us
 and their pass indices are never touched. The ``sequencer`` route renders a ``matte`` strip too,
 isolated like the strip, at the same timeline frames, into its own folder.
 """
+
 import json
 import sys
 from pathlib import Path
@@ -75,10 +76,18 @@ def sequencer_frames(scene, strip, matte=None):
     with ``matte`` (``{"strip", "folder"}``) each frame of that strip at the same timeline frame too,
     under the frame's own name in its folder."""
     isolate(scene.sequence_editor, strip.name)
-    apply([(scene.render, "resolution_percentage", 100), (scene.render, "use_sequencer", True),
-           (scene.view_settings, "view_transform", "Standard"), (scene.view_settings, "look", "None"),
-           (scene.view_settings, "exposure", 0.0), (scene.view_settings, "gamma", 1.0),
-           (scene.view_settings, "use_curve_mapping", False)] + compat.png_rgb8(scene.render.image_settings))
+    apply(
+        [
+            (scene.render, "resolution_percentage", 100),
+            (scene.render, "use_sequencer", True),
+            (scene.view_settings, "view_transform", "Standard"),
+            (scene.view_settings, "look", "None"),
+            (scene.view_settings, "exposure", 0.0),
+            (scene.view_settings, "gamma", 1.0),
+            (scene.view_settings, "use_curve_mapping", False),
+        ]
+        + compat.png_rgb8(scene.render.image_settings)
+    )
     start = compat.get(strip, "frame_final_start")
 
     def render(index, path):
@@ -88,6 +97,7 @@ def sequencer_frames(scene, strip, matte=None):
             isolate(scene.sequence_editor, matte["strip"])
             render_still(scene, Path(matte["folder"]) / Path(path).with_suffix(".png").name)
             isolate(scene.sequence_editor, strip.name)
+
     return ".png", render
 
 
@@ -102,13 +112,16 @@ def layer_frames(scene, layer, frames, vector=True, alpha_folder=None, cryptomat
     render = scene.render
     warnings = []
     if vector and render.use_motion_blur:
-        warnings.append(f"motion blur of scene '{scene.name}' is off in the export "
-                        "(the Vector pass is empty with it on)")
-    apply([(render, "use_sequencer", False), (layer, "use_pass_vector", vector)]
-          + ([(layer, "use_pass_cryptomatte_object", True)] if cryptomatte else [])
-          + ([(render, "use_motion_blur", False)] if vector else [])
-          + [(other, "use", other == layer) for other in scene.view_layers]  # 5.2 writes every used layer
-          + compat.multilayer_exr(render.image_settings))
+        warnings.append(
+            f"motion blur of scene '{scene.name}' is off in the export (the Vector pass is empty with it on)"
+        )
+    apply(
+        [(render, "use_sequencer", False), (layer, "use_pass_vector", vector)]
+        + ([(layer, "use_pass_cryptomatte_object", True)] if cryptomatte else [])
+        + ([(render, "use_motion_blur", False)] if vector else [])
+        + [(other, "use", other == layer) for other in scene.view_layers]  # 5.2 writes every used layer
+        + compat.multilayer_exr(render.image_settings)
+    )
     problem = moving_ortho_camera(scene, layer, frames) if vector and compat.ORTHO_VECTOR_BROKEN else None
 
     def render_frame(index, path):
@@ -116,6 +129,7 @@ def layer_frames(scene, layer, frames, vector=True, alpha_folder=None, cryptomat
         render_still(scene, path, layer)
         if alpha_folder is not None:
             save_alpha(scene, Path(alpha_folder) / Path(path).with_suffix(".png").name)
+
     return ".exr", render_frame, warnings, problem
 
 
@@ -135,8 +149,12 @@ def scene_frames(strip, vector=True, cryptomatte=False):
     if strip.scene_camera:
         inner.camera = strip.scene_camera
     # The scene frame shown at the strip's first visible frame.
-    first = (inner.frame_start + compat.get(strip, "animation_offset_start")
-             + compat.get(strip, "frame_final_start") - round(compat.get(strip, "frame_start")))
+    first = (
+        inner.frame_start
+        + compat.get(strip, "animation_offset_start")
+        + compat.get(strip, "frame_final_start")
+        - round(compat.get(strip, "frame_start"))
+    )
     count = compat.get(strip, "frame_final_duration")
     return layer_frames(inner, layer, range(first, first + count), vector, cryptomatte=cryptomatte)
 
@@ -155,8 +173,14 @@ def render_frames(scene, request):
     """Route ``render``: (suffix, render(index, path), warnings, vector_problem) for a scene's own
     frame range (or the request's ``frames``) at its output size, as Render Animation renders it."""
     layer = scene.view_layers[request["layer"]]
-    return layer_frames(scene, layer, render_range(scene, request), request["vector"], request.get("alpha_folder"),
-                        request.get("cryptomatte", False))
+    return layer_frames(
+        scene,
+        layer,
+        render_range(scene, request),
+        request["vector"],
+        request.get("alpha_folder"),
+        request.get("cryptomatte", False),
+    )
 
 
 def moving_ortho_camera(scene, layer, frames):
@@ -172,12 +196,12 @@ def moving_ortho_camera(scene, layer, frames):
         scene.frame_set(frame)
         evaluated = cam.evaluated_get(layer.depsgraph)
         return evaluated.matrix_world.copy(), evaluated.data.ortho_scale
+
     first = pose(frames[0])
     for f in frames[1:]:
         m, scale = pose(f)
         if max(abs(a - b) for ra, rb in zip(m, first[0]) for a, b in zip(ra, rb)) > 1e-6 or scale != first[1]:
-            return (f"the orthographic camera '{cam.name}' moves, for which Cycles writes a wrong "
-                    "Vector pass")
+            return f"the orthographic camera '{cam.name}' moves, for which Cycles writes a wrong Vector pass"
     return None
 
 
@@ -228,8 +252,11 @@ def export(request):
         render(i, path)
         emit("frame", frame=n + 1, frames=count, path=str(path))
     vector = request["route"] in ("scene", "render") and request.get("vector", True)
-    done = {"frames": count, "vector": vector and problem is None,
-            "warnings": warnings + ([problem] if problem else [])}
+    done = {
+        "frames": count,
+        "vector": vector and problem is None,
+        "warnings": warnings + ([problem] if problem else []),
+    }
     if request.get("matte"):
         done["matte"] = count
     (folder / DONE).write_text(json.dumps(done))

@@ -1,4 +1,5 @@
 """The stylised frames come back as an image-sequence strip (above the source strip)."""
+
 import bpy
 
 from . import compat
@@ -14,8 +15,11 @@ def container(sequence_editor, strip):
 
 def free_channel(strips, above, start, end):
     """Lowest channel above ``above`` with no strip overlapping frames ``[start, end)``."""
-    busy = {s.channel for s in strips if compat.get(s, "frame_final_start") < end
-            and compat.get(s, "frame_final_end") > start}
+    busy = {
+        s.channel
+        for s in strips
+        if compat.get(s, "frame_final_start") < end and compat.get(s, "frame_final_end") > start
+    }
     for channel in range(above + 1, MAX_CHANNEL + 1):
         if channel not in busy:
             return channel
@@ -24,8 +28,14 @@ def free_channel(strips, above, start, end):
 
 def add_result_strip(scene, source, frame_paths):
     """New image strip of ``frame_paths`` over the source's range, above it, selected and active."""
-    return add_image_strip(scene, container(scene.sequence_editor, source), f"{source.name} (stylized)", frame_paths,
-                           compat.get(source, "frame_final_start"), source.channel)
+    return add_image_strip(
+        scene,
+        container(scene.sequence_editor, source),
+        f"{source.name} (stylized)",
+        frame_paths,
+        compat.get(source, "frame_final_start"),
+        source.channel,
+    )
 
 
 def add_image_strip(scene, strips, name, frame_paths, start, above):

@@ -20,6 +20,7 @@ engine's events. The strip is exported again on every run: a saved .blend holds 
 addresses that change from save to save, so no cheap test tells an unchanged scene from
 a changed one, while the engine's content identity tells unchanged frames at once.
 """
+
 import json
 import sys
 import time
@@ -70,11 +71,13 @@ class Job:
     Holds no Blender data between steps: the scene and strip are looked up by name again.
     Subclasses (``RenderJob``) change what is exported and what is done with the result.
     """
+
     phases = ("save", "export", "stylize")
 
     def __init__(self, scene, strip, style, options, vector, regions=None):
-        self._start(scene, bpy.path.clean_name(strip.name), compat.get(strip, "frame_final_duration"), style, options,
-                    regions)
+        self._start(
+            scene, bpy.path.clean_name(strip.name), compat.get(strip, "frame_final_duration"), style, options, regions
+        )
         self.strip_name, self.vector = strip.name, vector
         # A scene strip's regions come from its render's Cryptomatte pass: the scene route.
         self.route = "scene" if vector or (regions or {}).get("cryptomatte") else "sequencer"
@@ -133,8 +136,13 @@ class Job:
         """Save a copy of the file (as it is now) and start the export in a child Blender."""
         self.folder.mkdir(parents=True, exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=str(self.blend), copy=True)
-        request = {"blend": str(self.blend), "scene": self.scene_name, "folder": str(self.frames),
-                   "route": self.route, **self._export_request()}
+        request = {
+            "blend": str(self.blend),
+            "scene": self.scene_name,
+            "folder": str(self.frames),
+            "route": self.route,
+            **self._export_request(),
+        }
         self.process = self._child_blender("export", request, "export.log")
         self.phase, self.stage, self.detail = "export", "Rendering frames", f"0/{self.count}"
         self._lap("save")
@@ -155,9 +163,11 @@ class Job:
     def _child_blender(self, module, request, log):
         """Run ``<module>.main(request)`` of this package in a background Blender; its Process."""
         package = Path(__file__).resolve().parent
-        code = ("import importlib, sys, warnings; warnings.simplefilter('default', DeprecationWarning); "
-                f"sys.path.insert(0, {str(package.parent)!r}); "
-                f"importlib.import_module({package.name + '.' + module!r}).main({json.dumps(request)!r})")
+        code = (
+            "import importlib, sys, warnings; warnings.simplefilter('default', DeprecationWarning); "
+            f"sys.path.insert(0, {str(package.parent)!r}); "
+            f"importlib.import_module({package.name + '.' + module!r}).main({json.dumps(request)!r})"
+        )
         binary = bpy.app.binary_path or sys.executable
         cmd = worker.blender_command(binary, code, module=not bpy.app.binary_path)
         return worker.Process(cmd, cwd=self.folder, log_path=self.folder / log)
@@ -170,7 +180,9 @@ class Job:
             return {}
         frames = [p for p in self.frames.iterdir() if engine_tables.is_frame(p.name)]
         if (self.regions or {}).get("matte"):
-            mattes = [p for p in self.mattes.iterdir() if engine_tables.is_frame(p.name)] if self.mattes.is_dir() else []
+            mattes = (
+                [p for p in self.mattes.iterdir() if engine_tables.is_frame(p.name)] if self.mattes.is_dir() else []
+            )
             if not len(mattes) == record.get("matte") == self.count:
                 return {}
         return record if len(frames) == record.get("frames") == self.count else {}
@@ -223,8 +235,10 @@ class Job:
             return
         missing = [p for p in self.paths if not Path(p).is_file()]
         if len(self.paths) != self.outputs or missing:
-            self._fail(f"The engine finished with {len(self.paths) - len(missing)} of {self.outputs} frames. "
-                       f"Log: {self.folder / 'worker.log'}")
+            self._fail(
+                f"The engine finished with {len(self.paths) - len(missing)} of {self.outputs} frames. "
+                f"Log: {self.folder / 'worker.log'}"
+            )
             return
         self._stylized()
 
@@ -280,8 +294,9 @@ class Job:
             if e.get("fraction") is not None:  # the engine's share of the time (its cost model)
                 self.fraction = max(self.fraction, e["fraction"])
             else:
-                self.fraction = ((e["pass"] - 1) * frames + e["frame"] - 1
-                                 + e["iteration"] / max(e["iterations"], 1)) / (frames * passes)
+                self.fraction = (
+                    (e["pass"] - 1) * frames + e["frame"] - 1 + e["iteration"] / max(e["iterations"], 1)
+                ) / (frames * passes)
             self.detail = f"Frame {e['frame']}/{frames}"
             if passes > 1:
                 self.detail += f", pass {e['pass']}/{passes}"
@@ -312,8 +327,11 @@ class Job:
         self._cleanup()
 
 
-PREVIEW_IMAGES = {"preview": "Stylize Preview", "input": "Stylize Preview Input",  # the images a preview replaces,
-                  "compare": "Stylize Preview Compare"}  # by the engine's ``preview`` event's kinds
+PREVIEW_IMAGES = {
+    "preview": "Stylize Preview",
+    "input": "Stylize Preview Input",  # the images a preview replaces,
+    "compare": "Stylize Preview Compare",
+}  # by the engine's ``preview`` event's kinds
 PREVIEW_IMAGE, PREVIEW_INPUT = PREVIEW_IMAGES["preview"], PREVIEW_IMAGES["input"]
 
 
@@ -322,6 +340,7 @@ class PreviewJob(Job):
     same export request otherwise), the engine's ``preview --at 1`` of it with the strip's options and results
     folder, whose shared looks (the engine's ``looks.py``) the strip's job finds (fast mode: the frame as a
     keyframe; quality mode: frame 1). The results replace the images ``PREVIEW_IMAGES``."""
+
     command = "preview"
 
     def __init__(self, scene, strip, style, options, vector, regions, at):
@@ -373,7 +392,9 @@ class PreviewJob(Job):
         self._done()
 
 
-WARM_ENGINE_LOG = "warm-engine.log"  # in ``request.jobs_root()``: the warm engine's own output (each preview's is in its job folder)
+WARM_ENGINE_LOG = (
+    "warm-engine.log"  # in ``request.jobs_root()``: the warm engine's own output (each preview's is in its job folder)
+)
 
 
 def warm_engine():
@@ -412,8 +433,6 @@ def show_in_editors(side_by_side):
                 area.tag_redraw()
 
 
-
-
 class RenderPreviewJob(PreviewJob):
     """The scene's current frame rendered alone (its view layer, the Cryptomatte pass for regions, no Vector pass:
     the animation's job renders one, so it does not find this look) and stylised as a one-frame job's preview."""
@@ -432,14 +451,20 @@ class RenderPreviewJob(PreviewJob):
         return f"Previewed frame {self.scene_frame} of scene '{self.scene_name}'"
 
     def _export_request(self):
-        return {"layer": self.layer, "vector": False, "cryptomatte": bool(self.regions), "alpha_folder": None,
-                "frames": [self.scene_frame]}
+        return {
+            "layer": self.layer,
+            "vector": False,
+            "cryptomatte": bool(self.regions),
+            "alpha_folder": None,
+            "frames": [self.scene_frame],
+        }
 
 
 class RenderJob(Job):
     """Stylise a scene's render animation: save a copy -> render the frame range with the Vector
     pass (the scene-strip export's ``layer_frames``) -> stylise -> write the frames to the output
     path (``output.main`` in a child Blender) -> optionally add them to a sequencer as a strip."""
+
     phases = ("save", "export", "stylize", "deliver")
     keep_blend_until = "deliver"
 
@@ -467,15 +492,27 @@ class RenderJob(Job):
             output.temp_path(Path(target)).unlink(missing_ok=True)
 
     def _export_request(self):
-        return {"layer": self.layer, "vector": self.vector, "cryptomatte": bool(self.regions),
-                "alpha_folder": str(self.alpha) if self.alpha else None}
+        return {
+            "layer": self.layer,
+            "vector": self.vector,
+            "cryptomatte": bool(self.regions),
+            "alpha_folder": str(self.alpha) if self.alpha else None,
+        }
 
     def _stylized(self):
         """Write the engine's frames to the output paths in a child Blender (the scene's image format)."""
-        alphas = ([str(self.alpha / engine_tables.jobdir.frame_name(i, ".png")) for i in range(self.count)] if self.alpha
-                  else [None] * self.count)
-        request = {"blend": str(self.blend), "scene": self.scene_name, "job_folder": str(self.folder),
-                   "overwrite": self.overwrite, "frames": list(zip(self.paths, alphas, self.targets))}
+        alphas = (
+            [str(self.alpha / engine_tables.jobdir.frame_name(i, ".png")) for i in range(self.count)]
+            if self.alpha
+            else [None] * self.count
+        )
+        request = {
+            "blend": str(self.blend),
+            "scene": self.scene_name,
+            "job_folder": str(self.folder),
+            "overwrite": self.overwrite,
+            "frames": list(zip(self.paths, alphas, self.targets)),
+        }
         self.process = self._child_blender("output", request, "output.log")
         self.phase, self.stage, self.fraction, self.detail = "deliver", "Writing frames", 0.0, f"0/{self.count}"
 
@@ -496,13 +533,20 @@ class RenderJob(Job):
         if scene is None:
             self.warnings.append(f"Scene '{self.sequencer_scene}' is gone: no strip was added")
             return
-        strip = importer.add_image_strip(scene, compat.strips(scene.sequence_editor_create()),
-                                         f"{self.scene_name} (stylized)", [Path(t) for t in self.targets],
-                                         self.first_frame, above=0)
+        strip = importer.add_image_strip(
+            scene,
+            compat.strips(scene.sequence_editor_create()),
+            f"{self.scene_name} (stylized)",
+            [Path(t) for t in self.targets],
+            self.first_frame,
+            above=0,
+        )
         self.result_name = strip.name
         if scene.name == self.scene_name and scene.render.use_sequencer:
-            self.warnings.append(f"The strip is in scene '{scene.name}''s own sequencer, so its renders now show "
-                                 "the sequencer (Output Properties > Post Processing > Sequencer)")
+            self.warnings.append(
+                f"The strip is in scene '{scene.name}''s own sequencer, so its renders now show "
+                "the sequencer (Output Properties > Post Processing > Sequencer)"
+            )
 
 
 def format_seconds(seconds):

@@ -2,6 +2,7 @@
 ``render.stylize_preview`` (modal with a timer in the UI,
 synchronous in background mode), ``sequencer.stylize_cancel`` and the keyframe list's
 ``sequencer.stylize_keyframe_add/remove``, and the region list's ``stylize.region_add/remove``."""
+
 import atexit
 import time
 
@@ -49,8 +50,7 @@ class StylizeRun:
             self.report({"INFO"}, f"{job.summary} ({job.count} frames; {times})")
             return {"FINISHED"}
         if job.state == "cancelled":
-            self.report({"WARNING"}, f"Stylize cancelled: finished frames stay in {job.out or job.folder} "
-                                     "for a resume")
+            self.report({"WARNING"}, f"Stylize cancelled: finished frames stay in {job.out or job.folder} for a resume")
         else:
             self.report({"ERROR"}, job.error)
         return {"CANCELLED"}
@@ -104,16 +104,19 @@ def job_running(cls):
 
 class SEQUENCER_OT_stylize_strip(StylizeRun, bpy.types.Operator):
     """Stylise the active strip with the style image into a new image strip above it"""
+
     bl_idname = "sequencer.stylize_strip"
     bl_label = "Stylize Strip"
     # UNDO: the new strip is one undo step. No REGISTER: "Adjust Last Operation" would re-run
     # the whole job synchronously.
     bl_options = {"UNDO"}
 
-    strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
-                          description="Name of the strip to stylise (default: the active strip)")
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene holding the strip (default: the sequencer's scene)")
+    strip: StringProperty(
+        name="Strip", options={"SKIP_SAVE"}, description="Name of the strip to stylise (default: the active strip)"
+    )
+    scene: StringProperty(
+        name="Scene", options={"SKIP_SAVE"}, description="Scene holding the strip (default: the sequencer's scene)"
+    )
 
     @classmethod
     def poll(cls, context):
@@ -134,13 +137,16 @@ class SEQUENCER_OT_stylize_strip(StylizeRun, bpy.types.Operator):
 class SEQUENCER_OT_stylize_preview(StylizeRun, bpy.types.Operator):
     """Stylise the current frame of the active strip with the current settings and show it (the image
     'Stylize Preview'); the strip's job reuses it (fast mode: as a keyframe; quality mode: its first frame)"""
+
     bl_idname = "sequencer.stylize_preview"
     bl_label = "Preview Frame"
 
-    strip: StringProperty(name="Strip", options={"SKIP_SAVE"},
-                          description="Name of the strip to preview (default: the active strip)")
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene holding the strip (default: the sequencer's scene)")
+    strip: StringProperty(
+        name="Strip", options={"SKIP_SAVE"}, description="Name of the strip to preview (default: the active strip)"
+    )
+    scene: StringProperty(
+        name="Scene", options={"SKIP_SAVE"}, description="Scene holding the strip (default: the sequencer's scene)"
+    )
 
     poll = SEQUENCER_OT_stylize_strip.poll
 
@@ -151,12 +157,14 @@ class SEQUENCER_OT_stylize_preview(StylizeRun, bpy.types.Operator):
 class RENDER_OT_stylize_animation(StylizeRun, bpy.types.Operator):
     """Render the scene's animation with the Vector pass, stylise it and write the frames to the
     output path (or the chosen folder); the scene's Style Transfer settings apply"""
+
     bl_idname = "render.stylize_animation"
     bl_label = "Stylize Animation"
     bl_options = {"UNDO"}  # "Add to Sequencer": the new strip is one undo step
 
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene to render and stylise (default: the active scene)")
+    scene: StringProperty(
+        name="Scene", options={"SKIP_SAVE"}, description="Scene to render and stylise (default: the active scene)"
+    )
 
     @classmethod
     def poll(cls, context):
@@ -169,11 +177,13 @@ class RENDER_OT_stylize_animation(StylizeRun, bpy.types.Operator):
 class RENDER_OT_stylize_preview(StylizeRun, bpy.types.Operator):
     """Render the scene's current frame, stylise it with the scene's Style Transfer settings and show it (the
     image 'Stylize Preview')"""
+
     bl_idname = "render.stylize_preview"
     bl_label = "Preview Frame"
 
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene to preview (default: the active scene)")
+    scene: StringProperty(
+        name="Scene", options={"SKIP_SAVE"}, description="Scene to preview (default: the active scene)"
+    )
 
     poll = RENDER_OT_stylize_animation.poll
 
@@ -183,6 +193,7 @@ class RENDER_OT_stylize_preview(StylizeRun, bpy.types.Operator):
 
 class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
     """Stop the running stylize job; finished frames are kept so the next run resumes"""
+
     bl_idname = "sequencer.stylize_cancel"
     bl_label = "Cancel Stylize"
 
@@ -197,6 +208,7 @@ class SEQUENCER_OT_stylize_cancel(bpy.types.Operator):
 
 class KeyframeListOperator:
     """An undoable change of the keyframe list of the sequencer's scene."""
+
     bl_options = {"UNDO"}
 
     @classmethod
@@ -206,6 +218,7 @@ class KeyframeListOperator:
 
 class SEQUENCER_OT_stylize_keyframe_add(KeyframeListOperator, bpy.types.Operator):
     """Make the current frame a keyframe of fast mode (give it a painted image to use yours)"""
+
     bl_idname = "sequencer.stylize_keyframe_add"
     bl_label = "Add Keyframe"
 
@@ -217,6 +230,7 @@ class SEQUENCER_OT_stylize_keyframe_add(KeyframeListOperator, bpy.types.Operator
 
 class SEQUENCER_OT_stylize_keyframe_remove(KeyframeListOperator, bpy.types.Operator):
     """Remove the selected keyframe from the list"""
+
     bl_idname = "sequencer.stylize_keyframe_remove"
     bl_label = "Remove Keyframe"
 
@@ -258,12 +272,16 @@ def region_settings(operator, context):
 
 class STYLIZE_OT_region_add(bpy.types.Operator):
     """Add a region: an object or collection with its own style (or kept as it is)"""
+
     bl_idname = "stylize.region_add"
     bl_label = "Add Region"
     bl_options = {"UNDO"}
 
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene whose settings hold the list (default: the sequencer's scene)")
+    scene: StringProperty(
+        name="Scene",
+        options={"SKIP_SAVE"},
+        description="Scene whose settings hold the list (default: the sequencer's scene)",
+    )
 
     def execute(self, context):
         settings = region_settings(self, context)
@@ -276,12 +294,16 @@ class STYLIZE_OT_region_add(bpy.types.Operator):
 
 class STYLIZE_OT_region_remove(bpy.types.Operator):
     """Remove the selected region from the list"""
+
     bl_idname = "stylize.region_remove"
     bl_label = "Remove Region"
     bl_options = {"UNDO"}
 
-    scene: StringProperty(name="Scene", options={"SKIP_SAVE"},
-                          description="Scene whose settings hold the list (default: the sequencer's scene)")
+    scene: StringProperty(
+        name="Scene",
+        options={"SKIP_SAVE"},
+        description="Scene whose settings hold the list (default: the sequencer's scene)",
+    )
 
     def execute(self, context):
         settings = region_settings(self, context)
@@ -297,9 +319,17 @@ def cancel_running(*_args):
         jobs.current.cancel()
 
 
-classes = (SEQUENCER_OT_stylize_strip, SEQUENCER_OT_stylize_preview, RENDER_OT_stylize_animation,
-           RENDER_OT_stylize_preview, SEQUENCER_OT_stylize_cancel, SEQUENCER_OT_stylize_keyframe_add,
-           SEQUENCER_OT_stylize_keyframe_remove, STYLIZE_OT_region_add, STYLIZE_OT_region_remove)
+classes = (
+    SEQUENCER_OT_stylize_strip,
+    SEQUENCER_OT_stylize_preview,
+    RENDER_OT_stylize_animation,
+    RENDER_OT_stylize_preview,
+    SEQUENCER_OT_stylize_cancel,
+    SEQUENCER_OT_stylize_keyframe_add,
+    SEQUENCER_OT_stylize_keyframe_remove,
+    STYLIZE_OT_region_add,
+    STYLIZE_OT_region_remove,
+)
 
 
 def register():

@@ -14,6 +14,7 @@ colour depth, RGB/RGBA, codec), under the Standard view transform set on the cop
 values. The rendered alpha is kept where the output has an alpha channel and the film is
 transparent. Each file is written under a temporary name beside its target and renamed.
 """
+
 import array
 import json
 import os
@@ -86,9 +87,11 @@ def format_problem(scene):
     """Why the scene's output format cannot take the stylised frames (a movie), or None. Checked before
     ``targets``: Blender creates a movie's folder when asked for its path."""
     if scene.render.is_movie_format:
-        return (f"The output format of scene '{scene.name}' is a movie "
-                f"({scene.render.image_settings.file_format}): choose an image format (PNG, OpenEXR, ...) "
-                "in Output Properties")
+        return (
+            f"The output format of scene '{scene.name}' is a movie "
+            f"({scene.render.image_settings.file_format}): choose an image format (PNG, OpenEXR, ...) "
+            "in Output Properties"
+        )
     return None
 
 
@@ -99,14 +102,17 @@ def check(paths, overwrite, record):
             return f"Cannot write the stylised frames to {folder}: {problem}; choose another output path"
     existing = [p for p in paths if p.exists() and not is_own(p, record)]
     if existing and not overwrite:
-        return (f"{len(existing)} of the {len(paths)} output files already exist, e.g. {existing[0]}: "
-                "tick Overwrite or choose another output folder")
+        return (
+            f"{len(existing)} of the {len(paths)} output files already exist, e.g. {existing[0]}: "
+            "tick Overwrite or choose another output folder"
+        )
     if dirs := [p for p in existing if p.is_dir()]:
         return f"The output path {dirs[0]} is a folder"
     return None
 
 
 # -- in the child Blender ---------------------------------------------------------------------
+
 
 def srgb_to_linear(v):
     """Inverse of the sRGB transfer function (Blender's Standard view), for float outputs."""
@@ -145,8 +151,11 @@ def stylised_image(frame_path, alpha_path):
         rgba = np.asarray(linear, np.float32)[np.rint(rgba * 255).astype(np.intp)]
     else:  # the same table, element by element (about 1 s a 1080p frame)
         rgba = array.array("f", map(linear.__getitem__, map(round, map((255.0).__mul__, rgba))))
-    rgba[3::4] = pixels(alpha_path)[0][3::4] if alpha_path else (
-        np.ones(w * h, np.float32) if np else array.array("f", [1.0]) * (w * h))
+    rgba[3::4] = (
+        pixels(alpha_path)[0][3::4]
+        if alpha_path
+        else (np.ones(w * h, np.float32) if np else array.array("f", [1.0]) * (w * h))
+    )
     image = bpy.data.images.new("stylized", w, h, alpha=True, float_buffer=True)
     image.pixels.foreach_set(rgba)
     return image
@@ -163,10 +172,16 @@ def deliver(request):
     scene = bpy.data.scenes.get(request["scene"])
     if scene is None:
         raise RuntimeError(f"scene '{request['scene']}' not found in the saved copy")
-    export.apply([(scene.display_settings, "display_device", "sRGB"),
-                  (scene.view_settings, "view_transform", "Standard"), (scene.view_settings, "look", "None"),
-                  (scene.view_settings, "exposure", 0.0), (scene.view_settings, "gamma", 1.0),
-                  (scene.view_settings, "use_curve_mapping", False)])
+    export.apply(
+        [
+            (scene.display_settings, "display_device", "sRGB"),
+            (scene.view_settings, "view_transform", "Standard"),
+            (scene.view_settings, "look", "None"),
+            (scene.view_settings, "exposure", 0.0),
+            (scene.view_settings, "gamma", 1.0),
+            (scene.view_settings, "use_curve_mapping", False),
+        ]
+    )
     folder, items = Path(request["job_folder"]), request["frames"]
     record = read_record(folder)
     if record.get("complete", True):
@@ -174,8 +189,9 @@ def deliver(request):
     for i, (stylised, alpha, target) in enumerate(items):
         target = Path(target)
         if target.exists() and not request["overwrite"] and not is_own(target, record):
-            raise RuntimeError(f"{target} appeared while the job ran: not overwritten "
-                               "(tick Overwrite or choose another output folder)")
+            raise RuntimeError(
+                f"{target} appeared while the job ran: not overwritten (tick Overwrite or choose another output folder)"
+            )
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(target)
         image = stylised_image(stylised, alpha)

@@ -1,6 +1,7 @@
 """The sequencer sidebar's Stylize tab (and its Keyframes sub-panel in fast mode, and Regions);
 Output Properties' Style Transfer panel (and its Regions) and the Render menu's Stylize Animation…
 for the scene's render animation."""
+
 import os
 
 import bpy
@@ -74,6 +75,7 @@ def draw_job(layout, draw_run):
 
 class SidebarPanel:
     """A panel of the Sequencer sidebar's Stylize tab, shown while the sequencer shows a scene."""
+
     bl_space_type = "SEQUENCE_EDITOR"
     bl_region_type = "UI"
     bl_category = "Stylize"
@@ -114,8 +116,11 @@ class SEQUENCER_PT_stylize(SidebarPanel, bpy.types.Panel):
         row.scale_y = 1.5
         # The operator's poll() disables the button and says why in its tooltip.
         supported = strip is not None and strip.type in request.SUPPORTED
-        row.operator("sequencer.stylize_strip", icon="BRUSH_DATA",
-                     text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip")
+        row.operator(
+            "sequencer.stylize_strip",
+            icon="BRUSH_DATA",
+            text=f"Stylize '{strip.name}'" if supported else "Select a movie, image or scene strip",
+        )
         if supported:
             row.operator("sequencer.stylize_preview", icon="IMAGE_DATA", text="Preview Frame")
         draw_preview(layout, scene.video_stylize)
@@ -147,6 +152,7 @@ class SEQUENCER_UL_stylize_keyframes(bpy.types.UIList):
 
 class SEQUENCER_PT_stylize_keyframes(SidebarPanel, bpy.types.Panel):
     """Fast mode's keyframes: the strip's first frame always; others from this list."""
+
     bl_label = "Keyframes"
     bl_parent_id = "SEQUENCER_PT_stylize"
 
@@ -157,14 +163,19 @@ class SEQUENCER_PT_stylize_keyframes(SidebarPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = compat.sequencer_scene(context).video_stylize
-        status.draw_wrapped(layout, "The strip's first frame (and the first after each cut) is stylised and "
-                                    "carried to the others. Add frames to stylise too, or give one your painted "
-                                    "version of it.", icon="INFO")
+        status.draw_wrapped(
+            layout,
+            "The strip's first frame (and the first after each cut) is stylised and "
+            "carried to the others. Add frames to stylise too, or give one your painted "
+            "version of it.",
+            icon="INFO",
+        )
         layout.prop(settings, "keyframe_method")
         layout.prop(settings, "keyframe_every")
         row = layout.row()
-        row.template_list("SEQUENCER_UL_stylize_keyframes", "", settings, "keyframes", settings, "keyframe_index",
-                          rows=3)
+        row.template_list(
+            "SEQUENCER_UL_stylize_keyframes", "", settings, "keyframes", settings, "keyframe_index", rows=3
+        )
         buttons = row.column(align=True)
         buttons.operator("sequencer.stylize_keyframe_add", icon="ADD", text="")
         buttons.operator("sequencer.stylize_keyframe_remove", icon="REMOVE", text="")
@@ -193,8 +204,12 @@ def draw_look(layout, item):
 
 def draw_region_list(layout, settings, scene):
     """The object/collection region list of ``scene``'s settings, its +/- and the active region."""
-    status.draw_wrapped(layout, "Scene strips and Stylize Animation: objects or collections get their own "
-                                "style (Cycles or EEVEE: the Cryptomatte pass tells them apart).", icon="INFO")
+    status.draw_wrapped(
+        layout,
+        "Scene strips and Stylize Animation: objects or collections get their own "
+        "style (Cycles or EEVEE: the Cryptomatte pass tells them apart).",
+        icon="INFO",
+    )
     row = layout.row()
     row.template_list("STYLIZE_UL_regions", "", settings, "regions", settings, "region_index", rows=3)
     buttons = row.column(align=True)
@@ -210,8 +225,12 @@ def draw_region_list(layout, settings, scene):
 
 def draw_matte(layout, settings, scene):
     """The matte strip of movie and image strips and its white part's look."""
-    status.draw_wrapped(layout, "Movie and image strips: the white part of the matte strip (e.g. a mask "
-                                "strip) at the same frames gets its own style.", icon="INFO")
+    status.draw_wrapped(
+        layout,
+        "Movie and image strips: the white part of the matte strip (e.g. a mask "
+        "strip) at the same frames gets its own style.",
+        icon="INFO",
+    )
     if scene.sequence_editor:
         layout.prop_search(settings, "matte_strip", scene.sequence_editor, compat.STRIPS_ALL, icon="SEQUENCE")
     else:
@@ -221,6 +240,7 @@ def draw_matte(layout, settings, scene):
 
 class SEQUENCER_PT_stylize_regions(SidebarPanel, bpy.types.Panel):
     """Regions: objects (scene strips) or a matte's white part (movie and image strips) with their own style."""
+
     bl_label = "Regions"
     bl_parent_id = "SEQUENCER_PT_stylize"
     bl_options = {"DEFAULT_CLOSED"}
@@ -247,6 +267,7 @@ class SEQUENCER_PT_stylize_regions(SidebarPanel, bpy.types.Panel):
 class RENDER_PT_stylize_animation(bpy.types.Panel):
     """Output Properties > Style Transfer: the scene's settings, where the stylised animation goes,
     and the Stylize Animation button (also opened from Render > Stylize Animation…)."""
+
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
     bl_context = "output"
@@ -275,6 +296,7 @@ class RENDER_PT_stylize_animation(bpy.types.Panel):
 
 class RENDER_PT_stylize_regions(bpy.types.Panel):
     """Output Properties > Style Transfer > Regions: objects or collections with their own style."""
+
     bl_space_type = "PROPERTIES"
     bl_region_type = "WINDOW"
     bl_context = "output"
@@ -298,12 +320,20 @@ class RENDER_PT_stylize_regions(bpy.types.Panel):
 def render_menu(self, _context):
     """Render > Stylize Animation…: the Style Transfer panel as a pop-up, with its button."""
     self.layout.separator()
-    self.layout.operator("wm.call_panel", text="Stylize Animation…", icon="BRUSH_DATA").name = \
-        RENDER_PT_stylize_animation.__name__
+    self.layout.operator(
+        "wm.call_panel", text="Stylize Animation…", icon="BRUSH_DATA"
+    ).name = RENDER_PT_stylize_animation.__name__
 
 
-classes = (SEQUENCER_PT_stylize, SEQUENCER_UL_stylize_keyframes, SEQUENCER_PT_stylize_keyframes,
-           STYLIZE_UL_regions, SEQUENCER_PT_stylize_regions, RENDER_PT_stylize_animation, RENDER_PT_stylize_regions)
+classes = (
+    SEQUENCER_PT_stylize,
+    SEQUENCER_UL_stylize_keyframes,
+    SEQUENCER_PT_stylize_keyframes,
+    STYLIZE_UL_regions,
+    SEQUENCER_PT_stylize_regions,
+    RENDER_PT_stylize_animation,
+    RENDER_PT_stylize_regions,
+)
 
 
 def register():

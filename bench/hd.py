@@ -10,34 +10,44 @@
   ``--plans`` (computed, no device needed: e.g. ``cuda:12`` = a CUDA device with 12 GB free).
 ``--device`` is where the run happens (cpu here).
 """
+
 import json
 import subprocess
 import sys
 import time
 
-from stylize_core.network import memory
 from stylize_core.io.frames import write_png
+from stylize_core.network import memory
 from stylize_core.settings import Settings
 
 from .common import ROOT, Table, print_header, random_spec, read_image, style_path
 from .speed import CLIP, RSS_WRAPPER
 
-GB = 2 ** 30
+GB = 2**30
 
 
 def add_arguments(parser):
     parser.add_argument("--device", default="cpu", help="cpu | cuda | mps: where the run happens (default cpu)")
     parser.add_argument("--size", default="1920x1080", help="frame size WxH (default 1920x1080)")
     parser.add_argument("--iterations", type=int, default=2, help="L-BFGS iterations per frame (default 2)")
-    parser.add_argument("--plans", default="cpu:now,cuda:24,cuda:12,cuda:8,cuda:6,cuda:4",
-                        help="DEVICE:GB (or cpu:now = this machine's free memory) to plan for")
+    parser.add_argument(
+        "--plans",
+        default="cpu:now,cuda:24,cuda:12,cuda:8,cuda:6,cuda:4",
+        help="DEVICE:GB (or cpu:now = this machine's free memory) to plan for",
+    )
     parser.add_argument("--no-run", action="store_true", help="only the plans")
 
 
 def plans(size, entries):
     s = Settings()
-    table = Table("device", "free GB", "as asked GB", "plan", "planned GB",
-                  title=f"Memory plan at {size[0]}x{size[1]} (standard preset, computed)")
+    table = Table(
+        "device",
+        "free GB",
+        "as asked GB",
+        "plan",
+        "planned GB",
+        title=f"Memory plan at {size[0]}x{size[1]} (standard preset, computed)",
+    )
     for entry in entries.split(","):
         device, free = entry.split(":")
         free = memory.available(device) if free == "now" else float(free) * GB
@@ -46,8 +56,10 @@ def plans(size, entries):
             table.add(device, free / GB, p.requested / GB, ", ".join(p.changes) or "as asked", p.need / GB)
         except memory.StylizeError as e:
             table.add(device, free / GB, memory.estimate(size, s, device)["total"] / GB, f"refused: {e}", "-")
-    table.notes.append("Order: a shorter L-BFGS history (50, 20, 10), then checkpointing, then a lower scale "
-                       "(memory.py); CPU estimates count glibc's heap growth (3x the history's size).")
+    table.notes.append(
+        "Order: a shorter L-BFGS history (50, 20, 10), then checkpointing, then a lower scale "
+        "(memory.py); CPU estimates count glibc's heap growth (3x the history's size)."
+    )
     table.print()
 
 
@@ -57,10 +69,31 @@ def engine_run(args, size):
     clip.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(CLIP):
         write_png(clip / f"frame_{i + 1:05d}.png", read_image(args.data / "sintel_clip" / name, tuple(size)))
-    cmd = [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "stylize_core", "stylize", str(clip),
-           "--style", str(style_path(args)), "--out", str(work / "out"), "--vgg", args.vgg or random_spec(args),
-           "--iterations", str(args.iterations), "--iterations-later", str(args.iterations),
-           "--progress", "json", "--restart", "--device", args.device]
+    cmd = [
+        sys.executable,
+        "-c",
+        RSS_WRAPPER,
+        sys.executable,
+        "-m",
+        "stylize_core",
+        "stylize",
+        str(clip),
+        "--style",
+        str(style_path(args)),
+        "--out",
+        str(work / "out"),
+        "--vgg",
+        args.vgg or random_spec(args),
+        "--iterations",
+        str(args.iterations),
+        "--iterations-later",
+        str(args.iterations),
+        "--progress",
+        "json",
+        "--restart",
+        "--device",
+        args.device,
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - start
@@ -74,13 +107,33 @@ def engine_run(args, size):
     ckpt = manifest["memory"]["checkpoint"]
     run_est = memory.estimate(tuple(size), s, args.device, iterations=args.iterations, checkpoint=ckpt)["total"]
     peak = int(lines[-1]) * 1024
-    table = Table("size", "device", "iterations", "fallback", "estimate GB (these iterations)",
-                  "peak RSS GB", "peak / estimate", "plan GB (preset's iterations)", "seconds",
-                  title="Engine run (2 frames, standard preset, random VGG-19 of the real widths)")
-    table.add(f"{size[0]}x{size[1]}", args.device, args.iterations, "; ".join(warnings) or "none",
-              run_est / GB, peak / GB, peak / run_est, manifest["memory"]["estimate"] / GB, seconds)
-    table.notes.append("peak RSS: the whole engine process (Python, torch, OpenCV, the flows) from ru_maxrss; "
-                       f"available at the start: {manifest['memory']['available'] / GB:.1f} GB.")
+    table = Table(
+        "size",
+        "device",
+        "iterations",
+        "fallback",
+        "estimate GB (these iterations)",
+        "peak RSS GB",
+        "peak / estimate",
+        "plan GB (preset's iterations)",
+        "seconds",
+        title="Engine run (2 frames, standard preset, random VGG-19 of the real widths)",
+    )
+    table.add(
+        f"{size[0]}x{size[1]}",
+        args.device,
+        args.iterations,
+        "; ".join(warnings) or "none",
+        run_est / GB,
+        peak / GB,
+        peak / run_est,
+        manifest["memory"]["estimate"] / GB,
+        seconds,
+    )
+    table.notes.append(
+        "peak RSS: the whole engine process (Python, torch, OpenCV, the flows) from ru_maxrss; "
+        f"available at the start: {manifest['memory']['available'] / GB:.1f} GB."
+    )
     table.print()
 
 

@@ -17,6 +17,7 @@ The configurations run one after the other, in the order given (``--repeat 2``: 
 rounds, the table keeps the median s/iter), or all at once (``--parallel``, one thread each:
 they then share the machine's load alike, so their times compare within the run).
 """
+
 import json
 import os
 import subprocess
@@ -74,20 +75,31 @@ print(json.dumps({"logs": logs, "peak": peak() - before}))
 
 def add_arguments(parser):
     parser.add_argument("--device", default="cpu", help="cpu only: peak memory is the child's RSS (default cpu)")
-    parser.add_argument("--size", default="128x54", help="frame size WxH (default 128x54; the real-weights "
-                                                        "test uses 256x109: 4x the time)")
+    parser.add_argument(
+        "--size",
+        default="128x54",
+        help="frame size WxH (default 128x54; the real-weights test uses 256x109: 4x the time)",
+    )
     parser.add_argument("--histories", default="100,50,20,10", help="history lengths (default 100,50,20,10)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all configurations (default 1)")
-    parser.add_argument("--parallel", action="store_true",
-                        help="run the configurations of a round at once, one torch thread each")
+    parser.add_argument(
+        "--parallel", action="store_true", help="run the configurations of a round at once, one torch thread each"
+    )
 
 
 def run_child(args, history, size, iterations):
-    a = {"size": size, "iterations": iterations, "pair": str(args.data / "sintel_pairs" / PAIR), "history": history,
-         "vgg": args.vgg or random_spec(args), "style": str(style_path(args))}
+    a = {
+        "size": size,
+        "iterations": iterations,
+        "pair": str(args.data / "sintel_pairs" / PAIR),
+        "history": history,
+        "vgg": args.vgg or random_spec(args),
+        "style": str(style_path(args)),
+    }
     env = {**os.environ, "OMP_NUM_THREADS": "1"} if args.parallel else None
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(a)], cwd=ROOT, capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(a)], cwd=ROOT, capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"history {history} failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.split("\n")[-2])
@@ -114,23 +126,43 @@ def run(args):
             for m, result in zip(histories, list(done)):
                 runs[m].append(result)
     p = size[0] * size[1]
-    for k, (label, n) in enumerate(((f"frame 1 (content init, {s.iterations} it)", s.iterations),
-                                    (f"frame 2 (warped init + temporal, {s.iterations_later} it)",
-                                     s.iterations_later))):
+    for k, (label, n) in enumerate(
+        (
+            (f"frame 1 (content init, {s.iterations} it)", s.iterations),
+            (f"frame 2 (warped init + temporal, {s.iterations_later} it)", s.iterations_later),
+        )
+    ):
         logs = {m: [r["logs"][k] for r in runs[m]] for m in histories}
         t = float(np.median([log[n // 2 - 1][0] for m in histories for log in logs[m]]))
         ref = max(histories)
         ref_n, ref_t = logs[ref][0][-1][1], loss_at(logs[ref][0], t)
-        table = Table("history", f"loss @{n} it", "vs longest", f"loss @{t:.0f} s", "vs longest", "s/iter",
-                      "peak MB", "history MB",
-                      title=f"{label}, {size[0]}x{size[1]}, {args.vgg or random_spec(args)}")
+        table = Table(
+            "history",
+            f"loss @{n} it",
+            "vs longest",
+            f"loss @{t:.0f} s",
+            "vs longest",
+            "s/iter",
+            "peak MB",
+            "history MB",
+            title=f"{label}, {size[0]}x{size[1]}, {args.vgg or random_spec(args)}",
+        )
         for m in histories:
             log = logs[m][0]
             per_iter = float(np.median([np.median(np.diff([x for x, _ in lg])[2:]) for lg in logs[m]]))
-            peak = max(r["peak"] for r in runs[m]) / 2 ** 20
-            table.add(m, log[-1][1], f"{log[-1][1] / ref_n - 1:+.2%}", loss_at(log, t),
-                      f"{loss_at(log, t) / ref_t - 1:+.2%}", per_iter, peak,
-                      2 * min(m, n - 1) * 3 * p * memory.FLOAT / 2 ** 20)
-        table.notes.append("loss: the total weighted loss (deterministic for a given m: the runs start from "
-                           "the same image); peak MB: the child's peak RSS growth over frames 1 and 2.")
+            peak = max(r["peak"] for r in runs[m]) / 2**20
+            table.add(
+                m,
+                log[-1][1],
+                f"{log[-1][1] / ref_n - 1:+.2%}",
+                loss_at(log, t),
+                f"{loss_at(log, t) / ref_t - 1:+.2%}",
+                per_iter,
+                peak,
+                2 * min(m, n - 1) * 3 * p * memory.FLOAT / 2**20,
+            )
+        table.notes.append(
+            "loss: the total weighted loss (deterministic for a given m: the runs start from "
+            "the same image); peak MB: the child's peak RSS growth over frames 1 and 2."
+        )
         table.print()

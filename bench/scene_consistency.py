@@ -29,20 +29,33 @@ the rendered frames' own 0.00083, which carry Cycles' 32-sample noise) of per-fr
 0.015). The style distance is the same in every run (0.112-0.117, input 0.214): no run buys its
 consistency with the style. No random-VGG numbers of this benchmark were recorded to compare with.
 """
+
 import time
 
 import numpy as np
 
-from stylize_core.motion.consistency import reliability
 from stylize_core.errors import StylizeError
+from stylize_core.motion.consistency import reliability
+from stylize_core.motion.warp import compose
 from stylize_core.network.optimize import Stylizer
 from stylize_core.schedule import run as run_clip
 from stylize_core.settings import Settings
-from stylize_core.motion.warp import compose
 
 from . import scenes
-from .common import (STYLE_DIST_NOTE, StyleDistance, Table, bar_chart, print_with_chart, load_vgg, mean_distance, print_header, random_spec,
-                     read_image, style_image, style_path, warping_error)
+from .common import (
+    STYLE_DIST_NOTE,
+    StyleDistance,
+    Table,
+    load_vgg,
+    mean_distance,
+    print_header,
+    print_with_chart,
+    random_spec,
+    read_image,
+    style_image,
+    style_path,
+    warping_error,
+)
 
 GAP = 4
 
@@ -63,14 +76,17 @@ def option(args, name, quick, default):
 
 def variants(args):
     """(label, Settings) of each run."""
-    one = dict(iterations=option(args, "iterations", 2, 100),
-               iterations_later=option(args, "iterations_later", 1, 50))  # multi-pass runs refuse them
+    one = dict(
+        iterations=option(args, "iterations", 2, 100), iterations_later=option(args, "iterations_later", 1, 50)
+    )  # multi-pass runs refuse them
     single = dict(temporal="long", long_term=(1, 2, GAP), **one)
     multi = dict(passes=option(args, "passes", 2, 4), pass_iterations=option(args, "pass_iterations", 1, 25))
     rows = [("per-frame", dict(temporal="none", **one))]
     for flow, name in (("dis", "DIS"), ("vector", "Vector pass")):
-        rows += [(f"{name}, single-pass long-term", dict(flow=flow, **single)),
-                 (f"{name}, multi-pass x{multi['passes']}", dict(flow=flow, **multi))]
+        rows += [
+            (f"{name}, single-pass long-term", dict(flow=flow, **single)),
+            (f"{name}, multi-pass x{multi['passes']}", dict(flow=flow, **multi)),
+        ]
     return [(label, Settings.from_preset("standard", tolerance=0.0, **extra)) for label, extra in rows]
 
 
@@ -88,8 +104,9 @@ def clip_errors(frames, forward, backward, gap):
 def render_clip(args):
     frames, width = option(args, "frames", 8, 10), option(args, "width", 64, 160)
     height = round(width * 436 / 1024)
-    return scenes.render(args.out / f"scene_{width}x{height}_{frames}", frames, width, height,
-                         samples=8 if args.quick else 32, seed=1)
+    return scenes.render(
+        args.out / f"scene_{width}x{height}_{frames}", frames, width, height, samples=8 if args.quick else 32, seed=1
+    )
 
 
 def stylize_clip(args, folder, label, settings, vgg_spec, restart=True):
@@ -117,21 +134,29 @@ def run(args):
     runs = variants(args)
     s = runs[0][1]
     h, w = frames[0].shape[:2]
-    print(f"- clip: {len(frames)} frames at {w}x{h} ({folder}); {s.iterations} iterations per "
-          f"first/per-frame frame, {s.iterations_later} later, multi-pass {runs[2][1].passes} x "
-          f"{runs[2][1].pass_iterations}; long-term offsets {runs[1][1].long_term}\n")
+    print(
+        f"- clip: {len(frames)} frames at {w}x{h} ({folder}); {s.iterations} iterations per "
+        f"first/per-frame frame, {s.iterations_later} later, multi-pass {runs[2][1].passes} x "
+        f"{runs[2][1].pass_iterations}; long-term offsets {runs[1][1].long_term}\n"
+    )
     style = style_image(args)
     stylizer = Stylizer(vgg, style, s)
     distance = StyleDistance()
     table = Table("run", "E t,t+1", f"E t,t+{GAP}", "style loss", "content loss", "style dist", "seconds")
     inputs = (clip_errors(frames, forward, backward, 1), clip_errors(frames, forward, backward, GAP))
-    table.add("input", *inputs, *mean_losses(stylizer, frames, frames),
-              mean_distance(distance(f, style) for f in frames), 0.0)
+    table.add(
+        "input", *inputs, *mean_losses(stylizer, frames, frames), mean_distance(distance(f, style) for f in frames), 0.0
+    )
     for label, settings in runs:
         results, seconds = stylize_clip(args, folder, label, settings, weights or random_spec(args))
-        table.add(label, clip_errors(results, forward, backward, 1),
-                  clip_errors(results, forward, backward, GAP), *mean_losses(stylizer, results, frames),
-                  mean_distance(distance(r, style) for r in results), seconds)
+        table.add(
+            label,
+            clip_errors(results, forward, backward, 1),
+            clip_errors(results, forward, backward, GAP),
+            *mean_losses(stylizer, results, frames),
+            mean_distance(distance(r, style) for r in results),
+            seconds,
+        )
     table.notes.append("input: the rendered frames themselves; mean over the frames of the " + STYLE_DIST_NOTE)
     path = print_with_chart(table, args.out / "scenes_consistency.png", "warping error E (t, t+1), rendered clip")
     print(f"Figure: {path}\n")

@@ -7,6 +7,7 @@ few samples, motion blur off and the Vector pass on, into one multilayer EXR per
 (``frame_00001.exr``...). Rendering runs in a child process (``python -m bench.scenes``)
 so that bpy never shares a process with the benchmarks; a finished folder is reused.
 """
+
 import argparse
 import json
 import math
@@ -53,8 +54,13 @@ def load_clip(folder):
     return ([read_rgb(p) for p in paths], [f[1] for f in flows[:-1]], [f[0] for f in flows[1:]])
 
 
-TEXTURES = ["ShaderNodeTexNoise", "ShaderNodeTexVoronoi", "ShaderNodeTexChecker",
-            "ShaderNodeTexWave", "ShaderNodeTexBrick"]
+TEXTURES = [
+    "ShaderNodeTexNoise",
+    "ShaderNodeTexVoronoi",
+    "ShaderNodeTexChecker",
+    "ShaderNodeTexWave",
+    "ShaderNodeTexBrick",
+]
 
 
 def _material(bpy, rng, name, scale=1.0, kind=None, emission=False):
@@ -94,6 +100,7 @@ def _keyframe(obj, frame, location, rotation=None):
 def build_scene(frames, width, height, samples, seed):
     """Create the scene in the current bpy session and set up rendering; returns the scene."""
     import bpy
+
     rng = random.Random(seed)
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -102,18 +109,21 @@ def build_scene(frames, width, height, samples, seed):
     # A textured, self-lit sky dome, so that every pixel sees geometry and has an exact flow.
     bpy.ops.mesh.primitive_uv_sphere_add(radius=50, segments=64, ring_count=32)
     dome = bpy.context.object
-    dome.data.materials.append(_material(bpy, rng, "sky", scale=2.0, kind="ShaderNodeTexNoise",
-                                         emission=True))
+    dome.data.materials.append(_material(bpy, rng, "sky", scale=2.0, kind="ShaderNodeTexNoise", emission=True))
     dome.visible_shadow = False
     bpy.ops.mesh.primitive_plane_add(size=60)
-    bpy.context.object.data.materials.append(_material(bpy, rng, "ground", scale=8.0,
-                                                       kind="ShaderNodeTexVoronoi"))
+    bpy.context.object.data.materials.append(_material(bpy, rng, "ground", scale=8.0, kind="ShaderNodeTexVoronoi"))
     bpy.ops.object.light_add(type="SUN", rotation=(0.6, 0.2, 0.8))
     bpy.context.object.data.energy = 3.0
 
-    shapes = [bpy.ops.mesh.primitive_cube_add, bpy.ops.mesh.primitive_uv_sphere_add,
-              bpy.ops.mesh.primitive_cylinder_add, bpy.ops.mesh.primitive_cone_add,
-              bpy.ops.mesh.primitive_torus_add, bpy.ops.mesh.primitive_monkey_add]
+    shapes = [
+        bpy.ops.mesh.primitive_cube_add,
+        bpy.ops.mesh.primitive_uv_sphere_add,
+        bpy.ops.mesh.primitive_cylinder_add,
+        bpy.ops.mesh.primitive_cone_add,
+        bpy.ops.mesh.primitive_torus_add,
+        bpy.ops.mesh.primitive_monkey_add,
+    ]
     for i in range(14):
         rng.choice(shapes)()
         obj = bpy.context.object
@@ -168,6 +178,7 @@ def main(argv=None):
         parser.add_argument(f"--{name}", type=int, default=default)
     args = parser.parse_args(argv)
     import bpy
+
     scene = build_scene(args.frames, args.width, args.height, args.samples, args.seed)
     args.folder.mkdir(parents=True, exist_ok=True)
     scene.render.filepath = str(args.folder.resolve() / "frame_#####")

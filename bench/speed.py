@@ -18,6 +18,7 @@
   the temporal loss; coarse-to-fine (3 levels) vs single scale: time until the loss at
   full size reaches the single-scale run's final loss.
 """
+
 import subprocess
 import sys
 import time
@@ -26,15 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from stylize_core.motion.consistency import reliability
 from stylize_core.demo import make_clip, make_style
+from stylize_core.motion.consistency import reliability
 from stylize_core.motion.flow import estimate
+from stylize_core.motion.warp import warp_numpy
 from stylize_core.network.optimize import Stylizer
 from stylize_core.settings import Settings
-from stylize_core.motion.warp import warp_numpy
 
-from .common import (ROOT, Table, bar_chart, load_vgg, print_header, random_spec, read_image,
-                     style_image, write_image)
+from .common import ROOT, Table, bar_chart, load_vgg, print_header, random_spec, read_image, style_image, write_image
 
 CLIP = ("frame_0016.png", "frame_0017.png")
 
@@ -44,10 +44,14 @@ def add_arguments(parser):
     parser.add_argument("--widths", help="comma-separated frame widths (default 256,512,768,1024)")
     parser.add_argument("--steps", type=int, help="iterations timed per width (default 8, the first 2 as warm-up)")
     parser.add_argument("--memory-frames", help="clip lengths for the memory run (default 10,100)")
-    parser.add_argument("--convergence-width", type=int,
-                        help="width of the prevWarped and coarse-to-fine runs (default 256)")
-    parser.add_argument("--convergence-iterations", type=int,
-                        help="iterations of those runs (default: the standard preset's later-frame count)")
+    parser.add_argument(
+        "--convergence-width", type=int, help="width of the prevWarped and coarse-to-fine runs (default 256)"
+    )
+    parser.add_argument(
+        "--convergence-iterations",
+        type=int,
+        help="iterations of those runs (default: the standard preset's later-frame count)",
+    )
 
 
 def synchronize(device):
@@ -64,7 +68,7 @@ def matmul_gflops(n, repeats, device="cpu"):
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
     best = min(_seconds(lambda: torch.mm(a, b), device) for _ in range(repeats))
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n**3 / best / 1e9
 
 
 def _seconds(fn, device="cpu"):
@@ -87,7 +91,9 @@ def counting_host_reads(fn):
         def read(self, *args, **kwargs):
             reads.append(name)
             return original(self, *args, **kwargs)
+
         return read
+
     try:
         for name, original in originals.items():
             setattr(torch.Tensor, name, wrap(name, original))
@@ -107,7 +113,7 @@ def conv_flops(vgg, height, width):
     """Forward FLOPs of the convolutions that produce the loss layers for one image (from layer shapes)."""
     last = max(vgg.index[name] for name in loss_layers(vgg))
     flops, h, w = 0, height, width
-    for module in list(vgg.features)[:last + 1]:
+    for module in list(vgg.features)[: last + 1]:
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             flops += 2 * module.in_channels * module.out_channels * k * h * w // module.groups
@@ -123,6 +129,7 @@ def vgg_seconds(vgg, height, width, repeats, device="cpu"):
     def step():
         loss = sum(f.square().mean() for f in vgg(x, loss_layers(vgg)).values())
         loss.backward()
+
     step()
     return min(_seconds(step, device) for _ in range(repeats))
 
@@ -130,16 +137,19 @@ def vgg_seconds(vgg, height, width, repeats, device="cpu"):
 def timed_stylize(stylizer, content, iterations, **kwargs):
     """Run the Stylizer; returns (image, [(seconds since start, step, loss)] per iteration)."""
     log, start = [], time.perf_counter()
-    img = stylizer.stylize(content, iterations=iterations,
-                           on_step=lambda i, n, loss: log.append((time.perf_counter() - start, i, loss)),
-                           **kwargs)
+    img = stylizer.stylize(
+        content,
+        iterations=iterations,
+        on_step=lambda i, n, loss: log.append((time.perf_counter() - start, i, loss)),
+        **kwargs,
+    )
     return img, log
 
 
 def iteration_seconds(log, warmup=2):
     """(median seconds per iteration after ``warmup`` steps, setup seconds before the first)."""
     steps = np.diff([0.0] + [t for t, _, _ in log])
-    per_iter = float(np.median(steps[min(warmup, len(steps) - 1):]))
+    per_iter = float(np.median(steps[min(warmup, len(steps) - 1) :]))
     return per_iter, max(float(steps[0]) - per_iter, 0.0)
 
 
@@ -153,12 +163,29 @@ def first_reaching(log, target, after=0):
 
 def per_resolution(args, vgg, style, settings, widths, steps):
     device = args.device
-    speed = Table("size", "s/iter", "VGG fwd+bwd s", "conv GFLOP fwd+bwd", "GFLOP/s", "matmul GFLOP/s",
-                  "% of matmul", "host reads/iter", "peak MB", title=f"Per iteration ({device})")
-    stages = Table("size", "IO s", f"flow s (x{len(settings.offsets)})", f"check s (x{len(settings.offsets)})",
-                   f"optimise s first ({settings.iterations} it)",
-                   f"optimise s later ({settings.iterations_later} it)", "s/frame first", "s/frame later",
-                   title="Per frame, by stage (flow and check once per temporal offset of the preset)")
+    speed = Table(
+        "size",
+        "s/iter",
+        "VGG fwd+bwd s",
+        "conv GFLOP fwd+bwd",
+        "GFLOP/s",
+        "matmul GFLOP/s",
+        "% of matmul",
+        "host reads/iter",
+        "peak MB",
+        title=f"Per iteration ({device})",
+    )
+    stages = Table(
+        "size",
+        "IO s",
+        f"flow s (x{len(settings.offsets)})",
+        f"check s (x{len(settings.offsets)})",
+        f"optimise s first ({settings.iterations} it)",
+        f"optimise s later ({settings.iterations_later} it)",
+        "s/frame first",
+        "s/frame later",
+        title="Per frame, by stage (flow and check once per temporal offset of the preset)",
+    )
     stylizer = Stylizer(vgg, style, settings, device)
     folder = args.data / "sintel_clip"
     for width in widths:
@@ -177,37 +204,64 @@ def per_resolution(args, vgg, style, settings, widths, steps):
             torch.cuda.reset_peak_memory_stats()
         (_, log), reads = counting_host_reads(lambda: timed_stylize(stylizer, a, steps))
         per_iter, setup = iteration_seconds(log)
-        mem = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else rss_mb()
+        mem = torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else rss_mb()
         peak = matmul_gflops(512 if args.quick else 2048, 3, device)
         vgg_s = vgg_seconds(vgg, height, width, 3, device)
         gflop = 2 * conv_flops(vgg, height, width) / 1e9
-        speed.add(f"{width}x{height}", per_iter, vgg_s, gflop, gflop / vgg_s, peak, 100 * gflop / vgg_s / peak,
-                  reads / len(log), mem)
+        speed.add(
+            f"{width}x{height}",
+            per_iter,
+            vgg_s,
+            gflop,
+            gflop / vgg_s,
+            peak,
+            100 * gflop / vgg_s / peak,
+            reads / len(log),
+            mem,
+        )
         opt_first = setup + settings.iterations * per_iter
         opt_later = setup + settings.iterations_later * per_iter
         n = len(settings.offsets)
-        stages.add(f"{width}x{height}", io, flow * n, check * n, opt_first, opt_later, io + opt_first,
-                   io + n * (flow + check) + opt_later)
-    speed.notes.append("matmul: best fp32 square matmul rate, measured just before the VGG row "
-                       "(the cores are shared, so both vary together). host reads/iter: tensor values read "
-                       "back per iteration of the whole stylize call (setup and result included). peak MB: "
-                       "max_memory_allocated on CUDA, else the process's peak RSS so far.")
+        stages.add(
+            f"{width}x{height}",
+            io,
+            flow * n,
+            check * n,
+            opt_first,
+            opt_later,
+            io + opt_first,
+            io + n * (flow + check) + opt_later,
+        )
+    speed.notes.append(
+        "matmul: best fp32 square matmul rate, measured just before the VGG row "
+        "(the cores are shared, so both vary together). host reads/iter: tensor values read "
+        "back per iteration of the whole stylize call (setup and result included). peak MB: "
+        "max_memory_allocated on CUDA, else the process's peak RSS so far."
+    )
     speed.print()
     stages.print()
-    bar_chart(args.out / "speed_per_frame.png", "seconds per later frame",
-              [row[0] for row in stages.rows], [row[-1] for row in stages.rows], " s")
+    bar_chart(
+        args.out / "speed_per_frame.png",
+        "seconds per later frame",
+        [row[0] for row in stages.rows],
+        [row[-1] for row in stages.rows],
+        " s",
+    )
 
 
 def rss_mb():
     """This process's peak resident set size so far, in MB (Linux reports KB)."""
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # Measures its child's peak RSS from a small process: a child forked from the (large)
 # benchmark process would report the benchmark's own pages in ru_maxrss.
-RSS_WRAPPER = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
+RSS_WRAPPER = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
 
 
 def peak_memory(args, frames, vgg_spec):
@@ -216,9 +270,31 @@ def peak_memory(args, frames, vgg_spec):
     clip, out = work / f"clip_{frames}", work / f"out_{frames}"
     make_clip(clip, frames=frames, size=(64, 36))
     style = make_style(str(work / "style.png"), (64, 64))
-    cmd = [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "stylize_core", "stylize", str(clip),
-           "--style", style, "--out", str(out), "--vgg", vgg_spec, "--iterations", "1",
-           "--iterations-later", "1", "--progress", "none", "--restart", "--device", "cpu"]
+    cmd = [
+        sys.executable,
+        "-c",
+        RSS_WRAPPER,
+        sys.executable,
+        "-m",
+        "stylize_core",
+        "stylize",
+        str(clip),
+        "--style",
+        style,
+        "--out",
+        str(out),
+        "--vgg",
+        vgg_spec,
+        "--iterations",
+        "1",
+        "--iterations-later",
+        "1",
+        "--progress",
+        "none",
+        "--restart",
+        "--device",
+        "cpu",
+    ]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -249,24 +325,40 @@ def convergence(args, vgg, style, width, iterations):
     prev_init = np.where(weights[..., None] > 0, warped, b)
     _, log_prev = timed_stylize(stylizer, b, iterations, init=prev_init, temporal=temporal)
     target = log_content[-1][2]
-    table = Table("run", "iterations", "seconds", "final loss", "iterations to target", "seconds to target",
-                  title=f"prevWarped initialisation ({size[0]}x{size[1]}; target: final loss of "
-                        "frame 2 with content init)")
-    for label, log in (("frame 1, content init", log1), ("frame 2, content init + temporal", log_content),
-                       ("frame 2, prevWarped init + temporal", log_prev)):
+    table = Table(
+        "run",
+        "iterations",
+        "seconds",
+        "final loss",
+        "iterations to target",
+        "seconds to target",
+        title=f"prevWarped initialisation ({size[0]}x{size[1]}; target: final loss of frame 2 with content init)",
+    )
+    for label, log in (
+        ("frame 1, content init", log1),
+        ("frame 2, content init + temporal", log_content),
+        ("frame 2, prevWarped init + temporal", log_prev),
+    ):
         t, i = first_reaching(log, target) if label.startswith("frame 2") else (log[-1][0], log[-1][1])
         table.add(label, log[-1][1], log[-1][0], log[-1][2], i, t)
-    table.notes.append("Frame 1 has no temporal term, so its loss is not comparable; its 'to target' "
-                       "columns are its whole run.")
+    table.notes.append(
+        "Frame 1 has no temporal term, so its loss is not comparable; its 'to target' columns are its whole run."
+    )
     table.print()
 
     levels = 3
     c2f = Stylizer(vgg, style, Settings.from_preset("standard", tolerance=0.0, coarse_to_fine=levels), args.device)
     _, log_c2f = timed_stylize(c2f, a, iterations)
     after = (levels - 1) * iterations
-    table = Table("run", "iterations", "seconds", "final loss", "seconds to target",
-                  title=f"Coarse-to-fine ({levels} levels, {iterations} iterations each, half at full size) vs single scale "
-                        f"({size[0]}x{size[1]}; target: final loss of the single-scale run)")
+    table = Table(
+        "run",
+        "iterations",
+        "seconds",
+        "final loss",
+        "seconds to target",
+        title=f"Coarse-to-fine ({levels} levels, {iterations} iterations each, half at full size) vs single scale "
+        f"({size[0]}x{size[1]}; target: final loss of the single-scale run)",
+    )
     t, _ = first_reaching(log_c2f, log1[-1][2], after)
     table.add("single scale", log1[-1][1], log1[-1][0], log1[-1][2], log1[-1][0])
     table.add(f"coarse-to-fine x{levels}", log_c2f[-1][1], log_c2f[-1][0], log_c2f[-1][2], t)
@@ -276,6 +368,7 @@ def convergence(args, vgg, style, width, iterations):
 
 def run(args):
     from stylize_core.schedule import pick_device
+
     args.device = pick_device(args.device)
     vgg, weights_line, weights = load_vgg(args)
     vgg = vgg.to(args.device)
@@ -285,7 +378,15 @@ def run(args):
     steps = args.steps or (3 if args.quick else 8)
     style = style_image(args)
     per_resolution(args, vgg, style, settings, widths, steps)
-    memory(args, weights or random_spec(args),
-           [int(n) for n in (args.memory_frames or ("4,12" if args.quick else "10,100")).split(",")])
-    convergence(args, vgg, style, args.convergence_width or (64 if args.quick else 256),
-                args.convergence_iterations or (4 if args.quick else settings.iterations_later))
+    memory(
+        args,
+        weights or random_spec(args),
+        [int(n) for n in (args.memory_frames or ("4,12" if args.quick else "10,100")).split(",")],
+    )
+    convergence(
+        args,
+        vgg,
+        style,
+        args.convergence_width or (64 if args.quick else 256),
+        args.convergence_iterations or (4 if args.quick else settings.iterations_later),
+    )

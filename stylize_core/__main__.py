@@ -1,14 +1,14 @@
 import os
 import sys
 
+from . import ahead
+
 try:
     from .cli import main
 except KeyboardInterrupt:  # Ctrl-C while torch and OpenCV are imported: nothing has started
     sys.exit(130)
 
 code = main(process=True)
-from . import ahead
-
 if not ahead.settle():  # a thread still inside OpenCV/torch: skip the teardown that would race it
     sys.stdout.flush()
     sys.stderr.flush()

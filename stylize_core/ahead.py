@@ -10,6 +10,7 @@ not *exit* while one of them is inside OpenCV or torch (the C++ runtime's teardo
 so the CLI lets them finish first (:func:`settle`; ``__main__`` leaves with ``os._exit`` if one
 does not).
 """
+
 import threading
 import time
 

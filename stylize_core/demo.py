@@ -4,6 +4,7 @@ The clip has a panning textured background and three textured shapes moving at
 different speeds and crossing each other, so optical flow, occlusions and
 disocclusions all matter.
 """
+
 import os
 
 import cv2
@@ -17,10 +18,10 @@ def make_clip(out_dir, frames=24, size=(256, 144), seed=0):
     """Write ``frames`` PNGs ``out_dir/frame_00001.png``... of size (W, H); returns their paths."""
     rng = np.random.default_rng(seed)
     w, h = size
-    s = w / 256                                        # speeds and offsets scale with the width
+    s = w / 256  # speeds and offsets scale with the width
     pan = np.array([1.5, 0.4]) * s * rng.uniform(0.8, 1.2, 2)
     bg = _texture(rng, h + int(pan[1] * frames) + 2, w + int(pan[0] * frames) + 2)
-    r = 0.16 * h                                       # shapes back to front: box, triangle, disc
+    r = 0.16 * h  # shapes back to front: box, triangle, disc
     masks = [_box_mask(0.5 * h, 0.35 * h), _triangle_mask(0.45 * h), _disc_mask(r)]
     shapes = [_sprite(rng, m, tint) for m, tint in zip(masks, _palette(rng, 3))]
     start = np.array([[0.70 * w, 0.25 * h], [0.40 * w, 0.50 * h], [0.15 * w, 0.30 * h]])
@@ -48,14 +49,14 @@ def make_style(path, size=(256, 256), seed=0):
     t = ((x / w + y / h) / 2)[:, :, None]
     img = (pal[0] * (1 - t) + pal[1] * t).astype(np.float32)
     field = cv2.GaussianBlur(_texture(rng, h, w)[:, :, 0], (0, 0), 12 * s)
-    angle = (field - field.min()) / (np.ptp(field) + 1e-6) * 2 * np.pi   # smooth stroke directions
+    angle = (field - field.min()) / (np.ptp(field) + 1e-6) * 2 * np.pi  # smooth stroke directions
     for _ in range(int(w * h / (60 * s * s))):
         cx, cy = rng.uniform(0, w), rng.uniform(0, h)
         a = angle[int(cy), int(cx)] + rng.normal(0, 0.3)
         length = rng.uniform(6, 24) * s
         colour = np.clip(pal[rng.integers(len(pal))] + rng.normal(0, 0.06, 3), 0, 1)
         dx, dy = np.cos(a) * length, np.sin(a) * length
-        p0 = (int((cx - dx) * 16), int((cy - dy) * 16))    # 4 fractional bits (shift=4)
+        p0 = (int((cx - dx) * 16), int((cy - dy) * 16))  # 4 fractional bits (shift=4)
         p1 = (int((cx + dx) * 16), int((cy + dy) * 16))
         cv2.line(img, p0, p1, colour.tolist(), max(1, int(rng.uniform(2, 7) * s)), cv2.LINE_AA, 4)
     write_png(path, cv2.GaussianBlur(img, (0, 0), 0.7 * s))
@@ -84,7 +85,7 @@ def make_painting(path, size=(320, 240), seed=0):
         ridge = level * h + 0.08 * h * np.sin(np.arange(w) / w * (5 + 3 * k) + k) + rng.normal(0, 1, w).cumsum() * 0.3
         below = np.arange(h)[:, None] > ridge[None, :]
         img[below] = np.array(colour, np.float32) * (0.8 + 0.4 * _texture(rng, h, w)[below])
-    img[int(0.85 * h):] = img[int(0.85 * h):] * 0.5 + np.float32([0.1, 0.25, 0.45])
+    img[int(0.85 * h) :] = img[int(0.85 * h) :] * 0.5 + np.float32([0.1, 0.25, 0.45])
     u8 = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
     out = StyleTransfer(device="cpu", max_size=None).stylize(u8, style=PAINTED_STYLE, max_size=None)
     write_png(path, cv2.resize(np.asarray(out, np.float32) / 255, size, interpolation=cv2.INTER_AREA))

@@ -1,4 +1,5 @@
 """The one exception type users see, and the one line any failure is reported as."""
+
 import threading
 
 STDOUT_LOCK = threading.RLock()  # held while a line of JSON events is written (and while a library may print)

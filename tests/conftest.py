@@ -1,4 +1,5 @@
 """Shared test set-up: the repo root on sys.path, and the shared data folder."""
+
 import json
 import os
 import sys
@@ -30,9 +31,11 @@ def shared_data(*parts):
 
 # --- the engine's CLI in-process, on a generated clip ---
 
+
 def run_cli(args, capsys):
     """``python -m stylize_core ARGS`` in this process: (exit code, its JSON events, its stderr)."""
     from stylize_core import cli
+
     code = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
@@ -41,6 +44,7 @@ def run_cli(args, capsys):
 def texture(h, w, seed):
     """A blocky random texture ``(h, w, 3)`` in [0, 1] (4x4 px blocks): content and style images with strokes."""
     import numpy as np
+
     rng = np.random.default_rng(seed)
     small = rng.random((h // 4 + 2, w // 4 + 2, 3)).astype(np.float32)
     return np.kron(small, np.ones((4, 4, 1), np.float32))[:h, :w]
@@ -54,6 +58,7 @@ def noise_clip(folder, frames, size, seed, style_size):
     from stylize_core.demo import make_style
     from stylize_core.io import jobdir
     from stylize_core.io.frames import write_png
+
     clip = Path(folder) / "in"
     clip.mkdir()
     rng = np.random.default_rng(seed)
@@ -69,6 +74,7 @@ def render_with_bpy(tmp_path_factory, name, script, *args):
     import importlib.util
     import subprocess
     import time
+
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("bpy is not installed")
     out = tmp_path_factory.mktemp(name)
@@ -86,6 +92,7 @@ def contents(folder):
 def generated_clip(folder, frames, size):
     """``folder/in/`` a generated clip of ``frames`` frames of ``size`` (W, H), ``folder/style.png``."""
     from stylize_core import demo
+
     demo.make_clip(folder / "in", frames=frames, size=size)
     demo.make_style(folder / "style.png", size=(48, 48))
     return folder

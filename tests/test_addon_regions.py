@@ -6,18 +6,34 @@ with the same region list, and the requests the add-on refuses.
 The test scene is two emission cubes of known greys (left light, right dark) over a black world,
 both drifting right, so every pixel's object is known from the rendered colour.
 """
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
+
 import cv2
 import numpy as np
 import pytest
 
 from addon import compat
-from test_addon import (FakeLayout, W, H, addon, blender, check_result, image_strip,  # noqa: F401 (fixtures)
-                        job_folder, make_frames, make_movie, quick_settings, snapshot, strip_names, stylize)
+from test_addon import (  # noqa: F401 (fixtures)
+    FakeLayout,
+    H,
+    W,
+    addon,
+    blender,
+    check_result,
+    image_strip,
+    job_folder,
+    make_frames,
+    make_movie,
+    quick_settings,
+    snapshot,
+    strip_names,
+    stylize,
+)
 
 LIGHT, DARK = 0.8, 0.25  # linear emission of the left and right cube
 
@@ -38,6 +54,7 @@ def emission(name, grey):
 def two_cube_scene(name="shot", frames=3):
     """Cycles, 2 samples, 64x48: cubes 'left' (in collection 'Set') and 'right' drifting 0.1 a frame."""
     import bmesh
+
     scene = bpy.data.scenes.new(name)
     scene.render.engine = "CYCLES"
     scene.cycles.samples, scene.cycles.use_denoising = 2, False
@@ -83,14 +100,18 @@ def add_region(settings, target, style="", keep=False, strength=1.0):
 
 def pass_settings(scene):
     """What the user set that a region export must leave alone: pass indices and the view layers' passes."""
-    return ({o.name: o.pass_index for o in scene.objects},
-            [snapshot(layer) for layer in scene.view_layers], snapshot(scene.render))
+    return (
+        {o.name: o.pass_index for o in scene.objects},
+        [snapshot(layer) for layer in scene.view_layers],
+        snapshot(scene.render),
+    )
 
 
 def engine_args(j):
     """The job's engine command parsed by the engine's own parser (as ``_export_done`` builds it)."""
     from addon import request, worker
     from stylize_core import cli
+
     options = dict(j.options)
     j.folder.mkdir(parents=True, exist_ok=True)  # made by the job's first step
     options.update(request.region_options(j.regions, j.style, j.folder, j.mattes))
@@ -102,6 +123,7 @@ def objects_in(combined):
     """Masks of the left and right cube in a rendered frame (sRGB (H, W, 3)): far from the edges'
     mixed colours, by the known greys."""
     from stylize_core.io import exr
+
     grey = combined.mean(-1)
     left, right = (np.abs(grey - exr.linear_to_srgb(g)) < 0.03 for g in (LIGHT, DARK))
     return left, right
@@ -109,8 +131,10 @@ def objects_in(combined):
 
 # -- a scene strip: two objects, two styles ---------------------------------------------------------
 
+
 def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
     from stylize_core.io import exr, regions
+
     shot = two_cube_scene(frames=3)
     before = pass_settings(shot)
     sed = bpy.context.scene.sequence_editor_create()
@@ -119,8 +143,10 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
     s = bpy.context.scene.video_stylize
     s.use_regions, s.region_rest = True, "KEEP"  # the black world stays black
     s.iterations = 4
-    green, magenta = noise_style(tmp_path / "green.png", (30, 220, 30)), noise_style(tmp_path / "magenta.png",
-                                                                                     (200, 40, 200))
+    green, magenta = (
+        noise_style(tmp_path / "green.png", (30, 220, 30)),
+        noise_style(tmp_path / "magenta.png", (200, 40, 200)),
+    )
     add_region(s, bpy.data.collections["Set"], green)  # the collection stands for 'left'
     add_region(s, bpy.data.objects["right"], magenta, strength=2.0)
 
@@ -131,7 +157,10 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
 
     folder = job_folder()
     assert json.loads((folder / "regions.json").read_text()) == {
-        "left": {"style": green, "strength": 1.0}, "right": {"style": magenta, "strength": 2.0}, "*": "keep"}
+        "left": {"style": green, "strength": 1.0},
+        "right": {"style": magenta, "strength": 2.0},
+        "*": "keep",
+    }
     command = (folder / "worker.log").read_text().splitlines()[0]
     assert "--regions input --regions-layer CryptoObject" in command and "--style" not in command
     assert "--flow vector" in command
@@ -156,6 +185,7 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
 
         def greenness(mask, img):
             return (img[mask, 1] - img[mask][:, [0, 2]].mean(1)).mean()
+
         towards_green = greenness(left, styled) - greenness(left, rendered)
         towards_magenta = greenness(right, rendered) - greenness(right, styled)
         assert towards_green > 3 and towards_magenta > 3 and towards_green + towards_magenta > 20
@@ -165,6 +195,7 @@ def test_scene_strip_two_objects_get_two_styles(addon, tmp_path):
 
 # -- what reaches the engine, and what is refused ---------------------------------------------------
 
+
 def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_path):
     """The region list as the engine reads it (its own parser and region map reader): a collection
     stands for its objects, an object's own entry wins, strength and Keep; Everything Else is the main
@@ -172,6 +203,7 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
     from addon import job, request
     from stylize_core import cli
     from stylize_core.io import regions
+
     shot = two_cube_scene(frames=2)
     extra = bpy.data.objects.new("extra", bpy.data.meshes.new("extra"))
     bpy.data.collections["Set"].objects.link(extra)
@@ -213,21 +245,34 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
 
     s.regions[1].keep = False
     for message, change in (
-            ("Choose a style image for region 'left', or tick Keep", None),
-            (f"Style image of region 'left' not found: {tmp_path / 'gone.png'}",
-             lambda: setattr(s.regions[1], "style_image", str(tmp_path / "gone.png"))),
-            ("Object 'left' is in the region list twice",
-             lambda: (setattr(s.regions[1], "keep", True), add_region(s, bpy.data.objects["left"], keep=True))),
-            ("Region 3 of the list has no object: choose one or remove the region",
-             lambda: (s.regions.remove(2), s.regions.add())),
-            ("Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer) for "
-             "everything outside the regions, or set Everything Else to Keep",
-             lambda: (s.regions.remove(2), setattr(s, "region_rest", "STYLE"))),
-            ("Regions need the Cryptomatte pass, which the render engine of scene 'shot' (BLENDER_WORKBENCH) "
-             "does not write", lambda: (setattr(s, "style_image", main),
-                                         setattr(shot.render, "engine", "BLENDER_WORKBENCH"))),
-            ("Regions of scene strip 'shot' need its camera's render: set the strip's Input to Camera",
-             lambda: (setattr(shot.render, "engine", "CYCLES"), setattr(strip, "scene_input", "SEQUENCER")))):
+        ("Choose a style image for region 'left', or tick Keep", None),
+        (
+            f"Style image of region 'left' not found: {tmp_path / 'gone.png'}",
+            lambda: setattr(s.regions[1], "style_image", str(tmp_path / "gone.png")),
+        ),
+        (
+            "Object 'left' is in the region list twice",
+            lambda: (setattr(s.regions[1], "keep", True), add_region(s, bpy.data.objects["left"], keep=True)),
+        ),
+        (
+            "Region 3 of the list has no object: choose one or remove the region",
+            lambda: (s.regions.remove(2), s.regions.add()),
+        ),
+        (
+            "Choose a style image (Sequencer sidebar > Stylize, or Output Properties > Style Transfer) for "
+            "everything outside the regions, or set Everything Else to Keep",
+            lambda: (s.regions.remove(2), setattr(s, "region_rest", "STYLE")),
+        ),
+        (
+            "Regions need the Cryptomatte pass, which the render engine of scene 'shot' (BLENDER_WORKBENCH) "
+            "does not write",
+            lambda: (setattr(s, "style_image", main), setattr(shot.render, "engine", "BLENDER_WORKBENCH")),
+        ),
+        (
+            "Regions of scene strip 'shot' need its camera's render: set the strip's Input to Camera",
+            lambda: (setattr(shot.render, "engine", "CYCLES"), setattr(strip, "scene_input", "SEQUENCER")),
+        ),
+    ):
         if change:
             change()
         with pytest.raises(request.JobError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -243,6 +288,7 @@ def test_region_list_reaches_the_engine_and_bad_lists_are_refused(addon, tmp_pat
 
 def test_matte_requests_and_refusals(addon, tmp_path):
     from addon import job, request
+
     sed = bpy.context.scene.sequence_editor_create()
     clip = image_strip(sed, "clip", make_frames(tmp_path / "pics", 4), 1, 5)  # frames 5-8
     short = image_strip(sed, "short", make_frames(tmp_path / "short", 2), 2, 5)  # frames 5-6
@@ -251,8 +297,10 @@ def test_matte_requests_and_refusals(addon, tmp_path):
     s.use_regions = True
     with pytest.raises(request.JobError, match="Choose the matte strip whose white part is the region"):
         job.prepare(bpy.context)
-    for name, message in (("nope", "No matte strip named 'nope' in scene 'Scene'"),
-                          ("clip", "'clip' cannot be the matte of strip 'clip'")):
+    for name, message in (
+        ("nope", "No matte strip named 'nope' in scene 'Scene'"),
+        ("clip", "'clip' cannot be the matte of strip 'clip'"),
+    ):
         s.matte_strip = name
         with pytest.raises(request.JobError, match=message):
             job.prepare(bpy.context)
@@ -263,16 +311,21 @@ def test_matte_requests_and_refusals(addon, tmp_path):
     j = job.prepare(bpy.context)
     j.cancel()
     assert j.route == "sequencer" and j._export_request() == {
-        "strip": "clip", "matte": {"strip": "short", "folder": str(j.folder / "matte")}}
+        "strip": "clip",
+        "matte": {"strip": "short", "folder": str(j.folder / "matte")},
+    }
     args = engine_args(j)
     assert args.matte == str(j.folder / "matte") and args.regions is None
     assert json.loads(Path(args.region_map).read_text()) == {"1": "keep"}
-    assert j.warnings == ["The matte strip 'short' (frames 5-6) does not cover strip 'clip' (frames 5-8): where it "
-                          "is missing the frame is black (outside the region)"]
+    assert j.warnings == [
+        "The matte strip 'short' (frames 5-6) does not cover strip 'clip' (frames 5-8): where it "
+        "is missing the frame is black (outside the region)"
+    ]
     assert short.channel == 2 and strip_names(sed) == ["clip", "short"]
 
 
 # -- a movie strip and a matte ----------------------------------------------------------------------
+
 
 def left_half_mask():
     """A mask (Blender's Mask editor) covering about the left half of the frame."""
@@ -288,6 +341,7 @@ def left_half_mask():
 def test_movie_strip_with_a_mask_strip_as_matte(addon, tmp_path):
     """The white part of a (muted) mask strip takes the matte's style, the rest is kept."""
     from stylize_core.io import regions
+
     scene = bpy.context.scene
     sed = scene.sequence_editor_create()
     movie = compat.strips(sed).new_movie("clip", str(make_movie(tmp_path / "clip.mp4", frames=3)), 1, 1)
@@ -307,8 +361,7 @@ def test_movie_strip_with_a_mask_strip_as_matte(addon, tmp_path):
     folder = job_folder()
     command = (folder / "worker.log").read_text().splitlines()[0]
     assert f"--matte {folder / 'matte'}" in command and "--style" not in command
-    assert json.loads((folder / "regions.json").read_text()) == {"1": {"style": green, "strength": 1.0},
-                                                                "*": "keep"}
+    assert json.loads((folder / "regions.json").read_text()) == {"1": {"style": green, "strength": 1.0}, "*": "keep"}
     mattes = sorted((folder / "matte").glob("frame_*.png"))
     assert [m.name for m in mattes] == [f"frame_{i:05d}.png" for i in (1, 2, 3)]
     white = regions.Mattes([str(m) for m in mattes], "test").read(0)["1"] > 0.5
@@ -325,13 +378,16 @@ def test_movie_strip_with_a_mask_strip_as_matte(addon, tmp_path):
 
         def greenness(img):
             return (img[inside, 1] - img[inside][:, [0, 2]].mean(1)).mean()
+
         assert greenness(styled) - greenness(exported) > 3  # towards the green style
 
 
 # -- Render > Stylize Animation with the same list ---------------------------------------------------
 
+
 def test_render_animation_keeps_a_listed_object(addon, tmp_path):
     from stylize_core.io import exr
+
     scene = two_cube_scene("anim", frames=2)
     scene.render.filepath = str(tmp_path / "render" / "anim_##")
     image = scene.render.image_settings
@@ -346,6 +402,7 @@ def test_render_animation_keeps_a_listed_object(addon, tmp_path):
         assert bpy.ops.render.stylize_animation() == {"FINISHED"}
     assert pass_settings(scene) == before
     from addon import job
+
     folder = job.current.folder
     command = (folder / "worker.log").read_text().splitlines()[0]
     assert "--regions input --regions-layer CryptoObject" in command and "--flow vector" in command
@@ -361,6 +418,7 @@ def test_render_animation_keeps_a_listed_object(addon, tmp_path):
 
 
 # -- the panels ----------------------------------------------------------------------------------
+
 
 class OperatorProps:
     """What ``UILayout.operator()`` returns: its properties, checked against the operator's."""
@@ -380,9 +438,11 @@ class Layout(FakeLayout):
 
     def __getattr__(self, name):
         call = super().__getattr__(name)
+
         def recorded(*args, **kwargs):
             call(*args, **kwargs)
             return OperatorProps(args[0], self.calls) if name == "operator" else Layout(self.calls)
+
         return recorded
 
 
@@ -391,6 +451,7 @@ def test_region_panels_and_list_operators(addon, tmp_path):
     strips and in Output Properties, the matte for movie and image strips; + and - edit the list of the
     scene they are given."""
     from addon import panel
+
     scene = bpy.context.scene
     shot = two_cube_scene(frames=2)
     sed = scene.sequence_editor_create()

@@ -3,6 +3,7 @@
 Blender 5.2 as Debian builds it runs on Python 3.14, which CI's bpy modules (3.11, 3.13) do
 not; ``./dev test-gui 5.2`` runs the real thing, these checks fail fast in the main suite.
 """
+
 import ast
 from pathlib import Path
 
@@ -16,9 +17,14 @@ def class_bodies_assigning_annotations(source):
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ClassDef):
-            assigns = any(isinstance(s, (ast.Assign, ast.AugAssign)) and any(
-                isinstance(t, ast.Name) and t.id == "__annotations__"
-                for t in (s.targets if isinstance(s, ast.Assign) else [s.target])) for s in node.body)
+            assigns = any(
+                isinstance(s, (ast.Assign, ast.AugAssign))
+                and any(
+                    isinstance(t, ast.Name) and t.id == "__annotations__"
+                    for t in (s.targets if isinstance(s, ast.Assign) else [s.target])
+                )
+                for s in node.body
+            )
             if assigns and any(isinstance(s, ast.AnnAssign) for s in node.body):
                 found.append(node.name)
     return found
@@ -38,8 +44,19 @@ def test_no_class_body_both_assigns_and_declares_annotations(path):
 
 
 ENGINE_WORDS = [  # the engine's vocabulary, which the add-on reads from the vendored engine (``engine_tables``)
-    '"CryptoObject"', "frame_{", r"frame_\d", '"frame_"', '"dis"', '"deepflow"', '"raft"', '"DIS": "dis"',
-    '("draft", "Draft"', '("FAST", "Fast"', '("FEEDFORWARD", "Network"', '("DEEPFLOW", "DeepFlow"']
+    '"CryptoObject"',
+    "frame_{",
+    r"frame_\d",
+    '"frame_"',
+    '"dis"',
+    '"deepflow"',
+    '"raft"',
+    '"DIS": "dis"',
+    '("draft", "Draft"',
+    '("FAST", "Fast"',
+    '("FEEDFORWARD", "Network"',
+    '("DEEPFLOW", "DeepFlow"',
+]
 
 
 @pytest.mark.parametrize("path", sorted(ADDON.glob("*.py")), ids=lambda p: p.name)

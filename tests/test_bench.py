@@ -1,5 +1,6 @@
 """All benchmarks in quick mode, in one child process: the tables' rows and columns, sane values,
 the temporal loss lowering the warping error, flat memory, and the figures."""
+
 import math
 import os
 import subprocess
@@ -7,10 +8,24 @@ import sys
 
 from conftest import ROOT, shared_data
 
-FIGURES = ["flow_sintel.png", "flow_scene.png", "consistency_first_pair.png", "scenes_consistency.png",
-           "speed_per_frame.png", "pictures_rendered_clip.png", "consistency_mean_error.png", "regions_sheet.png"]
-TITLES = ["Optical flow", "Temporal consistency on Sintel", "rendered clip", "Speed and memory", "Pictures",
-          "Style regions"]
+FIGURES = [
+    "flow_sintel.png",
+    "flow_scene.png",
+    "consistency_first_pair.png",
+    "scenes_consistency.png",
+    "speed_per_frame.png",
+    "pictures_rendered_clip.png",
+    "consistency_mean_error.png",
+    "regions_sheet.png",
+]
+TITLES = [
+    "Optical flow",
+    "Temporal consistency on Sintel",
+    "rendered clip",
+    "Speed and memory",
+    "Pictures",
+    "Style regions",
+]
 
 
 def tables(text):
@@ -50,9 +65,14 @@ def number(cell):
 def test_all_benchmarks_quick(tmp_path):
     data = shared_data("sintel_pairs").parent
     env = {**os.environ, "STYLIZE_VGG19": ""}  # no weights: the random VGG path must work
-    proc = subprocess.run([sys.executable, "-m", "bench", "all", "--quick", "--out", str(tmp_path),
-                           "--data", str(data)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "all", "--quick", "--out", str(tmp_path), "--data", str(data)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for title in TITLES:
@@ -86,7 +106,7 @@ def test_all_benchmarks_quick(tmp_path):
     assert [r["method"] for r in table(found, "Per pair")] == methods * 2
     mean = {r["method"]: r for r in table(found, "Mean over 2 pairs")}
     assert list(mean) == methods and mean["input"]["content loss"] == 0
-    assert mean["input"]["E"] < mean["per-frame"]["E"]          # stylising alone adds flicker
+    assert mean["input"]["E"] < mean["per-frame"]["E"]  # stylising alone adds flicker
     assert mean["DIS"]["E"] < mean["per-frame"]["E"] and mean["GT"]["E"] < mean["per-frame"]["E"]
     assert mean["per-frame"]["style loss"] < mean["input"]["style loss"]
     assert all(distance_ok(r["style dist"]) for r in mean.values()), mean
@@ -104,14 +124,16 @@ def test_all_benchmarks_quick(tmp_path):
     # speed: conv work grows with the pixels; memory is flat with the clip length
     speed = table(found, "Per iteration")
     assert [r["size"] for r in speed] == ["64x27", "96x41"]
-    assert 2 < speed[1]["conv GFLOP fwd+bwd"] / speed[0]["conv GFLOP fwd+bwd"] < 3   # 2.28x the pixels
+    assert 2 < speed[1]["conv GFLOP fwd+bwd"] / speed[0]["conv GFLOP fwd+bwd"] < 3  # 2.28x the pixels
     # the loss is read back at most once an iteration (plus the setup and the result)
     assert all(0 < r["host reads/iter"] <= 1 + 3 / 3 and r["peak MB"] > 50 for r in speed), speed
     peaks = [r["peak RSS MB"] for r in table(found, "Peak memory")]
     assert len(peaks) == 2 and 50 < peaks[0] and peaks[1] <= 1.1 * peaks[0]
     warm = {r["run"]: r for r in table(found, "prevWarped")}
-    assert warm["frame 2, prevWarped init + temporal"]["iterations to target"] <= \
-        warm["frame 2, content init + temporal"]["iterations to target"]
+    assert (
+        warm["frame 2, prevWarped init + temporal"]["iterations to target"]
+        <= warm["frame 2, content init + temporal"]["iterations to target"]
+    )
 
     # pictures: less flicker with the temporal loss
     pictures = table(found, "Pictures")
@@ -123,8 +145,14 @@ def test_all_benchmarks_quick(tmp_path):
     # soft edges show less of a seam than hard edges and than cutting two single-style results, keep stays
     # (measured quick, random VGG: 0.18 / 0.60, seams 1.30 / 1.77 / 2.03)
     reg = {r["run"]: r for r in table(found, "Per-region style distance")}
-    assert list(reg) == ["input", "A+B regions", "A+B regions, hard edges", "hard cut of A, B", "A+keep regions",
-                         "A only"]
+    assert list(reg) == [
+        "input",
+        "A+B regions",
+        "A+B regions, hard edges",
+        "hard cut of A, B",
+        "A+keep regions",
+        "A only",
+    ]
     ab = reg["A+B regions"]
     assert ab["region 0 to A"] < 0.5 and ab["region 1 to B"] < 0.8 * reg["A only"]["region 1 to B"], reg
     assert ab["seam"] < reg["A+B regions, hard edges"]["seam"] and ab["seam"] < reg["hard cut of A, B"]["seam"], reg
@@ -143,8 +171,9 @@ def test_all_benchmarks_quick(tmp_path):
     assert all(r["style dist"] < inputs[r["frame"]] for r in sides if r["runs at (shorter side)"] != "input")
     # fast mode end to end: every clip with both composites, the style kept near the keyframes
     clips = table(found, "Fast mode, end to end")
-    assert {(r["clip"], r["combine"]) for r in clips} == {(c, m) for c in ("sintel", "cockatoo", "cockatoo2", "tree")
-                                                          for m in ("select", "blend")}
+    assert {(r["clip"], r["combine"]) for r in clips} == {
+        (c, m) for c in ("sintel", "cockatoo", "cockatoo2", "tree") for m in ("select", "blend")
+    }
     assert all(distance_ok(r["dist key max"]) and r["frames/s after keyframes"] > 0 for r in clips), clips
 
 
@@ -155,20 +184,43 @@ def test_fast_learned_quick(tmp_path):
     untrained, 12.7-14 dB after 5 s of training on a loaded 2-core CPU)."""
     data = shared_data("sintel_pairs").parent
     budget = 4.0
-    proc = subprocess.run([sys.executable, "-m", "bench", "fast_learned", "--quick", "--synthetic", "--no-route-b",
-                           "--pairs", "1", "--threads", "1", "--train-seconds", str(budget), "--out", str(tmp_path),
-                           "--data", str(data)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "fast_learned",
+            "--quick",
+            "--synthetic",
+            "--no-route-b",
+            "--pairs",
+            "1",
+            "--threads",
+            "1",
+            "--train-seconds",
+            str(budget),
+            "--out",
+            str(tmp_path),
+            "--data",
+            str(data),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = tables(proc.stdout)
     rows = table(found, "Summary route (a)")
     assert [(r["sequence"], r["method"]) for r in rows] == [
-        (s, m) for s in ("sintel_pairs", "sintel_clip", "cockatoo") for m in ("learned 4 s", "per-frame")]
+        (s, m) for s in ("sintel_pairs", "sintel_clip", "cockatoo") for m in ("learned 4 s", "per-frame")
+    ]
     for r in rows:
         for k in ("MAD", "E", "E / per-frame", "sharpness", "s/frame"):
             assert math.isfinite(r[k]) and r[k] >= 0, (k, r)
     learned = [r for r in rows if r["method"] == "learned 4 s"]
     for r in learned:
-        assert budget <= r["train s"] < budget + 30 and r["steps"] >= 1, r   # a step may take seconds under load
+        assert budget <= r["train s"] < budget + 30 and r["steps"] >= 1, r  # a step may take seconds under load
         assert 0 < r["PSNR"] < 60 and 0 < r["key PSNR"] < 60, r
     # the keyframe is learnt: above the untrained net's ~10-11.8 dB on at least one sequence
     assert max(r["key PSNR"] for r in learned) > 12.0, learned

@@ -1,4 +1,5 @@
 """The engine end to end: CLI, outputs, progress, resume, interruption and bad input."""
+
 import json
 import os
 import signal
@@ -31,8 +32,10 @@ def snapshot(folder):
 def test_stylize_frames_folder(clip, capsys):
     out = clip / "out"
     before = snapshot(clip / "in")
-    code, events, _ = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", out,
-                               "--video", out / "clip.mp4", *FAST], capsys)
+    code, events, _ = run_cli(
+        ["stylize", clip / "in", "--style", clip / "style.png", "--out", out, "--video", out / "clip.mp4", *FAST],
+        capsys,
+    )
     assert code == 0
     frames = sorted(out.glob("frame_*.png"))
     assert [p.name for p in frames] == [f"frame_{i:05d}.png" for i in range(1, 6)]
@@ -53,8 +56,22 @@ def test_stylize_frames_folder(clip, capsys):
 def test_stylize_real_video_cut(tmp_path, capsys):
     tree = shared_data("video", "tree.avi")
     demo.make_style(tmp_path / "style.png", size=(64, 64))
-    code, events, _ = run_cli(["stylize", tree, "--style", tmp_path / "style.png", "--out",
-                               tmp_path / "out", "--max-frames", "3", "--scale", "0.25", *FAST], capsys)
+    code, events, _ = run_cli(
+        [
+            "stylize",
+            tree,
+            "--style",
+            tmp_path / "style.png",
+            "--out",
+            tmp_path / "out",
+            "--max-frames",
+            "3",
+            "--scale",
+            "0.25",
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 0
     frames = sorted((tmp_path / "out").glob("frame_*.png"))
     assert len(frames) == 3 and read_image(frames[0]).shape == (240, 320, 3)
@@ -79,9 +96,27 @@ def test_resume_skips_finished_frames(clip, capsys):
 
 
 def test_interrupted_run_keeps_valid_frames_and_resumes(clip):
-    cmd = [sys.executable, "-m", "stylize_core", "stylize", str(clip / "in"), "--style",
-           str(clip / "style.png"), "--out", str(clip / "out"), "--vgg", "random:8",
-           "--iterations", "4", "--iterations-later", "200", "--tolerance", "0", "--progress", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stylize_core",
+        "stylize",
+        str(clip / "in"),
+        "--style",
+        str(clip / "style.png"),
+        "--out",
+        str(clip / "out"),
+        "--vgg",
+        "random:8",
+        "--iterations",
+        "4",
+        "--iterations-later",
+        "200",
+        "--tolerance",
+        "0",
+        "--progress",
+        "json",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if json.loads(line)["event"] == "frame":
@@ -93,8 +128,12 @@ def test_interrupted_run_keeps_valid_frames_and_resumes(clip):
     assert not [n for n in names if ".tmp" in n]
     frames = sorted((clip / "out").glob("frame_*.png"))
     assert 1 <= len(frames) < 5 and all(read_image(p).shape == (32, 48, 3) for p in frames)
-    done = subprocess.run(cmd[:-6] + ["--iterations-later", "2", "--progress", "none", "--restart"],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        cmd[:-6] + ["--iterations-later", "2", "--progress", "none", "--restart"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and len(list((clip / "out").glob("frame_*.png"))) == 5
 
 
@@ -104,8 +143,19 @@ def test_precomputed_flo_flows(clip, capsys):
     for a in range(1, 5):
         flowio.write_flo(flows / f"flow_{a:05d}_{a + 1:05d}.flo", np.zeros((32, 48, 2), np.float32))
         flowio.write_flo(flows / f"flow_{a + 1:05d}_{a:05d}.flo", np.zeros((32, 48, 2), np.float32))
-    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
-            "--flow", "flo", "--flow-dir", flows, *FAST]
+    args = [
+        "stylize",
+        clip / "in",
+        "--style",
+        clip / "style.png",
+        "--out",
+        clip / "out",
+        "--flow",
+        "flo",
+        "--flow-dir",
+        flows,
+        *FAST,
+    ]
     assert run_cli(args, capsys)[0] == 0
     flowio.write_flo(flows / "flow_00003_00002.flo", np.zeros((30, 48, 2), np.float32))
     code, events, err = run_cli([*args, "--restart"], capsys)
@@ -144,9 +194,11 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
     for args, expected in bad_input_cases(tmp_path):
         out = tmp_path / "out"
         before = {p for p in tmp_path.iterdir()}
-        code = cli.main(["stylize", *map(str, args), "--out", str(out), "--progress", "none",
-                         "--vgg", "random:8"] if "--vgg" not in map(str, args) else
-                        ["stylize", *map(str, args), "--out", str(out), "--progress", "none"])
+        code = cli.main(
+            ["stylize", *map(str, args), "--out", str(out), "--progress", "none", "--vgg", "random:8"]
+            if "--vgg" not in map(str, args)
+            else ["stylize", *map(str, args), "--out", str(out), "--progress", "none"]
+        )
         err = capsys.readouterr().err.strip()
         assert code == 1, args
         assert err.startswith("error: ") and len(err.splitlines()) == 1, err
@@ -157,31 +209,38 @@ def test_bad_inputs_give_one_clear_line(tmp_path, capsys):
 
 def test_out_of_memory_suggests_a_lower_scale(clip, capsys, monkeypatch):
     import torch
+
     from stylize_core.network import optimize
 
     def oom(*a, **k):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
     monkeypatch.setattr(optimize.Stylizer, "stylize", oom)
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png",
-                                 "--out", clip / "out", *FAST], capsys)
+    code, events, err = run_cli(
+        ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST], capsys
+    )
     assert code == 1 and "--scale" in err and "frame 1 at 48x32" in err and len(err.splitlines()) == 1
-    assert events[-1] == {"event": "error", "message": err.strip()[len("error: "):]}
+    assert events[-1] == {"event": "error", "message": err.strip()[len("error: ") :]}
 
 
 def test_help_documents_every_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         cli.main(["stylize", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    options = [a for a in cli.build_parser()._subparsers._group_actions[0].choices["stylize"]._actions
-               if a.option_strings and a.dest != "help"]
+    options = [
+        a
+        for a in cli.build_parser()._subparsers._group_actions[0].choices["stylize"]._actions
+        if a.option_strings and a.dest != "help"
+    ]
     for action in options:
         assert action.option_strings[-1] in text
         assert "default" in (action.help or "") or action.required, action.dest
 
 
 def test_done_event_reports_stage_timings(clip, capsys):
-    code, events, _ = run_cli(["stylize", clip / "in", "--style", clip / "style.png",
-                               "--out", clip / "out", *FAST], capsys)
+    code, events, _ = run_cli(
+        ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", *FAST], capsys
+    )
     timings = events[-1]["timings"]
     assert code == 0 and set(timings) == {"flow", "consistency", "optimise", "io"}
     assert timings["optimise"] > 0 and timings["flow"] > 0 and timings["io"] > 0
@@ -201,11 +260,24 @@ def test_edited_input_is_another_job(clip, capsys):
 
 def test_no_download_never_downloads(clip, capsys, monkeypatch, tmp_path):
     from stylize_core.network import weights
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     monkeypatch.delenv(weights.ENV, raising=False)
     monkeypatch.setattr(weights, "download", lambda: pytest.fail("tried to download"))
-    code, _, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out",
-                            clip / "out", "--no-download", "--progress", "none"], capsys)
+    code, _, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--style",
+            clip / "style.png",
+            "--out",
+            clip / "out",
+            "--no-download",
+            "--progress",
+            "none",
+        ],
+        capsys,
+    )
     assert code == 1 and "weights not found" in err and str(weights.hub_path()) in err
 
 
@@ -213,6 +285,7 @@ def test_info_json(capsys):
     assert cli.main(["info", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     import torch
+
     assert info["torch"] == torch.__version__ and "dis" in info["flows"]
     assert info["cuda"] is torch.cuda.is_available() and info["mps"] is torch.backends.mps.is_available()
     assert "weights" in info
@@ -250,17 +323,44 @@ def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
 
 def test_paper_options_reach_the_manifest(clip, capsys):
     """The paper's options as CLI flags: recorded in the manifest's settings; a bad choice is one line."""
-    args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", "--vgg", "random:8",
-            "--progress", "json", "--preset", "paper-multipass", "--flow", "dis", "--pass-iterations", "2", "--passes", "3",
-            "--style-match", "area", "--reliability-widen", "1.5", "--tolerance-window", "5"]
+    args = [
+        "stylize",
+        clip / "in",
+        "--style",
+        clip / "style.png",
+        "--out",
+        clip / "out",
+        "--vgg",
+        "random:8",
+        "--progress",
+        "json",
+        "--preset",
+        "paper-multipass",
+        "--flow",
+        "dis",
+        "--pass-iterations",
+        "2",
+        "--passes",
+        "3",
+        "--style-match",
+        "area",
+        "--reliability-widen",
+        "1.5",
+        "--tolerance-window",
+        "5",
+    ]
     code, _, err = run_cli(args, capsys)  # the preset's temporal loss from pass 8: never, in 3 passes
     assert code == 1 and "--temporal-from-pass 8 is after the last of the 3 passes" in err
     args += ["--temporal-from-pass", "3"]
     code, events, _ = run_cli(args, capsys)
     assert code == 0 and events[-1]["event"] == "done"
     s = json.loads((clip / "out" / "job.json").read_text())["settings"]
-    assert (s["style_match"], s["reliability_widen"], s["tolerance_window"], s["first_pass"]) == \
-        ("area", 1.5, 5, "independent")
+    assert (s["style_match"], s["reliability_widen"], s["tolerance_window"], s["first_pass"]) == (
+        "area",
+        1.5,
+        5,
+        "independent",
+    )
     assert (s["passes"], s["temporal_from_pass"], s["temporal_weight"]) == (3, 3, 100.0)
     code, _, err = run_cli([*args[:4], "--out", clip / "bad", *FAST, "--style-match", "diagonal"], capsys)
     assert code == 1 and "--style-match must be one of side, area" in err and len(err.strip().splitlines()) == 1

@@ -1,8 +1,9 @@
 """Reliability weights (disocclusion, motion boundaries, leaving the frame) and the long-term rule."""
+
 import cv2
 import numpy as np
-from conftest import shared_data
 
+from conftest import shared_data
 from stylize_core.motion import flow
 from stylize_core.motion.consistency import long_term_weights, reliability
 
@@ -21,13 +22,13 @@ def test_moving_square_covers_background():
     r = reliability(ab, ba)
     assert r.dtype == np.float32 and set(np.unique(r)) <= {0.0, 1.0}
     covered = np.zeros((H, W), bool)
-    covered[15:25, 25:31] = True                    # background of a hidden by the square in b
+    covered[15:25, 25:31] = True  # background of a hidden by the square in b
     assert (r[covered] == 0).all()
-    assert (r[16:24, 16:24] == 1).all()             # square interior
+    assert (r[16:24, 16:24] == 1).all()  # square interior
     ring = np.zeros((H, W), bool)
     ring[15:25, 15:25] = True
     ring[16:24, 16:24] = False
-    assert (r[ring] == 0).all()                     # motion boundary on the square's edge
+    assert (r[ring] == 0).all()  # motion boundary on the square's edge
     far = np.ones((H, W), bool)
     far[13:27, 13:33] = False
     assert (r[far] == 1).all()
@@ -38,7 +39,7 @@ def test_sliding_motion_boundary_without_occlusion():
     ab = zeros()
     ab[:, :24, 1], ab[:, 24:, 1] = 2, -2
     r = reliability(ab, -ab)
-    inner = r[3:-3]                                  # rows whose samples stay inside the frame
+    inner = r[3:-3]  # rows whose samples stay inside the frame
     assert (inner[:, 23:25] == 0).all()
     assert (np.delete(inner, [23, 24], axis=1) == 1).all()
 
@@ -46,7 +47,7 @@ def test_sliding_motion_boundary_without_occlusion():
 def test_smooth_zoom_is_reliable():
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
     p = np.stack((xs - W / 2, ys - H / 2), axis=-1)
-    r = reliability(-0.02 * p, 0.02 / 0.98 * p)      # 2 % zoom out and its exact inverse
+    r = reliability(-0.02 * p, 0.02 / 0.98 * p)  # 2 % zoom out and its exact inverse
     assert r.all()
 
 
@@ -55,7 +56,7 @@ def test_flow_leaving_the_frame():
     ab[...] = (5, 0)
     ba[...] = (-5, 0)
     r = reliability(ab, ba)
-    assert (r[:, :W - 5] == 1).all() and (r[:, W - 5:] == 0).all()
+    assert (r[:, : W - 5] == 1).all() and (r[:, W - 5 :] == 0).all()
 
 
 def test_long_term_weights_example():
@@ -77,14 +78,16 @@ def test_long_term_weights_never_exceed_one():
         np.testing.assert_array_equal(out[0], c[0])
         for o, x in zip(out, c):
             assert (o >= 0).all() and (o <= x).all()
-        if trial % 2:   # binary: each pixel goes to the closest reliable frame
+        if trial % 2:  # binary: each pixel goes to the closest reliable frame
             np.testing.assert_array_equal(total, np.max(c, axis=0))
 
 
 def test_sintel_occlusions_are_found():
     d = shared_data("sintel_pairs", "alley_1_clean_0002")
-    a, b = (cv2.cvtColor(cv2.imread(str(d / n)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
-            for n in ("frame_t.png", "frame_t1.png"))
+    a, b = (
+        cv2.cvtColor(cv2.imread(str(d / n)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+        for n in ("frame_t.png", "frame_t1.png")
+    )
     occluded = cv2.imread(str(d / "occlusion.png"), cv2.IMREAD_GRAYSCALE) > 127
     r = reliability(flow.estimate(a, b), flow.estimate(b, a))
     zeroed_occ, zeroed_rest = (r[occluded] == 0).mean(), (r[~occluded] == 0).mean()
@@ -95,6 +98,7 @@ def test_widening_grows_the_excluded_region_with_a_ramp():
     """One excluded pixel widened by r = 3 px: a disc of radius 3 is 0, the weight ramps linearly
     to 1 at 6 px (4.5 px: 0.5), everything stays in [0, 1]; r = 0 keeps the hard mask."""
     from stylize_core.motion.consistency import widen_mask
+
     c = np.ones((41, 41), np.float32)
     c[20, 20] = 0
     out = widen_mask(c, 3.0)

@@ -14,8 +14,8 @@ def test_clip_frames_count_size_and_motion(tmp_path):
     imgs = [read_image(p) for p in paths]
     assert all(im.shape == (96, 160, 3) for im in imgs)
     steps = [np.abs(b - a).mean() for a, b in zip(imgs, imgs[1:])]
-    assert min(steps) > 0.01                                  # every frame moves
-    assert imgs[0].std() > 0.1                                # textured, not flat
+    assert min(steps) > 0.01  # every frame moves
+    assert imgs[0].std() > 0.1  # textured, not flat
 
 
 def test_clip_is_deterministic(tmp_path):
@@ -32,10 +32,10 @@ def test_style_is_colourful_and_deterministic(tmp_path):
     assert p == str(tmp_path / "style.png")
     img = read_image(p)
     assert img.shape == (120, 200, 3)
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)               # H in degrees, S and V in [0, 1]
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)  # H in degrees, S and V in [0, 1]
     assert hsv[..., 1].mean() > 0.5
     hues = np.bincount((hsv[..., 0] // 60).astype(int).ravel(), minlength=6) / hsv[..., 0].size
-    assert (hues > 0.05).sum() >= 4                           # at least 4 of 6 hue sectors
+    assert (hues > 0.05).sum() >= 4  # at least 4 of 6 hue sectors
     demo.make_style(str(tmp_path / "again.png"), size=(200, 120), seed=0)
     assert open(p, "rb").read() == open(tmp_path / "again.png", "rb").read()
     demo.make_style(str(tmp_path / "other.png"), size=(200, 120), seed=1)

@@ -1,19 +1,19 @@
 """Errors that used to escape as tracebacks: each is one line on stderr, an ``error`` event, exit 1,
 and leaves no half-written file."""
+
 import errno
 import json
 import os
 import stat
 
 import pytest
-
-from conftest import generated_clip
 import torch
 
+from conftest import generated_clip
 from stylize_core import cli
+from stylize_core.errors import StylizeError
 from stylize_core.io import frames
 from stylize_core.network import memory, optimize, weights
-from stylize_core.errors import StylizeError
 
 FAST = ["--vgg", "random:8", "--iterations", "3", "--iterations-later", "2", "--progress", "json"]
 
@@ -36,7 +36,7 @@ def stylize(clip, capsys, *extra, out=None):
 def assert_user_error(code, lines, events, *expected):
     assert code == 1
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert events and events[-1] == {"event": "error", "message": lines[0][len("error: "):]}
+    assert events and events[-1] == {"event": "error", "message": lines[0][len("error: ") :]}
     for text in expected:
         assert text in lines[0], (text, lines[0])
 
@@ -61,8 +61,11 @@ def test_read_only_output_folder(clip, capsys, monkeypatch, where):
     parent.chmod(stat.S_IRUSR | stat.S_IXUSR)
     if os.geteuid() == 0:  # root writes anyway: let os.access answer as it does for other users
         real = os.access
-        monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and (
-            not mode & os.W_OK or bool(os.stat(p).st_mode & stat.S_IWUSR)))
+        monkeypatch.setattr(
+            os,
+            "access",
+            lambda p, mode: real(p, mode) and (not mode & os.W_OK or bool(os.stat(p).st_mode & stat.S_IWUSR)),
+        )
     try:
         code, lines, events = stylize(clip, capsys, out=out)
     finally:
@@ -72,9 +75,11 @@ def test_read_only_output_folder(clip, capsys, monkeypatch, where):
 
 
 def test_video_that_cannot_be_written_is_refused_before_the_run(clip, capsys):
-    for video, text in ((clip / "missing" / "clip.mp4", "does not exist"),
-                        (clip / "out" / "clip.gif", "unsupported video format .gif"),
-                        (clip, "is a folder")):
+    for video, text in (
+        (clip / "missing" / "clip.mp4", "does not exist"),
+        (clip / "out" / "clip.gif", "unsupported video format .gif"),
+        (clip, "is a folder"),
+    ):
         code, lines, events = stylize(clip, capsys, "--video", video)
         assert_user_error(code, lines, events, str(video), text)
         assert not list(clip.rglob("frame_*")) or not (clip / "out").exists()
@@ -89,6 +94,7 @@ def test_disk_full_during_the_run_keeps_finished_frames(clip, capsys, monkeypatc
         if str(dst).endswith("frame_00003.png"):
             raise OSError(errno.ENOSPC, "No space left on device", str(src))
         return real(src, dst)
+
     monkeypatch.setattr(frames.os, "replace", replace)
     code, lines, events = stylize(clip, capsys)
     assert_user_error(code, lines, events, "No space left on device", "frame_00003.png")
@@ -97,12 +103,18 @@ def test_disk_full_during_the_run_keeps_finished_frames(clip, capsys, monkeypatc
     assert leftovers(clip / "out") == []
 
 
-@pytest.mark.parametrize("error", [
-    RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
-                 "you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)"),
-    MemoryError(),
-    torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-], ids=["cpu-runtimeerror", "memoryerror", "cuda"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+            "you tried to allocate 9663676416 bytes. Error code 12 (Cannot allocate memory)"
+        ),
+        MemoryError(),
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ],
+    ids=["cpu-runtimeerror", "memoryerror", "cuda"],
+)
 def test_out_of_memory_in_the_optimisation(clip, capsys, monkeypatch, error):
     real, calls = optimize.Stylizer.stylize, []
 
@@ -111,28 +123,32 @@ def test_out_of_memory_in_the_optimisation(clip, capsys, monkeypatch, error):
         if len(calls) == 2:
             raise error
         return real(self, *a, **k)
+
     monkeypatch.setattr(optimize.Stylizer, "stylize", stylize_then_fail)
     code, lines, events = stylize(clip, capsys)
-    assert_user_error(code, lines, events, "out of CPU memory on frame 2 at 48x32", "GB",
-                      "lower --scale (e.g. 0.5)")
+    assert_user_error(code, lines, events, "out of CPU memory on frame 2 at 48x32", "GB", "lower --scale (e.g. 0.5)")
     assert [p.name for p in (clip / "out").glob("frame_*")] == ["frame_00001.png"]
     assert leftovers(clip / "out") == []
 
 
 def test_other_errors_and_ctrl_c_are_not_taken_for_out_of_memory(clip, capsys, monkeypatch):
     """A bug is one line too (named as one, the traceback on demand), recorded as failed in the manifest."""
+
     def boom(self, *a, **k):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
     monkeypatch.setattr(optimize.Stylizer, "stylize", boom)
     code, lines, events = stylize(clip, capsys)
-    assert_user_error(code, lines, events, "internal error, please report it: RuntimeError: mat1 and mat2 shapes",
-                      "STYLIZE_DEBUG=1")
+    assert_user_error(
+        code, lines, events, "internal error, please report it: RuntimeError: mat1 and mat2 shapes", "STYLIZE_DEBUG=1"
+    )
     assert "memory" not in lines[0]
     manifest = json.loads((clip / "out" / "job.json").read_text())
     assert manifest["status"] == "failed" and "mat1 and mat2" in manifest["error"]
 
     def interrupt(self, *a, **k):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(optimize.Stylizer, "stylize", interrupt)
     code, lines, events = stylize(clip, capsys, "--restart")
     assert code == 130 and "resume" in lines[-1] and events[-1]["message"] == "interrupted"
@@ -144,6 +160,7 @@ def test_non_finite_loss_names_the_frame(clip, capsys, monkeypatch):
     assert_user_error(code, lines, events, "--style-weight must be in [0, 1e+06], got inf")
     assert not (clip / "out").exists()
     from stylize_core.network import losses
+
     monkeypatch.setattr(optimize, "tv_loss", lambda image: losses.tv_loss(image) * float("inf"))
     code, lines, events = stylize(clip, capsys)
     assert_user_error(code, lines, events, "NaN or infinite on frame 1", "--style-weight", "--optimizer adam")
@@ -156,12 +173,21 @@ def test_run_too_large_for_memory_is_refused_before_anything_is_recorded(clip, c
     settings = ["--scale", "4", "--temporal", "none"]
     s = cli._settings(cli.build_parser().parse_args(["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings]))
     need = memory.estimate((192, 128), s, "cpu", (48, 32))["total"]
-    least = memory.estimate((48, 32), memory._with(s, lbfgs_history=10), "cpu", (48, 32),
-                            checkpoint=True)["total"]  # the last fallback: --scale 1 = 4 x 0.25
+    least = memory.estimate((48, 32), memory._with(s, lbfgs_history=10), "cpu", (48, 32), checkpoint=True)[
+        "total"
+    ]  # the last fallback: --scale 1 = 4 x 0.25
     monkeypatch.setattr(memory, "available", lambda device: least * 0.99)  # not even the last fallback fits
     code, lines, events = stylize(clip, capsys, *settings)
-    assert_user_error(code, lines, events, "not enough CPU memory", "192x128", f"{need / 2 ** 30:.1f} GB",
-                      "checkpointing and --scale 1;", "use --scale ")
+    assert_user_error(
+        code,
+        lines,
+        events,
+        "not enough CPU memory",
+        "192x128",
+        f"{need / 2**30:.1f} GB",
+        "checkpointing and --scale 1;",
+        "use --scale ",
+    )
     assert not (clip / "out" / "job.json").exists()  # a re-run with the advised scale is not "another job"
     scale = lines[0].split("use --scale ")[1].split()[0]
     assert 0.25 <= float(scale) < 1
@@ -172,8 +198,18 @@ def test_run_too_large_for_memory_is_refused_before_anything_is_recorded(clip, c
 def test_run_too_large_for_memory_uses_a_fallback_and_records_it(clip, capsys, monkeypatch):
     """The plan's change is a ``warning`` event after ``start`` and the manifest's ``memory``; the
     identity keeps the requested settings, so the same command with enough memory resumes the job."""
-    settings = ["--temporal", "none", "--iterations", "30", "--iterations-later", "30", "--tolerance", "0",
-                "--lbfgs-history", "100"]
+    settings = [
+        "--temporal",
+        "none",
+        "--iterations",
+        "30",
+        "--iterations-later",
+        "30",
+        "--tolerance",
+        "0",
+        "--lbfgs-history",
+        "100",
+    ]
     s = cli._settings(cli.build_parser().parse_args(["stylize", "x", "--style", "s", "--out", "o", *FAST, *settings]))
     fits = memory.estimate((48, 32), memory._with(s, lbfgs_history=20), "cpu", (48, 32))["total"]
     monkeypatch.setattr(memory, "available", lambda device: fits)
@@ -194,11 +230,14 @@ def test_run_too_large_for_memory_uses_a_fallback_and_records_it(clip, capsys, m
     assert json.loads((clip / "out" / "job.json").read_text())["memory"]["fallbacks"] == []
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"hello, I am a text file\n", "neither a zip archive nor a pickle"),
-    (b"", "the file is empty"),
-    ("truncated", "truncated or corrupt zip archive"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"hello, I am a text file\n", "neither a zip archive nor a pickle"),
+        (b"", "the file is empty"),
+        ("truncated", "truncated or corrupt zip archive"),
+    ],
+)
 def test_garbage_weights_file_is_one_line(clip, capsys, content, reason):
     path = clip / "vgg.pth"
     if content == "truncated":
@@ -207,8 +246,7 @@ def test_garbage_weights_file_is_one_line(clip, capsys, content, reason):
     path.write_bytes(content)
     code, lines, events = stylize(clip, capsys, "--vgg", path)
     assert_user_error(code, lines, events)
-    assert lines[0].startswith(f"error: cannot load VGG-19 weights from {path}: not a PyTorch weights file "
-                               f"({reason}")
+    assert lines[0].startswith(f"error: cannot load VGG-19 weights from {path}: not a PyTorch weights file ({reason}")
     assert lines[0].endswith(")") and len(lines[0]) < 300
 
 
@@ -218,7 +256,7 @@ def test_missing_stylize_vgg19_file(clip, capsys, monkeypatch):
     args = ["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out", "--progress", "json"]
     code = cli.main([str(a) for a in args])
     captured = capsys.readouterr()
-    message = captured.err.strip()[len("error: "):]
+    message = captured.err.strip()[len("error: ") :]
     assert code == 1 and json.loads(captured.out.splitlines()[-1]) == {"event": "error", "message": message}
     assert str(missing) in message and weights.ENV in message and "does not exist" in message
     assert cli.main(["info", "--json"]) == 0

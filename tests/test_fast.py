@@ -1,4 +1,5 @@
 """Fast mode (stylize_core/modes/fast/: synthesis.py, plan.py, backends.py) on tiny synthetic clips with known flows."""
+
 import os
 import subprocess
 import sys
@@ -9,11 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared_data
-from stylize_core.modes.fast import backends as search_backends, synthesis as fast
-from stylize_core.modes.fast.plan import plan_keyframes
 from stylize_core.errors import StylizeError
+from stylize_core.modes.fast import backends as search_backends
+from stylize_core.modes.fast import synthesis as fast
+from stylize_core.modes.fast.plan import plan_keyframes
 
-W, H, SHIFT, SQ = 64, 48, (3, 2), (16, 12, 20)   # size, square motion per frame, square x, y, side
+W, H, SHIFT, SQ = 64, 48, (3, 2), (16, 12, 20)  # size, square motion per frame, square x, y, side
 
 
 def texture(h, w, seed, sigma):
@@ -24,19 +26,19 @@ def texture(h, w, seed, sigma):
 
 
 BACK = texture(H, W, 1, 1.0)
-SQUARE = texture(SQ[2], SQ[2], 2, 0.7) * 0.5 + 0.5    # brighter than the background
+SQUARE = texture(SQ[2], SQ[2], 2, 0.7) * 0.5 + 0.5  # brighter than the background
 
 
 def frame(k):
     img = BACK.copy()
     x, y = SQ[0] + k * SHIFT[0], SQ[1] + k * SHIFT[1]
-    img[y:y + SQ[2], x:x + SQ[2]] = SQUARE
+    img[y : y + SQ[2], x : x + SQ[2]] = SQUARE
     return img
 
 
 def stylise(img):
     """A content-bound 'style': inverted, saturated, with stripes of the content's own structure."""
-    return np.clip(1 - img ** 0.7 + 0.3 * (img[..., ::-1] - 0.5), 0, 1).astype(np.float32)
+    return np.clip(1 - img**0.7 + 0.3 * (img[..., ::-1] - 0.5), 0, 1).astype(np.float32)
 
 
 class KnownFlows:
@@ -45,7 +47,7 @@ class KnownFlows:
     def flow(self, a, b):
         f = np.zeros((H, W, 2), np.float32)
         x, y = SQ[0] + a * SHIFT[0], SQ[1] + a * SHIFT[1]
-        f[y:y + SQ[2], x:x + SQ[2]] = np.subtract(b, a) * np.array(SHIFT, np.float32)
+        f[y : y + SQ[2], x : x + SQ[2]] = np.subtract(b, a) * np.array(SHIFT, np.float32)
         return f
 
 
@@ -53,16 +55,16 @@ def shifted(img, k):
     """``img`` (of frame 0) with the square moved as in frame k (the background where it was stays)."""
     out = img.copy()
     x, y = SQ[0] + k * SHIFT[0], SQ[1] + k * SHIFT[1]
-    out[y:y + SQ[2], x:x + SQ[2]] = img[SQ[1]:SQ[1] + SQ[2], SQ[0]:SQ[0] + SQ[2]]
+    out[y : y + SQ[2], x : x + SQ[2]] = img[SQ[1] : SQ[1] + SQ[2], SQ[0] : SQ[0] + SQ[2]]
     return out
 
 
 def revealed(k):
     """Pixels of frame k covered by the square in frame 0 but not in frame k."""
     m = np.zeros((H, W), bool)
-    m[SQ[1]:SQ[1] + SQ[2], SQ[0]:SQ[0] + SQ[2]] = True
+    m[SQ[1] : SQ[1] + SQ[2], SQ[0] : SQ[0] + SQ[2]] = True
     x, y = SQ[0] + k * SHIFT[0], SQ[1] + k * SHIFT[1]
-    m[y:y + SQ[2], x:x + SQ[2]] = False
+    m[y : y + SQ[2], x : x + SQ[2]] = False
     return m
 
 
@@ -78,6 +80,7 @@ def test_propagated_frame_matches_shifted_keyframe(backend):
     out = prop.step(frame(1), flows.flow(1, 0), flows.flow(0, 1))
     want = shifted(key, 1)
     from stylize_core.motion.consistency import reliability
+
     ok = reliability(flows.flow(1, 0), flows.flow(0, 1)) > 0
     ok[:3], ok[-3:], ok[:, :3], ok[:, -3:] = False, False, False, False
     err = np.abs(out - want).mean(axis=2)[ok]
@@ -99,7 +102,8 @@ def test_revealed_region_gets_texture_not_flat_fill(backend):
     def grad(x):
         g = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
         return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
-    ideal = stylise(frame(3))             # what a per-frame stylisation gives there
+
+    ideal = stylise(frame(3))  # what a per-frame stylisation gives there
     got, want = grad(img)[region].mean(), grad(ideal)[region].mean()
     assert got > 0.5 * want, (got, want)
     # and the colours come from the background's stylisation, not the square's
@@ -158,14 +162,19 @@ def test_numba_missing_is_a_clear_error(monkeypatch):
 def test_bench_fast_quick_synthetic(tmp_path):
     data = shared_data("sintel_pairs").parent
     env = {**os.environ, "STYLIZE_VGG19": ""}
-    proc = subprocess.run([sys.executable, "-m", "bench", "fast", "--quick", "--synthetic", "--out",
-                           str(tmp_path), "--data", str(data)], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "fast", "--quick", "--synthetic", "--out", str(tmp_path), "--data", str(data)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "SYNTHETIC" in out and "Targets of issue #8" in out
     assert "| frames per second after keyframes |" in out
-    assert "| sintel_pairs | 2 | fast, exact flow |" in out          # fast mode on the GT flows
+    assert "| sintel_pairs | 2 | fast, exact flow |" in out  # fast mode on the GT flows
     assert "| sintel_pairs, exact flow: E fast / E per-frame |" in out
     assert (tmp_path / "fast_pair.png").stat().st_size > 0
 
@@ -177,6 +186,7 @@ def test_blend_of_two_syntheses_keeps_their_texture_contrast():
 
     def grad(x):
         return np.abs(np.diff(x, axis=1)).mean() + np.abs(np.diff(x, axis=0)).mean()
+
     linear, kept = 0.5 * a + 0.5 * b, fast.blend(a, b, 0.5)
     assert grad(linear) < 0.75 * grad(a)
     assert grad(kept) == pytest.approx(0.5 * (grad(a) + grad(b)), rel=0.1)
@@ -191,6 +201,7 @@ def test_blend_of_two_syntheses_keeps_their_texture_contrast():
 def _clip_with_a_cut(work):
     """Sintel frames 1-4, then the first 4 frames of another shot (tree.avi), at 1/8 size."""
     from stylize_core.io.frames import open_input, read_image, resize
+
     paths = sorted(shared_data("sintel_clip").glob("frame_*.png"))[:4]
     size = (128, 54)
     frames = [resize(read_image(p), size) for p in paths]
@@ -199,8 +210,9 @@ def _clip_with_a_cut(work):
 
 
 def test_plan_keyframes_finds_the_cut_and_the_push_in(tmp_path):
-    from stylize_core.motion.flow import EstimatedFlows
     from stylize_core.io.frames import open_input, resize
+    from stylize_core.motion.flow import EstimatedFlows
+
     frames = _clip_with_a_cut(tmp_path / "tree")
     flows = EstimatedFlows(lambda i: frames[i], "dis", "medium")
     assert plan_keyframes(lambda i: frames[i], len(frames), flows, drift=0) == ([4], [], [])
@@ -215,8 +227,7 @@ def test_plan_keyframes_finds_the_cut_and_the_push_in(tmp_path):
     # a shot that pans without zooming (tree.avi, 60 frames): nothing
     src = open_input(shared_data("video", "tree.avi"), tmp_path / "tree", max_frames=60)
     tree = [src.read(i) for i in range(len(src))]
-    assert plan_keyframes(lambda i: tree[i], len(tree), EstimatedFlows(lambda i: tree[i]), drift=0) == \
-        ([], [], [])
+    assert plan_keyframes(lambda i: tree[i], len(tree), EstimatedFlows(lambda i: tree[i]), drift=0) == ([], [], [])
 
 
 def test_plan_keyframes_adds_keyframes_where_the_synthesis_drifts():
@@ -224,11 +235,18 @@ def test_plan_keyframes_adds_keyframes_where_the_synthesis_drifts():
     Cockatoo frames 121-180 (the camera drifts over new content; measured 0.021 after 10 frames, 0.032 after
     30): one or two are added, none with a looser bound; a given keyframe restarts the pass."""
     import cv2
+
     from stylize_core.motion.flow import EstimatedFlows
+
     cap = cv2.VideoCapture(str(shared_data("video", "cockatoo.mp4")))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 120)
-    bird = [cv2.resize(cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB), (320, 180), interpolation=cv2.INTER_AREA)
-            .astype(np.float32) / 255 for _ in range(60)]
+    bird = [
+        cv2.resize(cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB), (320, 180), interpolation=cv2.INTER_AREA).astype(
+            np.float32
+        )
+        / 255
+        for _ in range(60)
+    ]
     cap.release()
     flows = EstimatedFlows(lambda i: bird[i])
     cuts, changes, drifts = plan_keyframes(lambda i: bird[i], len(bird), flows, zoom=0)
@@ -242,6 +260,7 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatc
     """propagate asks for frame i+1's flows (in another thread) before frame i's synthesis ends:
     each step below waits for that request and would time out without the overlap."""
     import threading
+
     asked, calls = {}, []
 
     class Flows(KnownFlows):
@@ -257,10 +276,13 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_synthesised(monkeypatc
         if i + 1 < 5:
             assert asked.setdefault(i + 1, threading.Event()).wait(5), f"frame {i + 1}'s flow not requested"
         return real_step(self, frame_, *args, **kw)
+
     monkeypatch.setattr(fast.Propagator, "step", step)
     out = list(fast.propagate(frame, 5, {0: stylise(frame(0))}, Flows(), backend="torch"))
     assert [i for i, _, _ in out] == [0, 1, 2, 3, 4]
-    assert sorted((a, b) for a, b, _ in calls) == sorted([(i, i - 1) for i in range(1, 5)] + [(i - 1, i) for i in range(1, 5)])
+    assert sorted((a, b) for a, b, _ in calls) == sorted(
+        [(i, i - 1) for i in range(1, 5)] + [(i - 1, i) for i in range(1, 5)]
+    )
     assert not any(main for _, _, main in calls)
 
 
@@ -269,14 +291,15 @@ def test_unreliable_pixels_start_from_the_advected_match():
     """Where the flow is unreliable the positional guide is off, but the search starts from the
     advected match (random only where the flow leaves the frame): less flicker (bench fast)."""
     from stylize_core.modes.fast import numba_search as fast_numba
+
     w, h = 12, 8
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     identity = np.stack([xs, ys], -1).reshape(-1, 2)
     flow = np.zeros((h, w, 2), np.float32)
-    flow[..., 0] = 1.0                                     # every pixel came from one to its right
+    flow[..., 0] = 1.0  # every pixel came from one to its right
     unreliable = np.zeros((h, w), np.float32)
     guide, ok, nnf = fast_numba.advect(identity, flow, unreliable, w, h, 0, True)
-    assert not ok.any()                                    # no positional guide anywhere
+    assert not ok.any()  # no positional guide anywhere
     inside = (xs + 1 <= w - 1).reshape(-1)
     assert np.allclose(nnf[inside], identity[inside] + [1, 0])
     _, _, rand = fast_numba.advect(identity, flow, unreliable, w, h, 0, False)
@@ -290,6 +313,7 @@ def test_numba_search_does_not_depend_on_the_threads_timing():
     index order). Before, band 1 read band 0's last row while band 0 was writing it, and a loaded
     machine resumed a fast-mode job with another frame."""
     from stylize_core.modes.fast import numba_search as fast_numba
+
     rng = np.random.default_rng(3)
     w, h, dims = 24, 32, 3
     n = w * h
@@ -306,6 +330,7 @@ def test_numba_search_does_not_depend_on_the_threads_timing():
         fast_numba.evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
         search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 3, 0, np.float32(np.inf), 5)
         return nnf, cost
+
     rng_nnf = np.stack([rng.integers(0, w, n), rng.integers(0, h, n)], -1).astype(np.float32)
     serial = run(fast_numba.search.py_func)
     for _ in range(3):

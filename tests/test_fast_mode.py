@@ -2,6 +2,7 @@
 
 Most tests use the torch backend (``--fast-backend torch``: the GPU path, and no compilation).
 """
+
 import json
 import statistics
 from pathlib import Path
@@ -14,9 +15,20 @@ from conftest import generated_clip, run_cli
 from stylize_core.io.frames import read_image, write_png
 
 W, H, N = 64, 48, 6
-FAST = ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch", "--vgg", "random:8",
-        "--iterations", "3",
-        "--progress", "json"]
+FAST = [
+    "--mode",
+    "fast",
+    "--keyframe-method",
+    "optimise",
+    "--fast-backend",
+    "torch",
+    "--vgg",
+    "random:8",
+    "--iterations",
+    "3",
+    "--progress",
+    "json",
+]
 ORANGE, BLUE = np.array([1.0, 0.55, 0.0], np.float32), np.array([0.05, 0.2, 0.9], np.float32)
 
 
@@ -27,8 +39,9 @@ def clip(tmp_path):
 
 
 def stylize(clip, capsys, *extra, where=("--out", "out")):
-    return run_cli(["stylize", clip / "in", "--style", clip / "style.png", where[0], clip / where[1],
-                    *FAST, *extra], capsys)
+    return run_cli(
+        ["stylize", clip / "in", "--style", clip / "style.png", where[0], clip / where[1], *FAST, *extra], capsys
+    )
 
 
 def painting(path, left, right=None, size=(W, H)):
@@ -36,7 +49,7 @@ def painting(path, left, right=None, size=(W, H)):
     img = np.empty((size[1], size[0], 3), np.float32)
     img[:] = left
     if right is not None:
-        img[:, size[0] // 2:] = right
+        img[:, size[0] // 2 :] = right
     write_png(path, img)
     return path
 
@@ -57,8 +70,9 @@ def test_fast_mode_writes_every_frame_and_resumes(clip, capsys):
     assert all(read_image(p).shape == (H, W, 3) for p in paths)
     progress = [e for e in events if e["event"] == "progress"]
     # frame 1, the keyframe, is optimised (3 iterations); the others are one synthesis step each
-    assert [(e["frame"], e["iteration"], e["iterations"]) for e in progress] == \
-        [(1, 1, 3), (1, 2, 3), (1, 3, 3)] + [(f, 1, 1) for f in range(1, N + 1)]
+    assert [(e["frame"], e["iteration"], e["iterations"]) for e in progress] == [(1, 1, 3), (1, 2, 3), (1, 3, 3)] + [
+        (f, 1, 1) for f in range(1, N + 1)
+    ]
     lost = [e["loss"] for e in progress if e["frame"] > 1]
     assert all(0 <= x < 0.9 for x in lost)  # share of pixels whose flow track was lost
     assert set(done["timings"]) == {"flow", "optimise", "synthesis", "io"}
@@ -108,7 +122,7 @@ def test_painted_keyframe_is_carried_to_the_next_frames(clip, capsys):
     assert other != out and other.parent == out.parent  # another painting: another job
     for i in range(2, N + 1):
         img = read_image(other / f"frame_{i:05d}.png")
-        left, right = img[:, :W // 3].reshape(-1, 3), img[:, -W // 3:].reshape(-1, 3)
+        left, right = img[:, : W // 3].reshape(-1, 3), img[:, -W // 3 :].reshape(-1, 3)
         closer = lambda px, a, b: (np.abs(px - a).sum(1) < np.abs(px - b).sum(1)).mean()  # noqa: E731
         assert closer(left, ORANGE, BLUE) > 0.9 and closer(right, BLUE, ORANGE) > 0.9, i
 
@@ -118,8 +132,7 @@ def test_two_paintings_are_two_jobs_and_the_same_painting_resumes(clip, capsys):
     b = painting(clip / "b.png", BLUE)
     ids = []
     for p in (a, b, a):
-        code, events, _ = stylize(clip, capsys, "--keyframe", f"3={p}", "--max-frames", "3",
-                                  where=("--jobs", "jobs"))
+        code, events, _ = stylize(clip, capsys, "--keyframe", f"3={p}", "--max-frames", "3", where=("--jobs", "jobs"))
         assert code == 0
         ids.append((events[0]["job"], events[0]["skipped"]))
     assert ids[0][0] != ids[1][0] and ids[2] == (ids[0][0], 3)
@@ -129,8 +142,9 @@ def test_two_paintings_are_two_jobs_and_the_same_painting_resumes(clip, capsys):
     # the same pixels in another file (other bytes) are the same painting
     cv2.imwrite(str(clip / "a_again.png"), cv2.imread(str(a)), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     assert (clip / "a_again.png").read_bytes() != a.read_bytes()
-    code, events, _ = stylize(clip, capsys, "--keyframe", f"3={clip / 'a_again.png'}", "--max-frames", "3",
-                              where=("--jobs", "jobs"))
+    code, events, _ = stylize(
+        clip, capsys, "--keyframe", f"3={clip / 'a_again.png'}", "--max-frames", "3", where=("--jobs", "jobs")
+    )
     assert code == 0 and events[0]["job"] == ids[0][0] and events[0]["skipped"] == 3
 
 
@@ -138,7 +152,7 @@ def assert_user_error(code, events, err, *expected):
     lines = err.strip().splitlines()
     assert code == 1
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    assert events and events[-1] == {"event": "error", "message": lines[0][len("error: "):]}
+    assert events and events[-1] == {"event": "error", "message": lines[0][len("error: ") :]}
     for text in expected:
         assert text in lines[0], (text, lines[0])
 
@@ -152,8 +166,11 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
     cv2.imwrite(str(clip / "layer.png"), rgba)
     (clip / "folder.png").mkdir()
     cases = [
-        ([f"2={clip / 'layer.png'}"], "keyframe 2 (layer.png) has transparent pixels (alpha below 1 on 25.0% of it)",
-         "flatten it onto an opaque background"),
+        (
+            [f"2={clip / 'layer.png'}"],
+            "keyframe 2 (layer.png) has transparent pixels (alpha below 1 on 25.0% of it)",
+            "flatten it onto an opaque background",
+        ),
         ([f"2={clip / 'folder.png'}"], f"keyframe 2: painted image {clip / 'folder.png'} is a folder, not an image"),
         (["2", "2"], "frame 2 is given twice (stylised by the engine and stylised by the engine)"),
         ([f"2={narrow}"], "keyframe 2 (narrow.png) is 40x48 but the frames are 64x48", "aspect ratios differ"),
@@ -173,10 +190,25 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
             code, events, err = stylize(clip, capsys, *args, "--max-frames", "3", where=where)
             assert_user_error(code, events, err, *expected)
             assert not (clip / where[1]).exists(), (values, where)  # nothing recorded, nothing to refuse later
-    quality = [v for v in FAST if v not in ("--mode", "fast", "--keyframe-method", "optimise", "--fast-backend",
-                                            "torch")]
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
-                                 *quality, "--keyframe", f"2={good}", "--max-frames", "3"], capsys)
+    quality = [
+        v for v in FAST if v not in ("--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")
+    ]
+    code, events, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--style",
+            clip / "style.png",
+            "--out",
+            clip / "out",
+            *quality,
+            "--keyframe",
+            f"2={good}",
+            "--max-frames",
+            "3",
+        ],
+        capsys,
+    )
     assert_user_error(code, events, err, "--keyframe needs --mode fast")
     code, events, err = stylize(clip, capsys, "--keyframe-every", "-1")
     assert_user_error(code, events, err, "--keyframe-every must be in [0, 1000000], got -1")
@@ -196,18 +228,20 @@ def test_keyframe_of_the_same_aspect_is_resized_with_a_warning(clip, capsys):
     frame = read_image(clip / "out" / "frame_00002.png")
     assert frame.shape == (H, W, 3)
     edge = 4  # bicubic enlargement (2x) rings within 2 source pixels of the colour edge
-    assert np.abs(frame[:, :W // 2 - edge] - ORANGE).max() < 0.01
-    assert np.abs(frame[:, W // 2 + edge:] - BLUE).max() < 0.01
+    assert np.abs(frame[:, : W // 2 - edge] - ORANGE).max() < 0.01
+    assert np.abs(frame[:, W // 2 + edge :] - BLUE).max() < 0.01
 
 
 def test_disk_full_mid_run_keeps_finished_frames_and_resumes(clip, capsys, monkeypatch):
     from stylize_core.io import frames
+
     real = frames.os.replace
 
     def replace(src, dst):
         if str(dst).endswith("frame_00003.png"):
             raise OSError(28, "No space left on device", str(src))
         return real(src, dst)
+
     monkeypatch.setattr(frames.os, "replace", replace)
     code, events, err = stylize(clip, capsys, "--max-frames", "4")
     assert_user_error(code, events, err, "No space left on device", "frame_00003.png")
@@ -226,8 +260,11 @@ def test_chosen_and_periodic_keyframes_are_optimised_in_order(clip, capsys):
     assert optimised == [1, 1, 1, 3, 3, 3, 5, 5, 5]  # frames 1 and 5 (every 4), 3 (chosen), in order
     manifest = json.loads((clip / "out" / "job.json").read_text())
     assert manifest["keyframes"] == [1, 3, 5] and manifest["identity"]["fast"]["chosen"] == [3]
-    assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == \
-        ["frame_00001.npy", "frame_00003.npy", "frame_00005.npy"]
+    assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == [
+        "frame_00001.npy",
+        "frame_00003.npy",
+        "frame_00005.npy",
+    ]
     for k in (1, 3, 5):  # a keyframe's frame is its optimisation (8-bit)
         cached = np.load(clip / "out" / "keyframes" / f"frame_{k:05d}.npy").astype(np.float32)
         assert np.abs(read_image(clip / "out" / f"frame_{k:05d}.png") - cached).max() <= 1 / 255 + 1e-3
@@ -235,8 +272,12 @@ def test_chosen_and_periodic_keyframes_are_optimised_in_order(clip, capsys):
 
 def test_numba_backend_without_numba_is_one_line(clip, capsys, monkeypatch):
     from stylize_core.modes.fast import backends
-    monkeypatch.setattr(backends, "backend_error", lambda: "fast mode's compiled CPU search needs numba "
-                                                           "(ModuleNotFoundError); pip install numba")
+
+    monkeypatch.setattr(
+        backends,
+        "backend_error",
+        lambda: "fast mode's compiled CPU search needs numba (ModuleNotFoundError); pip install numba",
+    )
     code, events, err = stylize(clip, capsys, "--fast-backend", "numba")
     assert_user_error(code, events, err, "needs numba", "pip install numba")
     assert not (clip / "out").exists()
@@ -253,7 +294,10 @@ def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
         other[:] = BLUE
         other[((xx + 2 * k) // 4) % 2 == 0] = (0.9, 0.9, 0.2)
         write_png(clip / "in" / f"frame_{k:05d}.png", other)
-    assert sorted(p.name for p in (clip / "in").glob("*.png"))[3] == "frame_00004.png" and len(list((clip / "in").glob("*.png"))) == 6
+    assert (
+        sorted(p.name for p in (clip / "in").glob("*.png"))[3] == "frame_00004.png"
+        and len(list((clip / "in").glob("*.png"))) == 6
+    )
     code, events, _ = stylize(clip, capsys)
     assert code == 0
     optimised = sorted({e["frame"] for e in events if e["event"] == "progress" and e["iterations"] == 3})
@@ -261,29 +305,34 @@ def test_a_cut_in_the_clip_gets_its_own_keyframe(clip, capsys):
     manifest = json.loads((clip / "out" / "job.json").read_text())
     assert manifest["shot_cuts"] == [4] and manifest["content_changes"] == [] and manifest["keyframes"] == [1, 4]
     warning = [e["message"] for e in events if e["event"] == "warning"]
-    assert warning == ["fast mode: keyframes added for shot cuts at frame 4 (paint them with --keyframe N=IMAGE "
-                       "to keep your own look there)"]
+    assert warning == [
+        "fast mode: keyframes added for shot cuts at frame 4 (paint them with --keyframe N=IMAGE "
+        "to keep your own look there)"
+    ]
     assert sorted(p.name for p in (clip / "out" / "keyframes").iterdir()) == ["frame_00001.npy", "frame_00004.npy"]
 
 
 OPTIMISED = ["--keyframe-method", "optimise", "--vgg", "random:8", "--iterations", "60", "--tolerance", "0"]
 
 
-@pytest.mark.parametrize("extra", [OPTIMISED, [*OPTIMISED, "--keyframe-every", "6"],
-                                   ["--keyframe-method", "feedforward", "--keyframe-every", "6"]],
-                         ids=["one-key", "three", "feedforward"])
+@pytest.mark.parametrize(
+    "extra",
+    [OPTIMISED, [*OPTIMISED, "--keyframe-every", "6"], ["--keyframe-method", "feedforward", "--keyframe-every", "6"]],
+    ids=["one-key", "three", "feedforward"],
+)
 def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, capsys, monkeypatch, extra):
     """The ETA of every progress event of a real fast-mode job against the time the job then took, on a clock
     that advances only with the work (0.1 s an optimiser iteration, 0.5 s a feedforward keyframe, 20 ms a
     synthesis step: the machine's load cannot move it). It used to count every frame as a keyframe: the first
     event said 124x the run, the median 50x."""
+    from stylize_core import progress
     from stylize_core.modes.fast import synthesis as fast
     from stylize_core.network import feedforward, optimize
-    from stylize_core import progress
+
     now = [0.0]
     monkeypatch.setattr(progress, "clock", lambda: now[0])
     monkeypatch.setattr(fast, "time_step", lambda *a, **k: 0.02)  # what the probe measures on this clock
-    real_step, real_stylize, real_emit = fast.Propagator.step, optimize.Stylizer.stylize, progress.Progress.emit
+    real_step, real_stylize = fast.Propagator.step, optimize.Stylizer.stylize
 
     def step(self, *a, **k):
         now[0] += 0.02
@@ -293,6 +342,7 @@ def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, cap
         def tick(i, n, loss):
             now[0] += 0.1
             on_step(i, n, loss)
+
         return real_stylize(self, content, *a, on_step=tick if on_step else None, **k)
 
     real_feed = feedforward.Feedforward.stylize
@@ -307,8 +357,24 @@ def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, cap
     monkeypatch.setattr(feedforward.Feedforward, "stylize", feed)
     monkeypatch.setattr(progress.JsonProgress, "emit", lambda self, event, **f: events.append((now[0], event, f)))
     clip = generated_clip(tmp_path, 16, (48, 32))
-    code, _, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
-                            "--progress", "json", "--mode", "fast", "--fast-backend", "torch", *extra], capsys)
+    code, _, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--style",
+            clip / "style.png",
+            "--out",
+            clip / "out",
+            "--progress",
+            "json",
+            "--mode",
+            "fast",
+            "--fast-backend",
+            "torch",
+            *extra,
+        ],
+        capsys,
+    )
     assert code == 0, err
     end = next(t for t, e, _ in events if e == "done")
     ratios = [f["eta"] / (end - t) for t, e, f in events if e == "progress" and f["eta"] is not None and end - t > 0]

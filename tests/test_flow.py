@@ -1,17 +1,19 @@
 """Flow estimation (DIS, DeepFlow) accuracy, and the flow sources the scheduler uses."""
+
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_data
 
-from stylize_core.io import exr
-from stylize_core.motion import flow
+from conftest import shared_data
 from stylize_core.errors import StylizeError
+from stylize_core.io import exr
 from stylize_core.io.flowio import read_flo, write_flo
+from stylize_core.motion import flow
 
 SHIFT = (2.5, -1.25)
-needs_deepflow = pytest.mark.skipif("deepflow" not in flow.available_methods(),
-                                    reason="opencv-contrib (cv2.optflow) not installed")
+needs_deepflow = pytest.mark.skipif(
+    "deepflow" not in flow.available_methods(), reason="opencv-contrib (cv2.optflow) not installed"
+)
 
 
 def shifted_pair(d=SHIFT, h=96, w=128, m=16):
@@ -20,7 +22,7 @@ def shifted_pair(d=SHIFT, h=96, w=128, m=16):
     big = cv2.GaussianBlur(rng.random((h + 2 * m, w + 2 * m, 3)).astype(np.float32), (0, 0), 2.0)
     big = (big - big.min()) / (big.max() - big.min())
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return big[m:m + h, m:m + w].copy(), cv2.remap(big, xs + m - d[0], ys + m - d[1], cv2.INTER_CUBIC)
+    return big[m : m + h, m : m + w].copy(), cv2.remap(big, xs + m - d[0], ys + m - d[1], cv2.INTER_CUBIC)
 
 
 def load_rgb(path):
@@ -31,13 +33,19 @@ def epe(f, g):
     return np.linalg.norm(f - g, axis=-1)
 
 
-@pytest.mark.parametrize("method,scale", [("dis", 1.0), ("dis", 0.5),
-                                          pytest.param("deepflow", 1.0, marks=needs_deepflow),
-                                          pytest.param("deepflow", 0.5, marks=needs_deepflow)])
+@pytest.mark.parametrize(
+    "method,scale",
+    [
+        ("dis", 1.0),
+        ("dis", 0.5),
+        pytest.param("deepflow", 1.0, marks=needs_deepflow),
+        pytest.param("deepflow", 0.5, marks=needs_deepflow),
+    ],
+)
 def test_recovers_a_subpixel_shift(method, scale):
     a, b = shifted_pair()
     f = flow.estimate(a, b, method, "medium", scale)
-    assert f.shape == (96, 128, 2) and f.dtype == np.float32     # full size even at scale 0.5
+    assert f.shape == (96, 128, 2) and f.dtype == np.float32  # full size even at scale 0.5
     err = epe(f, SHIFT)[12:-12, 12:-12]
     assert err.mean() < 0.25 and err.max() < 0.5, (err.mean(), err.max())
 
@@ -54,11 +62,11 @@ def test_flow_tiny_epe_is_sane():
 def test_sintel_epe():
     d = shared_data("sintel_pairs", "alley_1_clean_0002")
     a, b, gt = load_rgb(d / "frame_t.png"), load_rgb(d / "frame_t1.png"), read_flo(d / "flow_forward.flo")
-    zero = np.linalg.norm(gt, axis=-1).mean()                   # ~3.0 px
+    zero = np.linalg.norm(gt, axis=-1).mean()  # ~3.0 px
     full, half = flow.estimate(a, b, "dis"), flow.estimate(a, b, "dis", scale=0.5)
     assert half.shape == full.shape == gt.shape
-    assert epe(full, gt).mean() < min(0.6, 0.2 * zero)          # measured 0.34
-    assert epe(half, gt).mean() < min(0.8, 0.25 * zero)         # measured 0.52
+    assert epe(full, gt).mean() < min(0.6, 0.2 * zero)  # measured 0.34
+    assert epe(half, gt).mean() < min(0.8, 0.25 * zero)  # measured 0.52
 
 
 def test_method_errors():
@@ -80,19 +88,21 @@ def test_estimated_source_caches_to_disk(tmp_path, monkeypatch):
     frames = [a, b, a]
     src = flow.make_flow_source("dis", frames.__getitem__, (128, 96), cache_dir=tmp_path)
     first = src.flow(0, 1)
-    [cached] = tmp_path.rglob("*.flo")               # one sub-folder per flow setting
+    [cached] = tmp_path.rglob("*.flo")  # one sub-folder per flow setting
     assert cached.name == "flow_00001_00002.flo" and cached.parent.parent == tmp_path
     np.testing.assert_array_equal(read_flo(cached), first)
-    assert abs(np.median(src.flow(1, 2)[..., 0]) + SHIFT[0]) < 0.1   # long pairs work too (b -> a)
+    assert abs(np.median(src.flow(1, 2)[..., 0]) + SHIFT[0]) < 0.1  # long pairs work too (b -> a)
 
     def boom(*args, **kwargs):
         raise AssertionError("recomputed a cached flow")
+
     monkeypatch.setattr(flow, "estimate", boom)
     np.testing.assert_array_equal(src.flow(0, 1), first)
     # another preset or scale is another cache entry; DeepFlow has no presets
     for preset, scale in (("fast", 1.0), ("medium", 0.5)):
-        other = flow.make_flow_source("dis", frames.__getitem__, (128, 96), cache_dir=tmp_path,
-                                      preset=preset, scale=scale)
+        other = flow.make_flow_source(
+            "dis", frames.__getitem__, (128, 96), cache_dir=tmp_path, preset=preset, scale=scale
+        )
         with pytest.raises(AssertionError, match="recomputed"):
             other.flow(0, 1)
     assert flow.cache_key("deepflow", "fast", 1) == flow.cache_key("deepflow", "medium", 1.0)
@@ -123,8 +133,9 @@ def test_vector_source_composes_consecutive_flows(tmp_path):
     paths = []
     for i, (x, y, z, w) in enumerate([(0, 0, -1, 2), (1, -2, -3, 0.5), (3, -0.5, 0, 0)]):
         paths.append(tmp_path / f"{i}.exr")
-        exr.write_exr(paths[-1], {f"ViewLayer.Vector.{c}": np.full((6, 8), v, np.float32)
-                                  for c, v in zip("XYZW", (x, y, z, w))})
+        exr.write_exr(
+            paths[-1], {f"ViewLayer.Vector.{c}": np.full((6, 8), v, np.float32) for c, v in zip("XYZW", (x, y, z, w))}
+        )
     src = flow.make_flow_source("vector", None, (8, 6), exr_paths=paths)
     np.testing.assert_allclose(src.flow(0, 1), np.broadcast_to([1, 2], (6, 8, 2)))
     # composed where the intermediate position stays inside frame 1
@@ -138,10 +149,31 @@ def test_job_caches_flows_at_the_processing_size(tmp_path, capsys):
     """Flows are estimated, cached and used at the processing size: a 64x48 clip at --scale 0.5
     caches 32x24 flows (it cached 64x48 ones, 4x the bytes, shrunk again on every use)."""
     from conftest import generated_clip, run_cli
+
     clip = generated_clip(tmp_path, 4, (64, 48))
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", tmp_path / "out",
-                                 "--scale", "0.5", "--long-term", "1,2", "--vgg", "random:8", "--iterations", "2",
-                                 "--iterations-later", "2", "--progress", "json"], capsys)
+    code, events, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--style",
+            clip / "style.png",
+            "--out",
+            tmp_path / "out",
+            "--scale",
+            "0.5",
+            "--long-term",
+            "1,2",
+            "--vgg",
+            "random:8",
+            "--iterations",
+            "2",
+            "--iterations-later",
+            "2",
+            "--progress",
+            "json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     cached = sorted((tmp_path / "out" / "flow").rglob("*.flo"))
     assert len(cached) == 2 * (3 + 2)  # offsets 1 and 2, both directions

@@ -1,4 +1,5 @@
 """Middlebury .flo reading and writing, and the errors users see."""
+
 import numpy as np
 import pytest
 
@@ -15,7 +16,7 @@ def test_round_trip_is_exact(tmp_path):
     path = tmp_path / "f.flo"
     write_flo(path, flow)
     assert path.stat().st_size == 12 + 5 * 7 * 2 * 4
-    head = path.read_bytes()[:12]   # Middlebury header: "PIEH" (float 202021.25), width, height
+    head = path.read_bytes()[:12]  # Middlebury header: "PIEH" (float 202021.25), width, height
     assert head[:4] == b"PIEH" and np.frombuffer(head[4:], "<i4").tolist() == [7, 5]
     np.testing.assert_array_equal(np.frombuffer(path.read_bytes()[12:28], "<f4"), flow[0, :2].ravel())
     assert not list(tmp_path.glob("*.tmp*"))

@@ -4,10 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from stylize_core.io import exr, frames
-from stylize_core.errors import StylizeError
-
 from conftest import shared_data
+from stylize_core.errors import StylizeError
+from stylize_core.io import exr, frames
 
 
 def rgb_u8(h, w, value):
@@ -68,7 +67,7 @@ def test_jpg_16bit_grey_and_alpha_frames(tmp_path):
     assert img[1, 1] == pytest.approx([1000 / 65535] * 3, abs=1e-6) and img[0, 0, 0] == 1.0
 
     rgba = np.zeros((3, 3, 4), np.uint8)
-    rgba[..., 0] = 255                                   # BGRA: blue, fully transparent
+    rgba[..., 0] = 255  # BGRA: blue, fully transparent
     assert cv2.imwrite(str(tmp_path / "a.png"), rgba)
     assert frames.read_image(str(tmp_path / "a.png"))[1, 1].tolist() == [0, 0, 1]
 
@@ -76,11 +75,18 @@ def test_jpg_16bit_grey_and_alpha_frames(tmp_path):
 def test_exr_folder_is_srgb_encoded_and_clipped(tmp_path):
     src = tmp_path / "render"
     src.mkdir()
-    lin = np.full((4, 6), 0.2140411, np.float32)        # sRGB 0.5
+    lin = np.full((4, 6), 0.2140411, np.float32)  # sRGB 0.5
     lin[0, 0] = 5.0
     for k in (1, 2):
-        exr.write_exr(src / f"f{k}.exr", {"ViewLayer.Combined.R": lin, "ViewLayer.Combined.G": lin,
-                                          "ViewLayer.Combined.B": lin, "ViewLayer.Vector.X": lin})
+        exr.write_exr(
+            src / f"f{k}.exr",
+            {
+                "ViewLayer.Combined.R": lin,
+                "ViewLayer.Combined.G": lin,
+                "ViewLayer.Combined.B": lin,
+                "ViewLayer.Vector.X": lin,
+            },
+        )
     clip = frames.open_input(src, tmp_path / "work")
     assert (len(clip), clip.size) == (2, (6, 4))
     assert clip.paths[0].endswith("f1.exr")
@@ -106,15 +112,14 @@ def test_movie_is_extracted_once_under_work_dir(tmp_path, monkeypatch):
     for i, f in enumerate(originals):
         assert np.abs(clip.read(i) - f[..., ::-1] / 255).mean() < 0.03
     assert listing(movie_dir) == ["cut.avi"]
-    assert listing(tmp_path / "work" / "input") == ["extracted.json"] + [
-        f"frame_{i:05d}.png" for i in range(1, 6)]
+    assert listing(tmp_path / "work" / "input") == ["extracted.json"] + [f"frame_{i:05d}.png" for i in range(1, 6)]
 
-    monkeypatch.setattr(frames.cv2, "VideoCapture", None)   # reuse must not decode again
+    monkeypatch.setattr(frames.cv2, "VideoCapture", None)  # reuse must not decode again
     assert frames.open_input(movie, tmp_path / "work").paths == clip.paths
     assert len(frames.open_input(movie, tmp_path / "work", max_frames=2)) == 2
     monkeypatch.undo()
 
-    make_avi(movie, 3, size=(320, 240))                      # a changed source is decoded again
+    make_avi(movie, 3, size=(320, 240))  # a changed source is decoded again
     again = frames.open_input(movie, tmp_path / "work")
     assert len(again) == 3 and abs(again.read(2).mean() * 255 - 80) < 2
     assert not (tmp_path / "work" / "input" / "frame_00004.png").exists()
@@ -127,7 +132,7 @@ def test_tree_avi_repeats_empty_packets_at_constant_rate(tmp_path):
     first = clip.read(0)
     assert all(np.array_equal(clip.read(i), first) for i in range(1, 11))  # AVI null frames
     assert np.abs(clip.read(11) - first).mean() > 0.01
-    full = frames.open_input(tree, tmp_path / "work")             # limit was hit: decode all
+    full = frames.open_input(tree, tmp_path / "work")  # limit was hit: decode all
     assert len(full) == int(cv2.VideoCapture(tree).get(cv2.CAP_PROP_FRAME_COUNT)) == 444
 
 
@@ -140,11 +145,12 @@ def test_write_png_is_atomic(tmp_path, monkeypatch):
 
     def fail(*_):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(frames.os, "replace", fail)
     with pytest.raises(KeyboardInterrupt):
         frames.write_png(str(out), np.zeros_like(img))
     assert listing(tmp_path) == ["frame_00001.png"]
-    assert frames.read_image(str(out)).max() == 1.0           # old frame left intact
+    assert frames.read_image(str(out)).max() == 1.0  # old frame left intact
 
 
 def test_write_video_round_trip(tmp_path):
@@ -178,9 +184,11 @@ def test_style_loading_and_resize(tmp_path):
     flow = np.full((4, 6, 2), -3.5, np.float32)
     assert np.allclose(frames.resize(flow, (12, 8)), -3.5) and frames.resize(flow, (3, 2)).shape == (2, 3, 2)
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
-    for path, msg in ((tmp_path / "nope.png", "style image not found"),
-                      (tmp_path / "bad.jpg", "cannot decode style image bad.jpg"),
-                      (tmp_path, "is a folder, not an image")):
+    for path, msg in (
+        (tmp_path / "nope.png", "style image not found"),
+        (tmp_path / "bad.jpg", "cannot decode style image bad.jpg"),
+        (tmp_path, "is a folder, not an image"),
+    ):
         with pytest.raises(StylizeError, match=msg):
             frames.load_style(str(path))
 
@@ -196,17 +204,20 @@ def bad_folder(tmp_path, files):
     return d
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "input not found"),
-    ("text file", "not a supported input"),
-    ("empty folder", "no frames found"),
-    ("only other files", "no frames found"),
-    ("mixed sizes", "frame f10.png is 9x7 but f1.png is 8x6"),
-    ("garbage png", "cannot decode frame f2.png"),
-    ("0-byte movie", "movie file is empty"),
-    ("corrupt movie", "cannot open movie"),
-    ("zero-frame movie", "movie has no frames"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "input not found"),
+        ("text file", "not a supported input"),
+        ("empty folder", "no frames found"),
+        ("only other files", "no frames found"),
+        ("mixed sizes", "frame f10.png is 9x7 but f1.png is 8x6"),
+        ("garbage png", "cannot decode frame f2.png"),
+        ("0-byte movie", "movie file is empty"),
+        ("corrupt movie", "cannot open movie"),
+        ("zero-frame movie", "movie has no frames"),
+    ],
+)
 def test_bad_inputs_raise_clear_errors(tmp_path, case, message):
     good = rgb_u8(6, 8, 0)
     path = {
@@ -214,8 +225,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path, case, message):
         "text file": lambda: (tmp_path / "a.txt").write_text("x") and tmp_path / "a.txt",
         "empty folder": lambda: bad_folder(tmp_path, {}),
         "only other files": lambda: bad_folder(tmp_path, {"a.txt": b"x", "b.tif": good}),
-        "mixed sizes": lambda: bad_folder(tmp_path, {"f1.png": good, "f2.png": good,
-                                                     "f10.png": rgb_u8(7, 9, 0)}),
+        "mixed sizes": lambda: bad_folder(tmp_path, {"f1.png": good, "f2.png": good, "f10.png": rgb_u8(7, 9, 0)}),
         "garbage png": lambda: bad_folder(tmp_path, {"f1.png": good, "f2.png": b"\x89PNG junk"}),
         "0-byte movie": lambda: (tmp_path / "e.mp4").write_bytes(b"") or tmp_path / "e.mp4",
         "corrupt movie": lambda: (tmp_path / "c.mov").write_bytes(os.urandom(4096)) and tmp_path / "c.mov",
@@ -233,7 +243,7 @@ def test_bad_inputs_raise_clear_errors(tmp_path, case, message):
 def test_truncated_frame_is_named_when_read(tmp_path):
     d = bad_folder(tmp_path, {"f1.png": rgb_u8(6, 8, 0), "f2.png": rgb_u8(6, 8, 0)})
     data = (d / "f2.png").read_bytes()
-    (d / "f2.png").write_bytes(data[:len(data) // 2])      # header intact, pixels cut
+    (d / "f2.png").write_bytes(data[: len(data) // 2])  # header intact, pixels cut
     clip = frames.open_input(d, tmp_path / "work")
     assert clip.read(0).shape == (6, 8, 3)
     with pytest.raises(StylizeError, match="cannot decode frame f2.png"):
@@ -245,14 +255,23 @@ def test_one_decoder_reads_every_channel_and_says_the_same_of_a_bad_file_whereve
     as float RGB, as OpenCV's own colour decoding gives it; a missing, empty or corrupt file is the same error
     from the frame reader, the digest and the region maps."""
     from stylize_core.io import digest, regions
+
     rng = np.random.default_rng(1)
+
     def u8(*shape):
         return rng.integers(0, 256, shape, np.uint8)
 
     def u16(*shape):
         return rng.integers(0, 65536, shape, np.uint16)
-    cases = {"g8.png": u8(5, 7), "g16.png": u16(5, 7), "bgra.png": u8(5, 7, 4), "bgr16.png": u16(5, 7, 3),
-             "g.jpg": u8(5, 7), "bgr.jpg": u8(5, 7, 3)}
+
+    cases = {
+        "g8.png": u8(5, 7),
+        "g16.png": u16(5, 7),
+        "bgra.png": u8(5, 7, 4),
+        "bgr16.png": u16(5, 7, 3),
+        "g.jpg": u8(5, 7),
+        "bgr.jpg": u8(5, 7, 3),
+    }
     for name, stored in cases.items():
         assert cv2.imwrite(str(tmp_path / name), stored)
         img = frames.decode(tmp_path / name, "frame")
@@ -265,12 +284,17 @@ def test_one_decoder_reads_every_channel_and_says_the_same_of_a_bad_file_whereve
     assert np.allclose(alpha, cases["bgra.png"][..., 3] / 255, rtol=0, atol=1e-7) and rgb.shape == (5, 7, 3)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG junk")
     (tmp_path / "empty.png").write_bytes(b"")
-    readers = {"frame": lambda p: frames.read_image(p, "frame"), "keyframe 2 image": digest.image_digest,
-               "region map": lambda p: regions.LabelImages([p], "--regions").read(0)}
+    readers = {
+        "frame": lambda p: frames.read_image(p, "frame"),
+        "keyframe 2 image": digest.image_digest,
+        "region map": lambda p: regions.LabelImages([p], "--regions").read(0),
+    }
     for what, read in readers.items():
-        for name, message in (("bad.png", f"cannot decode {what} bad.png: not an image or corrupt file"),
-                              ("empty.png", f"cannot decode {what} empty.png: not an image or corrupt file"),
-                              ("missing.png", f"{what} {tmp_path / 'missing.png'}: not found")):
+        for name, message in (
+            ("bad.png", f"cannot decode {what} bad.png: not an image or corrupt file"),
+            ("empty.png", f"cannot decode {what} empty.png: not an image or corrupt file"),
+            ("missing.png", f"{what} {tmp_path / 'missing.png'}: not found"),
+        ):
             with pytest.raises(StylizeError) as err:
                 read(str(tmp_path / name)) if what != "keyframe 2 image" else read(str(tmp_path / name), what)
             assert str(err.value) == message, (what, name)

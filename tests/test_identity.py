@@ -1,4 +1,5 @@
 """One job identity from content: resume across re-exports, --jobs ROOT/<id>, paths in events."""
+
 import json
 import os
 import time
@@ -69,11 +70,18 @@ def test_identical_reexported_input_resumes_untouched(clip, capsys):
 
 def test_reexported_exr_with_other_metadata_has_the_same_digest(tmp_path):
     rng = np.random.default_rng(1)
-    chans = {f"ViewLayer.{p}.{c}": rng.random((6, 8), dtype=np.float32)
-             for p, cs in (("Combined", "RGB"), ("Vector", "XYZW")) for c in cs}
+    chans = {
+        f"ViewLayer.{p}.{c}": rng.random((6, 8), dtype=np.float32)
+        for p, cs in (("Combined", "RGB"), ("Vector", "XYZW"))
+        for c in cs
+    }
     exr.write_exr(tmp_path / "a.exr", chans)
-    header = {"compression": OpenEXR.PIZ_COMPRESSION, "type": OpenEXR.scanlineimage,
-              "RenderTime": "00:01.23", "Date": "2026/01/01 10:00:00"}
+    header = {
+        "compression": OpenEXR.PIZ_COMPRESSION,
+        "type": OpenEXR.scanlineimage,
+        "RenderTime": "00:01.23",
+        "Date": "2026/01/01 10:00:00",
+    }
     OpenEXR.File(header, dict(chans)).write(str(tmp_path / "b.exr"))  # (File wraps the dict's arrays)
     assert (tmp_path / "a.exr").read_bytes() != (tmp_path / "b.exr").read_bytes()
     assert digest.image_digest(tmp_path / "a.exr") == digest.image_digest(tmp_path / "b.exr")
@@ -108,9 +116,17 @@ def test_style_settings_and_weights_are_part_of_the_id(clip, tmp_path):
     base = job_id(clip)
     assert job_id(clip) == base
     demo.make_style(clip / "style2.png", size=(48, 40))
-    ids = {base, job_id(clip, style="style2.png"), job_id(clip, strength=2.0), job_id(clip, flow_scale=0.5),
-           job_id(clip, vgg="random:4"), job_id(clip, style_match="area"), job_id(clip, reliability_widen=2.0),
-           job_id(clip, tolerance_window=50), job_id(clip, first_pass="independent")}
+    ids = {
+        base,
+        job_id(clip, style="style2.png"),
+        job_id(clip, strength=2.0),
+        job_id(clip, flow_scale=0.5),
+        job_id(clip, vgg="random:4"),
+        job_id(clip, style_match="area"),
+        job_id(clip, reliability_widen=2.0),
+        job_id(clip, tolerance_window=50),
+        job_id(clip, first_pass="independent"),
+    }
     assert len(ids) == 9
     assert job_id(clip, vgg="random") == job_id(clip, vgg="random:1")
     fake = tmp_path / "vgg19-dcbb9e9d.pth"  # a weights file is identified by its name and size
@@ -121,9 +137,15 @@ def test_style_settings_and_weights_are_part_of_the_id(clip, tmp_path):
     caffe = tmp_path / "vgg19-d01eb7cb.pth"  # the Caffe weights (--vgg caffe): another job
     caffe.write_bytes(b"PK\x03\x04" + b"x" * 96)
     assert weights.identity(weights.resolve(caffe)) == "vgg19-d01eb7cb.pth:100"
-    assert job_id(clip, preset="draft", **{k: v for k, v in Settings().to_dict().items()
-                                             if k not in ("preset", "long_term")},
-                  long_term=(1, 10, 20, 40)) == base  # the preset's name is not the identity
+    assert (
+        job_id(
+            clip,
+            preset="draft",
+            **{k: v for k, v in Settings().to_dict().items() if k not in ("preset", "long_term")},
+            long_term=(1, 10, 20, 40),
+        )
+        == base
+    )  # the preset's name is not the identity
 
 
 def test_precomputed_flo_files_are_part_of_the_id(clip):
@@ -134,8 +156,16 @@ def test_precomputed_flo_files_are_part_of_the_id(clip):
             flowio.write_flo(flows / f"flow_{pair[0]:05d}_{pair[1]:05d}.flo", np.zeros((32, 48, 2), np.float32))
 
     def flo_job():
-        return schedule.Job(clip / "in", clip / "style.png", None, Settings(flow="flo", temporal="short"),
-                            vgg="random:8", jobs=clip / "jobs", flow_dir=flows).job_id
+        return schedule.Job(
+            clip / "in",
+            clip / "style.png",
+            None,
+            Settings(flow="flo", temporal="short"),
+            vgg="random:8",
+            jobs=clip / "jobs",
+            flow_dir=flows,
+        ).job_id
+
     first = flo_job()
     flowio.write_flo(flows / "flow_00002_00001.flo", np.full((32, 48, 2), 0.5, np.float32))
     assert flo_job() != first
@@ -146,8 +176,7 @@ def test_two_inputs_under_one_root_never_share_frames(clip, capsys):
     root = clip / "jobs"
     runs = []
     for src in ("in", "other", "in"):
-        code, events, _ = run_cli(["stylize", clip / src, "--style", clip / "style.png", "--jobs", root,
-                                   *FAST], capsys)
+        code, events, _ = run_cli(["stylize", clip / src, "--style", clip / "style.png", "--jobs", root, *FAST], capsys)
         assert code == 0
         runs.append(events)
         if len(runs) == 2:
@@ -198,7 +227,9 @@ def test_movie_under_jobs_is_identified_by_its_bytes(tmp_path, capsys):
     out = Path(first[0]["out"])
     assert code == 0 and (out / "input" / "frame_00003.png").is_file() and len(first[-1]["paths"]) == 3
     assert json.loads((out / "job.json").read_text())["identity"]["input"] == {
-        "movie": digest.file_digest(movie), "max_frames": None}
+        "movie": digest.file_digest(movie),
+        "max_frames": None,
+    }
     copy = tmp_path / "elsewhere" / "cut.avi"  # the same bytes at another path, another mtime
     copy.parent.mkdir()
     copy.write_bytes(movie.read_bytes())
@@ -225,13 +256,17 @@ def test_info_lists_resolved_presets_and_their_descriptions(capsys):
 
 
 def test_preserve_colors_can_be_sent_either_way():
-    parse = lambda *a: cli._settings(cli.build_parser().parse_args(  # noqa: E731
-        ["stylize", "in", "--style", "s", "--out", "o", *a])).preserve_colors
+    parse = lambda *a: (  # noqa: E731
+        cli._settings(
+            cli.build_parser().parse_args(["stylize", "in", "--style", "s", "--out", "o", *a])
+        ).preserve_colors
+    )
     assert (parse(), parse("--preserve-colors"), parse("--no-preserve-colors")) == (False, True, False)
 
 
 def test_warning_is_an_event_in_json_and_a_line_on_stderr(capsys):
     from stylize_core.progress import make_progress
+
     make_progress("json").warning("vector pass failed")
     out, err = capsys.readouterr()
     assert json.loads(out) == {"event": "warning", "message": "vector pass failed"} and err == ""

@@ -1,6 +1,7 @@
 """Job identities are pinned: the refactors of issue #18 (subpackages, the mode protocol, fast mode's modules)
 change no job's identity, so every job folder written before them resumes. The ids were computed at 8640566,
 before those changes; a change that means to change an identity changes a value here and says why."""
+
 import cv2
 import numpy as np
 import pytest
@@ -37,6 +38,7 @@ def test_job_identities_are_those_of_before_the_refactor(inputs, case):
     style = inputs / style if isinstance(style, str) else [(inputs / p, w) for p, w in style]
     keyframes = {k: inputs / p for k, p in options.pop("keyframes", {}).items()} or None
     vgg = options.pop("vgg", "random:8")
-    job = schedule.Job(inputs / "in", style, None, Settings(**options), vgg=vgg, jobs=inputs / "jobs",
-                       keyframes=keyframes)
+    job = schedule.Job(
+        inputs / "in", style, None, Settings(**options), vgg=vgg, jobs=inputs / "jobs", keyframes=keyframes
+    )
     assert job.job_id == expected

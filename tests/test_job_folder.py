@@ -3,6 +3,7 @@
 Each case was a loss of the user's files before: ``--restart`` with ``--out`` = the input deleted
 every input frame; a fresh job deleted a ``flow/`` folder of the user's in ``--out``.
 """
+
 import json
 import os
 from pathlib import Path
@@ -67,7 +68,9 @@ def test_the_users_flow_folder_in_out_is_never_deleted(clip, capsys):
 
 def test_restart_removes_only_what_the_job_wrote(clip, capsys):
     out = clip / "out"
-    assert stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")[0] == 0
+    assert (
+        stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")[0] == 0
+    )
     (out / "notes.txt").write_text("mine")
     (out / "keyframes" / "sketch.png").write_bytes(b"mine too")
     (out / "flow" / "README").write_text("and this")
@@ -91,8 +94,13 @@ def test_an_input_where_the_job_writes_is_refused(clip, capsys):
     write_png(painted, np.full((32, 48, 3), 0.3, np.float32))
     before = painted.read_bytes()
     code, events, err = stylize(clip, capsys, out, *fast, "--keyframe", f"2={painted}", "--restart")
-    assert_refused(code, events, err, f"keyframe 2 image {painted} is one of the files this job writes",
-                   "move it out of the output folder")
+    assert_refused(
+        code,
+        events,
+        err,
+        f"keyframe 2 image {painted} is one of the files this job writes",
+        "move it out of the output folder",
+    )
     assert painted.read_bytes() == before
 
 
@@ -128,9 +136,19 @@ def test_a_failed_job_is_recorded_and_does_not_block_a_changed_rerun(clip, capsy
     assert code == 1
     assert not out.exists()  # refused before anything was written: no manifest to block anything
     (clip / "no_flows").mkdir()
-    code, events, err = stylize(clip, capsys, out, "--mode", "fast", "--keyframe-method", "optimise", "--flow", "flo",
-                                "--flow-dir",
-                                clip / "no_flows")  # fails once recorded, before its first frame
+    code, events, err = stylize(
+        clip,
+        capsys,
+        out,
+        "--mode",
+        "fast",
+        "--keyframe-method",
+        "optimise",
+        "--flow",
+        "flo",
+        "--flow-dir",
+        clip / "no_flows",
+    )  # fails once recorded, before its first frame
     assert code == 1 and "missing flow file" in err
     record = json.loads((out / "job.json").read_text())
     assert record["status"] == "failed" and "missing flow file" in record["error"]
@@ -147,8 +165,7 @@ def test_jobs_folder_messages_do_not_name_out(clip, capsys):
     assert code == 0
     folder = root / events[0]["job"]
     (folder / "job.json").write_text("{broken")
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", root, *FAST],
-                                capsys)
+    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", root, *FAST], capsys)
     assert_refused(code, events, err, "choose another --jobs")
     assert "--out" not in err
 
@@ -166,6 +183,7 @@ def test_a_manifest_of_an_older_engine_owns_its_frames(clip, capsys):
 
 def test_a_previews_comparison_keeps_small_frames_and_shrinks_wide_ones():
     from stylize_core.io import jobdir
+
     assert jobdir.compare_size((64, 48)) == (64, 48) and jobdir.compare_size((1280, 720)) == (1280, 720)
     assert jobdir.compare_size((1920, 1080)) == (1280, 720) and jobdir.compare_size((4096, 1716)) == (1280, 536)
 
@@ -176,6 +194,7 @@ def test_the_names_globs_and_patterns_of_the_job_folder_are_the_same_names(tmp_p
     from fnmatch import fnmatchcase
 
     from stylize_core.io import jobdir
+
     for i in (0, 8, 99998, 99999, 123456):
         for ext in (".png", ".npy"):
             name = jobdir.frame_name(i, ext)
@@ -186,13 +205,17 @@ def test_the_names_globs_and_patterns_of_the_job_folder_are_the_same_names(tmp_p
     for other in others:
         assert jobdir.frame_index(other) is None, other
     assert jobdir.flow_filename(0, 10) == "flow_00001_00011.flo"
-    written = {jobdir.FLOW: jobdir.flow_filename(2, 1), jobdir.KEYFRAMES: jobdir.frame_name(4, ".npy"),
-               jobdir.PASSES: jobdir.pass_folder(2).relative_to(jobdir.PASSES) / jobdir.frame_name(4, ".npy"),
-               jobdir.PREVIEW: f"compare/{jobdir.frame_name(4)}"}
+    written = {
+        jobdir.FLOW: jobdir.flow_filename(2, 1),
+        jobdir.KEYFRAMES: jobdir.frame_name(4, ".npy"),
+        jobdir.PASSES: jobdir.pass_folder(2).relative_to(jobdir.PASSES) / jobdir.frame_name(4, ".npy"),
+        jobdir.PREVIEW: f"compare/{jobdir.frame_name(4)}",
+    }
     assert set(written) == set(jobdir.OWN_FILES)
     for folder, rel in written.items():  # the glob discard deletes with finds what the engine writes, not the user's
         for name in (rel, "notes.txt"):
             (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / folder / name).write_text("")
-        assert [p.relative_to(tmp_path / folder) for p in (tmp_path / folder).glob(jobdir.OWN_FILES[folder])] == \
-            [Path(rel)], folder
+        assert [p.relative_to(tmp_path / folder) for p in (tmp_path / folder).glob(jobdir.OWN_FILES[folder])] == [
+            Path(rel)
+        ], folder

@@ -1,6 +1,7 @@
 """The engine's layers (``stylize_core/<layer>/__init__.py`` say what each holds): a module imports only from
 its own layer, the layers below it and the shared basics, never bpy; ``io`` never imports torch (the add-on
 reads ``io.jobdir`` and ``settings`` inside Blender). Read from the source (AST), nothing is imported."""
+
 import ast
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def imports(path):
     relative, absolute = [], []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:
-            base = here[:len(here) - (node.level - 1)]
+            base = here[: len(here) - (node.level - 1)]
             target = base + (node.module.split(".") if node.module else [])
             if node.module is None or target == base:  # ``from . import x``: x is a module of that package
                 relative += [(base + [a.name], node.lineno) for a in node.names]

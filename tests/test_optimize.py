@@ -1,15 +1,15 @@
 """Losses and single-frame optimisation with a random VGG-19 on tiny images."""
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import texture
-
+from stylize_core.motion.warp import warp_numpy
 from stylize_core.network.losses import gram, temporal_loss
 from stylize_core.network.optimize import Stylizer
-from stylize_core.settings import Settings
-from stylize_core.motion.warp import warp_numpy
 from stylize_core.network.weights import load_vgg
+from stylize_core.settings import Settings
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def test_gram_and_temporal_loss_values():
     x, w = torch.full((1, 3, 2, 2), 0.5), torch.zeros(1, 3, 2, 2)
     c = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     # one reliable pixel of four, difference 0.5 -> 127.5^2 in 0..255 units, mean over 12 values
-    assert float(temporal_loss(x, w, c)) == pytest.approx(3 * 127.5 ** 2 / 12)
+    assert float(temporal_loss(x, w, c)) == pytest.approx(3 * 127.5**2 / 12)
 
 
 def test_optimisation_lowers_the_loss(vgg):
@@ -42,7 +42,7 @@ def test_early_stop_on_relative_change(vgg):
     content = texture(32, 32, 3)
     s = Settings(tolerance=0.5)  # any change below 50 % over 10 iterations stops
     losses = []
-    Stylizer(vgg, content, s).stylize(content, iterations=200, on_step=lambda i, n, l: losses.append(l))
+    Stylizer(vgg, content, s).stylize(content, iterations=200, on_step=lambda i, n, loss: losses.append(loss))
     assert 11 <= len(losses) < 200
 
 
@@ -50,7 +50,7 @@ def test_temporal_loss_lowers_warping_error(vgg):
     """Frame t+1 = frame t shifted by (3, 2) px: the temporal loss keeps S_t+1 consistent with S_t."""
     frame_t = texture(48, 64, 4)
     flow = np.zeros((48, 64, 2), np.float32)
-    flow[..., 0], flow[..., 1] = -3, -2            # flow t+1 -> t
+    flow[..., 0], flow[..., 1] = -3, -2  # flow t+1 -> t
     frame_t1, _ = warp_numpy(frame_t, flow)
     s = Settings(init="random", tolerance=0.0)
     st = Stylizer(vgg, texture(64, 64, 5), s)
@@ -74,7 +74,7 @@ def test_preserve_colors_keeps_chrominance(vgg):
     inside = (out > 0.02).all(-1) & (out < 0.98).all(-1)  # unclipped pixels
     assert np.abs((out @ yiq.T) - (content @ yiq.T))[inside].max() < 1e-4
     y = np.array([0.299, 0.587, 0.114], np.float32)
-    assert np.abs(out @ y - content @ y).mean() > 0.01       # the luminance was stylised
+    assert np.abs(out @ y - content @ y).mean() > 0.01  # the luminance was stylised
 
 
 def test_preserve_colors_matches_the_style_luminance_to_the_frame(vgg):
@@ -82,8 +82,9 @@ def test_preserve_colors_matches_the_style_luminance_to_the_frame(vgg):
     so a dark painting on a bright frame gives the targets of a bright one."""
     from stylize_core.network.losses import STYLE_LAYERS
     from stylize_core.network.optimize import gram, luminance, match_luminance, resize, to_tensor
-    style = 0.1 + 0.2 * texture(32, 32, 7)            # dark, low contrast
-    frame = 0.4 + 0.5 * texture(32, 48, 6)            # bright, high contrast
+
+    style = 0.1 + 0.2 * texture(32, 32, 7)  # dark, low contrast
+    frame = 0.4 + 0.5 * texture(32, 48, 6)  # bright, high contrast
     grey_style, grey_frame = luminance(style), luminance(frame)
     matched = match_luminance(grey_style, grey_frame)
     assert matched[..., 0].mean() == pytest.approx(grey_frame[..., 0].mean(), abs=1e-4)
@@ -109,10 +110,11 @@ def test_coarse_to_fine_runs_every_level(vgg):
     st = Stylizer(vgg, content, Settings(coarse_to_fine=2, tolerance=0.0))
     real = st._optimise
     st._optimise = lambda x, *a: (sizes.append(tuple(x.shape[-2:])), real(x, *a))[1]
-    st.stylize(content, iterations=4, on_step=lambda i, n, l: steps.append((i, n)))
+    st.stylize(content, iterations=4, on_step=lambda i, n, loss: steps.append((i, n)))
     # the coarse level gets the iterations, full size half of them (bench schedule: same loss, 0.87x the time)
     assert sizes == [(32, 32), (64, 64)] and steps == [(i, 6) for i in range(1, 7)]
     from stylize_core.network.optimize import level_iterations
+
     assert level_iterations(400, 3) == [400, 400, 200] and level_iterations(400, 1) == [400]
 
 
@@ -120,6 +122,7 @@ def test_style_size_by_area_and_by_longer_side():
     """A square style on a 1024x436 frame (Sintel): the paper's area rule gives sqrt(1024*436) = 668
     px a side, ours (the longer side) 1024: strokes 1.53x larger in frame pixels by side."""
     from stylize_core.sizes import style_size
+
     frame = (436, 1024)
     assert style_size((512, 512), frame, Settings(style_match="side")) == (1024, 1024)
     area = style_size((512, 512), frame, Settings(style_match="area"))
@@ -149,6 +152,7 @@ def constant_loss_iterations(window, tolerance=1e-4, iterations=200):
 
     def objective(x):
         return (x * 0).sum() + 1.0, {}
+
     _, n = st._optimise(x, objective, iterations, lambda i, loss: None)
     return n
 
@@ -166,10 +170,12 @@ def test_losses_are_read_back_in_batches_off_the_cpu(monkeypatch):
     """Off the CPU the loop reads the losses once every READ_EVERY iterations (one host-device
     sync), yet on_step sees every iteration's loss, the same as when reading each one."""
     import torch
+
     from stylize_core.network import optimize
     from stylize_core.network.optimize import Stylizer
-    from stylize_core.settings import Settings
     from stylize_core.network.weights import load_vgg
+    from stylize_core.settings import Settings
+
     rng = np.random.default_rng(0)
     content, style = rng.random((24, 32, 3), np.float32), rng.random((32, 32, 3), np.float32)
     stylizer = Stylizer(load_vgg("random:2"), style, Settings(tolerance=0.0))
@@ -180,16 +186,18 @@ def test_losses_are_read_back_in_batches_off_the_cpu(monkeypatch):
         steps, reads = [], []
         for name in ("__bool__", "__float__", "__int__", "item", "tolist"):
             original = getattr(torch.Tensor, name)
-            monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k:
-                                reads.append(_n) or _o(self, *a, **k))
+            monkeypatch.setattr(
+                torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: reads.append(_n) or _o(self, *a, **k)
+            )
         stylizer.stylize(content, iterations=30, seed=1, on_step=lambda i, n, loss: steps.append((i, loss)))
         monkeypatch.undo()
         return steps, len(reads)
+
     each, reads_each = run(1)
     batched, reads_batched = run(10)
     assert [i for i, _ in batched] == list(range(1, 31))
     assert np.allclose([loss for _, loss in batched], [loss for _, loss in each], rtol=1e-6)
-    assert reads_each - reads_batched == 27   # 30 reads of one loss -> 3 reads of ten
+    assert reads_each - reads_batched == 27  # 30 reads of one loss -> 3 reads of ten
 
 
 def test_early_stop_acts_when_the_losses_are_read(monkeypatch):
@@ -198,11 +206,13 @@ def test_early_stop_acts_when_the_losses_are_read(monkeypatch):
     from stylize_core.network import optimize
     from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
+
     stylizer = Stylizer(None, np.zeros((8, 8, 3), np.float32), Settings(tolerance=1e-4, tolerance_window=10))
     x = __import__("torch").zeros(4, requires_grad=True)
 
     def objective(x):
         return (x * 0).sum() + 1.0, {}
+
     seen = []
     assert stylizer._optimise(x, objective, 100, lambda i, loss: seen.append(i))[1] == 11
     monkeypatch.setattr(optimize, "read_every", lambda device: 10)

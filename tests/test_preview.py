@@ -1,5 +1,6 @@
 """``python -m stylize_core preview INPUT --at N ...``: one frame as the job with the same options makes it,
 reused by that job (nothing computed twice), and bad input in one line."""
+
 import json
 import os
 from pathlib import Path
@@ -8,16 +9,48 @@ import numpy as np
 import pytest
 
 from conftest import contents, generated_clip, run_cli
-from stylize_core.network import feedforward
 from stylize_core.io.frames import read_image
+from stylize_core.network import feedforward
 
 W, H, N = 64, 48, 6
-QUALITY = ["--mode", "quality", "--vgg", "random:8", "--preset", "draft", "--iterations", "3",
-           "--iterations-later", "2", "--progress", "json"]
-FAST_OPTIMISE = ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch", "--vgg", "random:8",
-                 "--iterations", "3", "--progress", "json"]
-FAST_FEEDFORWARD = ["--mode", "fast", "--keyframe-method", "feedforward", "--fast-backend", "torch",
-                    "--progress", "json"]
+QUALITY = [
+    "--mode",
+    "quality",
+    "--vgg",
+    "random:8",
+    "--preset",
+    "draft",
+    "--iterations",
+    "3",
+    "--iterations-later",
+    "2",
+    "--progress",
+    "json",
+]
+FAST_OPTIMISE = [
+    "--mode",
+    "fast",
+    "--keyframe-method",
+    "optimise",
+    "--fast-backend",
+    "torch",
+    "--vgg",
+    "random:8",
+    "--iterations",
+    "3",
+    "--progress",
+    "json",
+]
+FAST_FEEDFORWARD = [
+    "--mode",
+    "fast",
+    "--keyframe-method",
+    "feedforward",
+    "--fast-backend",
+    "torch",
+    "--progress",
+    "json",
+]
 
 
 @pytest.fixture
@@ -26,8 +59,9 @@ def clip(tmp_path):
 
 
 def cli(command, clip, capsys, options, *extra):
-    return run_cli([command, clip / "in", "--style", clip / "style.png", "--out", clip / "out", *options, *extra],
-                   capsys)
+    return run_cli(
+        [command, clip / "in", "--style", clip / "style.png", "--out", clip / "out", *options, *extra], capsys
+    )
 
 
 def work_events(events):
@@ -77,9 +111,15 @@ def test_a_quality_preview_of_a_later_frame_is_not_a_finished_frame(clip, capsys
     # the preview event names the preview, the input frame as the engine read it, and both side by side
     shown = [e for e in events if e["event"] == "preview"]
     folder = clip / "out" / "preview"
-    assert shown == [{"event": "preview", "frame": 4, "preview": str(folder / "frame_00004.png"),
-                      "input": str(folder / "input" / "frame_00004.png"),
-                      "compare": str(folder / "compare" / "frame_00004.png")}]
+    assert shown == [
+        {
+            "event": "preview",
+            "frame": 4,
+            "preview": str(folder / "frame_00004.png"),
+            "input": str(folder / "input" / "frame_00004.png"),
+            "compare": str(folder / "compare" / "frame_00004.png"),
+        }
+    ]
     source, preview = read_image(clip / "in" / "frame_00004.png"), read_image(shown[0]["preview"])
     assert np.abs(read_image(shown[0]["input"]) - source).max() <= 1 / 255 + 1e-6
     compare = read_image(shown[0]["compare"])
@@ -99,11 +139,14 @@ def test_restart_clears_the_previews_and_another_look_is_another_job(clip, capsy
     assert not (clip / "out" / "preview").exists()  # with its input/ and compare/ folders
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--at", "7"], "--at 7 is not a frame of the clip (frames 1-6)"),
-    (["--at", "0"], "argument --at: must be at least 1, got 0"),
-    (["--video", "v.mp4", "--at", "1"], "--video applies to stylize: a preview is one image"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--at", "7"], "--at 7 is not a frame of the clip (frames 1-6)"),
+        (["--at", "0"], "argument --at: must be at least 1, got 0"),
+        (["--video", "v.mp4", "--at", "1"], "--video applies to stylize: a preview is one image"),
+    ],
+)
 def test_bad_preview_requests_are_one_line(clip, capsys, extra, message):
     before = contents(clip)
     try:
@@ -115,45 +158,68 @@ def test_bad_preview_requests_are_one_line(clip, capsys, extra, message):
     assert {k: v for k, v in contents(clip).items() if not k.startswith("out/")} == before
 
 
-@pytest.mark.parametrize("options, job_options, kind", [(FAST_OPTIMISE, ["--keyframe", "3"], "keyframe"),
-                                                        (QUALITY, [], "first")], ids=["fast", "quality"])
-def test_a_preview_of_the_frame_alone_is_shared_with_the_clips_job_under_one_jobs_root(clip, capsys, options, job_options,
-                                                                                            kind):
+@pytest.mark.parametrize(
+    "options, job_options, kind",
+    [(FAST_OPTIMISE, ["--keyframe", "3"], "keyframe"), (QUALITY, [], "first")],
+    ids=["fast", "quality"],
+)
+def test_a_preview_of_the_frame_alone_is_shared_with_the_clips_job_under_one_jobs_root(
+    clip, capsys, options, job_options, kind
+):
     """The add-on previews the current frame exported alone (a one-frame job); the whole clip's job under the same
     ``--jobs`` root finds that frame's look (``looks.py``) and does not stylise it again; another look does."""
     import shutil
+
     frame = 3 if kind == "keyframe" else 1
     alone = clip / "alone"
     alone.mkdir()
     shutil.copy(clip / "in" / f"frame_{frame:05d}.png", alone / "frame_00001.png")
     jobs = clip / "jobs"
-    code, events, err = run_cli(["preview", alone, "--style", clip / "style.png", "--jobs", jobs, "--at", "1",
-                                 *options], capsys)
+    code, events, err = run_cli(
+        ["preview", alone, "--style", clip / "style.png", "--jobs", jobs, "--at", "1", *options], capsys
+    )
     assert code == 0 and work_events(events) == [1], err
     assert len(list((jobs / "looks").glob("*.npy"))) == 1
     preview = read_image(events[-1]["paths"][0])
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
-                                 *job_options], capsys)
+    code, events, err = run_cli(
+        ["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options, *job_options], capsys
+    )
     assert code == 0, err
     assert frame not in work_events(events) and work_events(events)  # the previewed frame came from the shared look
     out = Path(events[-1]["paths"][0]).parent
     assert np.array_equal(read_image(out / f"frame_{frame:05d}.png"), preview)
     # another look (strength) is another key: stylised again
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
-                                 *job_options, "--strength", "2"], capsys)
+    code, events, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--style",
+            clip / "style.png",
+            "--jobs",
+            jobs,
+            *options,
+            *job_options,
+            "--strength",
+            "2",
+        ],
+        capsys,
+    )
     assert code == 0 and frame in work_events(events), err
 
 
 def test_a_look_started_from_noise_is_shared_only_by_the_same_frame_of_the_clip(clip, capsys):
     """``--init random``: frame k's noise is ``seed + k``; the frame alone (k = 0) is not the clip's frame 3."""
     import shutil
+
     alone, jobs = clip / "alone", clip / "jobs"
     alone.mkdir()
     shutil.copy(clip / "in" / "frame_00003.png", alone / "frame_00001.png")
     options = [*FAST_OPTIMISE, "--init", "random"]
-    code, events, err = run_cli(["preview", alone, "--style", clip / "style.png", "--jobs", jobs, "--at", "1",
-                                 *options], capsys)
+    code, events, err = run_cli(
+        ["preview", alone, "--style", clip / "style.png", "--jobs", jobs, "--at", "1", *options], capsys
+    )
     assert code == 0 and len(list((jobs / "looks").glob("*.npy"))) == 1, err
-    code, events, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options,
-                                 "--keyframe", "3"], capsys)
+    code, events, err = run_cli(
+        ["stylize", clip / "in", "--style", clip / "style.png", "--jobs", jobs, *options, "--keyframe", "3"], capsys
+    )
     assert code == 0 and 3 in work_events(events), err  # its own noise: stylised, not the preview's look

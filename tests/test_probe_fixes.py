@@ -1,4 +1,5 @@
 """Defects found by a probe of ~150 bad inputs after the first round of fixes; each test failed before its fix."""
+
 import json
 import os
 import signal
@@ -24,8 +25,10 @@ def clip(tmp_path):
 
 
 def stylize(clip, capsys, *extra, out=None, inp=None, style=None):
-    return run_cli(["stylize", inp or clip / "in", "--style", style or clip / "style.png", "--out",
-                    out or clip / "out", *extra], capsys)
+    return run_cli(
+        ["stylize", inp or clip / "in", "--style", style or clip / "style.png", "--out", out or clip / "out", *extra],
+        capsys,
+    )
 
 
 def refused(result, *expected):
@@ -44,8 +47,10 @@ def test_restart_keeps_the_users_flows_in_a_folder_of_outdir(clip, capsys):
     for a, b in ((1, 2), (2, 1), (2, 3), (3, 2)):
         flowio.write_flo(mine / f"flow_{a:05d}_{b:05d}.flo", np.zeros((32, 48, 2), np.float32))
     before = contents(mine)
-    refused(stylize(clip, capsys, *QUALITY, "--flow", "flo", "--flow-dir", mine, "--restart"),
-            f"contains the --flow-dir {mine}")
+    refused(
+        stylize(clip, capsys, *QUALITY, "--flow", "flo", "--flow-dir", mine, "--restart"),
+        f"contains the --flow-dir {mine}",
+    )
     assert contents(mine) == before
     frame = clip / "in" / "frame_00001.png"
     img = cv2.imread(str(frame))
@@ -70,8 +75,10 @@ def test_outdir_is_never_a_folder_the_job_reads(clip, capsys):
     for i in range(3):
         write_png(mattes / f"m{i}.png", np.full((32, 48, 3), 0.5, np.float32))
     before = contents(mattes)
-    refused(stylize(clip, capsys, *QUALITY, "--matte", mattes, "--region", "1=keep", out=mattes),
-            f"is the --matte folder {mattes}")
+    refused(
+        stylize(clip, capsys, *QUALITY, "--matte", mattes, "--region", "1=keep", out=mattes),
+        f"is the --matte folder {mattes}",
+    )
     refused(stylize(clip, capsys, *QUALITY, out=clip / "in" / "stylized"), "is inside the input")
     refused(stylize(clip, capsys, *QUALITY, "--video", clip / "in" / "clip.avi"), "is inside the input")
     assert contents(mattes) == before and not (clip / "in" / "stylized").exists()
@@ -81,8 +88,19 @@ def test_a_movie_decode_keeps_the_users_files_in_its_folder(tmp_path, capsys):
     tree = shared_data("video", "tree.avi")
     write_png(tmp_path / "style.png", np.full((32, 32, 3), 0.4, np.float32))
     out = tmp_path / "out"
-    args = ["stylize", tree, "--style", tmp_path / "style.png", "--out", out, *QUALITY, "--max-frames", "2",
-            "--scale", "0.25"]
+    args = [
+        "stylize",
+        tree,
+        "--style",
+        tmp_path / "style.png",
+        "--out",
+        out,
+        *QUALITY,
+        "--max-frames",
+        "2",
+        "--scale",
+        "0.25",
+    ]
     assert run_cli(args, capsys)[0] == 0
     for name in ("notes.tmp.txt", "draft.tmp", "frame_00099.png"):
         (out / "input" / name).write_text("mine")
@@ -102,8 +120,9 @@ def test_a_movie_job_stopped_before_its_first_frame_does_not_lock_its_folder(tmp
     assert run_cli([*args, "--scale", "0.25"], capsys)[0] == 0
 
 
-@pytest.mark.parametrize("edit", [{"frames": "abc"}, {"owns": {"frames": "x"}}, {"owns": {"folders": 5}},
-                                  {"identity": []}])
+@pytest.mark.parametrize(
+    "edit", [{"frames": "abc"}, {"owns": {"frames": "x"}}, {"owns": {"folders": 5}}, {"identity": []}]
+)
 def test_a_malformed_manifest_is_refused_in_one_line(clip, capsys, edit):
     out = clip / "out"
     assert stylize(clip, capsys, *QUALITY)[0] == 0
@@ -118,20 +137,25 @@ def test_odd_inputs_are_one_line(clip, capsys, tmp_path):
     write_png(tmp_path / "thin.png", np.full((8, 4000, 3), 0.5, np.float32))
     refused(stylize(clip, capsys, *QUALITY, style=tmp_path / "thin.png"), "too small to carry a style")
     write_png(tmp_path / "thin2.png", np.full((16, 4000, 3), 0.5, np.float32))
-    refused(stylize(clip, capsys, *QUALITY, style=tmp_path / "thin2.png"),
-            "no --style-scale up to 4 is enough: use a less elongated style image")
+    refused(
+        stylize(clip, capsys, *QUALITY, style=tmp_path / "thin2.png"),
+        "no --style-scale up to 4 is enough: use a less elongated style image",
+    )
     rgba = np.dstack([np.full((40, 40, 3), 128, np.uint8), np.full((40, 40), 128, np.uint8)])
     cv2.imwrite(str(tmp_path / "half.png"), rgba)
     refused(stylize(clip, capsys, *QUALITY, style=tmp_path / "half.png"), "has transparent pixels")
     fifo = tmp_path / "fifo.png"
     os.mkfifo(fifo)
     refused(stylize(clip, capsys, *QUALITY, style=fifo), "is not a regular file")  # used to hang
-    refused(stylize(clip, capsys, *QUALITY, "--flow", "vector", "--flow-dir", clip / "style.png"),
-            "is not a folder")
+    refused(stylize(clip, capsys, *QUALITY, "--flow", "vector", "--flow-dir", clip / "style.png"), "is not a folder")
     refused(stylize(clip, capsys, *QUALITY, "--regions", ""), "--regions is empty")
     refused(stylize(clip, capsys, *QUALITY, "--long-term", "10001"), "got 10001")
-    refused(stylize(clip, capsys, *QUALITY, "--matte", clip / "in", "--region", f"1={clip / 'style.png'}:nan",
-                    out=clip / "o2"), "the strength after ':' must be a number from 0 to 100")
+    refused(
+        stylize(
+            clip, capsys, *QUALITY, "--matte", clip / "in", "--region", f"1={clip / 'style.png'}:nan", out=clip / "o2"
+        ),
+        "the strength after ':' must be a number from 0 to 100",
+    )
 
 
 def test_damaged_exr_frames_are_one_line_and_the_event_stream_stays_json(tmp_path):
@@ -141,11 +165,26 @@ def test_damaged_exr_frames_are_one_line_and_the_event_stream_stays_json(tmp_pat
     for i in range(2):
         exr.write_exr(folder / f"f{i}.exr", {c: rng.random((32, 48), dtype=np.float32) for c in "RGB"})
     data = (folder / "f1.exr").read_bytes()
-    (folder / "f1.exr").write_bytes(data[:len(data) // 2])
+    (folder / "f1.exr").write_bytes(data[: len(data) // 2])
     write_png(tmp_path / "style.png", np.full((32, 32, 3), 0.4, np.float32))
-    done = subprocess.run([sys.executable, "-m", "stylize_core", "stylize", str(folder), "--style",
-                           str(tmp_path / "style.png"), "--out", str(tmp_path / "out"), *QUALITY], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stylize_core",
+            "stylize",
+            str(folder),
+            "--style",
+            str(tmp_path / "style.png"),
+            "--out",
+            str(tmp_path / "out"),
+            *QUALITY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert all(json.loads(line) for line in done.stdout.splitlines())  # only JSON on stdout
     assert "cannot decode EXR file f1.exr: truncated or corrupt" in done.stderr.strip().splitlines()[-1]
@@ -159,17 +198,34 @@ def test_nan_pixels_of_a_render_do_not_poison_the_losses(tmp_path, capsys):
         px[3, 3], px[4, 4] = np.nan, np.inf
         exr.write_exr(folder / f"f{i}.exr", {c: px for c in "RGB"})
     write_png(tmp_path / "style.png", np.full((32, 32, 3), 0.4, np.float32))
-    code, _, err = run_cli(["stylize", folder, "--style", tmp_path / "style.png", "--out", tmp_path / "out",
-                            *QUALITY], capsys)
+    code, _, err = run_cli(
+        ["stylize", folder, "--style", tmp_path / "style.png", "--out", tmp_path / "out", *QUALITY], capsys
+    )
     assert code == 0, err
     assert np.isfinite(read_image(tmp_path / "out" / "frame_00001.png")).all()
 
 
 def test_fast_mode_keeps_the_frames_colours_with_preserve_colors(tmp_path, capsys):
     clip = generated_clip(tmp_path, 4, (48, 32))
-    code, _, err = run_cli(["stylize", clip / "in", "--style", clip / "style.png", "--out", clip / "out",
-                            *COMMON, "--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch",
-                            "--preserve-colors"], capsys)
+    code, _, err = run_cli(
+        [
+            "stylize",
+            clip / "in",
+            "--style",
+            clip / "style.png",
+            "--out",
+            clip / "out",
+            *COMMON,
+            "--mode",
+            "fast",
+            "--keyframe-method",
+            "optimise",
+            "--fast-backend",
+            "torch",
+            "--preserve-colors",
+        ],
+        capsys,
+    )
     assert code == 0, err
     yiq = np.array([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
     for i in range(4):
@@ -185,8 +241,7 @@ def test_a_region_label_no_frame_has_is_named_in_a_warning(clip, capsys):
         half = np.ones((32, 48, 3), np.float32)
         half[:, :24] = 0
         write_png(mattes / f"m{i}.png", half)
-    code, events, err = stylize(clip, capsys, *QUALITY, "--matte", mattes, "--region", "0=keep", "--region",
-                                "7=keep")
+    code, events, err = stylize(clip, capsys, *QUALITY, "--matte", mattes, "--region", "0=keep", "--region", "7=keep")
     assert code == 0, err
     warning = [e["message"] for e in events if e["event"] == "warning"]
     assert any("no frame has label 7: its style is not used (labels present: 0, 1)" in w for w in warning), warning
@@ -194,6 +249,7 @@ def test_a_region_label_no_frame_has_is_named_in_a_warning(clip, capsys):
 
 def test_the_demo_never_writes_over_files_it_did_not_write(tmp_path, capsys):
     from stylize_core import cli
+
     (tmp_path / "style.png").write_text("mine")
     code = cli.main(["demo", "--out", str(tmp_path), "--frames", "2", "--vgg", "random:8", "--progress", "none"])
     assert code == 1 and "holds files the demo did not write" in capsys.readouterr().err
@@ -201,9 +257,27 @@ def test_the_demo_never_writes_over_files_it_did_not_write(tmp_path, capsys):
 
 
 def test_a_second_interrupt_while_the_job_winds_down_is_ignored(clip):
-    cmd = [sys.executable, "-m", "stylize_core", "stylize", str(clip / "in"), "--style", str(clip / "style.png"),
-           "--out", str(clip / "out"), "--vgg", "random:8", "--iterations", "4", "--iterations-later", "400",
-           "--tolerance", "0", "--progress", "json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stylize_core",
+        "stylize",
+        str(clip / "in"),
+        "--style",
+        str(clip / "style.png"),
+        "--out",
+        str(clip / "out"),
+        "--vgg",
+        "random:8",
+        "--iterations",
+        "4",
+        "--iterations-later",
+        "400",
+        "--tolerance",
+        "0",
+        "--progress",
+        "json",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stdout:
         if json.loads(line)["event"] == "frame":
@@ -221,13 +295,16 @@ def test_a_second_interrupt_while_the_job_winds_down_is_ignored(clip):
 def test_pipes_broken_links_and_odd_names_are_one_line(clip, capsys, tmp_path):
     fifo = tmp_path / "map.json"
     os.mkfifo(fifo)
-    refused(stylize(clip, capsys, *QUALITY, "--matte", clip / "in", "--region-map", fifo, out=clip / "o1"),
-            "not a regular file")  # used to hang
+    refused(
+        stylize(clip, capsys, *QUALITY, "--matte", clip / "in", "--region-map", fifo, out=clip / "o1"),
+        "not a regular file",
+    )  # used to hang
     flows = tmp_path / "flows"
     flows.mkdir()
     os.mkfifo(flows / "flow_00002_00001.flo")
-    refused(stylize(clip, capsys, *QUALITY, "--flow", "flo", "--flow-dir", flows, out=clip / "o2"),
-            "not a regular file")  # used to hang
+    refused(
+        stylize(clip, capsys, *QUALITY, "--flow", "flo", "--flow-dir", flows, out=clip / "o2"), "not a regular file"
+    )  # used to hang
     (clip / "in" / "frame_00009.png").symlink_to(tmp_path / "nowhere.png")
     refused(stylize(clip, capsys, *QUALITY, out=clip / "o3"), "frame_00009.png: a broken link")  # was skipped
     (clip / "in" / "frame_00009.png").unlink()
@@ -241,8 +318,10 @@ def test_missing_flo_files_are_found_before_the_first_frame(clip, capsys, tmp_pa
     assert not list((clip / "out").glob("frame_*"))  # it used to write frame 1 first
 
 
-@pytest.mark.parametrize("edit", [{"owns": {"frames": 3, "folders": ["flow/../../victim"], "videos": []}},
-                                  {"threads": "x"}, {"threads": 100000}])
+@pytest.mark.parametrize(
+    "edit",
+    [{"owns": {"frames": 3, "folders": ["flow/../../victim"], "videos": []}}, {"threads": "x"}, {"threads": 100000}],
+)
 def test_a_manifest_that_would_reach_outside_outdir_or_break_torch_is_refused(clip, capsys, tmp_path, edit):
     victim = clip / "victim"
     victim.mkdir()
@@ -272,14 +351,31 @@ def test_an_older_engines_manifest_never_deletes_a_users_flow_folder(clip, capsy
 
 def test_the_demo_clears_its_own_earlier_clip(tmp_path, capsys):
     from stylize_core import cli
+
     for frames in ("3", "2"):
-        assert cli.main(["demo", "--out", str(tmp_path), "--frames", frames, "--vgg", "random:8", "--progress",
-                         "none", "--restart"]) == 0
+        assert (
+            cli.main(
+                [
+                    "demo",
+                    "--out",
+                    str(tmp_path),
+                    "--frames",
+                    frames,
+                    "--vgg",
+                    "random:8",
+                    "--progress",
+                    "none",
+                    "--restart",
+                ]
+            )
+            == 0
+        )
     assert sorted(p.name for p in (tmp_path / "input").iterdir()) == ["frame_00001.png", "frame_00002.png"]
 
 
-@pytest.mark.parametrize("extra, why", [(["--strength", "0"], "--strength is 0"),
-                                        (["--style-weight", "0"], "--style-weight is 0")])
+@pytest.mark.parametrize(
+    "extra, why", [(["--strength", "0"], "--strength is 0"), (["--style-weight", "0"], "--style-weight is 0")]
+)
 def test_a_job_that_applies_no_style_says_so(clip, capsys, extra, why):
     code, events, err = stylize(clip, capsys, *QUALITY, *extra)
     assert code == 0, err

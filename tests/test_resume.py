@@ -4,6 +4,7 @@ Before: frames after the resume point differed by up to 56/255 (single pass) and
 because the uninterrupted run carried its float results in memory and the resumed one read the 8-bit
 PNGs (float16 arrays) back; and a resume with another CPU thread count differs too (3-5/255 on average).
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -37,14 +38,19 @@ def interrupted_at(frame, monkeypatch):
         real(path, img)
         if Path(path).name == frames.frame_name(frame - 1):
             raise KeyboardInterrupt
+
     monkeypatch.setattr(schedule, "write_png", write_then_stop)
 
 
-@pytest.mark.parametrize("mode", [["--iterations", "12", "--iterations-later", "6"],
-                                  ["--passes", "3", "--pass-iterations", "6"],
-                                  ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch",
-                                   "--iterations", "12"]],
-                         ids=["single", "multi", "fast"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        ["--iterations", "12", "--iterations-later", "6"],
+        ["--passes", "3", "--pass-iterations", "6"],
+        ["--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch", "--iterations", "12"],
+    ],
+    ids=["single", "multi", "fast"],
+)
 def test_resumed_equals_uninterrupted(clip, monkeypatch, capsys, mode):
     args = ["stylize", str(clip / "in"), "--style", str(clip / "style.png"), *COMMON, *mode]
     name = "-".join(mode)
@@ -60,8 +66,19 @@ def test_resumed_equals_uninterrupted(clip, monkeypatch, capsys, mode):
 
 
 def test_resume_uses_the_thread_count_the_job_started_with(clip, monkeypatch, capsys, threads):
-    args = ["stylize", str(clip / "in"), "--style", str(clip / "style.png"), *COMMON, "--iterations", "12",
-            "--iterations-later", "6", "--progress", "json"]
+    args = [
+        "stylize",
+        str(clip / "in"),
+        "--style",
+        str(clip / "style.png"),
+        *COMMON,
+        "--iterations",
+        "12",
+        "--iterations-later",
+        "6",
+        "--progress",
+        "json",
+    ]
     torch.set_num_threads(1)
     assert cli.main([*args, "--out", str(clip / "one")]) == 0
     with monkeypatch.context() as m:

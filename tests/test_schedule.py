@@ -1,4 +1,5 @@
 """Schedules: prevWarped initialisation, long-term weights, multi-pass blending, flat memory."""
+
 import os
 
 import numpy as np
@@ -34,6 +35,7 @@ def recorded(monkeypatch):
         out = real(self, content, init=init, temporal=temporal, **kw)
         calls.append({"init": None if init is None else init.copy(), "temporal": temporal, "out": out})
         return out
+
     monkeypatch.setattr(Stylizer, "stylize", record)
     return calls
 
@@ -50,7 +52,7 @@ def test_prev_warped_init_of_a_static_scene_starts_at_the_previous_result(tmp_pa
     first = frames.read_image(j.folder.frame(0))
     second = recorded[1]
     assert np.abs(second["init"] - first).max() <= 0.5 / 255 + 1e-6  # the saved 8-bit result
-    (warped, weights), = second["temporal"]
+    ((warped, weights),) = second["temporal"]
     assert weights.min() == 1.0 and np.abs(warped - first).max() <= 0.5 / 255 + 1e-6
 
 
@@ -104,8 +106,15 @@ def test_real_weights_stylise_a_sintel_pair(tmp_path):
         frames.write_png(tmp_path / "in" / f"f{i}.png", frames.resize(frames.read_image(pair / name), size))
     demo.make_style(tmp_path / "style.png")
     flow = resize_flow(flowio.read_flo(pair / "flow_forward.flo"), size)
-    mask = frames.resize(((frames.read_image(pair / "occlusion.png") < 0.5)
-                          & (frames.read_image(pair / "invalid.png") < 0.5)).astype(np.float32), size)[..., 0] > 0.99
+    mask = (
+        frames.resize(
+            (
+                (frames.read_image(pair / "occlusion.png") < 0.5) & (frames.read_image(pair / "invalid.png") < 0.5)
+            ).astype(np.float32),
+            size,
+        )[..., 0]
+        > 0.99
+    )
     results = {}
     for temporal in ("none", "short"):
         s = Settings(iterations=60, iterations_later=60, temporal=temporal)
@@ -114,8 +123,7 @@ def test_real_weights_stylise_a_sintel_pair(tmp_path):
         warped, valid = warp_numpy(s_t1, flow)
         m = mask & (valid > 0)
         content = frames.read_image(tmp_path / "in" / "f1.png")
-        results[temporal] = (((s_t - warped) ** 2).mean(-1)[m].mean(),
-                             j.stylizer.losses(s_t1, content)["style"])
+        results[temporal] = (((s_t - warped) ** 2).mean(-1)[m].mean(), j.stylizer.losses(s_t1, content)["style"])
     assert results["short"][0] < 0.5 * results["none"][0]
     assert results["short"][1] < 2 * results["none"][1]
 
@@ -138,7 +146,7 @@ def shifted_job(tmp_path, **settings):
 def test_widened_weights_reach_the_temporal_loss(tmp_path, recorded):
     """reliability_widen=2: the 5 excluded columns grow to 7, then a ramp (0.5 at 3 px) to 1 at 4 px."""
     shifted_job(tmp_path, reliability_widen=2.0).run()
-    (_, weights), = recorded[1]["temporal"]
+    ((_, weights),) = recorded[1]["temporal"]
     assert (weights[:, 33:] == 0).all() and np.allclose(weights[:, 32], 0.5, atol=0.01)
     assert (weights[:, :31] == 1).all()
 
@@ -147,13 +155,14 @@ def test_random_init_fills_unreliable_pixels_with_the_mean_pixel(tmp_path, recor
     """init=random: where the warped previous result is unreliable (here: the 5 right-hand columns,
     whose flow 2->1 leaves the frame) the second frame starts from the mean pixel, not black."""
     from stylize_core.network.vgg import MEAN_PIXEL
+
     shifted_job(tmp_path, init="random").run()
     init = recorded[1]["init"]
     np.testing.assert_allclose(init[:, 35:], np.broadcast_to(np.float32(MEAN_PIXEL), (32, 5, 3)), atol=1e-6)
     assert np.allclose(MEAN_PIXEL, (0.48502, 0.45796, 0.40761), atol=1e-5)
     first = recorded[0]["out"]
     assert np.abs(init[:, :35] - first[:, 5:]).max() <= 0.5 / 255 + 1e-6  # reliable: the warped result
-    (_, weights), = recorded[1]["temporal"]
+    ((_, weights),) = recorded[1]["temporal"]
     assert (weights[:, 35:] == 0).all() and (weights[:, :35] == 1).all()
 
 
@@ -162,8 +171,9 @@ def test_paper_multipass_first_pass_is_independent_from_one_noise(tmp_path, reco
     neighbour, no temporal term); the temporal term appears in pass 8 of 15, not before."""
     starts = []
     real = Stylizer._optimise
-    monkeypatch.setattr(Stylizer, "_optimise",
-                        lambda self, x, *a: (starts.append(x.detach().clone()), real(self, x, *a))[1])
+    monkeypatch.setattr(
+        Stylizer, "_optimise", lambda self, x, *a: (starts.append(x.detach().clone()), real(self, x, *a))[1]
+    )
     clip = tmp_path / "in"
     demo.make_clip(clip, frames=3, size=(40, 32))
     demo.make_style(tmp_path / "style.png", size=(32, 32))
@@ -174,10 +184,10 @@ def test_paper_multipass_first_pass_is_independent_from_one_noise(tmp_path, reco
     pass1 = recorded[:3]
     assert all(c["init"] is None and not c["temporal"] for c in pass1)
     assert torch.equal(starts[0], starts[1]) and torch.equal(starts[0], starts[2])  # one noise image
-    assert 0.3 < float(starts[0].mean()) < 0.7 and float(starts[0].std()) > 0.05     # and it is noise
-    by_pass = [recorded[3 * k:3 * k + 3] for k in range(15)]
-    assert all(not c["temporal"] for p in by_pass[:7] for c in p)                     # passes 1-7
-    assert all(len(p[1]["temporal"]) == 1 for p in by_pass[7:])                       # passes 8-15
+    assert 0.3 < float(starts[0].mean()) < 0.7 and float(starts[0].std()) > 0.05  # and it is noise
+    by_pass = [recorded[3 * k : 3 * k + 3] for k in range(15)]
+    assert all(not c["temporal"] for p in by_pass[:7] for c in p)  # passes 1-7
+    assert all(len(p[1]["temporal"]) == 1 for p in by_pass[7:])  # passes 8-15
     assert all(c["init"] is not None for p in by_pass[1:] for c in p)
 
 
@@ -196,6 +206,7 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_optimised(tmp_path, mo
     optimisation ends: each optimisation below waits for that request and would time out without
     the overlap. The frames they read are decoded once per step (the frame cache)."""
     import threading
+
     clip = tmp_path / "in"
     demo.make_clip(clip, frames=4, size=(48, 32))
     j = job(tmp_path, clip, temporal="short", passes=passes, temporal_from_pass=2)
@@ -206,6 +217,7 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_optimised(tmp_path, mo
         threads.add(threading.current_thread() is threading.main_thread())
         asked.setdefault(max(a, b), threading.Event()).set()
         return real_flow(a, b)
+
     monkeypatch.setattr(j.clip.flows, "flow", flow)
     real = Stylizer.stylize
     order = []
@@ -216,6 +228,7 @@ def test_next_frames_flows_are_estimated_while_a_frame_is_optimised(tmp_path, mo
         if i is not None and i + 1 < 4:
             assert asked.setdefault(i + 1, threading.Event()).wait(10), f"frame {i + 2}'s flow not requested"
         return real(self, content, **kw)
+
     monkeypatch.setattr(Stylizer, "stylize", stylize)
     reads = []
     real_read = frames.read_image

@@ -1,10 +1,12 @@
 """Between two keyframes each pixel takes one synthesis (``seams.py``): the choice, the seam-hiding composite,
 and fast mode's frames between two keyframes that never layer two looks."""
+
 import numpy as np
 
 from conftest import generated_clip
-from stylize_core.modes.fast import synthesis as fast, seams
 from stylize_core.io.frames import read_image
+from stylize_core.modes.fast import seams
+from stylize_core.modes.fast import synthesis as fast
 
 
 def texture(h, w, seed):
@@ -17,14 +19,14 @@ def test_a_seam_between_two_offsets_leaves_no_step_and_the_rest_untouched():
     a = np.tile(np.linspace(0.2, 0.4, w, dtype=np.float32)[None, :, None], (h, 1, 3))
     b = a + 0.2
     take_b = np.zeros((h, w), bool)
-    take_b[:, w // 2:] = True
+    take_b[:, w // 2 :] = True
     out = seams.composite(a, b, take_b)
     hard = np.where(take_b[..., None], b, a)
     step = np.abs(np.diff(out, axis=1)).max()
     assert np.abs(np.diff(hard, axis=1)).max() > 0.19 and step < 0.01  # the 0.2 step is gone
     far = 5 * int(seams.FALLOFF)
-    assert np.abs(out[:, :w // 2 - far] - hard[:, :w // 2 - far]).max() < 0.01  # decays away from the seam
-    assert np.abs(out[:, w // 2 + far:] - hard[:, w // 2 + far:]).max() < 0.01
+    assert np.abs(out[:, : w // 2 - far] - hard[:, : w // 2 - far]).max() < 0.01  # decays away from the seam
+    assert np.abs(out[:, w // 2 + far :] - hard[:, w // 2 + far :]).max() < 0.01
     assert np.array_equal(seams.composite(a, b, np.zeros_like(take_b)), a)
     assert np.array_equal(seams.composite(a, b, np.ones_like(take_b)), b)
 
@@ -46,7 +48,7 @@ def test_the_choice_follows_the_costs_the_distance_and_never_goes_back():
     h, w = 32, 32
     flat = np.full((h, w), 0.01, np.float32)
     assert not seams.choose(flat, flat, 0.9).any()  # near A, equal costs: A
-    assert seams.choose(flat, flat, 0.1).all()       # near B: B
+    assert seams.choose(flat, flat, 0.1).all()  # near B: B
     worse_a = flat.copy()
     worse_a[:, :16] = 0.2  # A matches badly on the left half
     chosen = seams.choose(worse_a, flat, 0.7)
@@ -63,6 +65,7 @@ def test_frames_between_two_keyframes_take_one_look_a_pixel(tmp_path):
     the forward synthesis' or the backward one's (local correlation of the high-passed images above 0.9), not
     both layered, as the former blend gave (except while a pixel crosses over: ``switch_frames``)."""
     import cv2
+
     clip = generated_clip(tmp_path, 7, (64, 48))
     frames = [read_image(p) for p in sorted((clip / "in").iterdir())]
     ka, kb = texture(48, 64, 1), texture(48, 64, 2)
@@ -70,11 +73,18 @@ def test_frames_between_two_keyframes_take_one_look_a_pixel(tmp_path):
     class Flows:
         def flow(self, a, b):
             from stylize_core.motion.flow import estimate
+
             return estimate(frames[a], frames[b], "dis")
 
     def synth(keys, combine="select", switch=1):
-        out = fast.propagate(lambda i: frames[i], 7, keys, Flows(),
-                             fast.FastSettings(combine=combine, switch_frames=switch), backend="torch")
+        out = fast.propagate(
+            lambda i: frames[i],
+            7,
+            keys,
+            Flows(),
+            fast.FastSettings(combine=combine, switch_frames=switch),
+            backend="torch",
+        )
         return {i: img for i, img, _ in out}
 
     def detail(x):
@@ -89,7 +99,7 @@ def test_frames_between_two_keyframes_take_one_look_a_pixel(tmp_path):
             o, a, b = detail(both[i]), detail(forward[i]), detail(backward[i])
             for y in range(0, 48, 8):
                 for x in range(0, 64, 8):
-                    blk = [v[y:y + 8, x:x + 8].ravel() for v in (o, a, b)]
+                    blk = [v[y : y + 8, x : x + 8].ravel() for v in (o, a, b)]
                     corr = max(np.corrcoef(blk[0], blk[1])[0, 1], np.corrcoef(blk[0], blk[2])[0, 1])
                     bad, total = bad + (corr < 0.9), total + 1
         layered[combine, switch] = bad / total
@@ -102,7 +112,7 @@ def test_frames_between_two_keyframes_take_one_look_a_pixel(tmp_path):
 def test_the_solve_is_exact_on_odd_sizes():
     """``(lam - Laplacian) D = rhs`` with Neumann boundaries against a dense solve, on even and odd sizes (odd
     ones were padded with a zero row, which made the last row/column wrong by up to 0.03)."""
-    lam = 1 / seams.FALLOFF ** 2
+    lam = 1 / seams.FALLOFF**2
     rng = np.random.default_rng(3)
     for h, w in ((32, 40), (31, 40), (31, 41)):
         rhs = rng.standard_normal((h, w, 1)).astype(np.float32) * 0.01

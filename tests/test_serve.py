@@ -1,21 +1,16 @@
 """The warm engine (``python -m stylize_core serve``): commands run one after another in one process, their
 events each ended by ``served``; bad requests answered without ending it; an interrupt ends it."""
+
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import noise_clip
-
 from stylize_core.io import jobdir
-from stylize_core.demo import make_style
-from stylize_core.io.frames import write_png
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +21,14 @@ def clip(tmp_path):
 
 
 def start():
-    return subprocess.Popen([sys.executable, "-m", "stylize_core", "serve"], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "stylize_core", "serve"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def send(server, request):
@@ -43,9 +44,28 @@ def send(server, request):
 
 
 def preview_request(frames, style, out, at, log, *extra):
-    return {"argv": ["preview", str(frames), "--style", str(style), "--out", str(out), "--at", str(at),
-                     "--network", "random:8", "--preset", "draft", "--iterations", "2", "--progress", "json", *extra],
-            "log": str(log)}
+    return {
+        "argv": [
+            "preview",
+            str(frames),
+            "--style",
+            str(style),
+            "--out",
+            str(out),
+            "--at",
+            str(at),
+            "--network",
+            "random:8",
+            "--preset",
+            "draft",
+            "--iterations",
+            "2",
+            "--progress",
+            "json",
+            *extra,
+        ],
+        "log": str(log),
+    }
 
 
 def test_two_previews_in_one_process_then_bad_requests_then_end_of_input(clip, tmp_path):
@@ -76,7 +96,7 @@ def test_two_previews_in_one_process_then_bad_requests_then_end_of_input(clip, t
         usage = send(server, {"argv": ["preview", str(frames)], "log": str(log)})  # no --at: argparse's usage error
         assert usage[-1] == {"event": "served", "code": 2}
         assert usage[0]["event"] == "error" and "the following arguments are required: --at" in usage[0]["message"]
-        assert "required: --at" in log.read_text()[len(before):]
+        assert "required: --at" in log.read_text()[len(before) :]
         helped = send(server, {"argv": ["preview", "--help"]})
         assert helped[-1]["code"] == 2 and "--help prints to a terminal" in helped[0]["message"]
         server.stdin.close()

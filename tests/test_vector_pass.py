@@ -8,10 +8,8 @@ previous and next frame differ. Run as a script (``python test_vector_pass.py
 OUTDIR``) it renders the three frames; the tests do that in a subprocess so
 bpy never loads into the test process.
 """
-import importlib.util
-import subprocess
+
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -21,8 +19,8 @@ import pytest
 from conftest import render_with_bpy
 
 W, H, LENS, SENSOR, CAM_Z, FG_Z = 96, 64, 50.0, 36.0, 10.0, 1.0
-CAM = {1: (-0.24, -0.15), 2: (0.0, 0.0), 3: (0.33, 0.06)}   # camera x, y per frame (world)
-OBJ = {1: (-0.30, 0.25), 2: (0.0, 0.0), 3: (0.20, -0.40)}   # square x, y per frame (world)
+CAM = {1: (-0.24, -0.15), 2: (0.0, 0.0), 3: (0.33, 0.06)}  # camera x, y per frame (world)
+OBJ = {1: (-0.30, 0.25), 2: (0.0, 0.0), 3: (0.20, -0.40)}  # square x, y per frame (world)
 
 
 def _material(bpy, name, scale):
@@ -80,6 +78,7 @@ def cycles_scene(bpy, w, h, frames, samples):
 def render(out):
     """Render frames 1-3 to ``out/frame_000N.exr`` with Combined, Vector and Object Index passes."""
     import bpy
+
     sc = cycles_scene(bpy, W, H, 3, 16)
     sc.view_layers[0].use_pass_object_index = True
     _plane(bpy, sc, "bg", 40, 0, _material(bpy, "bg", 0.6))
@@ -112,6 +111,7 @@ def analytic_flow(t, s, on_square):
 def frames(tmp_path_factory):
     out = render_with_bpy(tmp_path_factory, "vector_pass", __file__)
     from stylize_core.io import exr
+
     result = []
     for f in (1, 2, 3):
         path = out / f"frame_{f:04d}.exr"
@@ -139,6 +139,7 @@ def remap(img, flow):
 @pytest.mark.parametrize("other", [1, 3], ids=["to_previous", "to_next"])
 def test_vector_pass_matches_analytic_motion(frames, other):
     from stylize_core.motion import vector_pass
+
     to_prev, to_next = vector_pass.read_flows(frames[1][0])
     flow = to_prev if other == 1 else to_next
     square = frames[1][2]
@@ -151,6 +152,7 @@ def test_vector_pass_matches_analytic_motion(frames, other):
 @pytest.mark.parametrize("other", [1, 3], ids=["previous", "next"])
 def test_warping_with_vector_flow_aligns_frames(frames, other):
     from stylize_core.motion import vector_pass
+
     to_prev, to_next = vector_pass.read_flows(frames[1][0])
     flow = to_prev if other == 1 else to_next
     _, img_t, sq_t = frames[1]
@@ -169,15 +171,16 @@ def test_remap_follows_the_warp_convention():
     img = np.random.default_rng(0).random((12, 16, 3), dtype=np.float32)
     flow = np.broadcast_to(np.float32([3, -2]), (12, 16, 2))
     out, valid = remap(img, flow)
-    np.testing.assert_allclose(out[2:, :-3], img[:-2, 3:], atol=1e-6)   # out(x, y) = img(x+3, y-2)
+    np.testing.assert_allclose(out[2:, :-3], img[:-2, 3:], atol=1e-6)  # out(x, y) = img(x+3, y-2)
     assert valid[2:, :-3].all() and not valid[:2].any() and not valid[:, -3:].any()
-    ramp = np.mgrid[0:12, 0:16][1].astype(np.float32)[..., None]        # x: bilinear is exact
+    ramp = np.mgrid[0:12, 0:16][1].astype(np.float32)[..., None]  # x: bilinear is exact
     half, _ = remap(ramp, np.broadcast_to(np.float32([0.25, 0.5]), (12, 16, 2)))
     np.testing.assert_allclose(half[:-1, :-1, 0], ramp[:-1, :-1, 0] + 0.25, atol=1e-2)
 
 
 def test_vector_to_flows_signs():
     from stylize_core.motion.vector_pass import vector_to_flows
+
     prev, nxt = vector_to_flows(np.broadcast_to(np.float32([1, 2, 3, 4]), (2, 3, 4)))
     assert prev.shape == nxt.shape == (2, 3, 2)
     np.testing.assert_array_equal(prev[0, 0], [1, -2])
@@ -186,27 +189,35 @@ def test_vector_to_flows_signs():
 
 def test_exr_multilayer_round_trip_and_srgb(tmp_path):
     from stylize_core.io import exr
+
     rng = np.random.default_rng(0)
     lin = rng.random((5, 7, 3), dtype=np.float32)
     vec = rng.normal(size=(5, 7, 4)).astype(np.float32)
     path = tmp_path / "ml.exr"
-    exr.write_exr(path, {**{f"ViewLayer.Combined.{c}": lin[..., i] for i, c in enumerate("RGB")},
-                         **{f"ViewLayer.Vector.{c}": vec[..., i] for i, c in enumerate("XYZW")}})
+    exr.write_exr(
+        path,
+        {
+            **{f"ViewLayer.Combined.{c}": lin[..., i] for i, c in enumerate("RGB")},
+            **{f"ViewLayer.Vector.{c}": vec[..., i] for i, c in enumerate("XYZW")},
+        },
+    )
     names = exr.channel_names(path)
     assert len(names) == 7 and "ViewLayer.Vector.W" in names
     assert exr.find_pass(set(names), "Vector", "XYZW") == [f"ViewLayer.Vector.{c}" for c in "XYZW"]
     assert exr.find_pass(set(names), "Depth", "Z") is None
     np.testing.assert_allclose(exr.read_rgb(path), exr.linear_to_srgb(lin), atol=1e-6)
     from stylize_core.motion.vector_pass import read_vector
+
     np.testing.assert_array_equal(read_vector(path), vec)
     srgb = exr.linear_to_srgb(np.float32([-1, 0, 0.0031308, 0.5, 1, 4]))
     np.testing.assert_allclose(srgb, [0, 0, 0.04045, 0.735357, 1, 1], atol=1e-5)
 
 
 def test_exr_plain_rgb_and_errors(tmp_path):
-    from stylize_core.io import exr
     from stylize_core.errors import StylizeError
+    from stylize_core.io import exr
     from stylize_core.motion.vector_pass import read_vector
+
     path = tmp_path / "plain.exr"
     exr.write_exr(path, {c: np.full((4, 6), 0.5, np.float32) for c in "RGB"})
     np.testing.assert_allclose(exr.read_rgb(path), 0.735357, atol=1e-5)

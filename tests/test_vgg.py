@@ -1,9 +1,10 @@
 """VGG-19 layout, torchvision state-dict compatibility and weight resolution."""
+
 import pytest
 import torch
 
-from stylize_core.network import weights
 from stylize_core.errors import StylizeError
+from stylize_core.network import weights
 from stylize_core.network.vgg import VGG19Features, from_state_dict, random_vgg
 
 
@@ -30,8 +31,7 @@ def test_torchvision_state_dict_loads_unchanged(tmp_path):
     net = weights.load_vgg(path)
     assert torch.equal(net.features[28].weight, state["features.28.weight"])
     x = torch.rand(1, 3, 32, 32)
-    assert torch.allclose(net(x, ["relu5_1"])["relu5_1"],
-                          from_state_dict(state)(x, ["relu5_1"])["relu5_1"])
+    assert torch.allclose(net(x, ["relu5_1"])["relu5_1"], from_state_dict(state)(x, ["relu5_1"])["relu5_1"])
 
 
 def test_bad_weights_file_is_a_clear_error(tmp_path):
@@ -73,6 +73,7 @@ def test_offline_without_weights_says_where_to_put_them(tmp_path, monkeypatch):
 def caffe_input(x):
     """What the Caffe VGG-19 expects for RGB [0, 1] images: BGR in 0..255 minus the mean pixel."""
     from stylize_core.network.vgg import CAFFE_MEAN_BGR
+
     return x.flip(1) * 255 - torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
 
 
@@ -101,10 +102,12 @@ def test_caffe_weights_resolve_from_the_hub_cache_with_their_preprocessing(tmp_p
     # the torchvision network normalises (y - mean) / std: give it y such that that is caffe_input(x)
     y = caffe_input(x) * plain.std + plain.mean
     for layer in ("relu1_1", "relu4_2", "relu5_1"):  # (the torchvision network's are in Caffe units: / 57.6)
-        torch.testing.assert_close(caffe(x, [layer])[layer], plain(y, [layer])[layer] / plain.feature_scale,
-                                   rtol=1e-4, atol=1e-3)
-    first = torch.nn.functional.conv2d(caffe_input(x), state["features.0.weight"], state["features.0.bias"],
-                                       padding=1).clamp_min(0)
+        torch.testing.assert_close(
+            caffe(x, [layer])[layer], plain(y, [layer])[layer] / plain.feature_scale, rtol=1e-4, atol=1e-3
+        )
+    first = torch.nn.functional.conv2d(
+        caffe_input(x), state["features.0.weight"], state["features.0.bias"], padding=1
+    ).clamp_min(0)
     torch.testing.assert_close(caffe(x, ["relu1_1"])["relu1_1"], first, rtol=1e-5, atol=1e-4)
     # the file is known by its name also as a plain path (--vgg PATH, $STYLIZE_VGG19)
     copy = tmp_path / weights.CAFFE_FILENAME
@@ -130,12 +133,14 @@ def test_stylizer_features_are_in_caffe_units(tmp_path):
     otherwise), folded into the input and the biases: the same values to 1e-5 (relative)."""
     from stylize_core.network.optimize import Stylizer
     from stylize_core.settings import Settings
+
     state = torchvision_like_state()
     x = torch.rand(1, 3, 24, 24)
     for preprocessing, scale in (("caffe", 1.0), ("torchvision", 255 * (0.229 + 0.224 + 0.225) / 3)):
         net = from_state_dict(state, preprocessing=preprocessing)
-        plain = net.features[:net.index["relu3_1"] + 1](((x.flip(1) if preprocessing == "caffe" else x)
-                                                          - net.mean) / net.std)
+        plain = net.features[: net.index["relu3_1"] + 1](
+            ((x.flip(1) if preprocessing == "caffe" else x) - net.mean) / net.std
+        )
         got = Stylizer(net, x[0].permute(1, 2, 0).numpy(), Settings()).features(x)["relu3_1"]
         torch.testing.assert_close(got, plain * scale, rtol=1e-5, atol=1e-5 * float(plain.abs().max() * scale))
 
@@ -144,8 +149,10 @@ def test_folded_scale_gives_the_losses_of_scaled_features():
     """Folding the feature scale changes no loss: content, style and total within 1e-5 relative of
     the former route (features of the plain network multiplied by 57.6)."""
     import numpy as np
+
     from stylize_core.network import optimize
     from stylize_core.settings import Settings
+
     rng = np.random.default_rng(0)
     net = random_vgg(4)
     content, style, image = (rng.random((40, 56, 3), np.float32) for _ in range(3))
@@ -155,10 +162,11 @@ def test_folded_scale_gives_the_losses_of_scaled_features():
     class Plain(VGG19Features):  # the former forward: normalise, run, then multiply the features
         def forward(self, img, layers):
             x, out = (img - self.mean) / self.std, {}
-            for i, module in enumerate(self.features[:max(self.index[n] for n in layers) + 1]):
+            for i, module in enumerate(self.features[: max(self.index[n] for n in layers) + 1]):
                 x = module(x)
                 out.update({n: x * self.feature_scale for n in layers if self.index[n] == i})
             return out
+
     plain = Plain(4)
     plain.load_state_dict(net.state_dict())
     former = optimize.Stylizer(plain, style, Settings()).losses(image, content)
@@ -169,8 +177,10 @@ def test_folded_scale_gives_the_losses_of_scaled_features():
 
 def test_checkpointing_gives_the_same_loss_and_gradient():
     import numpy as np
+
     from stylize_core.network import optimize
     from stylize_core.settings import Settings
+
     rng = np.random.default_rng(1)
     net = random_vgg(4)
     st = optimize.Stylizer(net, rng.random((48, 48, 3), np.float32), Settings())
@@ -193,8 +203,10 @@ def test_autocast_features_in_bf16_grams_and_losses_in_fp32():
     """The dtype routing of ``vgg.autocast`` (bf16/fp16 on CUDA), checked with CPU bf16: the
     features come out in bf16, the Grams and the losses are fp32 and close to the fp32 run."""
     import numpy as np
+
     from stylize_core.network import losses, optimize
     from stylize_core.settings import Settings
+
     rng = np.random.default_rng(2)
     net = random_vgg(4)
     style, content = rng.random((48, 48, 3), np.float32), rng.random((32, 40, 3), np.float32)

@@ -1,18 +1,15 @@
 """The add-on's client of the warm engine (``addon/worker.py``: ``server``, ``Server``, ``ServedRun``; no bpy):
 previews one after another in one engine process, read like a process of their own; a stop ends the engine."""
+
 import importlib.util
-import json
 import os
 import sys
 import time
 
-import numpy as np
 import pytest
 
 from conftest import ROOT, noise_clip
 from stylize_core.io import jobdir
-from stylize_core.demo import make_style
-from stylize_core.io.frames import write_png
 
 spec = importlib.util.spec_from_file_location("addon_worker", ROOT / "addon" / "worker.py")
 worker = importlib.util.module_from_spec(spec)
@@ -24,9 +21,15 @@ def request_args(tmp_path):
     frames, _ = noise_clip(tmp_path, 3, (48, 32), 1, (32, 32))
 
     def cmd(at, iterations=2):
-        return worker.engine_command(sys.executable, frames, tmp_path / "style.png", tmp_path / "jobs",
-                                     {"network": "random:8", "preset": "draft", "iterations": iterations, "at": at},
-                                     "preview")
+        return worker.engine_command(
+            sys.executable,
+            frames,
+            tmp_path / "style.png",
+            tmp_path / "jobs",
+            {"network": "random:8", "preset": "draft", "iterations": iterations, "at": at},
+            "preview",
+        )
+
     yield cmd
     worker.stop_server()
 

@@ -1,4 +1,5 @@
 """warp.py against analytic translations."""
+
 import numpy as np
 import torch
 
@@ -18,7 +19,7 @@ def const_flow(u, v, h=12, w=16):
 def test_integer_shift_reads_the_shifted_pixel():
     img = np.random.default_rng(0).random((12, 16, 3), dtype=np.float32)
     out, valid = warp_numpy(img, const_flow(3, -2))
-    np.testing.assert_allclose(out[2:, :-3], img[:-2, 3:], atol=1e-6)   # out(x, y) = img(x+3, y-2)
+    np.testing.assert_allclose(out[2:, :-3], img[:-2, 3:], atol=1e-6)  # out(x, y) = img(x+3, y-2)
     assert valid[2:, :-3].all() and not valid[:2].any() and not valid[:, -3:].any()
 
 
@@ -27,7 +28,7 @@ def test_subpixel_shift_is_bilinear():
     out, valid = warp_numpy(img, const_flow(0.25, 1.5))
     expect = ramp() + np.float32([0.25, 1.5, 2 * 0.25 - 1.5])
     ok = valid > 0
-    assert ok.sum() == (16 - 1) * (12 - 2)   # x + 0.25 <= 15 and y + 1.5 <= 11
+    assert ok.sum() == (16 - 1) * (12 - 2)  # x + 0.25 <= 15 and y + 1.5 <= 11
     np.testing.assert_allclose(out[ok], expect[ok], atol=1e-4)
 
 
@@ -36,7 +37,7 @@ def test_out_of_frame_samples_are_zero_and_invalid():
     out, valid = warp_numpy(img, const_flow(-20, 0))
     assert not valid.any() and np.abs(out).max() == 0
     flow = np.zeros((12, 16, 2), np.float32)
-    flow[5, 7] = (0, 100)                                     # one pixel leaves through the bottom
+    flow[5, 7] = (0, 100)  # one pixel leaves through the bottom
     out, valid = warp_numpy(img, flow)
     assert valid.sum() == 12 * 16 - 1 and valid[5, 7] == 0 and out[5, 7].max() == 0
 
@@ -67,7 +68,9 @@ def test_compose_two_shifts_adds_them():
 def test_read_only_arrays_warp_without_a_warning():
     """The schedule's cached frames are read-only: torch used to print a UserWarning for each on stderr."""
     import warnings
+
     from stylize_core.motion.warp import warp_numpy
+
     img, flow = np.zeros((8, 8, 3), np.float32), np.zeros((8, 8, 2), np.float32)
     img.flags.writeable = flow.flags.writeable = False
     with warnings.catch_warnings():

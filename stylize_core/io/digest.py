@@ -1,6 +1,7 @@
 """Content digests of files: a file's bytes, an image's decoded pixels (so metadata such as Blender's render time
 does not count), an ordered folder of frames, a folder of ``.flo`` files. The job identity (``job.identity``) and the
 shared looks (``job.looks``) are made of them."""
+
 import fnmatch
 import hashlib
 import os
@@ -40,6 +41,7 @@ def image_digest(path, what="frame"):
     h = hashlib.sha1()
     if os.fspath(path).lower().endswith(".exr"):
         from . import exr
+
         channels = exr.all_channels(path)
         for name in sorted(channels):
             _update(h, name, channels[name])

@@ -6,6 +6,7 @@ e.g. ``ViewLayer.Combined.R`` or ``ViewLayer.Vector.X``. Both layouts, and plain
 ``R, G, B`` files, are read the same way here: the channels of all parts are
 merged by name.
 """
+
 import os
 import sys
 from contextlib import contextmanager
@@ -38,15 +39,15 @@ def _open(path, header_only=False):
     except Exception as e:  # the bindings raise RuntimeError/ValueError with terse messages
         raise StylizeError(f"cannot read EXR file {path}: {e}") from None
     if not header_only and (not f.parts or any(not p.channels for p in f.parts)):
-        raise StylizeError(f"cannot decode EXR file {os.path.basename(path)}: truncated or corrupt (its pixels "
-                           "could not be read)")
+        raise StylizeError(
+            f"cannot decode EXR file {os.path.basename(path)}: truncated or corrupt (its pixels could not be read)"
+        )
     return f
 
 
 def channel_names(path):
     """Sorted names of all channels in all parts of ``path``."""
-    return sorted(c.name for part in _open(path, header_only=True).parts
-                  for c in part.header["channels"])
+    return sorted(c.name for part in _open(path, header_only=True).parts for c in part.header["channels"])
 
 
 def find_pass(names, pass_name, components):
@@ -57,7 +58,7 @@ def find_pass(names, pass_name, components):
     suffix = f"{pass_name}.{components[0]}"
     for name in sorted(names):
         if name == suffix or name.endswith("." + suffix):
-            prefix = name[:-len(components[0])]
+            prefix = name[: -len(components[0])]
             full = [prefix + c for c in components]
             if all(n in names for n in full):
                 return full
@@ -86,8 +87,9 @@ def read_channels(path, names):
     found = all_channels(path)
     missing = [n for n in names if n not in found]
     if missing:
-        raise StylizeError(f"{path}: missing EXR channel(s) {', '.join(missing)} "
-                           f"(file has: {', '.join(sorted(found)) or 'none'})")
+        raise StylizeError(
+            f"{path}: missing EXR channel(s) {', '.join(missing)} (file has: {', '.join(sorted(found)) or 'none'})"
+        )
     return [np.asarray(found[n], np.float32) for n in names]
 
 
@@ -95,8 +97,7 @@ def linear_to_srgb(x):
     """sRGB transfer function (Blender's "Standard" view transform), clipped to [0, 1]; a render's NaN
     pixels become 0 and infinite ones 1 (a single NaN would otherwise make every loss NaN)."""
     x = np.clip(np.nan_to_num(np.asarray(x, np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
-    return np.where(x <= 0.0031308, 12.92 * x,
-                    1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
+    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055).astype(np.float32)
 
 
 def read_rgb(path):
@@ -120,5 +121,9 @@ def write_exr(path, channels, attributes=None, parts=None):
         OpenEXR.File(header, data).write(str(path))
         return
     plain = {k: v for k, v in header.items() if k in ("compression", "type")}
-    OpenEXR.File([OpenEXR.Part(header if i == 0 else dict(plain), {n: data[n] for n in names}, name)
-                  for i, (name, names) in enumerate(parts.items())]).write(str(path))
+    OpenEXR.File(
+        [
+            OpenEXR.Part(header if i == 0 else dict(plain), {n: data[n] for n in names}, name)
+            for i, (name, names) in enumerate(parts.items())
+        ]
+    ).write(str(path))

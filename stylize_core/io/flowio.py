@@ -1,4 +1,5 @@
 """Middlebury ``.flo`` files: float32 magic 202021.25, int32 width, height, interleaved (u, v)."""
+
 import os
 
 import numpy as np
@@ -43,7 +44,8 @@ def check_flow(flow, name, expect_size=None):
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise StylizeError(f"{name}: flow must have 2 channels, got shape {flow.shape}")
     if expect_size is not None and (flow.shape[1], flow.shape[0]) != tuple(expect_size):
-        raise StylizeError(f"{name}: flow is {flow.shape[1]}x{flow.shape[0]}, "
-                           f"frames are {expect_size[0]}x{expect_size[1]}")
+        raise StylizeError(
+            f"{name}: flow is {flow.shape[1]}x{flow.shape[0]}, frames are {expect_size[0]}x{expect_size[1]}"
+        )
     if not np.isfinite(flow).all():
         raise StylizeError(f"{name}: flow holds NaN or infinite values")

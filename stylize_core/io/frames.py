@@ -4,6 +4,7 @@
 Images are ``(H, W, 3)`` float32 RGB in [0, 1] (see docs/conventions.md). Nothing is
 ever written next to an input: a movie is decoded once into ``WORK_DIR/input/``.
 """
+
 import json
 import os
 import re
@@ -15,8 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import StylizeError
-from ..sizes import MIN_SIDE
-from ..sizes import scaled
+from ..sizes import MIN_SIDE, scaled
 from .jobdir import EXTRACTED, INPUT, frame_index, frame_name
 
 if "OPENCV_LOG_LEVEL" not in os.environ:
@@ -62,8 +62,10 @@ class FrameSource:
                 return self._cache[i]
         img = read_image(self.paths[i], what="frame")
         if (img.shape[1], img.shape[0]) != self.size:
-            raise StylizeError(f"frame {self.names[i]} is {img.shape[1]}x{img.shape[0]}, "
-                               f"expected {self.size[0]}x{self.size[1]} like the other frames")
+            raise StylizeError(
+                f"frame {self.names[i]} is {img.shape[1]}x{img.shape[0]}, "
+                f"expected {self.size[0]}x{self.size[1]} like the other frames"
+            )
         img.flags.writeable = False  # shared by every caller: a change would leak into the others
         with self._lock:
             self._cache[i] = img
@@ -85,9 +87,15 @@ def regular_file(path, what):
     """StylizeError unless ``path`` is a regular file (a pipe would block the job forever, a broken link is
     no file)."""
     if not os.path.isfile(path):
-        why = ("not found" if not os.path.lexists(path) else "a broken link" if os.path.islink(path) and
-               not os.path.exists(path) else "a folder, not a file" if os.path.isdir(path) else
-               "not a regular file (a pipe or device)")
+        why = (
+            "not found"
+            if not os.path.lexists(path)
+            else "a broken link"
+            if os.path.islink(path) and not os.path.exists(path)
+            else "a folder, not a file"
+            if os.path.isdir(path)
+            else "not a regular file (a pipe or device)"
+        )
         raise StylizeError(f"{what} {path}: {why}")
     return path
 
@@ -118,8 +126,10 @@ def open_input(path, work_dir, max_frames=None, digest=None):
     if path.lower().endswith(MOVIE_EXTS):
         regular_file(path, "input movie")
         return _open_movie(path, os.fspath(work_dir), max_frames, digest)
-    raise StylizeError(f"{path}: not a supported input; expected a movie "
-                       f"({'/'.join(MOVIE_EXTS)}) or a folder of frames ({'/'.join(FRAME_EXTS)})")
+    raise StylizeError(
+        f"{path}: not a supported input; expected a movie "
+        f"({'/'.join(MOVIE_EXTS)}) or a folder of frames ({'/'.join(FRAME_EXTS)})"
+    )
 
 
 def natural_key(name):
@@ -128,8 +138,14 @@ def natural_key(name):
 
 
 def _open_folder(folder, max_frames):
-    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(FRAME_EXTS) and not n.startswith(".")
-                    and not os.path.isdir(os.path.join(folder, n))), key=natural_key)
+    names = sorted(
+        (
+            n
+            for n in os.listdir(folder)
+            if n.lower().endswith(FRAME_EXTS) and not n.startswith(".") and not os.path.isdir(os.path.join(folder, n))
+        ),
+        key=natural_key,
+    )
     for n in names:  # a frame that is a broken link or a pipe is an error, not a frame left out
         regular_file(os.path.join(folder, n), "frame")
     if not names:
@@ -140,8 +156,10 @@ def _open_folder(folder, max_frames):
     for name, p in zip(names[1:], paths[1:]):
         s = image_size(p)
         if s != size:
-            raise StylizeError(f"frame {name} is {s[0]}x{s[1]} but {names[0]} is "
-                               f"{size[0]}x{size[1]}: all frames must have the same size")
+            raise StylizeError(
+                f"frame {name} is {s[0]}x{s[1]} but {names[0]} is "
+                f"{size[0]}x{size[1]}: all frames must have the same size"
+            )
     return FrameSource(paths, size, None, names)
 
 
@@ -178,10 +196,10 @@ def _jpeg_size(f):
         marker = f.read(2)
         if len(marker) < 2 or marker[0] != 0xFF:
             raise ValueError
-        while marker[1] == 0xFF:                      # fill bytes
+        while marker[1] == 0xFF:  # fill bytes
             marker = b"\xff" + f.read(1)
         if 0xD0 <= marker[1] <= 0xD9 or marker[1] == 0x01:
-            continue                                  # markers without a length
+            continue  # markers without a length
         (length,) = struct.unpack(">H", f.read(2))
         if 0xC0 <= marker[1] <= 0xCF and marker[1] not in (0xC4, 0xC8, 0xCC):
             h, w = struct.unpack(">xHH", f.read(5))
@@ -190,12 +208,12 @@ def _jpeg_size(f):
 
 
 def _exr_size(f):
-    f.read(8)                                         # magic, version/flags
+    f.read(8)  # magic, version/flags
     while True:
         name = _cstr(f)
         kind = _cstr(f)
         if not name:
-            raise ValueError                          # end of header, no dataWindow
+            raise ValueError  # end of header, no dataWindow
         (n,) = struct.unpack("<i", f.read(4))
         if name == b"dataWindow" and kind == b"box2i":
             x0, y0, x1, y1 = struct.unpack("<4i", f.read(16))
@@ -218,12 +236,16 @@ def _open_movie(path, work_dir, max_frames, digest=None):
     out_dir = os.path.join(work_dir, INPUT)
     if digest is None:
         from .digest import file_digest
+
         digest = file_digest(path)
     ident = {"sha1": digest}
     info = _read_marker(out_dir)
-    if not (info and {k: info.get(k) for k in ident} == ident
-            and (info["complete"] or (max_frames and info["frames"] >= max_frames))
-            and os.path.exists(_frame_path(out_dir, info["frames"] - 1))):
+    if not (
+        info
+        and {k: info.get(k) for k in ident} == ident
+        and (info["complete"] or (max_frames and info["frames"] >= max_frames))
+        and os.path.exists(_frame_path(out_dir, info["frames"] - 1))
+    ):
         info = dict(ident, **_extract(path, out_dir, max_frames))
         _write_bytes(os.path.join(out_dir, EXTRACTED), json.dumps(info, indent=1).encode())
     n = min(info["frames"], max_frames or info["frames"])
@@ -249,7 +271,7 @@ def _extract(path, out_dir, max_frames):
     Frames are placed by timestamp at a constant frame rate, so a repeated frame that
     the container stores as an empty packet (common in AVI) is written again.
     """
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")    # keep ffmpeg quiet on stderr
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # keep ffmpeg quiet on stderr
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise StylizeError(f"cannot open movie {path}: unreadable or corrupt file")
@@ -257,7 +279,7 @@ def _extract(path, out_dir, max_frames):
     fps = fps if np.isfinite(fps) and fps > 0 else None
     os.makedirs(out_dir, exist_ok=True)
     before = (_read_marker(out_dir) or {}).get("frames", 0)  # frames an earlier decode wrote
-    for name in os.listdir(out_dir):                          # stale marker / temp files of our own names
+    for name in os.listdir(out_dir):  # stale marker / temp files of our own names
         tmp = _TEMPORARY.fullmatch(name)
         if name == EXTRACTED or tmp and (tmp.group(1) == EXTRACTED or frame_index(tmp.group(1)) is not None):
             os.remove(os.path.join(out_dir, name))
@@ -272,14 +294,16 @@ def _extract(path, out_dir, max_frames):
             t0 = t if t0 is None else t0
             target = round((t - t0) * fps / 1000) if fps else n
             while png is not None and n < min(target, max_frames or target):
-                _write_bytes(_frame_path(out_dir, n), png)        # repeat the previous frame
+                _write_bytes(_frame_path(out_dir, n), png)  # repeat the previous frame
                 n += 1
             if max_frames is not None and n >= max_frames:
                 complete = False
                 break
             if shape is not None and frame.shape != shape:
-                raise StylizeError(f"{path}: frame {n + 1} is {frame.shape[1]}x{frame.shape[0]}, "
-                                   f"earlier frames are {shape[1]}x{shape[0]}")
+                raise StylizeError(
+                    f"{path}: frame {n + 1} is {frame.shape[1]}x{frame.shape[0]}, "
+                    f"earlier frames are {shape[1]}x{shape[0]}"
+                )
             shape = frame.shape
             png = _encode_png(frame)
             _write_bytes(_frame_path(out_dir, n), png)
@@ -288,7 +312,7 @@ def _extract(path, out_dir, max_frames):
         cap.release()
     if n == 0:
         raise StylizeError(f"{path}: movie has no frames")
-    for name in os.listdir(out_dir):                          # frames of an older, longer extraction
+    for name in os.listdir(out_dir):  # frames of an older, longer extraction
         i = frame_index(name)
         if i is not None and n <= i < before:
             os.remove(os.path.join(out_dir, name))
@@ -324,6 +348,7 @@ def read_image(path, what="image", alpha=False):
     if path.lower().endswith(".exr"):
         regular_file(path, what)
         from . import exr
+
         rgb = np.clip(exr.read_rgb(path), 0.0, 1.0).astype(np.float32)
         return (rgb, None) if alpha else rgb
     img = decode(path, what)
@@ -348,12 +373,16 @@ def load_style(path, max_side=None):
         raise StylizeError(f"style image {path} is not a regular file (a pipe or device): give an image file")
     img, alpha = read_image(path, what="style image", alpha=True)
     if alpha is not None and alpha.min() < 1:
-        raise StylizeError(f"style image {path} has transparent pixels (alpha below 1 on {max(np.mean(alpha < 1), 0.001):.1%} "
-                           "of it): the colours there are not part of the painting; flatten it onto a background "
-                           "first")
+        raise StylizeError(
+            f"style image {path} has transparent pixels (alpha below 1 on {max(np.mean(alpha < 1), 0.001):.1%} "
+            "of it): the colours there are not part of the painting; flatten it onto a background "
+            "first"
+        )
     if min(img.shape[:2]) < MIN_SIDE:
-        raise StylizeError(f"style image {path} is {img.shape[1]}x{img.shape[0]} px: too small to carry a style "
-                           f"(at least {MIN_SIDE} px a side)")
+        raise StylizeError(
+            f"style image {path} is {img.shape[1]}x{img.shape[0]} px: too small to carry a style "
+            f"(at least {MIN_SIDE} px a side)"
+        )
     h, w = img.shape[:2]
     if max_side and max(h, w) > max_side:
         s = max_side / max(h, w)
@@ -392,6 +421,7 @@ def write_pngs(items):
     """Write ``[(path, float RGB [0, 1]), ...]`` as 8-bit PNGs (as :func:`write_png`), encoded in parallel threads:
     OpenCV's encoder releases the GIL (a preview's three images, one of them twice as wide)."""
     from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=max(1, min(len(items), os.cpu_count() or 1))) as pool:
         for done in [pool.submit(write_png, path, img) for path, img in items]:
             done.result()
@@ -440,8 +470,9 @@ def write_video(frame_paths, out_path, fps=None):
         for p in frame_paths:
             img = read_image(p, what="frame")
             if (img.shape[1], img.shape[0]) != size:
-                raise StylizeError(f"frame {os.path.basename(p)} is {img.shape[1]}x{img.shape[0]}, "
-                                   f"expected {size[0]}x{size[1]}")
+                raise StylizeError(
+                    f"frame {os.path.basename(p)} is {img.shape[1]}x{img.shape[0]}, expected {size[0]}x{size[1]}"
+                )
             writer.write(to_uint8_bgr(img))
         writer.release()
         if not os.path.getsize(tmp):

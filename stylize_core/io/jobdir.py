@@ -30,13 +30,15 @@ the ``--video`` files written). It is written before the job writes anything els
   the user's own ``flow/``) where the job would write; and a ``--video`` file it did not write.
   Paths are compared with symbolic links resolved;
 - records ``status`` ``starting``, ``running``, ``done``, ``previewed`` (``preview``: one frame
-  made, which the job resumes from), ``failed`` (with ``error``) or ``interrupted``; a job that failed before finishing a frame does not block another job in its
+  made, which the job resumes from), ``failed`` (with ``error``) or ``interrupted``; a job that failed
+  before finishing a frame does not block another job in its
   folder (there is nothing of it to keep); any other job there needs ``--restart``, which discards
   what the old job owns (its flows are kept when the input is the same: they depend on the frames).
 
 A manifest of an engine before ``owns`` existed counts as owning its ``frames`` and the folders
 above: that engine wrote them.
 """
+
 import json
 import os
 import re
@@ -89,8 +91,12 @@ def cache_key(method, preset, scale):
 FLOW_GLOB = _FLOW.format("*")  # flow_*.flo: what a folder of flows holds (:func:`flow_filename`)
 # the names older engines gave their flow cache folders (:func:`cache_key` with their methods and presets)
 CACHE_KEY_RE = re.compile(r"(dis|raft)-(ultrafast|fast|medium)-[0-9.]+|deepflow-[0-9.]+")
-OWN_FILES = {FLOW: FLOW_GLOB, KEYFRAMES: frame_glob(".npy"), PASSES: f"{_PASS.format('*')}/{frame_glob('.npy')}",
-             PREVIEW: f"**/{frame_glob()}"}  # what discard deletes
+OWN_FILES = {
+    FLOW: FLOW_GLOB,
+    KEYFRAMES: frame_glob(".npy"),
+    PASSES: f"{_PASS.format('*')}/{frame_glob('.npy')}",
+    PREVIEW: f"**/{frame_glob()}",
+}  # what discard deletes
 PREVIEW_KINDS = ("preview", "input", "compare")  # what ``preview`` writes of a frame (see ``preview_files``)
 
 
@@ -139,8 +145,8 @@ class JobFolder:
         self.path, self.flag = real(out), flag
         given = Path(os.path.abspath(os.fspath(out)))
         self.named = str(self.path) if given == self.path else f"{given} (that is {self.path})"  # for messages
-        self.old = None       # the manifest found there (claim)
-        self.record = None    # the manifest as last written
+        self.old = None  # the manifest found there (claim)
+        self.record = None  # the manifest as last written
 
     def frame(self, i):
         return self.path / frame_name(i)
@@ -159,8 +165,10 @@ class JobFolder:
         if self.path.is_dir():
             self._check_foreign(frames, uses, n_owned, owned)
         if video is not None and real(video).exists() and str(real(video)) not in videos:
-            raise StylizeError(f"--video {video} exists and was not written by this job: it is never overwritten; "
-                               "choose another file name")
+            raise StylizeError(
+                f"--video {video} exists and was not written by this job: it is never overwritten; "
+                "choose another file name"
+            )
         if old is None:
             return []
         diff = differences(old.get("identity"), identity)
@@ -181,8 +189,10 @@ class JobFolder:
                 raise StylizeError(f"--video {video} is the {what}: choose another file name for the movie")
             if is_folder and (_within(p, self.path) or _within(self.path, p)):
                 where = "is" if p == self.path else "contains" if _within(p, self.path) else "is inside"
-                raise StylizeError(f"{self.flag} {self.named} {where} the {what} {p}: the job would mix its files "
-                                   "with yours (and --restart would delete some); choose an output folder outside it")
+                raise StylizeError(
+                    f"{self.flag} {self.named} {where} the {what} {p}: the job would mix its files "
+                    "with yours (and --restart would delete some); choose an output folder outside it"
+                )
             if video is not None and is_folder and _within(real(video), p):
                 raise StylizeError(f"--video {video} is inside the {what} {p}: choose a file name outside it")
             if is_folder or not _within(p, self.path) or p == self.path:
@@ -191,8 +201,10 @@ class JobFolder:
             hit = next((w for w in sorted(written) if _within(p, self.path / w)), None)
             if hit or rel.parts[0] == MANIFEST or frame_index(rel.parts[0]) is not None:
                 place = f"inside {self.path / hit}" if hit else "one of the files"
-                raise StylizeError(f"the {what} {p} is {place} this job writes (and --restart deletes); move it "
-                                   "out of the output folder first")
+                raise StylizeError(
+                    f"the {what} {p} is {place} this job writes (and --restart deletes); move it "
+                    "out of the output folder first"
+                )
 
     def _check_foreign(self, frames, uses, n_owned, owned):
         """Refuse frame files beyond the owned ones (where the job writes) and used folders no manifest records."""
@@ -209,8 +221,10 @@ class JobFolder:
         if foreign:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             them = _plural(foreign, "it is", "they are")
-            raise StylizeError(f"{self.path} holds {shown}, which no job of this engine wrote there; {them} not its to "
-                               f"resume or replace (--restart included): choose another {self.flag}")
+            raise StylizeError(
+                f"{self.path} holds {shown}, which no job of this engine wrote there; {them} not its to "
+                f"resume or replace (--restart included): choose another {self.flag}"
+            )
 
     def read(self):
         """The manifest there (a dict), None if there is none; a file that is not one of ours is refused."""
@@ -222,11 +236,15 @@ class JobFolder:
             old = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             why = getattr(e, "strerror", None) or "not valid JSON"
-            raise StylizeError(f"{path} cannot be read ({why}): this folder's job is unknown, so nothing in it "
-                               f"is touched; choose another {self.flag}") from None
+            raise StylizeError(
+                f"{path} cannot be read ({why}): this folder's job is unknown, so nothing in it "
+                f"is touched; choose another {self.flag}"
+            ) from None
         if not _is_manifest(old):
-            raise StylizeError(f"{path} is not a manifest of this engine: nothing in {self.path} is touched; "
-                               f"choose another {self.flag}")
+            raise StylizeError(
+                f"{path} is not a manifest of this engine: nothing in {self.path} is touched; "
+                f"choose another {self.flag}"
+            )
         self.old = old
         return old
 
@@ -311,13 +329,20 @@ def _is_manifest(old):
     if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= 1024:
         return False
     owns = old.get("owns", {})
-    if not (isinstance(owns, dict) and isinstance(owns.get("frames", 0), int) and
-            all(isinstance(owns.get(k, []), list) and all(isinstance(v, str) for v in owns.get(k, []))
-                for k in ("folders", "videos"))):
+    if not (
+        isinstance(owns, dict)
+        and isinstance(owns.get("frames", 0), int)
+        and all(
+            isinstance(owns.get(k, []), list) and all(isinstance(v, str) for v in owns.get(k, []))
+            for k in ("folders", "videos")
+        )
+    ):
         return False
     # an owned folder is one of the layout's, inside OUTDIR: never an absolute path or a way out with ".."
-    return all(Path(f).parts and Path(f).parts[0] in FOLDERS and not Path(f).is_absolute() and ".." not in Path(f).parts
-               for f in owns.get("folders", []))
+    return all(
+        Path(f).parts and Path(f).parts[0] in FOLDERS and not Path(f).is_absolute() and ".." not in Path(f).parts
+        for f in owns.get("folders", [])
+    )
 
 
 def _rmdir_if_empty(d):

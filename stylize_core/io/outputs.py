@@ -4,6 +4,7 @@ Checked up front so that a job does not run for hours and then fail on its first
 or its movie. Nothing is written by the checks (``os.access`` with the process's real ids;
 as root only a read-only file system refuses).
 """
+
 import os
 from pathlib import Path
 
@@ -34,21 +35,25 @@ def check_out(out, flag="--out"):
         raise StylizeError(f"cannot use output folder {out}: it {what} {base}, a file, not a folder")
     if not _writable_folder(base):
         action = "write to" if base == Path(os.path.abspath(out)) else "create"
-        raise StylizeError(f"cannot {action} output folder {out}: {base} is not writable (permission denied "
-                           f"or read-only file system); choose another {flag}")
+        raise StylizeError(
+            f"cannot {action} output folder {out}: {base} is not writable (permission denied "
+            f"or read-only file system); choose another {flag}"
+        )
 
 
 def check_video(video, out):
     """StylizeError unless ``video`` has a known extension and its folder (``out`` or an existing one) is writable."""
     from .frames import check_path
+
     check_path(os.fspath(video), "--video")
     video = Path(video)
     if video.is_dir():
         raise StylizeError(f"--video {video} is a folder; give a file name such as {video / 'clip.mp4'}")
     ext = video.suffix.lower()
     if ext not in VIDEO_FOURCC:
-        raise StylizeError(f"--video {video}: unsupported video format {ext or '(none)'} "
-                           f"(use {'/'.join(VIDEO_FOURCC)})")
+        raise StylizeError(
+            f"--video {video}: unsupported video format {ext or '(none)'} (use {'/'.join(VIDEO_FOURCC)})"
+        )
     folder = Path(os.path.abspath(video.parent))
     if not folder.exists():
         if folder == Path(os.path.abspath(out)):

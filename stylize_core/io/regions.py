@@ -38,6 +38,7 @@ maps are read once before anything is recorded, to check that every label presen
 style (one clear error naming the label and the 1-based frame) and to hash their decoded
 content for the job identity.
 """
+
 import hashlib
 import json
 import math
@@ -55,8 +56,8 @@ from .frames import decode, load_style, natural_key
 KEEP = "keep"
 DEFAULT = "*"
 BACKGROUND = "background"
-INPUT = "input"                 # --regions input: the input's own multilayer EXR frames
-FEATHER = 1.0                   # px (processing size): Gaussian sigma softening integer label edges
+INPUT = "input"  # --regions input: the input's own multilayer EXR frames
+FEATHER = 1.0  # px (processing size): Gaussian sigma softening integer label edges
 INDEX_PASSES = {"IndexOB": ("IndexOB", "Object Index"), "IndexMA": ("IndexMA", "Material Index")}
 LAYERS = (*INDEX_PASSES, *CRYPTO_LAYERS)
 MAP_EXTS = (".png", ".exr", ".tif", ".tiff")
@@ -96,12 +97,14 @@ def normalise(blend, what="--style"):
 class Region:
     """One region of the mapping: ``style`` a normalised blend ``((path, weight), ...)``, or
     ``()`` for ``keep``; ``strength`` multiplies its style loss."""
+
     style: tuple = ()
     strength: float = 1.0
 
     def __post_init__(self):
         """The strength's range is ``--strength``'s (``settings.py``)."""
         from ..settings import FIELDS
+
         problem = FIELDS["strength"].metadata["kind"].check(self.strength)
         if problem:
             raise StylizeError(f"a region's strength {problem}")
@@ -122,8 +125,9 @@ def parse_region(value):
     """``--region LABEL=IMAGE[:STRENGTH]`` or ``LABEL=keep`` -> ``(label, Region)``."""
     label, sep, rest = str(value).partition("=")
     if not sep or not label or not rest:
-        raise StylizeError(f"--region {value!r}: expected LABEL=IMAGE[:STRENGTH] or LABEL=keep, "
-                           "e.g. --region 3=oil.jpg:0.8")
+        raise StylizeError(
+            f"--region {value!r}: expected LABEL=IMAGE[:STRENGTH] or LABEL=keep, e.g. --region 3=oil.jpg:0.8"
+        )
     if rest == KEEP:
         return label, Region()
     try:
@@ -138,6 +142,7 @@ def load_region_map(path):
     ``{"style": path or [[path, weight], ...], "strength": s}``; relative paths are relative
     to the JSON file."""
     from .frames import regular_file
+
     regular_file(path, "--region-map")
     try:
         with open(path, encoding="utf-8") as f:
@@ -162,21 +167,26 @@ def load_region_map(path):
         if isinstance(entry, str):
             entry = {"style": entry}
         if not isinstance(entry, dict) or "style" not in entry:
-            raise StylizeError(f"{what}: expected \"keep\", an image path or {{\"style\": ..., \"strength\": ...}}")
+            raise StylizeError(f'{what}: expected "keep", an image path or {{"style": ..., "strength": ...}}')
         style, strength = entry["style"], entry.get("strength", 1.0)
         if style == KEEP:
             out[label] = Region()
             continue
         if isinstance(style, str):
             blend = [(where(style), 1.0)]
-        elif isinstance(style, list) and style and all(
-                isinstance(s, list) and len(s) == 2 and isinstance(s[0], str)
-                and isinstance(s[1], (int, float)) for s in style):
+        elif (
+            isinstance(style, list)
+            and style
+            and all(
+                isinstance(s, list) and len(s) == 2 and isinstance(s[0], str) and isinstance(s[1], (int, float))
+                for s in style
+            )
+        ):
             blend = [(where(p), float(w)) for p, w in style]
         else:
-            raise StylizeError(f"{what}: \"style\" must be an image path or a list of [path, weight] pairs")
+            raise StylizeError(f'{what}: "style" must be an image path or a list of [path, weight] pairs')
         if not isinstance(strength, (int, float)) or not math.isfinite(strength) or strength < 0:
-            raise StylizeError(f"{what}: \"strength\" must be a number >= 0")
+            raise StylizeError(f'{what}: "strength" must be a number >= 0')
         if any(w < 0 for _, w in blend):
             raise StylizeError(f"{what}: style weights must be >= 0")
         out[label] = _region(normalise(blend, what), float(strength), what)
@@ -206,8 +216,10 @@ class Mapping:
 
     def record(self, describe):
         """``{label: "keep" | {"style": [[describe(path), weight]], "strength": s}}``."""
-        return {k: KEEP if r.keep else {"style": [[describe(p), w] for p, w in r.style], "strength": r.strength}
-                for k, r in zip(self.entries, self.regions)}
+        return {
+            k: KEEP if r.keep else {"style": [[describe(p), w] for p, w in r.style], "strength": r.strength}
+            for k, r in zip(self.entries, self.regions)
+        }
 
 
 def build_mapping(region_values=(), region_map=None, style=None):
@@ -230,8 +242,14 @@ def build_mapping(region_values=(), region_map=None, style=None):
 def _list_folder(folder, exts, what):
     if not os.path.isdir(folder):
         raise StylizeError(f"{what} {folder}: not a folder")
-    names = sorted((n for n in os.listdir(folder) if n.lower().endswith(exts) and not n.startswith(".")
-                    and os.path.isfile(os.path.join(folder, n))), key=natural_key)
+    names = sorted(
+        (
+            n
+            for n in os.listdir(folder)
+            if n.lower().endswith(exts) and not n.startswith(".") and os.path.isfile(os.path.join(folder, n))
+        ),
+        key=natural_key,
+    )
     if not names:
         raise StylizeError(f"{what} {folder}: no region maps found (expected {'/'.join(exts)} files)")
     return [os.path.join(folder, n) for n in names]
@@ -273,6 +291,7 @@ class _MapFiles:
 
 class LabelImages(_MapFiles):
     """A folder of integer label images (PNG 8/16-bit grey, TIFF, single-channel or R/Y EXR)."""
+
     hard = True
 
     def read(self, i):
@@ -280,19 +299,24 @@ class LabelImages(_MapFiles):
         path = self.paths[i]
         if path.lower().endswith(".exr"):
             from . import exr
+
             names = exr.channel_names(path)
             pick = next((n for n in ("Y", "R", "V", "X") if n in names), names[0] if len(names) == 1 else None)
             if pick is None:
-                raise StylizeError(f"{self.what} {os.path.basename(path)}: an EXR label image needs one channel "
-                                   f"(or Y/R); it has {', '.join(names)}")
+                raise StylizeError(
+                    f"{self.what} {os.path.basename(path)}: an EXR label image needs one channel "
+                    f"(or Y/R); it has {', '.join(names)}"
+                )
             return np.rint(exr.read_channels(path, [pick])[0]).astype(np.int64)
         img = decode(path, "region map")
         if img.ndim == 3:
             if img.shape[2] == 4:
                 img = img[..., :3]
             if not (img == img[..., :1]).all():
-                raise StylizeError(f"{self.what} {os.path.basename(path)} is a colour image; region maps are "
-                                   "grey images of integer labels")
+                raise StylizeError(
+                    f"{self.what} {os.path.basename(path)} is a colour image; region maps are "
+                    "grey images of integer labels"
+                )
             img = img[..., 0]
         if img.dtype.kind == "f":
             img = np.rint(img)
@@ -312,6 +336,7 @@ class ExrLayer:
 
     def _default(self, path):
         from . import exr
+
         names = exr.channel_names(path)
         if _index_channel(names, "IndexOB"):
             return "IndexOB"
@@ -319,22 +344,28 @@ class ExrLayer:
         for layer in CRYPTO_LAYERS:
             if _crypto_key(attrs, layer):
                 return layer
-        raise StylizeError(f"{self.what}: {os.path.basename(path)} has no region layer (an Object Index "
-                           f"pass or a Cryptomatte); choose --regions-layer from {', '.join(LAYERS)}")
+        raise StylizeError(
+            f"{self.what}: {os.path.basename(path)} has no region layer (an Object Index "
+            f"pass or a Cryptomatte); choose --regions-layer from {', '.join(LAYERS)}"
+        )
 
     def read(self, i):
         """Integer ``(H, W)`` labels (index pass), or ``{name: (H, W) coverage}`` (Cryptomatte)."""
         from . import exr
+
         path = self.paths[i]
         if not path.lower().endswith(".exr"):
-            raise StylizeError(f"{self.what}: {os.path.basename(path)} is not an EXR (--regions-layer reads "
-                               "multilayer EXRs)")
+            raise StylizeError(
+                f"{self.what}: {os.path.basename(path)} is not an EXR (--regions-layer reads multilayer EXRs)"
+            )
         names = exr.channel_names(path)
         if self.hard:
             channel = _index_channel(names, self.layer)
             if channel is None:
-                raise StylizeError(f"{self.what}: {os.path.basename(path)} has no {self.layer} pass "
-                                   f"({' or '.join(INDEX_PASSES[self.layer])})")
+                raise StylizeError(
+                    f"{self.what}: {os.path.basename(path)} has no {self.layer} pass "
+                    f"({' or '.join(INDEX_PASSES[self.layer])})"
+                )
             return np.rint(exr.read_channels(path, [channel])[0]).astype(np.int64)
         return self._crypto(path, names, exr)
 
@@ -376,12 +407,14 @@ class ExrLayer:
 
 class Mattes(_MapFiles):
     """A folder of soft mattes: label ``"1"`` weighs the matte value, ``"0"`` one minus it."""
+
     hard = False
 
     def read(self, i):
         path = self.paths[i]
         if path.lower().endswith(".exr"):
             from . import exr
+
             names = exr.channel_names(path)
             pick = next((n for n in ("A", "Y", "R") if n in names), names[0])
             v = exr.read_channels(path, [pick])[0]
@@ -414,6 +447,7 @@ def _digest_update(h, data):
 class RegionOptions:
     """The command line's region options (``--regions``, ``--regions-layer``, ``--matte``,
     ``--region``, ``--region-map``)."""
+
     source: str = None
     layer: str = None
     matte: str = None
@@ -466,6 +500,7 @@ class Regions:
     @staticmethod
     def _layered(path):
         from . import exr
+
         names = exr.channel_names(path)
         return any(_index_channel(names, k) for k in INDEX_PASSES) or any(".Crypto" in n for n in names)
 
@@ -475,16 +510,20 @@ class Regions:
         assigned a style; the maps' digest."""
         n = len(self.source)
         if n < frames or exact and n != frames:
-            raise StylizeError(f"{self.what}: {n} region map{'s' if n != 1 else ''} for {frames} input frames "
-                               "(one per frame, in the same order)")
+            raise StylizeError(
+                f"{self.what}: {n} region map{'s' if n != 1 else ''} for {frames} input frames "
+                "(one per frame, in the same order)"
+            )
         h, labels = hashlib.sha1(), set()
         for i in range(frames):
             data = self.source.read(i)
             present = _labels_present(data)
             missing = [k for k in present if self.mapping.index(k) is None]
             if missing:
-                raise StylizeError(f"{self.what}: label {missing[0]!r} in frame {i + 1} has no style; give one with "
-                                   f"--region {missing[0]}=IMAGE (or keep), a '*' entry or --style")
+                raise StylizeError(
+                    f"{self.what}: label {missing[0]!r} in frame {i + 1} has no style; give one with "
+                    f"--region {missing[0]}=IMAGE (or keep), a '*' entry or --style"
+                )
             labels.update(present)
             _digest_update(h, data)
         self.digest, self.labels = h.hexdigest(), labels
@@ -497,14 +536,23 @@ class Regions:
 
     def identity(self, digest_file):
         """Decoded maps, their source and layer, and the mapping with each style by content."""
-        return {"maps": self.digest, "kind": "matte" if self.options.matte else "labels", "layer": self.layer,
-                "mapping": self.mapping.record(digest_file)}
+        return {
+            "maps": self.digest,
+            "kind": "matte" if self.options.matte else "labels",
+            "layer": self.layer,
+            "mapping": self.mapping.record(digest_file),
+        }
 
     def manifest(self):
-        return {"source": os.path.abspath(self.options.matte or self.options.source)
-                if self.options.source != INPUT else INPUT, "layer": self.layer,
-                "matte": bool(self.options.matte), "labels": sorted(self.labels or (), key=natural_key),
-                "mapping": self.mapping.record(os.path.abspath)}
+        return {
+            "source": os.path.abspath(self.options.matte or self.options.source)
+            if self.options.source != INPUT
+            else INPUT,
+            "layer": self.layer,
+            "matte": bool(self.options.matte),
+            "labels": sorted(self.labels or (), key=natural_key),
+            "mapping": self.mapping.record(os.path.abspath),
+        }
 
     def masks(self, i, size):
         """Frame ``i``'s region weights ``(R, H, W)`` float32 at ``size`` = (W, H), one per mapping
@@ -513,13 +561,15 @@ class Regions:
         data = self.source.read(i)
         out = np.zeros((len(self.mapping.entries), h, w), np.float32)
         if not isinstance(data, dict):
-            labels = cv2.resize(data.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST) \
-                if data.shape != (h, w) else data
+            labels = (
+                cv2.resize(data.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+                if data.shape != (h, w)
+                else data
+            )
             for value in np.unique(labels):
                 r = self.mapping.index(str(int(value)))
                 one = (labels == value).astype(np.float32)
-                out[r] += cv2.GaussianBlur(one, (0, 0), FEATHER, borderType=cv2.BORDER_REFLECT) \
-                    if FEATHER > 0 else one
+                out[r] += cv2.GaussianBlur(one, (0, 0), FEATHER, borderType=cv2.BORDER_REFLECT) if FEATHER > 0 else one
             return out
         for label, weight in data.items():
             if weight.shape != (h, w):

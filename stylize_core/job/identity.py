@@ -30,6 +30,7 @@ Cost (measured, 2 shared CPU cores): the 10 Sintel frames of 1024x436 PNG in
 ``../shared/data/sintel_clip`` take 0.15-0.17 s (15 ms a frame, almost all of it
 PNG decoding; hashing 1.3 MB of pixels is ~1 ms); movies hash at disk speed.
 """
+
 import hashlib
 import json
 import os
@@ -63,9 +64,14 @@ def job_identity(source, style, settings, weights, flows=None, fast=None, region
     ``flows`` the digest of precomputed flows or None, ``fast`` fast mode's record
     (``fast_mode.FastMode.identity``) or None, ``regions`` the style regions' record
     (``regions.Regions.identity``; the key is absent without regions)."""
-    record = {"input": source, "style": style_identity(style), "flows": flows,
-              "settings": {k: v for k, v in settings.to_dict().items() if k != "preset"},
-              "weights": weights, "fast": fast}
+    record = {
+        "input": source,
+        "style": style_identity(style),
+        "flows": flows,
+        "settings": {k: v for k, v in settings.to_dict().items() if k != "preset"},
+        "weights": weights,
+        "fast": fast,
+    }
     if regions is not None:
         record["regions"] = regions
     return record

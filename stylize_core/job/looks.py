@@ -18,6 +18,7 @@ Files: ``ROOT/looks/<40 hex digits>.npy`` (float16, at the processing size, writ
 renamed); the ``KEEP`` most recently used are kept, older ones (of those names only) removed when a preview
 writes one (1920x1080: 12 MB each).
 """
+
 import hashlib
 import json
 import os
@@ -37,9 +38,16 @@ def key(what, frame_digest, size, job_identity, settings, seed=None):
     ``job_identity`` (``identity.job_identity``'s dict) running ``settings`` (``Settings.to_dict()``); ``seed``:
     the noise seed if the result starts from noise, else None."""
     fast = job_identity.get("fast") or {}
-    record = {"what": what, "frame": frame_digest, "size": list(size), "style": job_identity["style"],
-              "settings": {k: v for k, v in settings.items() if k != "preset"}, "weights": job_identity["weights"],
-              "method": {k: fast[k] for k in ("keyframe_method", "feedforward") if k in fast}, "seed": seed}
+    record = {
+        "what": what,
+        "frame": frame_digest,
+        "size": list(size),
+        "style": job_identity["style"],
+        "settings": {k: v for k, v in settings.items() if k != "preset"},
+        "weights": job_identity["weights"],
+        "method": {k: fast[k] for k in ("keyframe_method", "feedforward") if k in fast},
+        "seed": seed,
+    }
     return hashlib.sha1(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 

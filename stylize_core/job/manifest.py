@@ -5,6 +5,7 @@ The folder's rules (what a job owns, what it may delete, claiming it for an iden
 module writes the record through it. ``status`` goes ``started`` -> ``done`` | ``previewed`` | ``interrupted``
 (Ctrl-C, SIGTERM) | ``failed`` (with ``error``, the one-line message).
 """
+
 import os
 import threading
 from contextlib import contextmanager
@@ -14,8 +15,8 @@ import torch
 
 from .. import ahead, errors
 from ..io import jobdir
-from ..io.jobdir import cache_key
 from ..io import regions as regions_
+from ..io.jobdir import cache_key
 
 
 class Manifest:
@@ -73,15 +74,22 @@ def style_record(styles):
 
 def inputs(input_path, flow_dir, painted, regions, style_images):
     """``{what: (path, is a folder)}`` of everything the job reads (``jobdir.JobFolder.claim``)."""
-    record = {"input": (input_path, os.path.isdir(input_path)),
-              "--flow-dir": (flow_dir, flow_dir is not None and os.path.isdir(flow_dir))}
+    record = {
+        "input": (input_path, os.path.isdir(input_path)),
+        "--flow-dir": (flow_dir, flow_dir is not None and os.path.isdir(flow_dir)),
+    }
     for k, path in (painted or {}).items():
         record[f"keyframe {k + 1} image"] = (path, False)
     for n, p in enumerate(style_images):
         record[f"style image {n + 1}" if len(style_images) > 1 else "style image"] = (p, False)
     if regions:
-        record.update({"--regions folder": (None if regions.source == regions_.INPUT else regions.source, True),
-                       "--matte folder": (regions.matte, True), "--region-map": (regions.region_map, False)})
+        record.update(
+            {
+                "--regions folder": (None if regions.source == regions_.INPUT else regions.source, True),
+                "--matte folder": (regions.matte, True),
+                "--region-map": (regions.region_map, False),
+            }
+        )
     return record
 
 
@@ -107,6 +115,8 @@ def same_threads(old, device, warn):
     differ from an uninterrupted run's (measured: 3-5/255 on average after 3 frames, 1 vs 2 threads)."""
     threads = (old or {}).get("threads")
     if threads and threads != torch.get_num_threads() and torch.device(device).type == "cpu":
-        warn(f"resuming with the {threads} CPU threads this job started with (this process "
-             f"had {torch.get_num_threads()}), so that its frames match an uninterrupted run")
+        warn(
+            f"resuming with the {threads} CPU threads this job started with (this process "
+            f"had {torch.get_num_threads()}), so that its frames match an uninterrupted run"
+        )
         torch.set_num_threads(threads)

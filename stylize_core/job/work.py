@@ -21,13 +21,14 @@ The mode then answers ``passes``, ``stages`` (its timings' names), ``manifest()`
 and reports each one) and ``preview(k)``/``preview_work(k)``. Nothing else of the job is reachable: a task of a
 farm plan can build the same :class:`Work` for part of a clip.
 """
+
 import os
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

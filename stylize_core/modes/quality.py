@@ -24,12 +24,13 @@ finished frames ``(i, image at processing size, info)`` and the job writes and r
 them. Memory stays flat: only the earlier results the temporal loss needs are kept
 (``work.clip.keep``), the rest are read back from OUTDIR.
 """
+
 import numpy as np
 
-from ..io import jobdir
 from ..ahead import ahead
-from ..motion.consistency import long_term_weights
 from ..errors import StylizeError
+from ..io import jobdir
+from ..motion.consistency import long_term_weights
 from ..network.optimize import level_iterations
 from ..network.vgg import MEAN_PIXEL
 
@@ -116,8 +117,12 @@ class QualityMode:
         """Frame ``k`` optimised as a first frame (no temporal term, ``--iterations``), or the jobs root's shared
         look if a preview of the frame alone made it (``work.shared_look``; ``write``: a preview's, stored there)."""
         w = self.w
-        return w.shared_look(k, "first", lambda: w.stylize(k, 1, w.clip.content(k) if content is None else content,
-                                                           None, (), self.s.iterations), write)
+        return w.shared_look(
+            k,
+            "first",
+            lambda: w.stylize(k, 1, w.clip.content(k) if content is None else content, None, (), self.s.iterations),
+            write,
+        )
 
     def preview_work(self, k):
         """The work of :meth:`preview` (``progress.Progress``)."""
@@ -143,8 +148,7 @@ class QualityMode:
             if not earlier:
                 img = self._first(i, content)
             else:
-                pairs = [clip.reliable_warp(clip.result(i - j), i, i - j, ready)
-                         for j, ready in zip(earlier, prepared)]
+                pairs = [clip.reliable_warp(clip.result(i - j), i, i - j, ready) for j, ready in zip(earlier, prepared)]
                 weights = long_term_weights([c for _, c in pairs])
                 reliable = weights[0][..., None] > 0  # elsewhere: the content, or the mean pixel
                 fill = content if s.init == "content" else np.float32(MEAN_PIXEL)
@@ -178,12 +182,14 @@ class QualityMode:
                     base = prev if prev is not None else content
                     c3 = c[..., None]
                     if not independent:
-                        init = c3 * (s.blend * warped + (1 - s.blend) * base) + (1 - c3) * base \
-                            if prev is not None else np.where(c3 > 0, warped, base)
+                        init = (
+                            c3 * (s.blend * warped + (1 - s.blend) * base) + (1 - c3) * base
+                            if prev is not None
+                            else np.where(c3 > 0, warped, base)
+                        )
                     if p >= s.temporal_from_pass:
                         temporal = [(warped, c)]
-                img = w.stylize(i, p, content, init, temporal, s.pass_iterations,
-                                seed=s.seed if independent else None)
+                img = w.stylize(i, p, content, init, temporal, s.pass_iterations, seed=s.seed if independent else None)
                 w.files.save_array(dirs[p - 1], i, img)
                 if p == s.passes:
                     yield i, img, {}  # the job writes the output frame and reports it

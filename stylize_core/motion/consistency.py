@@ -15,6 +15,7 @@ Euclidean distance from p to the nearest excluded pixel,
 ``c_r(p) = min(c(p), clip((d(p) - r) / r, 0, 1))``: 0 within r px of an excluded region
 (which so grows by r px), then a linear ramp to 1 at 2r px. r = 0 is the hard mask.
 """
+
 import cv2
 import numpy as np
 
@@ -26,7 +27,7 @@ def reliability(flow_ab, flow_ba, widen=0.0):
     ``widen`` > 0 px in [0, 1] with the excluded regions grown and smoothed (:func:`widen_mask`)."""
     w = np.asarray(flow_ab, np.float32)
     w_back, inside = warp_numpy(flow_ba, w)
-    sq = lambda x: (x ** 2).sum(axis=-1)  # noqa: E731
+    sq = lambda x: (x**2).sum(axis=-1)  # noqa: E731
     disoccluded = sq(w_back + w) > 0.01 * (sq(w_back) + sq(w)) + 0.5
     grads = np.gradient(w, axis=(0, 1))  # d/dy, d/dx of (u, v)
     boundary = sq(grads[0]) + sq(grads[1]) > 0.01 * sq(w) + 0.002

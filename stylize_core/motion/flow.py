@@ -5,6 +5,7 @@ Every flow follows ``warp.py``: the flow a->b maps pixel ``p`` of a to
 A flow source answers ``.flow(a, b)`` for 0-based frame indices, consecutive or
 not (long-term consistency asks for offsets like 10, 20, 40).
 """
+
 import functools
 from pathlib import Path
 
@@ -13,22 +14,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import StylizeError
 from ..io import flowio
 from ..io.jobdir import cache_key, flow_filename
+from ..settings import FLOW_CHOICES
 from ..sizes import scaled
 from . import vector_check, vector_pass
-from ..errors import StylizeError
-from ..settings import FLOW_CHOICES
 from .warp import compose
 
-DIS_PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
-               "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
-               "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
+DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
 # The smallest image side DIS takes, per preset (measured with OpenCV 4.11 over 4..40 x 4..1920 px:
 # below it, it fails an assertion, or for long thin images (e.g. 200x10, 48x8) crashes the process).
 DIS_MIN_SIDE = {"ultrafast": 32, "fast": 32, "medium": 16}
-_MISSING = {"deepflow": "DeepFlow needs opencv-contrib-python(-headless): cv2.optflow is missing",
-            "raft": "RAFT flow needs torchvision, which is not installed (pip install torchvision)"}
+_MISSING = {
+    "deepflow": "DeepFlow needs opencv-contrib-python(-headless): cv2.optflow is missing",
+    "raft": "RAFT flow needs torchvision, which is not installed (pip install torchvision)",
+}
 
 
 def _gray(img):
@@ -48,6 +53,7 @@ def _deepflow(a, b, preset):
 @functools.lru_cache(maxsize=2)
 def _raft_model(small):
     from torchvision.models import optical_flow as of
+
     if small:
         return of.raft_small(weights=of.Raft_Small_Weights.DEFAULT).eval()
     return of.raft_large(weights=of.Raft_Large_Weights.DEFAULT).eval()
@@ -74,6 +80,7 @@ def _available():
     methods = ["dis"] + (["deepflow"] if hasattr(cv2, "optflow") else [])
     try:
         import torchvision.models.optical_flow  # noqa: F401
+
         methods.append("raft")
     except Exception:  # absent or broken install
         pass
@@ -119,8 +126,9 @@ def estimate(img_a, img_b, method="dis", preset="medium", scale=1.0, size=None):
     if scale != 1:
         small = scaled((w, h), scale, least)
         grow = small[0] * small[1] > w * h
-        img_a, img_b = (cv2.resize(x, small, interpolation=cv2.INTER_LINEAR if grow else cv2.INTER_AREA)
-                        for x in (img_a, img_b))
+        img_a, img_b = (
+            cv2.resize(x, small, interpolation=cv2.INTER_LINEAR if grow else cv2.INTER_AREA) for x in (img_a, img_b)
+        )
     flow = np.asarray(METHODS[method](img_a, img_b, preset), np.float32)
     return resize_flow(flow, tuple(size) if size else (w, h))
 
@@ -200,13 +208,13 @@ class VectorPassFlows:
             h, w = frame_a.shape[:2]
             f = min(fb.scale, vector_check.MAX_SIDE / max(w, h))
             small = scaled((w, h), f, least=8)
-            a, b = (cv2.resize(x, small, interpolation=cv2.INTER_AREA) if small != (w, h) else x
-                    for x in (frame_a, frame_b))
+            a, b = (
+                cv2.resize(x, small, interpolation=cv2.INTER_AREA) if small != (w, h) else x for x in (frame_a, frame_b)
+            )
             vec = (resize_flow(self._flows(i)[1], small), resize_flow(self._flows(i + 1)[0], small))
             dis = (estimate(a, b, "dis", fb.preset), estimate(b, a, "dis", fb.preset))
             result = vector_check.check_pair(a, b, *vec, *dis)
-            records.append({"frames": [i + 1, i + 2], "source": "vector" if result.pop("ok") else "dis",
-                            **result})
+            records.append({"frames": [i + 1, i + 2], "source": "vector" if result.pop("ok") else "dis", **result})
         self.use(records)
         return records
 
@@ -229,8 +237,9 @@ class VectorPassFlows:
         return flow
 
 
-def make_flow_source(method, get_frame, size, cache_dir=None, preset="medium", scale=1.0,
-                     flow_dir=None, exr_paths=None, frame_size=None):
+def make_flow_source(
+    method, get_frame, size, cache_dir=None, preset="medium", scale=1.0, flow_dir=None, exr_paths=None, frame_size=None
+):
     """A flow source for ``method`` in {"dis", "deepflow", "raft", "flo", "vector"} whose flows
     are ``size = (W, H)`` (the size they are used at); ``frame_size``: the frames' (default ``size``),
     which precomputed ``.flo`` files must have; ``scale``: estimation size relative to the frames."""

@@ -34,6 +34,7 @@ most ``MAX_SIDE`` = 512 px on the longer side: a broken pass is off by tens of p
 and the cost per pair (two DIS flows, four warps and reliability maps) stays bounded:
 measured on 2 busy CPU cores, 2.2 s for a 1024x436 pair at full size, 0.55 s at 512x218.
 """
+
 import numpy as np
 
 from .consistency import reliability
@@ -61,8 +62,10 @@ def check_pair(img_a, img_b, vec_ab, vec_ba, dis_ab, dis_ba):
         e1, r1 = warp_error(img_a, img_b, fab, fba)
         e2, r2 = warp_error(img_b, img_a, fba, fab)
         scores[f"{name}_error"], scores[f"{name}_reliable"] = (e1 + e2) / 2, (r1 + r2) / 2
-    ok = (scores["vector_reliable"] >= MIN_RELIABLE_RATIO * scores["dis_reliable"]
-          and scores["vector_error"] <= ERROR_RATIO * scores["dis_error"] + ERROR_FLOOR)
+    ok = (
+        scores["vector_reliable"] >= MIN_RELIABLE_RATIO * scores["dis_reliable"]
+        and scores["vector_error"] <= ERROR_RATIO * scores["dis_error"] + ERROR_FLOOR
+    )
     return {"ok": bool(ok), **{k: round(v, 5) for k, v in scores.items()}}
 
 
@@ -79,5 +82,7 @@ def frame_ranges(pairs):
 
 def warning(failed, total):
     """The one aggregated warning for the ``failed`` pairs (0-based) of ``total``."""
-    return (f"Vector pass failed the consistency check for {len(failed)} of {total} frame pairs "
-            f"(frames {frame_ranges(failed)}): using estimated optical flow (DIS) there")
+    return (
+        f"Vector pass failed the consistency check for {len(failed)} of {total} frame pairs "
+        f"(frames {frame_ranges(failed)}): using estimated optical flow (DIS) there"
+    )

@@ -18,18 +18,20 @@ seen by a static orthographic camera are correct. ``vector_check.py`` checks eve
 frame pair against the rendered frames, whatever the version.
 ``vector_check.py`` detects such pairs and the engine uses estimated flow there.
 """
+
 import numpy as np
 
-from ..io import exr
 from ..errors import StylizeError
+from ..io import exr
 
 
 def read_vector(path):
     """The Vector pass of ``path`` as ``(H, W, 4)`` float32 ``(X, Y, Z, W)``."""
     names = exr.find_pass(set(exr.channel_names(path)), "Vector", "XYZW")
     if names is None:
-        raise StylizeError(f"{path}: no Vector pass (enable View Layer > Passes > Data > Vector "
-                           "and save as multilayer OpenEXR)")
+        raise StylizeError(
+            f"{path}: no Vector pass (enable View Layer > Passes > Data > Vector and save as multilayer OpenEXR)"
+        )
     return np.stack(exr.read_channels(path, names), axis=-1)
 
 

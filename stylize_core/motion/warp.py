@@ -9,6 +9,7 @@ frame a to frame b* maps pixel ``p`` of a to its position ``p + flow(p)`` in b.
 integer coordinates 0..W-1 / 0..H-1 (``align_corners=True``). Samples whose
 position falls outside the frame read zeros and are reported invalid.
 """
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,8 +26,11 @@ def flow_to_tensor(flow, device=None):
 def sample_positions(flow):
     """Absolute sample positions ``p + flow(p)`` as ``(N, 2, H, W)``."""
     n, _, h, w = flow.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
-                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=flow.dtype, device=flow.device),
+        torch.arange(w, dtype=flow.dtype, device=flow.device),
+        indexing="ij",
+    )
     return flow + torch.stack((xs, ys))[None]
 
 
@@ -48,8 +52,7 @@ def warp(image, flow):
         flow = flow.expand(image.shape[0], -1, -1, -1)
     _, _, h, w = image.shape
     pos = sample_positions(flow)
-    grid = torch.stack((2.0 * pos[:, 0] / max(w - 1, 1) - 1.0,
-                        2.0 * pos[:, 1] / max(h - 1, 1) - 1.0), dim=-1)
+    grid = torch.stack((2.0 * pos[:, 0] / max(w - 1, 1) - 1.0, 2.0 * pos[:, 1] / max(h - 1, 1) - 1.0), dim=-1)
     warped = F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return warped, inside_mask(flow)
 

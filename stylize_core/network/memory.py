@@ -63,6 +63,7 @@ keeps the *requested* settings (the same command resumes the same job whatever m
 free that day), the manifest's ``settings`` are the effective ones. The plan is made again
 by every run: a job resumed with more (or less) free memory continues with that run's plan.
 """
+
 import os
 import re
 from dataclasses import dataclass, field
@@ -74,9 +75,9 @@ from .vgg import _CFG
 
 FLOAT = 4
 HISTORIES = (50, 20, 10)  # shorter L-BFGS histories tried, longest first (the last is the shortest)
-MIN_SCALE_FACTOR = 0.25   # the automatic scale goes down to this fraction of the requested one
-CPU_HEAP_FACTOR = 3       # measured growth of the peak RSS per L-BFGS history vector / its size
-GB = 1024 ** 3
+MIN_SCALE_FACTOR = 0.25  # the automatic scale goes down to this fraction of the requested one
+CPU_HEAP_FACTOR = 3  # measured growth of the peak RSS per L-BFGS history vector / its size
+GB = 1024**3
 # MobileNetV2 (``--network mobilenet``, ``mobilenet.py``) up to its deepest loss layer (block13_expand), forward +
 # backward of the style losses: measured peak RSS growth 0.72-0.74 GB at 1024x436 (1640 bytes a pixel; VGG-19
 # 2900), 0.51-0.55 GB with checkpointing (1190); its weights are 3.5 M floats.
@@ -155,7 +156,7 @@ def estimate(size, settings, device="cpu", input_size=None, iterations=None, che
         heap = CPU_HEAP_FACTOR if str(device).startswith("cpu") else 1
         parts["optimizer"] = FLOAT * 3 * p * (2 * history * heap + 5)
     if network == "mobilenet":  # Grams of 32, 96, 144, 192, 576 channels; content: 192 channels at stride 8
-        grams, content = 32 ** 2 + 96 ** 2 + 144 ** 2 + 192 ** 2 + 576 ** 2, 192 * p // 64
+        grams, content = 32**2 + 96**2 + 144**2 + 192**2 + 576**2, 192 * p // 64
     else:
         grams = sum(c * c for name, c, _ in layers if "relu" + name[4:] in STYLE_LAYERS)
         content = feats[CONTENT_LAYER]
@@ -165,9 +166,11 @@ def estimate(size, settings, device="cpu", input_size=None, iterations=None, che
     parts["temporal"] = FLOAT * (13 * p * offsets + 3 * p * kept * (offsets > 0 or s.passes > 1))
     wi, hi = input_size or size
     parts["frames"] = FLOAT * 2 * 3 * wi * hi
-    parts["network"] = FLOAT * (MOBILENET_WEIGHTS if network == "mobilenet" else
-                                sum(c_in * c * 9 + c for c_in, (_, c, _) in zip([3] + [c for _, c, _ in layers[:-1]],
-                                                                                 layers)))
+    parts["network"] = FLOAT * (
+        MOBILENET_WEIGHTS
+        if network == "mobilenet"
+        else sum(c_in * c * 9 + c for c_in, (_, c, _) in zip([3] + [c for _, c, _ in layers[:-1]], layers))
+    )
     parts["total"] = sum(parts.values())
     return parts
 
@@ -183,9 +186,11 @@ def available(device="cpu"):
     kind = str(device).split(":")[0]
     if kind == "cuda":
         import torch
+
         return int(torch.cuda.mem_get_info(torch.device(device))[0])
     if kind == "mps":
         import torch
+
         mps = getattr(torch, "mps", None)
         if mps is None or not hasattr(mps, "recommended_max_memory"):
             return None
@@ -222,9 +227,15 @@ def _cgroup_left(root="/sys/fs/cgroup"):
 
 def max_scale(input_size, settings, device, free, checkpoint=False, network="vgg19"):
     """Largest ``--scale`` (rounded down to 2 decimals) whose estimate fits in ``free`` bytes, or None."""
+
     def fits(scale):
-        return estimate(processing_size(input_size, scale), settings, device, input_size,
-                        checkpoint=checkpoint, network=network)["total"] <= free
+        return (
+            estimate(
+                processing_size(input_size, scale), settings, device, input_size, checkpoint=checkpoint, network=network
+            )["total"]
+            <= free
+        )
+
     if not fits(0.01):
         return None
     lo, hi = 0.01, settings.scale
@@ -243,6 +254,7 @@ class Plan:
     ``checkpoint``-ing, the processing ``size``, its estimate ``need`` and the requested
     settings' ``requested`` (bytes), the ``free`` bytes (None: unknown) and the ``changes``
     (option-like strings; empty when the run fits as asked)."""
+
     settings: object
     checkpoint: bool
     size: tuple
@@ -257,15 +269,24 @@ class Plan:
         """One line for the ``warning`` event, or None when nothing was changed."""
         if not self.changes:
             return None
-        return (f"not enough {self.device.split(':')[0].upper()} memory for this run as asked (about "
-                f"{self.requested / GB:.1f} GB, {self.free / GB:.1f} GB available): using "
-                f"{_and(self.changes)} (about {self.need / GB:.1f} GB)")
+        return (
+            f"not enough {self.device.split(':')[0].upper()} memory for this run as asked (about "
+            f"{self.requested / GB:.1f} GB, {self.free / GB:.1f} GB available): using "
+            f"{_and(self.changes)} (about {self.need / GB:.1f} GB)"
+        )
 
     def record(self):
         """The manifest's ``memory`` entry (bytes)."""
-        return {"available": self.free, "estimate": self.need, "estimate_as_asked": self.requested,
-                "lbfgs_history": self.settings.lbfgs_history, "checkpoint": self.checkpoint,
-                "scale": self.settings.scale, "size": list(self.size), "fallbacks": list(self.changes)}
+        return {
+            "available": self.free,
+            "estimate": self.need,
+            "estimate_as_asked": self.requested,
+            "lbfgs_history": self.settings.lbfgs_history,
+            "checkpoint": self.checkpoint,
+            "scale": self.settings.scale,
+            "size": list(self.size),
+            "fallbacks": list(self.changes),
+        }
 
 
 def _and(items):
@@ -293,16 +314,17 @@ def plan(input_size, settings, device="cpu", free=None, network="vgg19"):
         total = estimate(sz, t, device, input_size, checkpoint=checkpoint, network=network)["total"]
         if total > free:
             return None
-        changes = ([f"--lbfgs-history {history}"] if history != s.lbfgs_history else []) + \
-                  ([CHECKPOINT_NOTE] if checkpoint else []) + \
-                  ([f"--scale {scale:g} ({sz[0]}x{sz[1]})"] if scale != s.scale else [])
+        changes = (
+            ([f"--lbfgs-history {history}"] if history != s.lbfgs_history else [])
+            + ([CHECKPOINT_NOTE] if checkpoint else [])
+            + ([f"--scale {scale:g} ({sz[0]}x{sz[1]})"] if scale != s.scale else [])
+        )
         return Plan(t, checkpoint, sz, total, need, free, changes, str(device))
 
     lbfgs = s.optimizer == "lbfgs"
     shorter = [m for m in HISTORIES if m < s.lbfgs_history] if lbfgs else []
     shortest = min(s.lbfgs_history, HISTORIES[-1]) if lbfgs else s.lbfgs_history
-    for fallback in ([(m, False, s.scale) for m in shorter] +
-                     [(m, True, s.scale) for m in [s.lbfgs_history] + shorter]):
+    for fallback in [(m, False, s.scale) for m in shorter] + [(m, True, s.scale) for m in [s.lbfgs_history] + shorter]:
         found = attempt(*fallback)
         if found:
             return found
@@ -311,25 +333,27 @@ def plan(input_size, settings, device="cpu", free=None, network="vgg19"):
     if scale and scale >= MIN_SCALE_FACTOR * s.scale:
         return attempt(shortest, True, scale)
     name = str(device).split(":")[0].upper()
-    advice = (f"use --scale {scale:.2f} or lower" if scale else
-              "not even --scale 0.01 fits; free some memory")
+    advice = f"use --scale {scale:.2f} or lower" if scale else "not even --scale 0.01 fits; free some memory"
     if lbfgs and scale:
-        adam = estimate(size, _with(s, optimizer="adam"), device, input_size, checkpoint=True,
-                        network=network)["total"]
+        adam = estimate(size, _with(s, optimizer="adam"), device, input_size, checkpoint=True, network=network)["total"]
         advice += f", or --optimizer adam (needs {adam / GB:.1f} GB at this scale with checkpointing)"
-    raise StylizeError(f"not enough {name} memory: this run needs about {need / GB:.1f} GB at "
-                       f"{size[0]}x{size[1]} (--scale {s.scale:g}), {free / GB:.1f} GB is available, "
-                       f"and still more than that with --lbfgs-history {shortest}, activation "
-                       f"checkpointing and --scale {MIN_SCALE_FACTOR * s.scale:g}; {advice}")
+    raise StylizeError(
+        f"not enough {name} memory: this run needs about {need / GB:.1f} GB at "
+        f"{size[0]}x{size[1]} (--scale {s.scale:g}), {free / GB:.1f} GB is available, "
+        f"and still more than that with --lbfgs-history {shortest}, activation "
+        f"checkpointing and --scale {MIN_SCALE_FACTOR * s.scale:g}; {advice}"
+    )
 
 
 def _with(settings, **changes):
     from dataclasses import replace
+
     return replace(settings, **changes)
 
 
 def _oom_types():
     import torch
+
     types = [MemoryError]
     for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)):
         if isinstance(t, type) and t not in types:
@@ -337,8 +361,11 @@ def _oom_types():
     return tuple(types)
 
 
-_OOM_TEXT = re.compile(r"out of memory|can't allocate memory|not enough memory|"
-                       r"cannot allocate memory|failed to allocate", re.I)
+_OOM_TEXT = re.compile(
+    r"out of memory|can't allocate memory|not enough memory|"
+    r"cannot allocate memory|failed to allocate",
+    re.I,
+)
 
 
 def is_out_of_memory(exc):
@@ -356,13 +383,17 @@ def out_of_memory_message(device, frame, size, settings, input_size):
     """One line for an out-of-memory error on 0-based ``frame`` at processing ``size``."""
     need = estimate(size, settings, device, input_size)["total"]
     kind = str(device).split(":")[0]
-    return (f"out of {kind.upper()} memory on frame {frame + 1} at {size[0]}x{size[1]} "
-            f"(--scale {settings.scale:g}, estimated need {need / GB:.1f} GB); try a lower --scale "
-            f"(e.g. {settings.scale / 2:g})" + ("" if kind == "cpu" else " or --device cpu"))
+    return (
+        f"out of {kind.upper()} memory on frame {frame + 1} at {size[0]}x{size[1]} "
+        f"(--scale {settings.scale:g}, estimated need {need / GB:.1f} GB); try a lower --scale "
+        f"(e.g. {settings.scale / 2:g})" + ("" if kind == "cpu" else " or --device cpu")
+    )
 
 
 def non_finite_message(frame, pass_, settings):
     """One line for a loss that became NaN or infinite on 0-based ``frame``."""
     other = "--optimizer adam" if settings.optimizer == "lbfgs" else "--optimizer lbfgs or a lower --adam-lr"
-    return (f"the loss became NaN or infinite on frame {frame + 1} (pass {pass_}); lower "
-            f"--style-weight, --temporal-weight or --strength, or try {other}")
+    return (
+        f"the loss became NaN or infinite on frame {frame + 1} (pass {pass_}); lower "
+        f"--style-weight, --temporal-weight or --strength, or try {other}"
+    )

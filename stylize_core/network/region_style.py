@@ -23,15 +23,16 @@ strokes meet them, and the result is composited ``(1 - k) x + k c`` (``regions.c
 their pixels are the input's away from the soft edges. The temporal loss and its reliability
 weights stay global: a kept region still takes part in it.
 """
+
 import torch
 import torch.nn.functional as F
 
+from ..io.regions import composite
 from .losses import content_loss, guided_gram, style_loss, temporal_loss, tv_loss
 from .optimize import Stylizer, to_tensor
-from ..io.regions import composite
 
-KEEP_WEIGHT = 1000.0   # weight of L_keep (temporal loss units; the default temporal weight is 200)
-MIN_SHARE = 1e-4       # a region covering less of the frame has no style term
+KEEP_WEIGHT = 1000.0  # weight of L_keep (temporal loss units; the default temporal weight is 200)
+MIN_SHARE = 1e-4  # a region covering less of the frame has no style term
 
 
 def _area(mask, size):
@@ -54,17 +55,17 @@ class RegionStylizer(Stylizer):
     def _objective(self, content, temporal, frame=None):
         s = self.settings
         size = tuple(content.shape[-2:])
-        masks = _area(self._masks, size)                        # (1, R, H, W)
+        masks = _area(self._masks, size)  # (1, R, H, W)
         with torch.no_grad():
             feats = self.features(content)
         net = self.vgg
         target = feats[net.content_layer]
         shares = masks.mean((0, 2, 3)).tolist()
-        terms = []   # (weight s_r a_r, targets per layer, masks per layer)
+        terms = []  # (weight s_r a_r, targets per layer, masks per layer)
         for r, (blend, strength) in enumerate(self.regions):
             if blend is None or shares[r] < MIN_SHARE or strength == 0:
                 continue
-            layer_masks = [_area(masks[:, r:r + 1], feats[n].shape[-2:]) for n in net.style_layers]
+            layer_masks = [_area(masks[:, r : r + 1], feats[n].shape[-2:]) for n in net.style_layers]
             terms.append((strength * shares[r], self.blend_grams(blend, size, frame), layer_masks))
         kept = [r for r, (blend, _) in enumerate(self.regions) if blend is None]
         keep = masks[:, kept].sum(1, keepdim=True) if kept else None
@@ -75,14 +76,24 @@ class RegionStylizer(Stylizer):
             style = x.new_zeros(())
             for weight, grams, layer_masks in terms:
                 style = style + weight * style_loss(
-                    [guided_gram(feats[n], m) for n, m in zip(net.style_layers, layer_masks)], grams, net.style_weights)
-            parts = {"content": net.content_scale * content_loss(feats[net.content_layer], target), "style": style,
-                     "tv": tv_loss(x)}
+                    [guided_gram(feats[n], m) for n, m in zip(net.style_layers, layer_masks)], grams, net.style_weights
+                )
+            parts = {
+                "content": net.content_scale * content_loss(feats[net.content_layer], target),
+                "style": style,
+                "tv": tv_loss(x),
+            }
             parts["temporal"] = sum((temporal_loss(x, w, c) for w, c in temporal), x.new_zeros(()))
             parts["keep"] = torch.mean(keep * ((x - content) * 255.0) ** 2) if keep is not None else x.new_zeros(())
-            total = (s.content_weight * parts["content"] + style_w * parts["style"] + s.tv_weight * parts["tv"]
-                     + s.temporal_weight * parts["temporal"] + KEEP_WEIGHT * parts["keep"])
+            total = (
+                s.content_weight * parts["content"]
+                + style_w * parts["style"]
+                + s.tv_weight * parts["tv"]
+                + s.temporal_weight * parts["temporal"]
+                + KEEP_WEIGHT * parts["keep"]
+            )
             return total, parts
+
         return f
 
     def _set_masks(self, masks):
@@ -93,15 +104,14 @@ class RegionStylizer(Stylizer):
         self._set_masks(masks)
         return super().losses(image, content, temporal)
 
-    def stylize(self, content, masks, init=None, temporal=(), iterations=None, on_step=None, seed=None,
-                keep=None):
+    def stylize(self, content, masks, init=None, temporal=(), iterations=None, on_step=None, seed=None, keep=None):
         """:meth:`Stylizer.stylize` with the region weights ``masks`` (R, H, W) at the content's
         size; ``keep`` (H, W): the keep regions' summed weight, composited with the content."""
         self._set_masks(masks)
         try:
-            out = super().stylize(content, init=init, temporal=temporal, iterations=iterations,
-                                  on_step=on_step, seed=seed)
+            out = super().stylize(
+                content, init=init, temporal=temporal, iterations=iterations, on_step=on_step, seed=seed
+            )
         finally:
             self._masks = None
         return composite(out, content, keep)
-

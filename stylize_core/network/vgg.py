@@ -37,6 +37,7 @@ Options set on the network by the caller (``schedule.Job``, ``memory.plan``):
   dtype (bf16/fp16 on CUDA); the features come out in it and the losses cast them to fp32
   (``losses.py``), so Gram matrices and losses are computed in fp32.
 """
+
 from contextlib import nullcontext
 
 import torch
@@ -48,11 +49,25 @@ from ..errors import StylizeError
 from .losses import CONTENT_LAYER, STYLE_LAYERS
 
 # (name, out_channels) per conv; "M" = pooling. Same order as torchvision's cfg "E".
-_CFG = [("conv1_1", 64), ("conv1_2", 64), "M",
-        ("conv2_1", 128), ("conv2_2", 128), "M",
-        ("conv3_1", 256), ("conv3_2", 256), ("conv3_3", 256), ("conv3_4", 256), "M",
-        ("conv4_1", 512), ("conv4_2", 512), ("conv4_3", 512), ("conv4_4", 512), "M",
-        ("conv5_1", 512)]
+_CFG = [
+    ("conv1_1", 64),
+    ("conv1_2", 64),
+    "M",
+    ("conv2_1", 128),
+    ("conv2_2", 128),
+    "M",
+    ("conv3_1", 256),
+    ("conv3_2", 256),
+    ("conv3_3", 256),
+    ("conv3_4", 256),
+    "M",
+    ("conv4_1", 512),
+    ("conv4_2", 512),
+    ("conv4_3", 512),
+    ("conv4_4", 512),
+    "M",
+    ("conv5_1", 512),
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,6 +82,7 @@ class VGG19Features(nn.Module):
 
     The loss layers (the paper's): content ``relu4_2``, style ``relu1_1`` ... ``relu5_1``, equally weighted.
     """
+
     content_layer = CONTENT_LAYER
     style_layers = STYLE_LAYERS
     style_weights = (1.0,) * len(STYLE_LAYERS)
@@ -112,12 +128,12 @@ class VGG19Features(nn.Module):
         x = (image - self.mean) * (self.feature_scale / self.std)
         out = {}
         segments, start = [], 0
-        for i, module in enumerate(self.features[:last + 1]):
+        for i, module in enumerate(self.features[: last + 1]):
             if isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)) or i in wanted:
                 segments.append((start, i + 1))
                 start = i + 1
         ckpt = self.checkpoint and torch.is_grad_enabled()
-        with (torch.autocast(image.device.type, self.autocast) if self.autocast else nullcontext()):
+        with torch.autocast(image.device.type, self.autocast) if self.autocast else nullcontext():
             for a, b in segments:
                 names = [wanted[i] for i in range(a, b) if i in wanted]
                 if ckpt:
@@ -149,8 +165,15 @@ def from_state_dict(state, pooling="max", preprocessing="torchvision"):
     those of the Caffe conversion ``vgg19-d01eb7cb.pth``) or Caffe layer names (``conv1_1.weight``),
     mapped to the same layers; classifier keys are ignored. ``preprocessing``: see the module doc."""
     net = VGG19Features(pooling=pooling, preprocessing=preprocessing)
-    state = {**{f"features.{i}.{p}": state[f"{name}.{p}"] for name, i in net.index.items()
-                for p in ("weight", "bias") if f"{name}.{p}" in state}, **state}  # Caffe layer names
+    state = {
+        **{
+            f"features.{i}.{p}": state[f"{name}.{p}"]
+            for name, i in net.index.items()
+            for p in ("weight", "bias")
+            if f"{name}.{p}" in state
+        },
+        **state,
+    }  # Caffe layer names
     wanted = net.state_dict().keys()
     missing = [k for k in wanted if k not in state]
     if missing:

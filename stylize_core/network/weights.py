@@ -29,6 +29,7 @@ a path (a ``.pth`` VGG-19 state dict, or an ``.onnx`` style predictor). Download
 the SHA-256 prefix in the file's name (torch hub's ``hash_prefix``), saved into the hub cache and
 loaded with ``weights_only=True``.
 """
+
 import os
 from pathlib import Path
 
@@ -72,8 +73,7 @@ def find_weights(path=None):
 def download(progress=True, caffe=False):
     """Download torchvision's (or with ``caffe`` the Caffe) weights into the hub cache, checked
     against the SHA-256 prefix in the file name; returns the path."""
-    name, url, prefix = (CAFFE_FILENAME, CAFFE_URL, CAFFE_SHA256_PREFIX) if caffe else \
-        (FILENAME, URL, SHA256_PREFIX)
+    name, url, prefix = (CAFFE_FILENAME, CAFFE_URL, CAFFE_SHA256_PREFIX) if caffe else (FILENAME, URL, SHA256_PREFIX)
     dst = hub_path(name)
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -93,14 +93,17 @@ def resolve(spec=None, allow_download=True):
     spec = None if spec is None or str(spec) == "vgg19" else str(spec)
     if spec == "mobilenet" or (spec and spec.lower().endswith(".onnx")):
         from .mobilenet import find_model
+
         return find_model(None if spec == "mobilenet" else spec)
     if spec == "caffe":
         path = hub_path(CAFFE_FILENAME)
         if path.is_file():
             return path
         if not allow_download:
-            raise StylizeError(f"Caffe VGG-19 weights not found: put {CAFFE_FILENAME} (from {CAFFE_URL}) "
-                               f"at {path}, or pass --vgg PATH/{CAFFE_FILENAME}")
+            raise StylizeError(
+                f"Caffe VGG-19 weights not found: put {CAFFE_FILENAME} (from {CAFFE_URL}) "
+                f"at {path}, or pass --vgg PATH/{CAFFE_FILENAME}"
+            )
         return download(caffe=True)
     if spec is not None and spec.startswith("random"):
         divisor = spec.split(":", 1)[1] if ":" in spec else "1"
@@ -110,8 +113,9 @@ def resolve(spec=None, allow_download=True):
     path = find_weights(spec)
     if path is None:
         if not allow_download:
-            raise StylizeError(f"VGG-19 weights not found: put {FILENAME} at {hub_path()}, "
-                               f"pass --vgg PATH, or set {ENV}=PATH")
+            raise StylizeError(
+                f"VGG-19 weights not found: put {FILENAME} at {hub_path()}, pass --vgg PATH, or set {ENV}=PATH"
+            )
         path = download()
     check_header(path)  # a wrong file is refused before the job writes anything
     return path
@@ -144,18 +148,19 @@ def load_vgg(spec=None, device="cpu", pooling="max", allow_download=True):
         return random_vgg(int(path.split(":")[1]), pooling=pooling).to(device)
     if kind(path) == "mobilenet":
         from .mobilenet import MobileNetFeatures
+
         return MobileNetFeatures(path).to(device)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except OSError as e:
         raise StylizeError(f"cannot load VGG-19 weights from {path}: {e.strerror or e}") from None
     except Exception as e:  # torch raises many types, with multi-line advice
-        raise StylizeError(f"cannot load VGG-19 weights from {path}: not a PyTorch weights file "
-                           f"({_short_reason(path, e)})") from None
+        raise StylizeError(
+            f"cannot load VGG-19 weights from {path}: not a PyTorch weights file ({_short_reason(path, e)})"
+        ) from None
     if not isinstance(state, dict):
         raise StylizeError(f"{path} does not hold a state dict")
     return from_state_dict(state, pooling, preprocessing(path)).to(device)
-
 
 
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"
@@ -186,5 +191,6 @@ def check_header(path):
     except OSError as e:
         raise StylizeError(f"cannot read VGG-19 weights {path}: {e.strerror}") from None
     if not head.startswith((ZIP_MAGIC, PICKLE_MAGIC)):
-        raise StylizeError(f"cannot load VGG-19 weights from {path}: not a PyTorch weights file "
-                           f"({_short_reason(path, None)})")
+        raise StylizeError(
+            f"cannot load VGG-19 weights from {path}: not a PyTorch weights file ({_short_reason(path, None)})"
+        )

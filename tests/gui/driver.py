@@ -7,6 +7,7 @@ it saw in ``/gui/SCENARIO/result.json``, which ``test_gui.py`` asserts on the ho
 found as a user's eye would, by its place on screen: the mouse hovers each height of the
 region and Blender's Copy Python Command (bound to Ctrl+Alt+Shift+C) tells which button is under it.
 """
+
 import hashlib
 import json
 import os
@@ -25,8 +26,13 @@ MODULE = "bl_ext.user_default.video_style_transfer"
 SCREEN_W, SCREEN_H = map(int, os.environ["STYLIZE_GUI_SCREEN"].split("x"))
 DEADLINE = 200  # seconds: the scenario fails (and Blender quits) after this
 T0 = time.monotonic()
-result = {"scenario": SCENARIO, "blender": bpy.app.version_string, "python": sys.version.split()[0],
-          "steps": [], "screenshots": {}}
+result = {
+    "scenario": SCENARIO,
+    "blender": bpy.app.version_string,
+    "python": sys.version.split()[0],
+    "steps": [],
+    "screenshots": {},
+}
 
 
 def note(text):
@@ -120,7 +126,7 @@ def screen_pixels():
     data = Path(path).read_bytes()
     _magic, width, rows = data.split(maxsplit=3)[:3]  # binary PPM: P6 W H 255, then W*H RGB bytes
     width, rows = int(width), int(rows)
-    return width, data[-width * rows * 3:]
+    return width, data[-width * rows * 3 :]
 
 
 def button_below(x, top, min_rows=20):
@@ -146,14 +152,13 @@ def menu_title(name, titles=("File", "Edit", "Render", "Window", "Help")):
     height = round(26 * bpy.context.preferences.system.ui_scale)
     width, pixels = screen_pixels()
     w, h = 600, height
-    bright = [any(max(pixels[(y * width + x) * 3:(y * width + x) * 3 + 3]) > 150 for y in range(h))
-              for x in range(w)]
+    bright = [any(max(pixels[(y * width + x) * 3 : (y * width + x) * 3 + 3]) > 150 for y in range(h)) for x in range(w)]
     words, x = [], 0
     while x < w:  # runs of bright columns, joined across gaps under 6 px (the letters of a word)
         if bright[x]:
             end = x
-            while any(bright[end + 1:end + 7]):
-                end += 1 + bright[end + 1:end + 7].index(True)
+            while any(bright[end + 1 : end + 7]):
+                end += 1 + bright[end + 1 : end + 7].index(True)
             words.append((x, end))
             x = end
         x += 1
@@ -188,8 +193,11 @@ class Ticker:
 
 def digest(folder):
     """sha1 of every file below ``folder`` (relative path -> digest)."""
-    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def strips():
@@ -200,6 +208,7 @@ def strips():
 
 
 # -- set-up ------------------------------------------------------------------------------------------------------
+
 
 def copy_command_key():
     """Blender's Copy Python Command (``ui.copy_python_command_button``) has no default key for
@@ -277,12 +286,19 @@ def run_job(name, timeout=150):
     yield from wait(lambda: not job.running, timeout, "the job to end")
     gaps = ticker.gaps()
     ticker.running = False
-    result[name] = {"state": job.state, "error": job.error, "fractions": seen, "ticks": len(gaps) + 1,
-                    "max_gap": round(max(gaps), 3) if gaps else None, "folder": str(job.folder)}
+    result[name] = {
+        "state": job.state,
+        "error": job.error,
+        "fractions": seen,
+        "ticks": len(gaps) + 1,
+        "max_gap": round(max(gaps), 3) if gaps else None,
+        "folder": str(job.folder),
+    }
     note(f"{name}: {job.state} {job.error}")
 
 
 # -- scenarios ---------------------------------------------------------------------------------------------------
+
 
 def draw():
     """The sidebar and Output Properties draw (the log is checked for tracebacks on the host)."""
@@ -299,8 +315,9 @@ def stylize():
     yield 1.0
     screenshot("done", sidebar())
     result["strips_before"], result["strips_after"] = before, strips()
-    result["frames"] = len(list(Path(bpy.path.abspath(bpy.context.scene.sequence_editor.active_strip.directory))
-                                .glob("*.png")))
+    result["frames"] = len(
+        list(Path(bpy.path.abspath(bpy.context.scene.sequence_editor.active_strip.directory)).glob("*.png"))
+    )
 
 
 def cancel():
@@ -366,8 +383,11 @@ def render():
     yield from wait(lambda: not current().running, 150, "the job to end")
     yield 0.5
     screenshot("render-done")
-    result["render"] = {"state": current().state, "error": current().error,
-                        "files": sorted(p.name for p in (OUT / "render").glob("*"))}
+    result["render"] = {
+        "state": current().state,
+        "error": current().error,
+        "files": sorted(p.name for p in (OUT / "render").glob("*")),
+    }
 
 
 def install():
@@ -390,8 +410,11 @@ def install():
         bpy.ops.info.report_copy()
     result["reports"] = [line for line in bpy.context.window_manager.clipboard.splitlines() if line.strip()]
     result["install_lines"] = list(prefs.INSTALL.lines)
-    result["site_packages"] = sorted(p.name for p in Path(addon().status.site_packages()).glob("*")) \
-        if Path(addon().status.site_packages()).is_dir() else []
+    result["site_packages"] = (
+        sorted(p.name for p in Path(addon().status.site_packages()).glob("*"))
+        if Path(addon().status.site_packages()).is_dir()
+        else []
+    )
     yield from wait(lambda: addon().status.probe(wait=False) is not None, 30, "the probe after the installer")
     screenshot("after-install", sidebar())
 
@@ -411,11 +434,17 @@ def preview():
     screenshot("preview-panel", sidebar())
     editor = area("IMAGE_EDITOR")
     gaps = ticker.gaps()
-    result["preview"] = {"state": current().state, "error": current().error, "seconds": round(seconds, 2),
-                         "timings": current().timings, "shown": getattr(editor.spaces.active.image, "name", None),
-                         "image": bpy.data.images["Stylize Preview"].filepath,
-                         "ticks": len(gaps) + 1, "max_gap": round(max(gaps), 3) if gaps else None,
-                         "strips": strips()}
+    result["preview"] = {
+        "state": current().state,
+        "error": current().error,
+        "seconds": round(seconds, 2),
+        "timings": current().timings,
+        "shown": getattr(editor.spaces.active.image, "name", None),
+        "image": bpy.data.images["Stylize Preview"].filepath,
+        "ticks": len(gaps) + 1,
+        "max_gap": round(max(gaps), 3) if gaps else None,
+        "strips": strips(),
+    }
     with bpy.context.temp_override(window=window(), area=editor, region=region(editor, "WINDOW")):
         bpy.ops.image.view_all(fit_view=True)
     yield 0.5
@@ -425,8 +454,10 @@ def preview():
     with bpy.context.temp_override(window=window(), area=editor, region=region(editor, "WINDOW")):
         bpy.ops.image.view_all(fit_view=True)
     yield 0.5
-    result["preview"]["side_by_side"] = {"shown": getattr(editor.spaces.active.image, "name", None),
-                                         "image": bpy.data.images["Stylize Preview Compare"].filepath}
+    result["preview"]["side_by_side"] = {
+        "shown": getattr(editor.spaces.active.image, "name", None),
+        "image": bpy.data.images["Stylize Preview Compare"].filepath,
+    }
     screenshot("preview-side-by-side", region(editor, "WINDOW"))
     # 1920x1080: the strip "hd" (the sequencer renders at the scene's size), previewed at two of its frames
     sed = scene.sequence_editor
@@ -442,9 +473,16 @@ def preview():
         scene.frame_current = frame
         yield 0.5
         seconds, _ = yield from click_preview()
-        result["preview"]["hd"].append({"frame": frame, "state": current().state, "error": current().error,
-                                        "seconds": round(seconds, 2), "timings": current().timings,
-                                        "size": list(bpy.data.images["Stylize Preview"].size)})
+        result["preview"]["hd"].append(
+            {
+                "frame": frame,
+                "state": current().state,
+                "error": current().error,
+                "seconds": round(seconds, 2),
+                "timings": current().timings,
+                "size": list(bpy.data.images["Stylize Preview"].size),
+            }
+        )
     yield 0.5
     screenshot("preview-hd", region(editor, "WINDOW"))
 
@@ -456,8 +494,7 @@ def click_preview():
     click(pos)
     clicked = time.monotonic()
     ticker = Ticker()
-    yield from wait(lambda: current() not in (None, before) and not current().running, 60, "the preview",
-                    interval=0.05)
+    yield from wait(lambda: current() not in (None, before) and not current().running, 60, "the preview", interval=0.05)
     ticker.running = False
     return time.monotonic() - clicked, ticker
 

@@ -12,6 +12,7 @@ socket private too, so two sessions can run at once.
 Blender versions: 4.3 (Debian trixie, Blender 4.3.2 on Python 3.13) and 5.2 (sid, Blender
 5.2.2 LTS on Python 3.14).
 """
+
 import hashlib
 import os
 import re
@@ -84,8 +85,10 @@ def worker_binds(python):
     venv = python.parent.parent
     base = python.resolve().parent.parent
     if base == Path("/usr"):  # the chroot's /usr is Debian's own, with another Python
-        sys.exit(f"error: the worker {python} runs the system's {python.resolve()}, which the GUI chroot does not "
-                 "have: make the worker venv from a Python installed outside /usr (pyenv, /opt, /usr/local)")
+        sys.exit(
+            f"error: the worker {python} runs the system's {python.resolve()}, which the GUI chroot does not "
+            "have: make the worker venv from a Python installed outside /usr (pyenv, /opt, /usr/local)"
+        )
     return list(dict.fromkeys((venv, base)))
 
 
@@ -94,18 +97,31 @@ def session_command(root, out, binds, argv, env):
     ``out`` as ``/gui`` and each of ``binds`` read-only at its own path."""
     q = shlex.quote
     r = str(root)
-    lines = ["set -e",
-             f"mount -t proc proc {q(r + '/proc')}",
-             f"mount -t tmpfs -o size=2g tmpfs {q(r + '/tmp')}",
-             f"mount -t tmpfs tmpfs {q(r + '/dev/shm')}",
-             f"mkdir -p {q(r + '/gui')}",
-             f"mount --bind {q(str(out))} {q(r + '/gui')}"]
+    lines = [
+        "set -e",
+        f"mount -t proc proc {q(r + '/proc')}",
+        f"mount -t tmpfs -o size=2g tmpfs {q(r + '/tmp')}",
+        f"mount -t tmpfs tmpfs {q(r + '/dev/shm')}",
+        f"mkdir -p {q(r + '/gui')}",
+        f"mount --bind {q(str(out))} {q(r + '/gui')}",
+    ]
     for path in binds:
         lines += [f"mkdir -p {q(r + str(path))}", f"mount --bind -o ro {q(str(path))} {q(r + str(path))}"]
     environment = " ".join(q(f"{k}={v}") for k, v in env.items())
     lines.append(f"exec chroot {q(r)} /usr/bin/env -i {environment} " + " ".join(map(q, argv)))
-    return ["unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--net",
-            "sh", "-c", "\n".join(lines)]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--net",
+        "sh",
+        "-c",
+        "\n".join(lines),
+    ]
 
 
 def run_session(root, out, scenario, worker, timeout=240):
@@ -114,12 +130,16 @@ def run_session(root, out, scenario, worker, timeout=240):
     (out / scenario).mkdir(parents=True, exist_ok=True)
     for name in ("session.sh", "driver.py"):
         shutil.copy2(HERE / name, out / name)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/gui/home", "LANG": "C.UTF-8",
-           "LIBGL_ALWAYS_SOFTWARE": "1", "STYLIZE_GUI_WORKER": str(worker),
-           "STYLIZE_GUI_SCREEN": "x".join(map(str, SCREEN))}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/gui/home",
+        "LANG": "C.UTF-8",
+        "LIBGL_ALWAYS_SOFTWARE": "1",
+        "STYLIZE_GUI_WORKER": str(worker),
+        "STYLIZE_GUI_SCREEN": "x".join(map(str, SCREEN)),
+    }
     cmd = session_command(root, out, worker_binds(worker), ["/bin/sh", "/gui/session.sh", scenario], env)
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
     except BaseException:

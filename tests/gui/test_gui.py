@@ -6,6 +6,7 @@ Run by ``./dev test-gui VERSION`` (as root: the chroot and its mounts), which se
 in ``out/gui/VERSION/SCENARIO/``. The engine runs with a random narrow VGG (``random:8``), the
 draft preset and 2 iterations on a 24-frame 128x96 clip, so a job takes seconds.
 """
+
 import json
 import os
 import shutil
@@ -34,14 +35,16 @@ def gui():
     built = time.monotonic() - start
     shutil.rmtree(OUT, ignore_errors=True)
     (OUT / "data" / "frames").mkdir(parents=True)
-    done = subprocess.run([sys.executable, str(harness.ROOT / "build_addon.py"), "--dist", str(OUT / "dist")],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(harness.ROOT / "build_addon.py"), "--dist", str(OUT / "dist")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (zip_path,) = (OUT / "dist").glob("*.zip")
     shutil.copy2(zip_path, OUT / "addon.zip")
     rng = np.random.default_rng(0)
-    cv2.imwrite(str(OUT / "data" / "style.png"),
-                cv2.resize((rng.random((8, 8, 3)) * 255).astype(np.uint8), (128, 128)))
+    cv2.imwrite(str(OUT / "data" / "style.png"), cv2.resize((rng.random((8, 8, 3)) * 255).astype(np.uint8), (128, 128)))
     for i in range(FRAMES):
         img = np.zeros((96, 128, 3), np.uint8)
         img[:] = (8 * i, 100, 200)
@@ -50,8 +53,10 @@ def gui():
     (OUT / "data" / "hd").mkdir()
     for i in range(2):  # 1920x1080 for Preview Frame's timing
         img = cv2.resize(cv2.imread(str(OUT / "data" / "frames" / f"img_{4 * i:03d}.png")), (1920, 1080))
-        cv2.imwrite(str(OUT / "data" / "hd" / f"hd_{i:03d}.png"),
-                    cv2.add(cv2.GaussianBlur(img, (0, 0), 2), (rng.random((1080, 1920, 3)) * 30).astype(np.uint8)))
+        cv2.imwrite(
+            str(OUT / "data" / "hd" / f"hd_{i:03d}.png"),
+            cv2.add(cv2.GaussianBlur(img, (0, 0), 2), (rng.random((1080, 1920, 3)) * 30).astype(np.uint8)),
+        )
     print(f"\nBlender {VERSION}: {harness.blender_version(root)}, chroot ready in {built:.1f} s")
     return root
 
@@ -154,10 +159,12 @@ def test_preview_frame_shows_the_frame_in_the_panel_and_an_image_editor(gui):
     side = preview["side_by_side"]
     assert side["shown"] == "Stylize Preview Compare"
     compare = cv2.imread(str(OUT / "preview" / Path(side["image"]).relative_to("/gui/preview")))
-    assert compare.shape[1] == 2 * image.shape[1] and np.array_equal(compare[:, image.shape[1]:], image)
+    assert compare.shape[1] == 2 * image.shape[1] and np.array_equal(compare[:, image.shape[1] :], image)
     left, top, right, bottom = result["screenshots"]["preview-side-by-side"]
-    assert shown_at(screenshot("preview", "preview-side-by-side")[top:bottom, left:right], compare,
-                    range(200, 1200, 20)) > 0.8
+    assert (
+        shown_at(screenshot("preview", "preview-side-by-side")[top:bottom, left:right], compare, range(200, 1200, 20))
+        > 0.8
+    )
     for hd in preview["hd"]:  # 1920x1080, the second with the engine warm: reported (the target is <= 3 s)
         assert hd["state"] == "done" and not hd["error"] and hd["size"] == [1920, 1080], hd
         print(f"preview 1920x1080, frame {hd['frame']}: {hd['seconds']} s from the click ({hd['timings']})")

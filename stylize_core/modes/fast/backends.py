@@ -14,6 +14,7 @@ Two searches of the same guided match (``torch_search.py`` states the cost), eac
 compiled for the CPU (numba optional: imported only when used); ``auto``: numba on the CPU when installed,
 else torch. The two give different (each reproducible) frames: the backend is part of the job identity.
 """
+
 import torch
 
 from ...errors import StylizeError
@@ -28,8 +29,10 @@ def backend_error():
     try:
         import numba  # noqa: F401
     except Exception as e:  # absent or broken install
-        return (f"fast mode's compiled CPU search needs numba ({type(e).__name__}: {e}); "
-                "pip install numba, or use backend 'torch' (slower on a CPU)")
+        return (
+            f"fast mode's compiled CPU search needs numba ({type(e).__name__}: {e}); "
+            "pip install numba, or use backend 'torch' (slower on a CPU)"
+        )
     return None
 
 
@@ -52,5 +55,6 @@ def search(name, key, settings):
     (``synthesis.Keyframe``) with ``settings`` (``synthesis.FastSettings``)."""
     if name == "numba":
         from .numba_search import NumbaSearch
+
         return NumbaSearch(key, settings)
     return TorchSearch(key, settings)

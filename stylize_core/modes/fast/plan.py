@@ -8,14 +8,15 @@ flow reliability), a change of view (the keyframe's coordinates carried by the f
 what they were measured on are stated with :func:`plan_keyframes`. Images are ``(H, W, 3)`` float32 RGB
 in [0, 1]; flows follow ``motion/warp.py``.
 """
+
 import cv2
 import numpy as np
 
 from ...motion.flow import estimate
 from .synthesis import Propagator, reliability_weights
 
-CUT_HISTOGRAM = 0.3   # Bhattacharyya distance of colour histograms: a cut candidate above it
-CUT_RELIABLE = 0.5    # ... confirmed when less than this share of the frame has a reliable flow
+CUT_HISTOGRAM = 0.3  # Bhattacharyya distance of colour histograms: a cut candidate above it
+CUT_RELIABLE = 0.5  # ... confirmed when less than this share of the frame has a reliable flow
 
 
 def colour_histogram(img):
@@ -29,7 +30,7 @@ def colour_histogram(img):
     return cv2.normalize(hist, hist, 1, 0, cv2.NORM_L1)
 
 
-PLAN_WIDTH = 192      # thumbnails of this width track the keyframe's texture (plan_keyframes)
+PLAN_WIDTH = 192  # thumbnails of this width track the keyframe's texture (plan_keyframes)
 
 
 def _change(keep, fb, zoom):
@@ -39,8 +40,9 @@ def _change(keep, fb, zoom):
     ``[1/zoom, zoom]``, or less than half of the frame still tracked."""
     h, w = keep.shape[:2]
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    keep = cv2.remap(keep, xs + fb[..., 0], ys + fb[..., 1], cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    keep = cv2.remap(
+        keep, xs + fb[..., 0], ys + fb[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
     tracked = keep[..., 2] > 0.5
     if tracked.mean() < 0.5:
         return keep, True
@@ -95,21 +97,25 @@ def plan_keyframes(read, n, flows, zoom=2.0, drift=DRIFT, keys=()):
         return cv2.resize(np.asarray(img, np.float32), size, interpolation=cv2.INTER_AREA)
 
     def reset():
-        ys, xs = np.mgrid[0:size[1], 0:size[0]].astype(np.float32)
+        ys, xs = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float32)
         return np.stack([xs, ys, np.ones_like(xs)], -1)
+
     prev, prev_hist, keep = thumb(first), colour_histogram(first), reset()
     given = set(keys)
 
     def synthesis(key_thumb):
         return Propagator(key_thumb, key_thumb.copy(), backend="auto") if drift > 0 else None
+
     prop, last = synthesis(prev), 0
     for t in range(1, n):
         img = read(t)
         cur, hist = thumb(img), colour_histogram(img)
         added = None
         fb = estimate(cur, prev, "dis", "medium") if zoom > 0 or drift > 0 else None
-        if cv2.compareHist(prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM and \
-                reliability_weights(flows.flow(t, t - 1), flows.flow(t - 1, t)).mean() < CUT_RELIABLE:
+        if (
+            cv2.compareHist(prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM
+            and reliability_weights(flows.flow(t, t - 1), flows.flow(t - 1, t)).mean() < CUT_RELIABLE
+        ):
             added = cuts
         else:
             if zoom > 0:
@@ -126,4 +132,3 @@ def plan_keyframes(read, n, flows, zoom=2.0, drift=DRIFT, keys=()):
             keep, prop, last = reset(), synthesis(cur), t
         prev, prev_hist = cur, hist
     return cuts, changes, drifts
-

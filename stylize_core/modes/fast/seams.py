@@ -32,12 +32,13 @@ Sec. 4, reimplemented from the paper):
 
 Images (H, W, 3) float32 RGB in [0, 1]; costs (H, W); choices (H, W) bool (True = B).
 """
+
 import cv2
 import numpy as np
 
-SIGMA = 4.0        # px: low-pass of the costs before they are compared
-DISTANCE = 0.02    # k: the cost a pixel pays per segment length of distance from its keyframe
-FALLOFF = 24.0     # px: how far a seam's colour step is spread (lam = 1 / FALLOFF^2)
+SIGMA = 4.0  # px: low-pass of the costs before they are compared
+DISTANCE = 0.02  # k: the cost a pixel pays per segment length of distance from its keyframe
+FALLOFF = 24.0  # px: how far a seam's colour step is spread (lam = 1 / FALLOFF^2)
 
 
 def choose(cost_a, cost_b, wa, previous=None, sigma=SIGMA, distance=DISTANCE):
@@ -83,7 +84,7 @@ def composite(a, b, take_b, falloff=FALLOFF, weight=None):
         pad[axis] = (1, 1)
         r = np.pad(r, pad)  # Neumann: no pair beyond the border
         rhs -= np.diff(r, axis=axis)  # -div(r): r_{p} - r_{p-1} per pixel, negated
-    return np.clip(c + _screened_solve(rhs, 1.0 / falloff ** 2), 0, 1).astype(np.float32)
+    return np.clip(c + _screened_solve(rhs, 1.0 / falloff**2), 0, 1).astype(np.float32)
 
 
 def _screened_solve(rhs, lam):

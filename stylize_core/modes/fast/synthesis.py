@@ -45,6 +45,7 @@ in [0, 1]; flows follow ``motion/warp.py``. Nothing here reads or writes files: 
 takes a frame reader and a flow source (``motion.flow.make_flow_source``) and yields frames, so the
 job owns IO, resume and progress.
 """
+
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -55,11 +56,11 @@ import torch
 import torch.nn.functional as F
 
 from ...ahead import ahead
-from ...sizes import scaled
 from ...errors import StylizeError
 from ...io.frames import resize
 from ...motion.consistency import reliability
 from ...motion.flow import resize_flow
+from ...sizes import scaled
 from . import backends, seams
 from .backends import pick_backend
 
@@ -67,25 +68,26 @@ from .backends import pick_backend
 @dataclass
 class FastSettings:
     """Everything that determines fast mode's output (for a job manifest)."""
-    patch: int = 5                 # patch side
-    dims: int = 8                  # PCA dimensions per guide (colour, style)
-    pos_sigma: float = 2.0         # positional guide: pixels before the penalty saturates
-    pos_weight: float = 0.02       # positional penalty at saturation (units: mean squared diff per value)
+
+    patch: int = 5  # patch side
+    dims: int = 8  # PCA dimensions per guide (colour, style)
+    pos_sigma: float = 2.0  # positional guide: pixels before the penalty saturates
+    pos_weight: float = 0.02  # positional penalty at saturation (units: mean squared diff per value)
     temporal_guide_weight: float = 0.5  # temporal guide (the previous output, warped) relative to the colour guide
-    coherence: float = 0.0015      # bonus per coherent 4-neighbour where the track holds
+    coherence: float = 0.0015  # bonus per coherent 4-neighbour where the track holds
     coherence_lost: float = 0.004  # ... where the positional guide is lost
-    lost_from_guide: bool = True   # an unreliable pixel starts its search from the advected match (not random)
-    lost_rounds: int = 1           # search rounds over the pixels that lost their guide (2: same quality, slower)
-    outlier: float = 4.0           # a tracked pixel whose cost exceeds outlier x median joins them
-    combine: str = "select"        # between two keyframes: select (seams.py: one synthesis a pixel) or blend
-    switch_frames: int = 3         # select: frames over which a pixel crosses over from A's synthesis to B's
+    lost_from_guide: bool = True  # an unreliable pixel starts its search from the advected match (not random)
+    lost_rounds: int = 1  # search rounds over the pixels that lost their guide (2: same quality, slower)
+    outlier: float = 4.0  # a tracked pixel whose cost exceeds outlier x median joins them
+    combine: str = "select"  # between two keyframes: select (seams.py: one synthesis a pixel) or blend
+    switch_frames: int = 3  # select: frames over which a pixel crosses over from A's synthesis to B's
     seed: int = 0
 
     def __post_init__(self):
         if self.patch < 1 or self.patch % 2 == 0:
             raise StylizeError(f"patch size must be odd and positive, got {self.patch}")
-        if not 1 <= self.dims <= 3 * self.patch ** 2:
-            raise StylizeError(f"dims must be in 1..{3 * self.patch ** 2}, got {self.dims}")
+        if not 1 <= self.dims <= 3 * self.patch**2:
+            raise StylizeError(f"dims must be in 1..{3 * self.patch**2}, got {self.dims}")
 
     def to_dict(self):
         """The settings as the job identity records them (``mode.FastMode.identity``, ``job/identity.py``)."""
@@ -97,7 +99,7 @@ class FastSettings:
 # before the rename, tests/test_identity_pins.py) hold the old name, so the identity keeps it.
 IDENTITY_NAMES = {"temporal_guide_weight": "temporal_weight"}
 
-REGION_WEIGHT = 1.0    # cost of matching another region, per unit of squared region weight difference
+REGION_WEIGHT = 1.0  # cost of matching another region, per unit of squared region weight difference
 
 
 def prepare_keyframe(styled, size, name="keyframe"):
@@ -114,11 +116,14 @@ def prepare_keyframe(styled, size, name="keyframe"):
     if (w, h) == tuple(size):
         return styled
     if min(w, h) < 16:
-        raise StylizeError(f"{name} is {w}x{h} px: too small to be carried to {size[0]}x{size[1]} frames "
-                           "(at least 16 px a side)")
+        raise StylizeError(
+            f"{name} is {w}x{h} px: too small to be carried to {size[0]}x{size[1]} frames (at least 16 px a side)"
+        )
     if abs((w / h) / (size[0] / size[1]) - 1) > 0.01:
-        raise StylizeError(f"{name} is {w}x{h} but the frames are {size[0]}x{size[1]}: "
-                           "the aspect ratios differ, crop or pad the painting to the frame's shape")
+        raise StylizeError(
+            f"{name} is {w}x{h} but the frames are {size[0]}x{size[1]}: "
+            "the aspect ratios differ, crop or pad the painting to the frame's shape"
+        )
     warnings.warn(f"{name} is {w}x{h}, resized to the frame size {size[0]}x{size[1]}", stacklevel=2)
     return np.clip(resize(styled, size), 0, 1).astype(np.float32)
 
@@ -137,14 +142,14 @@ class _Basis:
         self.patch = patch
         cols = []
         for x in images:
-            u = F.unfold(self._pad(x), patch)[0]                     # (3 p p, H W)
+            u = F.unfold(self._pad(x), patch)[0]  # (3 p p, H W)
             pick = torch.randint(0, u.shape[1], (min(u.shape[1], 20000),), generator=gen)
             cols.append(u[:, pick.to(u.device)].T)
         data = torch.cat(cols).double()
         self.mean = data.mean(0)
         _, _, v = torch.linalg.svd(data - self.mean, full_matrices=False)
-        scale = 1.0 / np.sqrt(3 * patch * patch)                      # SSD -> mean per value
-        self.weight = (v[:dims] * scale).float()                      # (dims, 3 p p)
+        scale = 1.0 / np.sqrt(3 * patch * patch)  # SSD -> mean per value
+        self.weight = (v[:dims] * scale).float()  # (dims, 3 p p)
         self.bias = -(self.weight.double() @ self.mean).float()
 
     def _pad(self, x):
@@ -172,17 +177,18 @@ class Keyframe:
         key_input = np.asarray(key_input, np.float32)
         h, w = key_input.shape[:2]
         self.size, self.device = (w, h), device
-        self.styled_np = prepare_keyframe(key_styled, self.size)     # (H, W, 3)
+        self.styled_np = prepare_keyframe(key_styled, self.size)  # (H, W, 3)
         self.gen = torch.Generator().manual_seed(settings.seed)
-        xi, self.styled = self.tensor(key_input), self.tensor(self.styled_np)   # (1, 3, H, W)
+        xi, self.styled = self.tensor(key_input), self.tensor(self.styled_np)  # (1, 3, H, W)
         self._colour = _Basis([xi], settings.patch, settings.dims, self.gen)
         self._style = _Basis([self.styled], settings.patch, settings.dims, self.gen)
         self.regions = 0 if key_regions is None else int(np.shape(key_regions)[2])
-        self.dims = settings.dims + self.regions   # colour descriptor: PCA + region weights
+        self.dims = settings.dims + self.regions  # colour descriptor: PCA + region weights
         self.source = torch.cat([self.colour(xi, key_regions), self.style(self.styled)], 1).contiguous()
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
-        self.grid = torch.stack([xs, ys], -1).reshape(-1, 2).to(self.device)   # (N, 2) x, y
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
+        self.grid = torch.stack([xs, ys], -1).reshape(-1, 2).to(self.device)  # (N, 2) x, y
         self.grid_np = self.grid.cpu().numpy().reshape(h, w, 2)
         self.source_np = self.source.cpu().numpy()
 
@@ -290,6 +296,7 @@ def blend(a, b, wa, sigma=2.0, max_gain=2.0):
 
     def low(x):
         return cv2.GaussianBlur(x, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+
     da, db = a - low(a), b - low(b)
     d = wa * da + wb * db
     target = low(wa * (da * da).sum(2) + wb * (db * db).sum(2))
@@ -344,16 +351,17 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
         The flows of frame ``i + 1`` (and their reliability) are estimated in a thread while
         frame ``i`` is synthesised; ``flow_seconds`` is the time spent waiting for them.
         """
+
         def inputs(i, prev):
             fb, ff = flows.flow(i, prev), flows.flow(prev, i)
             return read(i), fb, ff, reliability_weights(fb, ff), regions(i) if regions else None
 
-        prop = Propagator(read(key), keyframes[key], s, device, backend,
-                          key_regions=regions(key) if regions else None)
+        prop = Propagator(read(key), keyframes[key], s, device, backend, key_regions=regions(key) if regions else None)
         frames_ = list(frames_)
         t0 = time.perf_counter()
-        for (i, _), (frame, fb, _, weights, frame_regions) in ahead(zip(frames_, [key] + frames_[:-1]),
-                                                                    lambda pair: inputs(*pair)):
+        for (i, _), (frame, fb, _, weights, frame_regions) in ahead(
+            zip(frames_, [key] + frames_[:-1]), lambda pair: inputs(*pair)
+        ):
             t_flow = time.perf_counter() - t0
             img = prop.step(frame, fb, None, weights, frame_regions)
             yield i, img, dict(prop.stats, flow_seconds=t_flow, key=key), prop.cost_numpy(), fb
@@ -363,7 +371,7 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
         return prepare_keyframe(keyframes[k], (read(k).shape[1], read(k).shape[0]), f"keyframe {k + 1}")
 
     # before the first keyframe: backward from it, then emitted in order
-    first, last = keys[0], keys[-1]
+    first = keys[0]
     if first > 0 and start < first:
         held = {i: (img, info) for i, img, info, _, _ in pass_(first, range(first - 1, -1, -1))}
         for i in range(start, first):
@@ -379,8 +387,10 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
             break
         if b - a < 2 or start >= b:
             continue
-        back = {i: (np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), info, cost.astype(np.float16))
-                for i, img, info, cost, _ in pass_(b, range(b - 1, a, -1))}
+        back = {
+            i: (np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8), info, cost.astype(np.float16))
+            for i, img, info, cost, _ in pass_(b, range(b - 1, a, -1))
+        }
         chosen = since = None  # seams.choose: the pixels that take B's synthesis (and since when), carried
         for i, img, info, cost, flow_to_prev in pass_(a, range(a + 1, b)):
             wa = dict(plan[i][1])[a]
@@ -388,8 +398,12 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
             other = other.astype(np.float32) / 255
             extra = {"blend": wa}
             if s.combine == "select":
-                chosen = seams.choose(cost, other_cost.astype(np.float32), wa,
-                                      None if chosen is None else seams.carry(chosen, flow_to_prev))
+                chosen = seams.choose(
+                    cost,
+                    other_cost.astype(np.float32),
+                    wa,
+                    None if chosen is None else seams.carry(chosen, flow_to_prev),
+                )
                 weight = None
                 if s.switch_frames > 1:
                     since = np.where(chosen, 1 + (0 if since is None else seams.carry(since, flow_to_prev)), 0)
@@ -399,8 +413,16 @@ def propagate(read, n, keyframes, flows, settings=None, device="cpu", start=0, b
             else:
                 out = blend(img, other, wa)
             if i >= start:
-                yield i, out, dict(info, seconds=info["seconds"] + other_info["seconds"],
-                                   flow_seconds=info["flow_seconds"] + other_info["flow_seconds"], **extra)
+                yield (
+                    i,
+                    out,
+                    dict(
+                        info,
+                        seconds=info["seconds"] + other_info["seconds"],
+                        flow_seconds=info["flow_seconds"] + other_info["flow_seconds"],
+                        **extra,
+                    ),
+                )
 
 
 def step_counts(n, keys, start=0):
@@ -412,12 +434,12 @@ def step_counts(n, keys, start=0):
     counts = dict.fromkeys(range(start, n), 0)
     first = keys[0]
     if start < first:
-        counts[start] = first                              # the whole backward pass, then in order
+        counts[start] = first  # the whole backward pass, then in order
     for a, b in zip(keys, keys[1:] + [n]):
         inner = [i for i in range(a + 1, b) if i >= start]
         if not inner:
             continue
-        both = b < n                                       # between two keyframes: backward, then forward
+        both = b < n  # between two keyframes: backward, then forward
         counts[inner[0]] = (b - a - 1 if both else 0) + inner[0] - a
         for i in inner[1:]:
             counts[i] = 1

@@ -12,6 +12,7 @@ with ``guide(p)`` the previous match advected by the flow, ``ok(p)`` where that 
 propagation with jump flooding and random search (PCA-compressed patch descriptors, ``synthesis.Keyframe``),
 more rounds on the pixels that lost their guide; no compiled extension, and the same code runs on a GPU.
 """
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -60,8 +61,13 @@ class TorchSearch:
         # temporal guide: previous output warped (bilinear) where reliable
         gx = 2 * pos[:, 0] / max(w - 1, 1) - 1
         gy = 2 * pos[:, 1] / max(h - 1, 1) - 1
-        warped = F.grid_sample(self.image, torch.stack([gx, gy], -1).view(1, h, w, 2),
-                               mode="bilinear", padding_mode="border", align_corners=True)
+        warped = F.grid_sample(
+            self.image,
+            torch.stack([gx, gy], -1).view(1, h, w, 2),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=True,
+        )
         self.t_colour = self.key.colour(self.key.tensor(frame), regions)
         self.t_style = self.key.style(warped)
         self.t_weight = s.temporal_guide_weight * self.guide_ok
@@ -75,8 +81,13 @@ class TorchSearch:
         # vote: the stylised keyframe sampled once at the match (no averaging)
         gx = 2 * self.nnf[:, 0] / max(w - 1, 1) - 1
         gy = 2 * self.nnf[:, 1] / max(h - 1, 1) - 1
-        out = F.grid_sample(self.key.styled, torch.stack([gx, gy], -1).view(1, h, w, 2),
-                            mode="bicubic", padding_mode="border", align_corners=True)
+        out = F.grid_sample(
+            self.key.styled,
+            torch.stack([gx, gy], -1).view(1, h, w, 2),
+            mode="bicubic",
+            padding_mode="border",
+            align_corners=True,
+        )
         self.image = out.clamp(0, 1)
         return ok.float().cpu().numpy()
 
@@ -110,7 +121,7 @@ class TorchSearch:
         k = self.dims
         cost = (g[:, :k] - self.t_colour[p]).square().sum(1)
         cost += self.t_weight[p] * (g[:, k:] - self.t_style[p]).square().sum(1)
-        pos = ((q - self.guide[p]).square().sum(1) / self.s.pos_sigma ** 2).clamp(max=1.0)
+        pos = ((q - self.guide[p]).square().sum(1) / self.s.pos_sigma**2).clamp(max=1.0)
         cost += self.s.pos_weight * self.guide_ok[p] * pos
         return cost - self.bonus[p] * self._coherent(p, q)
 
@@ -154,8 +165,8 @@ class TorchSearch:
         lost = (~ok) | (best > s.outlier * med.clamp(min=1e-4))
         p = everyone[lost]
         if len(p):
-            jumps = [2 ** k for k in range(int(np.log2(max(w, h))) - 1, -1, -1)]
-            radii = [max(w, h) / 2 ** k for k in range(int(np.log2(max(w, h))))]
+            jumps = [2**k for k in range(int(np.log2(max(w, h))) - 1, -1, -1)]
+            radii = [max(w, h) / 2**k for k in range(int(np.log2(max(w, h))))]
             b = best[p]
             for _ in range(s.lost_rounds):
                 for j in jumps:
@@ -163,7 +174,6 @@ class TorchSearch:
                 b = self._random(p, b, radii)
                 b = self._try(p, self._rand(len(p), 2) * torch.tensor([w - 1, h - 1], device=self.device), b)
             best[p] = b
-            best = self._propagate(everyone, best, 1)   # let the tracked borders settle
+            best = self._propagate(everyone, best, 1)  # let the tracked borders settle
         self.best = best
         return lost
-
