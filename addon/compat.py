@@ -81,6 +81,11 @@ PATH = (
 )
 
 
+def path_property(name, description, subtype="FILE_PATH"):
+    """A file (or, ``subtype="DIR_PATH"``, folder) path property that may hold a "//" path (``PATH``)."""
+    return bpy.props.StringProperty(name=name, subtype=subtype, options=PATH, description=description)
+
+
 def strips(owner):
     """Top-level strips of a sequence editor, or the children of a meta strip."""
     return getattr(owner, _STRIPS)

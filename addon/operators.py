@@ -270,46 +270,58 @@ def region_settings(operator, context):
     return scene.video_stylize if scene else None
 
 
-class STYLIZE_OT_region_add(bpy.types.Operator):
-    """Add a region: an object or collection with its own style (or kept as it is)"""
-
-    bl_idname = "stylize.region_add"
-    bl_label = "Add Region"
-    bl_options = {"UNDO"}
-
-    scene: StringProperty(
-        name="Scene",
-        options={"SKIP_SAVE"},
-        description="Scene whose settings hold the list (default: the sequencer's scene)",
-    )
+def region_operator(name, label, doc, change):
+    """A region list operator (``stylize.<name>``): ``change(operator, settings)`` on the settings of the scene
+    its ``scene`` names (the panel's, default: the sequencer's scene; None if no scene has that name) returns
+    its result. Built with ``type``: the ``scene`` property stays in the class's own ``__annotations__``."""
 
     def execute(self, context):
-        settings = region_settings(self, context)
-        if settings is None:
-            self.report({"ERROR"}, f"No scene named '{self.scene}'")
-            return {"CANCELLED"}
-        add_to_list(settings, "regions", "region_index")
-        return {"FINISHED"}
+        return change(self, region_settings(self, context))
 
-
-class STYLIZE_OT_region_remove(bpy.types.Operator):
-    """Remove the selected region from the list"""
-
-    bl_idname = "stylize.region_remove"
-    bl_label = "Remove Region"
-    bl_options = {"UNDO"}
-
-    scene: StringProperty(
-        name="Scene",
-        options={"SKIP_SAVE"},
-        description="Scene whose settings hold the list (default: the sequencer's scene)",
+    return type(
+        "STYLIZE_OT_" + name,
+        (bpy.types.Operator,),
+        {
+            "__doc__": doc,
+            "__module__": __name__,
+            "bl_idname": "stylize." + name,
+            "bl_label": label,
+            "bl_options": {"UNDO"},
+            "__annotations__": {
+                "scene": StringProperty(
+                    name="Scene",
+                    options={"SKIP_SAVE"},
+                    description="Scene whose settings hold the list (default: the sequencer's scene)",
+                )
+            },
+            "execute": execute,
+        },
     )
 
-    def execute(self, context):
-        settings = region_settings(self, context)
-        if settings is None or not remove_from_list(settings, "regions", "region_index"):
-            return {"CANCELLED"}
-        return {"FINISHED"}
+
+def _add_region(operator, settings):
+    if settings is None:
+        operator.report({"ERROR"}, f"No scene named '{operator.scene}'")
+        return {"CANCELLED"}
+    add_to_list(settings, "regions", "region_index")
+    return {"FINISHED"}
+
+
+def _remove_region(_operator, settings):
+    if settings is None or not remove_from_list(settings, "regions", "region_index"):
+        return {"CANCELLED"}
+    return {"FINISHED"}
+
+
+STYLIZE_OT_region_add = region_operator(
+    "region_add",
+    "Add Region",
+    "Add a region: an object or collection with its own style (or kept as it is)",
+    _add_region,
+)
+STYLIZE_OT_region_remove = region_operator(
+    "region_remove", "Remove Region", "Remove the selected region from the list", _remove_region
+)
 
 
 @persistent

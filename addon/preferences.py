@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import EnumProperty
 
 from . import compat, status, worker
 
@@ -22,12 +22,7 @@ TORCH_INDEX = {"CPU": "https://download.pytorch.org/whl/cpu", "CUDA": "https://d
 class StylizePreferences(bpy.types.AddonPreferences):
     bl_idname = status.ADDON
 
-    python: StringProperty(
-        name="Worker Python",
-        subtype="FILE_PATH",
-        options=compat.PATH,
-        description="Interpreter that runs the engine; empty = Blender's own Python",
-    )
+    python: compat.path_property("Worker Python", "Interpreter that runs the engine; empty = Blender's own Python")
     device: EnumProperty(
         name="Device",
         default="auto",
@@ -52,11 +47,9 @@ class StylizePreferences(bpy.types.AddonPreferences):
             ),
         ],
     )
-    weights: StringProperty(
-        name="VGG-19 Weights",
-        subtype="FILE_PATH",
-        options=compat.PATH,
-        description="vgg19-dcbb9e9d.pth; empty = $STYLIZE_VGG19, the torch hub cache, "
+    weights: compat.path_property(
+        "VGG-19 Weights",
+        "vgg19-dcbb9e9d.pth; empty = $STYLIZE_VGG19, the torch hub cache, "
         "else downloaded once (needs Allow Online Access)",
     )
     torch_variant: EnumProperty(

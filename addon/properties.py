@@ -132,11 +132,9 @@ class StylizeKeyframe(bpy.types.PropertyGroup):
     """A keyframe of fast mode: a frame of the strip, optionally with its painted (stylised) image."""
 
     frame: IntProperty(name="Frame", default=1, description="Timeline frame (one the strip shows) that is a keyframe")
-    image: StringProperty(
-        name="Painted Image",
-        subtype="FILE_PATH",
-        options=compat.PATH,
-        description="Your stylised (e.g. painted over) version of this frame, same aspect "
+    image: compat.path_property(
+        "Painted Image",
+        "Your stylised (e.g. painted over) version of this frame, same aspect "
         "ratio as the strip; empty: the engine stylises the frame",
     )
 
@@ -166,12 +164,7 @@ class StylizeRegion(bpy.types.PropertyGroup):
     keep: BoolProperty(
         name="Keep", description="Leave this region as it is (it still follows the motion of the rest of the frame)"
     )
-    style_image: StringProperty(
-        name="Style Image",
-        subtype="FILE_PATH",
-        options=compat.PATH,
-        description="Painting or picture whose style this region takes",
-    )
+    style_image: compat.path_property("Style Image", "Painting or picture whose style this region takes")
     strength: FloatProperty(
         name="Strength",
         default=1.0,
@@ -189,12 +182,7 @@ class StylizeRegion(bpy.types.PropertyGroup):
 class _Settings:
     """What the Run button does with the active strip (the declared part of ``StylizeSettings``)."""
 
-    style_image: StringProperty(
-        name="Style Image",
-        subtype="FILE_PATH",
-        options=compat.PATH,
-        description="Painting or picture whose style is transferred",
-    )
+    style_image: compat.path_property("Style Image", "Painting or picture whose style is transferred")
     preset: EnumProperty(
         name="Preset",
         default="standard",
@@ -270,12 +258,10 @@ class _Settings:
         description="Image Editors show the last preview beside its input frame (input left); off: the preview alone",
     )
     # Render > Stylize Animation (``render.stylize_animation``) only:
-    output_folder: StringProperty(
-        name="Output Folder",
+    output_folder: compat.path_property(
+        "Output Folder",
+        "Folder for the stylised frames (named like the scene's output files); empty: the scene's output path",
         subtype="DIR_PATH",
-        options=compat.PATH,
-        description="Folder for the stylised frames (named like the scene's output "
-        "files); empty: the scene's output path",
     )
     overwrite_output: BoolProperty(
         name="Overwrite",

@@ -83,6 +83,8 @@ from .common import (
 )
 
 ESTIMATED = {"DIS": "dis", "DeepFlow": "deepflow"}
+# The per-pair and summary tables' columns after the pair and method.
+MEASURES = ("E", "style loss", "content loss", "style dist", "seconds")
 
 
 def add_arguments(parser):
@@ -189,11 +191,7 @@ def run(args):
     per_pair = Table(
         "pair",
         "method",
-        "E",
-        "style loss",
-        "content loss",
-        "style dist",
-        "seconds",
+        *MEASURES,
         title="Per pair (E: warping error with GT flow; losses and style distance of S_t+1)",
     )
     by_method = {m: [] for m in ["input"] + methods}
@@ -214,11 +212,7 @@ def run(args):
     per_pair.print()
     summary = Table(
         "method",
-        "E",
-        "style loss",
-        "content loss",
-        "style dist",
-        "seconds",
+        *MEASURES,
         title=f"Mean over {len(by_method['input'])} pairs",
     )
     for method, rows in by_method.items():

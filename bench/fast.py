@@ -123,6 +123,21 @@ from .consistency import gt_backward
 
 CLIP_FRAMES = 240  # the whole-clip target
 
+# The summary table's first columns (one row per sequence and method: means over the predicted frames), here and
+# in fast_learned.py.
+SUMMARY_COLUMNS = (
+    "sequence",
+    "frames",
+    "method",
+    "PSNR",
+    "MAD",
+    "E",
+    "E / per-frame",
+    "sharpness",
+    "revealed share",
+    "sharpness revealed",
+)
+
 
 def add_arguments(parser):
     parser.add_argument("--device", default="cpu", help="cpu | cuda (fast mode and reference)")
@@ -425,16 +440,7 @@ def run(args):
     print(f"- Sintel scale {scale:g}, cockatoo scale {vscale:g}\n")
     eval_method = "deepflow" if "deepflow" in available_methods() else "dis"
     summary = Table(
-        "sequence",
-        "frames",
-        "method",
-        "PSNR",
-        "MAD",
-        "E",
-        "E / per-frame",
-        "sharpness",
-        "revealed share",
-        "sharpness revealed",
+        *SUMMARY_COLUMNS,
         "dist key",
         "dist style",
         title="Summary (means over the predicted frames)",

@@ -495,16 +495,7 @@ def run(args):
     )
     methods = [f"learned {b:g} s" for b in budgets] + ([] if args.no_route_b else ["fast (b)"]) + ["per-frame"]
     summary = Table(
-        "sequence",
-        "frames",
-        "method",
-        "PSNR",
-        "MAD",
-        "E",
-        "E / per-frame",
-        "sharpness",
-        "revealed share",
-        "sharpness revealed",
+        *fb.SUMMARY_COLUMNS,
         "key PSNR",
         "train s",
         "steps",

@@ -12,16 +12,13 @@
 """
 
 import json
-import subprocess
-import sys
-import time
 
 from stylize_core.io.frames import write_png
 from stylize_core.network import memory
 from stylize_core.settings import Settings
 
-from .common import ROOT, Table, print_header, random_spec, read_image, style_path
-from .speed import CLIP, RSS_WRAPPER
+from .common import Table, print_header, random_spec, read_image, style_path
+from .speed import CLIP, run_engine
 
 GB = 2**30
 
@@ -69,37 +66,17 @@ def engine_run(args, size):
     clip.mkdir(parents=True, exist_ok=True)
     for i, name in enumerate(CLIP):
         write_png(clip / f"frame_{i + 1:05d}.png", read_image(args.data / "sintel_clip" / name, tuple(size)))
-    cmd = [
-        sys.executable,
-        "-c",
-        RSS_WRAPPER,
-        sys.executable,
-        "-m",
-        "stylize_core",
-        "stylize",
-        str(clip),
-        "--style",
-        str(style_path(args)),
-        "--out",
-        str(work / "out"),
-        "--vgg",
+    stdout, seconds = run_engine(
+        clip,
+        style_path(args),
+        work / "out",
         args.vgg or random_spec(args),
-        "--iterations",
-        str(args.iterations),
-        "--iterations-later",
-        str(args.iterations),
-        "--progress",
-        "json",
-        "--restart",
-        "--device",
-        args.device,
-    ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"engine failed at {size}: {proc.stderr[-2000:]}")
-    lines = proc.stdout.strip().splitlines()
+        iterations=args.iterations,
+        progress="json",
+        device=args.device,
+        what=f"at {size}",
+    )
+    lines = stdout.strip().splitlines()
     events = [json.loads(line) for line in lines[:-1] if line.startswith("{")]
     warnings = [e["message"] for e in events if e["event"] == "warning"]
     manifest = json.loads((work / "out" / "job.json").read_text())

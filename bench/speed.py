@@ -264,42 +264,30 @@ RSS_WRAPPER = (
 )
 
 
+def run_engine(clip, style, out, vgg, iterations, progress, device, what):
+    """Run the engine CLI on ``clip`` (``iterations`` for every frame, ``--restart``) under ``RSS_WRAPPER``:
+    its output (the last line: the peak RSS in KiB) and the seconds it took; RuntimeError if it fails ``what``."""
+    cmd = [sys.executable, "-c", RSS_WRAPPER, sys.executable, "-m", "stylize_core", "stylize", str(clip)]
+    cmd += ["--style", str(style), "--out", str(out), "--vgg", vgg, "--iterations", str(iterations)]
+    cmd += ["--iterations-later", str(iterations), "--progress", progress, "--restart", "--device", device]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"engine failed {what}: {proc.stderr[-2000:]}")
+    return proc.stdout, seconds
+
+
 def peak_memory(args, frames, vgg_spec):
     """Peak RSS (MB) and seconds of the engine CLI on a generated ``frames``-frame clip."""
     work = args.out / "speed_memory"
     clip, out = work / f"clip_{frames}", work / f"out_{frames}"
     make_clip(clip, frames=frames, size=(64, 36))
     style = make_style(str(work / "style.png"), (64, 64))
-    cmd = [
-        sys.executable,
-        "-c",
-        RSS_WRAPPER,
-        sys.executable,
-        "-m",
-        "stylize_core",
-        "stylize",
-        str(clip),
-        "--style",
-        style,
-        "--out",
-        str(out),
-        "--vgg",
-        vgg_spec,
-        "--iterations",
-        "1",
-        "--iterations-later",
-        "1",
-        "--progress",
-        "none",
-        "--restart",
-        "--device",
-        "cpu",
-    ]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"engine failed on the memory run: {proc.stderr[-2000:]}")
-    return int(proc.stdout.split()[-1]) / 1024, time.perf_counter() - start
+    stdout, seconds = run_engine(
+        clip, style, out, vgg_spec, iterations=1, progress="none", device="cpu", what="on the memory run"
+    )
+    return int(stdout.split()[-1]) / 1024, seconds
 
 
 def memory(args, vgg_spec, lengths):
