@@ -31,23 +31,7 @@ from stylize_core.io.frames import resize
 from stylize_core.motion.consistency import reliability
 from stylize_core.network.optimize import Stylizer
 
-from . import scenes
-from .common import (
-    StyleDistance,
-    Table,
-    flicker_map,
-    grid,
-    heat_map,
-    labelled,
-    load_pair,
-    load_vgg,
-    mean_distance,
-    print_header,
-    random_spec,
-    sintel_pairs,
-    style_image,
-    write_image,
-)
+from . import common, scenes
 from .consistency import settings_for, stylize_pair
 from .scene_consistency import render_clip, stylize_clip, variants
 
@@ -75,36 +59,36 @@ def sheet(path, content, style, s_t, per_frame, ours, flow, mask, ours_label, di
     dists = [distance(img, style) for img in (content, per_frame, ours)]
     tags = ["" if d is None else f", d {d:.3f}" for d in dists]
     style = fit(style, (w, h))
-    maps = [flicker_map(s_t[k], img, flow, mask) for k, img in enumerate((per_frame, ours))]
+    maps = [common.flicker_map(s_t[k], img, flow, mask) for k, img in enumerate((per_frame, ours))]
     blank = np.ones_like(content)  # heat maps sit under the results they belong to
-    write_image(
+    common.write_image(
         path,
-        grid(
+        common.grid(
             [
                 [
-                    labelled(content, "content" + tags[0]),
-                    labelled(style, "style"),
-                    labelled(per_frame, "per-frame" + tags[1]),
-                    labelled(ours, ours_label + tags[2]),
+                    common.labelled(content, "content" + tags[0]),
+                    common.labelled(style, "style"),
+                    common.labelled(per_frame, "per-frame" + tags[1]),
+                    common.labelled(ours, ours_label + tags[2]),
                 ],
                 [
                     blank,
                     blank,
-                    labelled(heat_map(maps[0], VMAX), "flicker per-frame"),
-                    labelled(heat_map(maps[1], VMAX), f"flicker {ours_label}"),
+                    common.labelled(common.heat_map(maps[0], VMAX), "flicker per-frame"),
+                    common.labelled(common.heat_map(maps[1], VMAX), f"flicker {ours_label}"),
                 ],
             ]
         ),
     )
-    return [float(m.sum() / max(mask.sum(), 1)) for m in maps] + [mean_distance([d]) for d in dists]
+    return [float(m.sum() / max(mask.sum(), 1)) for m in maps] + [common.mean_distance([d]) for d in dists]
 
 
 def run(args):
-    vgg, weights_line, weights = load_vgg(args)
-    print_header("Pictures", args, weights_line)
-    style = style_image(args)
-    distance = StyleDistance()
-    table = Table(
+    vgg, weights_line, weights = common.load_vgg(args)
+    common.print_header("Pictures", args, weights_line)
+    style = common.style_image(args)
+    distance = common.StyleDistance()
+    table = common.Table(
         "picture",
         "mean flicker per-frame",
         "mean flicker ours",
@@ -114,9 +98,9 @@ def run(args):
         "file",
     )
 
-    folders = sintel_pairs(args.data)
+    folders = common.sintel_pairs(args.data)
     folder = next((f for f in folders if f.name == args.pair), folders[0])
-    pair = load_pair(folder, args.scale or (1 / 16 if args.quick else 0.25))
+    pair = common.load_pair(folder, args.scale or (1 / 16 if args.quick else 0.25))
     stylizer = Stylizer(vgg, style, settings_for(args))
     s_t, results = stylize_pair(stylizer, pair, ["per-frame", "DIS"])
     path = args.out / f"pictures_sintel_{pair['name']}.png"
@@ -137,7 +121,7 @@ def run(args):
     folder = render_clip(args)
     frames, forward, backward = scenes.load_clip(folder)
     runs = dict(variants(args))
-    spec = weights or random_spec(args)
+    spec = weights or common.random_spec(args)
     per_frame, _ = stylize_clip(args, folder, "per-frame", runs["per-frame"], spec, restart=False)
     label = "Vector pass, single-pass long-term"
     ours, _ = stylize_clip(args, folder, label, runs[label], spec, restart=False)
