@@ -1,4 +1,4 @@
-"""Shared test set-up: the repo root on sys.path, and the shared data folder."""
+"""Shared test set-up: the repo root on sys.path, the shared data folder, and the engine's CLI on generated clips."""
 
 import json
 import os
@@ -39,6 +39,46 @@ def run_cli(args, capsys):
     code = cli.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, [json.loads(line) for line in out.splitlines() if line.startswith("{")], err
+
+
+def quick_argv(clip, out, *extra, inp=None, style=None):
+    """The engine's argv for a job on a generated clip: ``stylize CLIP/in --style CLIP/style.png --out OUT EXTRA``
+    (``inp``, ``style``: another input or style image)."""
+    return ["stylize", inp or clip / "in", "--style", style or clip / "style.png", "--out", out, *extra]
+
+
+def engine_cmd(*args):
+    """``python -m stylize_core ARGS`` with this interpreter, as a subprocess's command (every item a string)."""
+    return [sys.executable, "-m", "stylize_core", *map(str, args)]
+
+
+def job_at_its_first_frame(clip, iterations_later):
+    """A slow job on ``clip`` (``--iterations-later N``, no early stop) in a subprocess from the repo root, to
+    interrupt: (the process, once it has reported its first frame; its command)."""
+    import subprocess
+
+    quick = f"--vgg random:8 --iterations 4 --iterations-later {iterations_later} --tolerance 0 --progress json"
+    cmd = engine_cmd(*quick_argv(clip, clip / "out", *quick.split()))
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if json.loads(line)["event"] == "frame":
+            break
+    return proc, cmd
+
+
+# Fast mode on the torch backend (the GPU path, no compilation) with optimised keyframes; and small, quick ones.
+FAST_TORCH = "--mode fast --keyframe-method optimise --fast-backend torch".split()
+FAST_OPTIMISE = [*FAST_TORCH, *"--vgg random:8 --iterations 3 --progress json".split()]
+
+
+def run_bench(*args, timeout):
+    """``python -m bench ARGS`` in a subprocess without VGG-19 weights (the random VGG path must work):
+    the completed process, its output as text."""
+    import subprocess
+
+    env = {**os.environ, "STYLIZE_VGG19": ""}
+    cmd = [sys.executable, "-m", "bench", *map(str, args)]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def texture(h, w, seed):

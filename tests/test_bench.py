@@ -2,11 +2,10 @@
 the temporal loss lowering the warping error, flat memory, and the figures."""
 
 import math
-import os
 import subprocess
 import sys
 
-from conftest import ROOT, shared_data
+from conftest import ROOT, run_bench, shared_data
 
 FIGURES = [
     "flow_sintel.png",
@@ -64,15 +63,7 @@ def number(cell):
 
 def test_all_benchmarks_quick(tmp_path):
     data = shared_data("sintel_pairs").parent
-    env = {**os.environ, "STYLIZE_VGG19": ""}  # no weights: the random VGG path must work
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "all", "--quick", "--out", str(tmp_path), "--data", str(data)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_bench("all", "--quick", "--out", tmp_path, "--data", data, timeout=600)  # without VGG-19 weights
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     for title in TITLES:

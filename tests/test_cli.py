@@ -4,14 +4,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, generated_clip, run_cli, shared_data
+from conftest import ROOT, generated_clip, job_at_its_first_frame, quick_argv, run_cli, shared_data
 from stylize_core import cli, demo
 from stylize_core.io import flowio
 from stylize_core.io.frames import read_image
@@ -96,32 +95,8 @@ def test_resume_skips_finished_frames(clip, capsys):
 
 
 def test_interrupted_run_keeps_valid_frames_and_resumes(clip):
-    cmd = [
-        sys.executable,
-        "-m",
-        "stylize_core",
-        "stylize",
-        str(clip / "in"),
-        "--style",
-        str(clip / "style.png"),
-        "--out",
-        str(clip / "out"),
-        "--vgg",
-        "random:8",
-        "--iterations",
-        "4",
-        "--iterations-later",
-        "200",
-        "--tolerance",
-        "0",
-        "--progress",
-        "json",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if json.loads(line)["event"] == "frame":
-            proc.send_signal(signal.SIGTERM)
-            break
+    proc, cmd = job_at_its_first_frame(clip, 200)
+    proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 130
     assert "resume" in proc.stderr.read()
     names = sorted(os.listdir(clip / "out"))
@@ -143,19 +118,7 @@ def test_precomputed_flo_flows(clip, capsys):
     for a in range(1, 5):
         flowio.write_flo(flows / f"flow_{a:05d}_{a + 1:05d}.flo", np.zeros((32, 48, 2), np.float32))
         flowio.write_flo(flows / f"flow_{a + 1:05d}_{a:05d}.flo", np.zeros((32, 48, 2), np.float32))
-    args = [
-        "stylize",
-        clip / "in",
-        "--style",
-        clip / "style.png",
-        "--out",
-        clip / "out",
-        "--flow",
-        "flo",
-        "--flow-dir",
-        flows,
-        *FAST,
-    ]
+    args = quick_argv(clip, clip / "out", "--flow", "flo", "--flow-dir", flows, *FAST)
     assert run_cli(args, capsys)[0] == 0
     flowio.write_flo(flows / "flow_00003_00002.flo", np.zeros((30, 48, 2), np.float32))
     code, events, err = run_cli([*args, "--restart"], capsys)
@@ -264,20 +227,7 @@ def test_no_download_never_downloads(clip, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     monkeypatch.delenv(weights.ENV, raising=False)
     monkeypatch.setattr(weights, "download", lambda: pytest.fail("tried to download"))
-    code, _, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--style",
-            clip / "style.png",
-            "--out",
-            clip / "out",
-            "--no-download",
-            "--progress",
-            "none",
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(quick_argv(clip, clip / "out", "--no-download", "--progress", "none"), capsys)
     assert code == 1 and "weights not found" in err and str(weights.hub_path()) in err
 
 
@@ -323,32 +273,12 @@ def test_flow_cache_is_dropped_when_the_input_changes(clip, capsys):
 
 def test_paper_options_reach_the_manifest(clip, capsys):
     """The paper's options as CLI flags: recorded in the manifest's settings; a bad choice is one line."""
-    args = [
-        "stylize",
-        clip / "in",
-        "--style",
-        clip / "style.png",
-        "--out",
+    args = quick_argv(
+        clip,
         clip / "out",
-        "--vgg",
-        "random:8",
-        "--progress",
-        "json",
-        "--preset",
-        "paper-multipass",
-        "--flow",
-        "dis",
-        "--pass-iterations",
-        "2",
-        "--passes",
-        "3",
-        "--style-match",
-        "area",
-        "--reliability-widen",
-        "1.5",
-        "--tolerance-window",
-        "5",
-    ]
+        *"--vgg random:8 --progress json --preset paper-multipass --flow dis --pass-iterations 2 --passes 3".split(),
+        *"--style-match area --reliability-widen 1.5 --tolerance-window 5".split(),
+    )
     code, _, err = run_cli(args, capsys)  # the preset's temporal loss from pass 8: never, in 3 passes
     assert code == 1 and "--temporal-from-pass 8 is after the last of the 3 passes" in err
     args += ["--temporal-from-pass", "3"]

@@ -1,15 +1,12 @@
 """Fast mode (stylize_core/modes/fast/: synthesis.py, plan.py, backends.py) on tiny synthetic clips with known flows."""
 
-import os
-import subprocess
-import sys
 import warnings
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, shared_data
+from conftest import run_bench, shared_data
 from stylize_core.errors import StylizeError
 from stylize_core.modes.fast import backends as search_backends
 from stylize_core.modes.fast import synthesis as fast
@@ -161,15 +158,7 @@ def test_numba_missing_is_a_clear_error(monkeypatch):
 
 def test_bench_fast_quick_synthetic(tmp_path):
     data = shared_data("sintel_pairs").parent
-    env = {**os.environ, "STYLIZE_VGG19": ""}
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "fast", "--quick", "--synthetic", "--out", str(tmp_path), "--data", str(data)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_bench("fast", "--quick", "--synthetic", "--out", tmp_path, "--data", data, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "SYNTHETIC" in out and "Targets of issue #8" in out

@@ -11,24 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import generated_clip, run_cli
+from conftest import FAST_OPTIMISE, generated_clip, quick_argv, run_cli
 from stylize_core.io.frames import read_image, write_png
 
 W, H, N = 64, 48, 6
-FAST = [
-    "--mode",
-    "fast",
-    "--keyframe-method",
-    "optimise",
-    "--fast-backend",
-    "torch",
-    "--vgg",
-    "random:8",
-    "--iterations",
-    "3",
-    "--progress",
-    "json",
-]
+FAST = FAST_OPTIMISE
 ORANGE, BLUE = np.array([1.0, 0.55, 0.0], np.float32), np.array([0.05, 0.2, 0.9], np.float32)
 
 
@@ -194,20 +181,7 @@ def test_bad_keyframes_are_one_line_and_nothing_is_written(clip, capsys):
         v for v in FAST if v not in ("--mode", "fast", "--keyframe-method", "optimise", "--fast-backend", "torch")
     ]
     code, events, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--style",
-            clip / "style.png",
-            "--out",
-            clip / "out",
-            *quality,
-            "--keyframe",
-            f"2={good}",
-            "--max-frames",
-            "3",
-        ],
-        capsys,
+        quick_argv(clip, clip / "out", *quality, "--keyframe", f"2={good}", "--max-frames", "3"), capsys
     )
     assert_user_error(code, events, err, "--keyframe needs --mode fast")
     code, events, err = stylize(clip, capsys, "--keyframe-every", "-1")
@@ -358,22 +332,7 @@ def test_eta_weighs_keyframes_and_synthesised_frames_by_their_cost(tmp_path, cap
     monkeypatch.setattr(progress.JsonProgress, "emit", lambda self, event, **f: events.append((now[0], event, f)))
     clip = generated_clip(tmp_path, 16, (48, 32))
     code, _, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--style",
-            clip / "style.png",
-            "--out",
-            clip / "out",
-            "--progress",
-            "json",
-            "--mode",
-            "fast",
-            "--fast-backend",
-            "torch",
-            *extra,
-        ],
-        capsys,
+        quick_argv(clip, clip / "out", *"--progress json --mode fast --fast-backend torch".split(), *extra), capsys
     )
     assert code == 0, err
     end = next(t for t, e, _ in events if e == "done")

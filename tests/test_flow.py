@@ -148,32 +148,11 @@ def test_vector_source_composes_consecutive_flows(tmp_path):
 def test_job_caches_flows_at_the_processing_size(tmp_path, capsys):
     """Flows are estimated, cached and used at the processing size: a 64x48 clip at --scale 0.5
     caches 32x24 flows (it cached 64x48 ones, 4x the bytes, shrunk again on every use)."""
-    from conftest import generated_clip, run_cli
+    from conftest import generated_clip, quick_argv, run_cli
 
     clip = generated_clip(tmp_path, 4, (64, 48))
-    code, events, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--style",
-            clip / "style.png",
-            "--out",
-            tmp_path / "out",
-            "--scale",
-            "0.5",
-            "--long-term",
-            "1,2",
-            "--vgg",
-            "random:8",
-            "--iterations",
-            "2",
-            "--iterations-later",
-            "2",
-            "--progress",
-            "json",
-        ],
-        capsys,
-    )
+    quick = "--scale 0.5 --long-term 1,2 --vgg random:8 --iterations 2 --iterations-later 2 --progress json".split()
+    code, events, err = run_cli(quick_argv(clip, tmp_path / "out", *quick), capsys)
     assert code == 0, err
     cached = sorted((tmp_path / "out" / "flow").rglob("*.flo"))
     assert len(cached) == 2 * (3 + 2)  # offsets 1 and 2, both directions

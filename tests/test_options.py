@@ -62,16 +62,10 @@ OTHER = {
 # Settings options whose bad values need another option beside them to reach their own check.
 CONTEXT = {
     "--adam-lr": ["--optimizer", "adam"],
-    "--keyframe-every": ["--mode", "fast"],
-    "--keyframe-zoom": ["--mode", "fast"],
-    "--fast-backend": ["--mode", "fast"],
-    "--pass-iterations": ["--passes", "2"],
-    "--first-pass": ["--passes", "2"],
-    "--blend": ["--passes", "2"],
-    "--temporal-from-pass": ["--passes", "2"],
+    **dict.fromkeys(["--keyframe-every", "--keyframe-zoom", "--fast-backend"], ["--mode", "fast"]),
+    **dict.fromkeys(["--pass-iterations", "--first-pass", "--blend", "--temporal-from-pass"], ["--passes", "2"]),
     "--flow-dir": ["--flow", "dis"],
-    "--region": ["--matte", "{clip}/mattes"],
-    "--region-map": ["--matte", "{clip}/mattes"],
+    **dict.fromkeys(["--region", "--region-map"], ["--matte", "{clip}/mattes"]),
     "--regions-layer": ["--regions", "input"],
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import contents, generated_clip, run_cli
+from conftest import FAST_OPTIMISE, contents, generated_clip, run_cli
 from stylize_core.io.frames import read_image
 from stylize_core.network import feedforward
 
@@ -27,30 +27,7 @@ QUALITY = [
     "--progress",
     "json",
 ]
-FAST_OPTIMISE = [
-    "--mode",
-    "fast",
-    "--keyframe-method",
-    "optimise",
-    "--fast-backend",
-    "torch",
-    "--vgg",
-    "random:8",
-    "--iterations",
-    "3",
-    "--progress",
-    "json",
-]
-FAST_FEEDFORWARD = [
-    "--mode",
-    "fast",
-    "--keyframe-method",
-    "feedforward",
-    "--fast-backend",
-    "torch",
-    "--progress",
-    "json",
-]
+FAST_FEEDFORWARD = "--mode fast --keyframe-method feedforward --fast-backend torch --progress json".split()
 
 
 @pytest.fixture

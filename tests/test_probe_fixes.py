@@ -4,14 +4,23 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ROOT, contents, generated_clip, run_cli, shared_data
+from conftest import (
+    FAST_TORCH,
+    ROOT,
+    contents,
+    engine_cmd,
+    generated_clip,
+    job_at_its_first_frame,
+    quick_argv,
+    run_cli,
+    shared_data,
+)
 from stylize_core.io import exr, flowio
 from stylize_core.io.frames import read_image, write_png
 
@@ -25,10 +34,7 @@ def clip(tmp_path):
 
 
 def stylize(clip, capsys, *extra, out=None, inp=None, style=None):
-    return run_cli(
-        ["stylize", inp or clip / "in", "--style", style or clip / "style.png", "--out", out or clip / "out", *extra],
-        capsys,
-    )
+    return run_cli(quick_argv(clip, out or clip / "out", *extra, inp=inp, style=style), capsys)
 
 
 def refused(result, *expected):
@@ -168,18 +174,7 @@ def test_damaged_exr_frames_are_one_line_and_the_event_stream_stays_json(tmp_pat
     (folder / "f1.exr").write_bytes(data[: len(data) // 2])
     write_png(tmp_path / "style.png", np.full((32, 32, 3), 0.4, np.float32))
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stylize_core",
-            "stylize",
-            str(folder),
-            "--style",
-            str(tmp_path / "style.png"),
-            "--out",
-            str(tmp_path / "out"),
-            *QUALITY,
-        ],
+        engine_cmd("stylize", folder, "--style", tmp_path / "style.png", "--out", tmp_path / "out", *QUALITY),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -207,25 +202,7 @@ def test_nan_pixels_of_a_render_do_not_poison_the_losses(tmp_path, capsys):
 
 def test_fast_mode_keeps_the_frames_colours_with_preserve_colors(tmp_path, capsys):
     clip = generated_clip(tmp_path, 4, (48, 32))
-    code, _, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--style",
-            clip / "style.png",
-            "--out",
-            clip / "out",
-            *COMMON,
-            "--mode",
-            "fast",
-            "--keyframe-method",
-            "optimise",
-            "--fast-backend",
-            "torch",
-            "--preserve-colors",
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(quick_argv(clip, clip / "out", *COMMON, *FAST_TORCH, "--preserve-colors"), capsys)
     assert code == 0, err
     yiq = np.array([[0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
     for i in range(4):
@@ -257,34 +234,10 @@ def test_the_demo_never_writes_over_files_it_did_not_write(tmp_path, capsys):
 
 
 def test_a_second_interrupt_while_the_job_winds_down_is_ignored(clip):
-    cmd = [
-        sys.executable,
-        "-m",
-        "stylize_core",
-        "stylize",
-        str(clip / "in"),
-        "--style",
-        str(clip / "style.png"),
-        "--out",
-        str(clip / "out"),
-        "--vgg",
-        "random:8",
-        "--iterations",
-        "4",
-        "--iterations-later",
-        "400",
-        "--tolerance",
-        "0",
-        "--progress",
-        "json",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in proc.stdout:
-        if json.loads(line)["event"] == "frame":
-            proc.send_signal(signal.SIGINT)
-            time.sleep(0.02)
-            proc.send_signal(signal.SIGINT)
-            break
+    proc, _ = job_at_its_first_frame(clip, 400)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 130
     err = proc.stderr.read()
     assert "Traceback" not in err and "Exception ignored" not in err, err

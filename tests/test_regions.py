@@ -341,24 +341,22 @@ def test_cli_regions_end_to_end(tmp_path, capsys, mode):
 
     clip = label_clip(tmp_path)
     out = clip / "out"
-    code, events, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--regions",
-            clip / "maps",
-            "--region",
-            f"0={clip / 'red.png'}:0.8",
-            "--region",
-            "7=keep",
-            "--out",
-            out,
-            "--mode",
-            mode,
-            *(FAST if mode == "quality" else FAST_MODE),
-        ],
-        capsys,
-    )
+    args = [
+        "stylize",
+        clip / "in",
+        "--regions",
+        clip / "maps",
+        "--region",
+        f"0={clip / 'red.png'}:0.8",
+        "--region",
+        "7=keep",
+        "--out",
+        out,
+        "--mode",
+        mode,
+        *(FAST if mode == "quality" else FAST_MODE),
+    ]
+    code, events, err = run_cli(args, capsys)
     assert code == 0, err
     manifest = json.loads((out / "job.json").read_text())
     assert manifest["style"] is None and manifest["regions"]["labels"] == ["0", "7"]
@@ -376,24 +374,7 @@ def test_cli_regions_end_to_end(tmp_path, capsys, mode):
     lab = cv2.imread(str(clip / "maps" / "map_002.png"), cv2.IMREAD_UNCHANGED)
     lab[0, 0] = 7
     save_png(clip / "maps" / "map_002.png", lab)
-    code, _, err = run_cli(
-        [
-            "stylize",
-            clip / "in",
-            "--regions",
-            clip / "maps",
-            "--region",
-            f"0={clip / 'red.png'}:0.8",
-            "--region",
-            "7=keep",
-            "--out",
-            out,
-            "--mode",
-            mode,
-            *(FAST if mode == "quality" else FAST_MODE),
-        ],
-        capsys,
-    )
+    code, _, err = run_cli(args, capsys)
     assert code == 1 and "regions.maps" in err
 
 

@@ -105,24 +105,8 @@ def stylize(folder, tmp_path):
     style = tmp_path / "style.png"
     if not style.exists():
         demo.make_style(style, size=(32, 32))
-    events = engine(
-        "stylize",
-        folder,
-        "--style",
-        style,
-        "--jobs",
-        tmp_path / "jobs",
-        "--flow",
-        "vector",
-        "--long-term",
-        "1,2",
-        "--vgg",
-        "random:8",
-        "--iterations",
-        "2",
-        "--iterations-later",
-        "2",
-    )
+    quick = "--flow vector --long-term 1,2 --vgg random:8 --iterations 2 --iterations-later 2".split()
+    events = engine("stylize", folder, "--style", style, "--jobs", tmp_path / "jobs", *quick)
     manifest = json.loads((Path(events[0]["out"]) / "job.json").read_text())
     return events, manifest
 
