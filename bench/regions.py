@@ -218,7 +218,7 @@ def inner_rect(inside):
 class CropDistance:
     """Style distance of a region (``bench.common.StyleDistance``): the largest rectangle inside the region, >=
     ``MARGIN`` px from its border, against a crop of the same size from the centre of each style image resized
-    as the engine resizes it for these frames (``optimize.style_size``), so both are magnified alike."""
+    as the engine resizes it for these frames (``sizes.style_size``), so both are magnified alike."""
 
     def __init__(self, styles, frame_hw, settings):
         self.distance = StyleDistance()

@@ -92,7 +92,7 @@ class Tee:
 def serve(stdin=None):
     """Run requests from ``stdin`` until it ends or a request is interrupted; the exit code."""
     try:
-        pass
+        from . import schedule  # noqa: F401 -- the imports a request would pay for, paid before the first one
     except Exception as e:  # noqa: BLE001 -- a broken installation: one line, as the CLI would say it
         _event(event="error", message=f"the engine cannot start: {type(e).__name__}: {e}")
         return 1

@@ -14,7 +14,7 @@ defaults (content 5, style 100, temporal 1000, tv 1e-3) are the same ratios
 multiplied by 5; we divide by 5 so the content weight is 1, hence tv 2e-4.
 
 Modes. ``quality`` optimises every frame (the paper). ``fast`` (docs/fast_mode.md,
-``fast_mode.py``) stylises only keyframes and carries their look to the other frames by guided
+``modes/fast/mode.py``) stylises only keyframes and carries their look to the other frames by guided
 patch synthesis (``modes/fast/synthesis.py``): ~0.1-2 s a frame on a CPU instead of minutes. Its keyframes are
 made (``keyframe_method``) by Ghiasi et al.'s feedforward network (``feedforward.py``: 0.3 s a
 1024x436 keyframe on one CPU core; ``keyframe_iterations`` refine it with the optimiser) or
@@ -212,7 +212,7 @@ SEEDED = When(
     "something random (--init random, or fast mode's patch search)",
     lambda s: f"--mode {s.mode}, --init {s.init}",
 )
-# ``auto`` passes both OPTIMISED and FEEDFORWARD here; fast_mode.FastMode checks the given options again once it
+# ``auto`` passes both OPTIMISED and FEEDFORWARD here; modes.fast.mode.FastMode checks the given options again once it
 # has resolved ``auto`` for the device (``Settings.given``).
 OPTIMISED = When(
     lambda s: s.mode == "quality" or s.keyframe_method != "feedforward",

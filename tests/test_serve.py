@@ -1,6 +1,7 @@
 """The warm engine (``python -m stylize_core serve``): commands run one after another in one process, their
 events each ended by ``served``; bad requests answered without ending it; an interrupt ends it."""
 
+import io
 import json
 import signal
 import subprocess
@@ -125,3 +126,18 @@ def test_an_interrupted_command_ends_the_server_and_keeps_the_job_resumable(clip
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_broken_engine_is_one_error_event_before_ready(monkeypatch, capsys):
+    """The warm engine imports the engine before it says ``ready`` (the first request does not pay for torch),
+    so a broken installation is one ``error`` event and exit code 1, not a ``ready`` server failing every request
+    (a lint pass once removed that import as unused)."""
+    import stylize_core
+    from stylize_core import serve
+
+    monkeypatch.delattr(stylize_core, "schedule", raising=False)
+    monkeypatch.setitem(sys.modules, "stylize_core.schedule", None)  # ``from . import schedule`` fails
+    assert serve.serve(io.StringIO("")) == 1
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in events] == ["error"]
+    assert events[0]["message"].startswith("the engine cannot start: ModuleNotFoundError")

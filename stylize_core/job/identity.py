@@ -62,7 +62,7 @@ def job_identity(source, style, settings, weights, flows=None, fast=None, region
     """The identity dict (see the module docstring): ``source`` from :func:`input_identity`,
     ``style`` a path or a blend (:func:`style_identity`), ``weights`` from ``weights.identity``,
     ``flows`` the digest of precomputed flows or None, ``fast`` fast mode's record
-    (``fast_mode.FastMode.identity``) or None, ``regions`` the style regions' record
+    (``modes.fast.mode.FastMode.identity``) or None, ``regions`` the style regions' record
     (``regions.Regions.identity``; the key is absent without regions)."""
     record = {
         "input": source,

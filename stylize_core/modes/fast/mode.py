@@ -22,7 +22,7 @@ docs/fast_mode.md); this module gives it to ``schedule.Job``:
   clip and its image readable with the frames' aspect ratio (within 1%: resized, with a
   ``warning`` event; otherwise refused, ``synthesis.prepare_keyframe``). Its frame is written
   as the painting at the output size; its decoded content is part of the job identity;
-- every other frame: ``fast.propagate`` from the keyframes (at the processing size, on
+- every other frame: ``synthesis.propagate`` from the keyframes (at the processing size, on
   the job's flows, so every ``--flow`` works), one ``progress`` event per frame with
   ``loss`` = the share of pixels whose flow track was lost (0..1);
 - style regions: the keyframes are optimised with their regions (``region_style.py``); the
@@ -239,7 +239,7 @@ class FastMode:
 
     def work(self, start, keys=None):
         """The work left (``progress.Progress``): the keyframes' iterations to optimise and the synthesis
-        steps (``fast.step_counts``) from frame ``start``, for ``keys`` (default: those known before the
+        steps (``synthesis.step_counts``) from frame ``start``, for ``keys`` (default: those known before the
         clip is read)."""
         keys = self.keyframes() if keys is None else keys
         if start >= self.n:
