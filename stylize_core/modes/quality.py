@@ -8,6 +8,12 @@ warped from outside the frame) the initialisation is the content with
 ``init="content"``, and with ``init="random"`` the mean pixel (``vgg.MEAN_PIXEL``, the
 Caffe VGG-19's, as the authors), never the black the warp gives outside the frame.
 
+Shots: a clip of several shots (``shots.shot_cuts``: the first frame of each, found once per job and recorded in
+the manifest's ``shot_cuts``, 1-based) is stylised shot by shot, each from its own first frame: no temporal term,
+initialisation or pass neighbour reaches across a cut (the flow there relates unrelated pictures). So the shots
+are independent, and a farm plan runs each as a task of its own (``farm/graph.py``) with the frames of the
+single-machine run. A clip without cuts is stylised as before.
+
 Multi-pass (paper Sec. 3.4): passes alternate direction. Pass 1 (``first_pass``):
 ``independent`` (the paper's) optimises every frame on its own from the ``init`` image,
 with ``init="random"`` the *same* noise image for every frame (seed ``seed``), so no
@@ -33,6 +39,7 @@ from ..io import jobdir
 from ..motion.consistency import long_term_weights
 from ..network.optimize import level_iterations
 from ..network.vgg import MEAN_PIXEL
+from .shots import shot_cuts, shots
 
 
 def _levels(iterations, s):
@@ -130,21 +137,38 @@ class QualityMode:
             return {}
         return {"optimise": _levels(self.s.iterations, self.s)}
 
-    def frames(self, skipped):
-        return self._single_pass(skipped) if self.s.passes == 1 else self._multi_pass()
+    def shots(self):
+        """``[(first, end), ...]`` of the clip (``end`` exclusive): found once per job, kept in the manifest
+        (``shot_cuts``, 1-based). Without flows (one pass, no temporal term) the frames are independent: one shot."""
+        w = self.w
+        manifest, n = w.files.manifest, w.clip.n
+        if "shot_cuts" not in manifest.record:
+            cuts = shot_cuts(w.clip.content, n, w.clip) if self.needs_flow() else []
+            manifest.update(shot_cuts=[t + 1 for t in cuts])
+        return shots(n, [t - 1 for t in manifest.record["shot_cuts"]])
 
-    def _single_inputs(self, i):
-        """Frame ``i`` at the processing size and, per earlier frame j of the temporal loss
-        (closest first), ``clip.reliability(i, i - j)``: all that frame ``i`` needs besides the
+    def units(self):
+        """The job in independent pieces (a farm plan's tasks, ``farm/graph.py``): its shots."""
+        return self.shots()
+
+    def frames(self, skipped, part=None):
+        """The frames still to write, shot by shot (``part``: only the shot ``(first, end)``, a farm task's)."""
+        for lo, hi in [part] if part else self.shots():
+            yield from self._single_pass(lo, hi) if self.s.passes == 1 else self._multi_pass(lo, hi)
+
+    def _single_inputs(self, i, lo):
+        """Frame ``i`` at the processing size and, per earlier frame j of the temporal loss in its shot (from
+        ``lo``; closest first), ``clip.reliability(i, i - j)``: all that frame ``i`` needs besides the
         earlier results, so it is prepared ahead while frame ``i - 1`` is optimised."""
         clip = self.w.clip
-        return clip.content(i), [clip.reliability(i, i - j) for j in self.s.offsets if i - j >= 0]
+        return clip.content(i), [clip.reliability(i, i - j) for j in self.s.offsets if i - j >= lo]
 
-    def _single_pass(self, start):
-        w, clip, s, n = self.w, self.w.clip, self.s, self.w.clip.n
+    def _single_pass(self, lo, hi):
+        w, clip, s = self.w, self.w.clip, self.s
+        start = next((i for i in range(lo, hi) if not w.files.frame(i).exists()), hi)  # resume the shot
         keep = max(s.offsets, default=1)
-        for i, (content, prepared) in ahead(range(start, n), self._single_inputs):
-            earlier = [j for j in s.offsets if i - j >= 0]
+        for i, (content, prepared) in ahead(range(start, hi), lambda i: self._single_inputs(i, lo)):
+            earlier = [j for j in s.offsets if i - j >= lo]
             if not earlier:
                 img = self._first(i, content)
             else:
@@ -158,19 +182,19 @@ class QualityMode:
             yield i, img, {}
             clip.keep(i, None, img, keep)
 
-    def _multi_pass(self):
-        w, clip, s, n = self.w, self.w.clip, self.s, self.w.clip.n
+    def _multi_pass(self, lo, hi):
+        w, clip, s = self.w, self.w.clip, self.s
         dirs = [w.files.folder_of(jobdir.pass_folder(p)) for p in range(1, s.passes + 1)]
         for p in range(1, s.passes + 1):
-            order = range(n) if p % 2 else range(n - 1, -1, -1)
+            order = range(lo, hi) if p % 2 else range(hi - 1, lo - 1, -1)
             step = 1 if p % 2 else -1
             independent = p == 1 and s.first_pass == "independent"
 
             def inputs(i):
-                """Frame ``i`` and, if its neighbour's result is used, ``clip.reliability(i, nb)``
+                """Frame ``i`` and, if its neighbour's result is used (in the shot), ``clip.reliability(i, nb)``
                 (prepared ahead while the frame before it in the pass is optimised)."""
                 nb = i - step
-                used = 0 <= nb < n and (not independent or p >= s.temporal_from_pass)
+                used = lo <= nb < hi and (not independent or p >= s.temporal_from_pass)
                 return clip.content(i), clip.reliability(i, nb) if used else None
 
             for i, (content, ready) in ahead([i for i in order if not self._finished(p, i)], inputs):

@@ -13,22 +13,8 @@ import cv2
 import numpy as np
 
 from ...motion.flow import estimate
-from .synthesis import Propagator, reliability_weights
-
-CUT_HISTOGRAM = 0.3  # Bhattacharyya distance of colour histograms: a cut candidate above it
-CUT_RELIABLE = 0.5  # ... confirmed when less than this share of the frame has a reliable flow
-
-
-def colour_histogram(img):
-    """Normalised HSV histogram (12 hue x 4 saturation x 4 value bins) of an RGB [0, 1]
-    image, computed on a 64-pixel-wide thumbnail."""
-    img = np.asarray(img, np.float32)
-    h, w = img.shape[:2]
-    thumb = cv2.resize(img, (64, max(1, round(64 * h / w))), interpolation=cv2.INTER_AREA)
-    hsv = cv2.cvtColor(np.clip(thumb * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)
-    hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256])
-    return cv2.normalize(hist, hist, 1, 0, cv2.NORM_L1)
-
+from ..shots import colour_histogram, is_cut
+from .synthesis import Propagator
 
 PLAN_WIDTH = 192  # thumbnails of this width track the keyframe's texture (plan_keyframes)
 
@@ -59,12 +45,8 @@ DRIFT_GAP = 12  # frames: a drift keyframe comes at least this far after the las
 def plan_keyframes(read, n, flows, zoom=2.0, drift=DRIFT, keys=()):
     """Frames (0-based) that need a keyframe of their own: ``(cuts, changes, drifts)``.
 
-    - ``cuts``: the first frame of a new shot, where nothing before shows its content. A cut
-      needs both signs: the colour histograms of ``t - 1`` and ``t`` differ (Bhattacharyya
-      distance > ``CUT_HISTOGRAM``; measured on the shared clips: <= 0.17 between consecutive
-      frames of a shot, <= 0.43 on Sintel's fastest pairs, >= 0.31 between different Sintel
-      scenes) and ``flows`` (the job's) are reliable on less than ``CUT_RELIABLE`` of the
-      frame. Only candidates cost a flow.
+    - ``cuts``: the first frame of a new shot, where nothing before shows its content (``shots.is_cut``: the
+      colour histograms differ and the job's ``flows`` are unreliable). Only candidates cost a flow.
     - ``changes`` (``zoom`` > 0): where the look carried from the last keyframe has stretched
       too far: the keyframe's coordinates, carried frame by frame on ``PLAN_WIDTH``-wide
       thumbnails (DIS flow), cover an area scale outside ``[1/zoom, zoom]`` (the camera
@@ -112,10 +94,7 @@ def plan_keyframes(read, n, flows, zoom=2.0, drift=DRIFT, keys=()):
         cur, hist = thumb(img), colour_histogram(img)
         added = None
         fb = estimate(cur, prev, "dis", "medium") if zoom > 0 or drift > 0 else None
-        if (
-            cv2.compareHist(prev_hist, hist, cv2.HISTCMP_BHATTACHARYYA) > CUT_HISTOGRAM
-            and reliability_weights(flows.flow(t, t - 1), flows.flow(t - 1, t)).mean() < CUT_RELIABLE
-        ):
+        if is_cut(prev_hist, hist, flows, t):
             added = cuts
         else:
             if zoom > 0:
