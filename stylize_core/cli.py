@@ -292,8 +292,6 @@ def _main(args):
     progress = make_progress(kind)
     try:
         from .io import outputs
-        from .io.regions import RegionOptions, parse_weighted
-        from .schedule import Job  # imports torch: after argument parsing so --help stays fast
 
         _check_given(args)
         settings = _settings(args)
@@ -305,26 +303,7 @@ def _main(args):
             outputs.check_video(args.video, where if args.command == "stylize" else Path(args.out) / "stylized")
         if args.command == "demo":
             return _demo(args, settings, progress)
-        regions = RegionOptions(args.regions, args.regions_layer, args.matte, tuple(args.region or ()), args.region_map)
-        regions.check()
-        styles = [parse_weighted(v) for v in args.style or ()] or None
-        job = Job(
-            args.input,
-            styles,
-            args.out,
-            settings,
-            video=args.video,
-            vgg=args.vgg,
-            device=args.device,
-            progress=progress,
-            max_frames=args.max_frames,
-            flow_dir=args.flow_dir,
-            restart=args.restart,
-            allow_download=not args.no_download,
-            jobs=args.jobs,
-            keyframes=parse_keyframes(args.keyframe),
-            regions=regions or None,
-        )
+        job = make_job(args, progress)
         if args.command == "preview":
             print(f"preview: {job.preview(args.at - 1)}", file=sys.stderr)
             return 0
@@ -349,6 +328,34 @@ def _main(args):
         return _fail(
             progress, f"internal error, please report it: {errors.message(e)} (set {DEBUG}=1 for the traceback)"
         )
+
+
+def make_job(args, progress, **extra):
+    """The ``schedule.Job`` of parsed ``stylize``/``preview`` options (``extra``: more of ``Job``'s arguments)."""
+    from .io.regions import RegionOptions, parse_weighted
+    from .schedule import Job  # imports torch: after argument parsing so --help stays fast
+
+    regions = RegionOptions(args.regions, args.regions_layer, args.matte, tuple(args.region or ()), args.region_map)
+    regions.check()
+    styles = [parse_weighted(v) for v in args.style or ()] or None
+    return Job(
+        args.input,
+        styles,
+        args.out,
+        _settings(args),
+        video=args.video,
+        vgg=args.vgg,
+        device=args.device,
+        progress=progress,
+        max_frames=args.max_frames,
+        flow_dir=args.flow_dir,
+        restart=args.restart,
+        allow_download=not args.no_download,
+        jobs=args.jobs,
+        keyframes=parse_keyframes(args.keyframe),
+        regions=regions or None,
+        **extra,
+    )
 
 
 PATH_OPTIONS = {

@@ -426,12 +426,7 @@ class Job:
         t0 = time.monotonic()
         n, skipped = len(self.src), self.mode.skipped()
         self._start(n, self.mode.passes, skipped)
-        for i, img, _info in self.mode.frames(skipped):
-            path = self.folder.frame(i)
-            with self.timings.timed("io"):
-                write_png(path, resize(img, self.size))
-            if self.progress:
-                self.progress.frame(i, path)
+        self._write(self.mode.frames(skipped))
         paths = [self.folder.frame(i) for i in range(n)]
         if video:
             write_video([str(p) for p in paths], str(video), self.src.fps)
@@ -440,6 +435,38 @@ class Job:
         if self.progress:
             self.progress.done(self.out, timings, paths)
         return paths
+
+    def _write(self, frames):
+        """Write (atomically, at the input size) and report every frame ``(i, image, info)`` of ``frames``."""
+        for i, img, _info in frames:
+            path = self.folder.frame(i)
+            with self.timings.timed("io"):
+                write_png(path, resize(img, self.size))
+            if self.progress:
+                self.progress.frame(i, path)
+
+    # -- the job in independent pieces (a farm plan's tasks) ------------------------------
+    def units(self):
+        """The job in independent pieces, as its mode cuts it: fast mode ``(keyframes, segments)``
+        (``FastMode.units``), quality mode its shots ``[(first, end), ...]`` (``QualityMode.shots``). Decided once
+        and kept in the manifest, so the pieces and this job's own :meth:`run` compute the same frames."""
+        with self.manifest.recording():
+            if isinstance(self.clip.flows, VectorPassFlows):
+                self._check_vector_pass()
+            return self.mode.units()
+
+    def run_keyframe(self, k):
+        """Fast mode: stylise automatic keyframe ``k`` (0-based) into ``keyframes/`` unless it is there."""
+        with self.manifest.recording():
+            self.mode.keyframe(k)
+
+    def run_part(self, part):
+        """Write the frames of one piece ``(first, end)`` of :meth:`units` still missing (a segment: once its
+        keyframes are stylised); the frames equal those of :meth:`run`."""
+        with self.manifest.recording():
+            if isinstance(self.clip.flows, VectorPassFlows):
+                self._check_vector_pass()
+            self._write(self.mode.frames(part[0], part))
 
     def preview(self, k):
         """Frame ``k`` (0-based) alone, as this job makes it, written to ``OUTDIR/preview/frame_NNNNN.png`` at

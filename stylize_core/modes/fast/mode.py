@@ -237,22 +237,53 @@ class FastMode:
     def skipped(self):
         return self.w.files.first_missing(self.n)
 
-    def work(self, start, keys=None):
+    def work(self, start, keys=None, end=None):
         """The work left (``progress.Progress``): the keyframes' iterations to optimise and the synthesis
-        steps (``synthesis.step_counts``) from frame ``start``, for ``keys`` (default: those known before the
-        clip is read)."""
+        steps (``synthesis.step_counts``) from frame ``start`` to ``end`` (default: the clip's end), for ``keys``
+        (default: those known before the clip is read)."""
         keys = self.keyframes() if keys is None else keys
-        if start >= self.n:
+        end = self.n if end is None else end
+        if start >= end:
             return {}
-        todo = [k for k in keys if k not in self.painted and k >= start and not self._cached(k).exists()]
+        todo = [k for k in keys if k not in self.painted and start <= k < end and not self._cached(k).exists()]
         iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
+        counts = fast.step_counts(self.n, keys, start)
         work = {
             "optimise": len(todo) * sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0,
-            "synthesis": sum(fast.step_counts(self.n, keys, start).values()),
+            "synthesis": sum(counts[i] for i in range(start, end)),
         }
         if self.keyframe_method == "feedforward":
             work["feedforward"] = len(todo)
         return work
+
+    def keyframe_work(self):
+        """The work of stylising one automatic keyframe (``progress.Progress``)."""
+        iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
+        work = {"optimise": sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0}
+        if self.keyframe_method == "feedforward":
+            work["feedforward"] = 1
+        return work
+
+    def units(self):
+        """The job in independent pieces (a farm plan's tasks, ``farm/graph.py``): ``(keyframes, segments)``.
+        ``keyframes``: the automatic keyframes (0-based; painted ones need no work), each stylised on its own
+        (:meth:`keyframe`); ``segments``: ``[(first, end, keys), ...]`` covering the clip in order, the frames
+        ``first..end-1`` synthesised from the keyframes ``keys`` alone (``frames(start, part=(first, end))``):
+        before the first keyframe from it; between two, from both; after the last, from it."""
+        keys = self._planned()
+        bounds = ([0] if keys[0] > 0 else []) + keys + [self.n]
+        segments = [(a, b, self._bounding(keys, a, b)) for a, b in zip(bounds, bounds[1:])]
+        return [k for k in keys if k not in self.painted], segments
+
+    @staticmethod
+    def _bounding(keys, a, b):
+        """The keyframes frames ``a..b-1`` are synthesised from: those in it and the next one after it."""
+        return [k for k in keys if a <= k < b] + [k for k in keys if k >= b][:1]
+
+    def keyframe(self, k):
+        """Stylise automatic keyframe ``k`` into ``keyframes/`` (atomically) unless it is there already."""
+        if k not in self.painted and not self._cached(k).exists():
+            self.w.files.save_array(self.w.files.folder_of(jobdir.KEYFRAMES), k, self._stylize(k))
 
     def preview(self, k):
         """Frame ``k`` as a keyframe (``Job.preview``): the painting, the cached keyframe, else stylised now and
@@ -264,13 +295,7 @@ class FastMode:
 
     def preview_work(self, k):
         """The work of :meth:`preview` (``progress.Progress``)."""
-        if k in self.painted or self._cached(k).exists():
-            return {}
-        iterations = self.s.iterations if self.keyframe_method == "optimise" else self.s.keyframe_iterations
-        work = {"optimise": sum(level_iterations(iterations, self.s.coarse_to_fine)) if iterations else 0}
-        if self.keyframe_method == "feedforward":
-            work["feedforward"] = 1
-        return work
+        return {} if k in self.painted or self._cached(k).exists() else self.keyframe_work()
 
     def _cached(self, k):
         return self.w.files.array(self.w.files.out / jobdir.KEYFRAMES, k)
@@ -288,30 +313,37 @@ class FastMode:
                 return np.load(self._cached(k)).astype(np.float32)
         return w.clip.result(k)
 
-    def frames(self, start):
+    def frames(self, start, part=None):
+        """The frames still to write from ``start`` (``part``: only the segment ``(first, end)`` of
+        :meth:`units`, a farm task's, from its first missing frame)."""
         w, clip, n = self.w, self.w.clip, self.n
-        if start >= n:
-            return  # finished: propagate would synthesise the last segment again for nothing
         keys = self._planned()
-        folder = w.files.folder_of(jobdir.KEYFRAMES)
+        lo, hi = part or (0, n)
+        if part:
+            keys = self._bounding(keys, lo, hi)
+            start = next((i for i in range(lo, hi) if not w.files.frame(i).exists()), hi)
+        if start >= hi:
+            return  # finished: propagate would synthesise the last segment again for nothing
         guide = (lambda i: clip.region_masks(i).transpose(1, 2, 0)) if clip.regions else None
-        work = self.work(start, keys)
+        work = self.work(start, keys, hi)
         if w.progress:
             w.progress.plan(work)
             if (work["optimise"] or work.get("feedforward")) and work["synthesis"] and n > 1:  # synthesis' rate first
-                a = max(k for k in keys if k <= max(start - 1, 0))
+                a = max(k for k in keys if k <= max(start - 1, 0)) if keys[0] <= max(start - 1, 0) else keys[0]
                 b = a + 1 if a + 1 < n else a - 1
                 w.progress.prior(
                     "synthesis", fast.time_step(clip.content, clip, a, b, self.synthesis, w.device, self.backend, guide)
                 )
         for k in keys:  # in order, first: their iterations are the progress of their frames
-            if k not in self.painted and k >= start and not self._cached(k).exists():
-                w.files.save_array(folder, k, self._stylize(k))
+            if k >= start:
+                self.keyframe(k)
         images = _Keyframes(keys, self._image)
         counts = fast.step_counts(n, keys, start)
         for i, img, info in fast.propagate(
             clip.content, n, images, clip, self.synthesis, w.device, start, self.backend, regions=guide
         ):
+            if i >= hi:
+                break  # the next segment's (a farm task of its own)
             if i in self.painted:
                 img = self._painted_full(i)  # at the output size: not resampled twice
             elif clip.regions and clip.regions.has_keep and i not in keys:
